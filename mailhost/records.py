@@ -1,0 +1,104 @@
+"""DNS records: the RecordSet value type shared by the plan and every provider.
+
+Conventions, the same everywhere in this package:
+- names are absolute, lowercase, without the trailing dot: ``_dmarc.example.com``;
+- values are in presentation form without provider quoting:
+  A ``198.51.100.10``, AAAA in compressed form, MX ``10 mail.example.com``,
+  TXT the whole logical string unquoted and unsplit (providers split at 255 bytes),
+  CAA ``0 issue "letsencrypt.org"``;
+- a RecordSet holds every value of one (name, type), sorted, and one TTL.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+TXT_CHUNK = 255
+
+
+def normalize_name(name: str) -> str:
+    """Lowercase, no trailing dot."""
+    return name.strip().rstrip(".").lower()
+
+
+def normalize_value(rtype: str, value: str) -> str:
+    """Bring a value to the canonical form described in the module docstring."""
+    value = value.strip()
+    if rtype == "A":
+        return str(ipaddress.IPv4Address(value))
+    if rtype == "AAAA":
+        return str(ipaddress.IPv6Address(value))
+    if rtype == "MX":
+        priority, target = value.split()
+        return f"{int(priority)} {normalize_name(target)}"
+    if rtype in ("CNAME", "NS", "PTR"):
+        return normalize_name(value)
+    return value
+
+
+@dataclass(frozen=True)
+class RecordSet:
+    """All values of one name and type, with one TTL."""
+
+    name: str
+    rtype: str
+    ttl: int
+    values: tuple[str, ...]
+    proxied: bool = field(default=False)  # Cloudflare only; a mail record must never be proxied
+
+    def __post_init__(self):
+        object.__setattr__(self, "name", normalize_name(self.name))
+        object.__setattr__(self, "rtype", self.rtype.upper())
+        normalized = sorted({normalize_value(self.rtype, v) for v in self.values})
+        object.__setattr__(self, "values", tuple(normalized))
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.name, self.rtype)
+
+    def with_values(self, values) -> RecordSet:
+        return RecordSet(self.name, self.rtype, self.ttl, tuple(values), self.proxied)
+
+
+def split_txt(value: str) -> list[str]:
+    """Split a TXT value into strings of at most 255 bytes (RFC 1035 character-strings)."""
+    data = value.encode()
+    if not data:
+        return [""]
+    return [data[i:i + TXT_CHUNK].decode() for i in range(0, len(data), TXT_CHUNK)]
+
+
+def quote_txt(value: str) -> str:
+    """Presentation form of a TXT value: quoted 255-byte strings separated by spaces."""
+    return " ".join(
+        '"' + part.replace("\\", "\\\\").replace('"', '\\"') + '"' for part in split_txt(value)
+    )
+
+
+def unquote_txt(text: str) -> str:
+    """Inverse of quote_txt; accepts an unquoted value as is."""
+    text = text.strip()
+    if not text.startswith('"'):
+        return text
+    parts, current, i, inside = [], [], 0, False
+    while i < len(text):
+        char = text[i]
+        if inside:
+            if char == "\\" and i + 1 < len(text):
+                current.append(text[i + 1])
+                i += 1
+            elif char == '"':
+                parts.append("".join(current))
+                current, inside = [], False
+            else:
+                current.append(char)
+        elif char == '"':
+            inside = True
+        i += 1
+    return "".join(parts)
+
+
+def display_value(rtype: str, value: str) -> str:
+    """How a value is shown in a plan line."""
+    return f'"{value}"' if rtype == "TXT" else value
