@@ -40,6 +40,11 @@ KNOTD = "knotd"
 KNOTC = "knotc"
 
 
+def knot_program(name: str) -> str | None:
+    """Full path of a Knot program (``knotd``, ``knotc``); sbin may be missing from PATH."""
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin:/sbin")
+
+
 class KnotError(Exception):
     """knotd could not be started or did not answer."""
 
@@ -102,6 +107,13 @@ def _port_free(address: str, port: int) -> bool:
             except OSError:
                 return False
     return True
+
+
+def _program(name: str) -> str:
+    path = knot_program(name)
+    if path is None:
+        raise KnotError(f"{name} not found: install the Debian package knot")
+    return path
 
 
 def _family(address: str) -> socket.AddressFamily:
@@ -198,7 +210,7 @@ class KnotServer:
         self.config_path.chmod(0o600)  # it holds the TSIG secret
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [*self.command_prefix, KNOTD, "--config", str(self.config_path)],
+                [*self.command_prefix, _program(KNOTD), "--config", str(self.config_path)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -246,7 +258,7 @@ class KnotServer:
     def knotc(self, *args: str) -> str:
         """Run ``knotc`` against this server, e.g. ``knotc("zone-read", "example.test")``."""
         result = subprocess.run(
-            [*self.command_prefix, KNOTC, "--config", str(self.config_path), *args],
+            [*self.command_prefix, _program(KNOTC), "--config", str(self.config_path), *args],
             capture_output=True,
             text=True,
             timeout=30,
