@@ -264,7 +264,8 @@ class KnotServer:
             timeout=30,
         )
         if result.returncode != 0:
-            raise KnotError(f"knotc {' '.join(args)} failed: {result.stderr.strip()}")
+            output = (result.stderr + result.stdout).strip()  # knotc reports errors on stdout
+            raise KnotError(f"knotc {' '.join(args)} failed: {output}")
         return result.stdout
 
     def stop(self, timeout: float = 10.0) -> None:
