@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import os
 import secrets
 import shutil
 import socket
@@ -194,10 +195,17 @@ class KnotServer:
             "zone:\n" + zones
         )
 
-    def start(self, timeout: float = 10.0) -> KnotServer:
-        """Write the config and zone files, start knotd, wait until it serves every zone."""
-        if self.process is not None:
-            raise KnotError("knotd is already running")
+    @property
+    def pid(self) -> int | None:
+        """knotd's PID while start() has it running."""
+        return self.process.pid if self.process else None
+
+    def prepare(self) -> list[str]:
+        """Write the config and zone files; return the knotd command line.
+
+        start() uses it; a caller that runs knotd its own way (detached, recording the PID)
+        can run this command itself, then call wait_ready().
+        """
         if self.workdir is None:
             self.workdir = Path(tempfile.mkdtemp(prefix="knot-"))
         if self.port is None:
@@ -206,27 +214,34 @@ class KnotServer:
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
         for zone, text in self.zones.items():
             (self.workdir / "zones" / f"{zone}.zone").write_text(text)
-        self.config_path.write_text(self.config_text())
-        self.config_path.chmod(0o600)  # it holds the TSIG secret
+        # 0600 from the start: the config holds the TSIG secret
+        config = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(config, "w") as file:
+            file.write(self.config_text())
+        return [*self.command_prefix, _program(KNOTD), "--config", str(self.config_path)]
+
+    def start(self, timeout: float = 10.0) -> KnotServer:
+        """Write the config and zone files, start knotd, wait until it serves every zone."""
+        if self.process is not None:
+            raise KnotError("knotd is already running")
+        command = self.prepare()
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [*self.command_prefix, _program(KNOTD), "--config", str(self.config_path)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
             )
         try:
-            self._wait_ready(timeout)
+            self.wait_ready(timeout)
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _wait_ready(self, timeout: float) -> None:
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        """Wait until every listen address answers an SOA query for every zone."""
         deadline = time.monotonic() + timeout
         waiting = [(address, zone) for address in self.listen for zone in self.zones]
         while waiting:
-            if self.process.poll() is not None:
+            if self.process and self.process.poll() is not None:
                 raise KnotError(f"knotd exited with {self.process.returncode}: {self.log_tail()}")
             if time.monotonic() > deadline:
                 raise KnotError(
