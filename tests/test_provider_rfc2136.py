@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+import socket
 
 import pytest
 
@@ -202,3 +203,13 @@ def test_server_down_is_a_clear_error(knot_world):
     knot_world.server.stop()
     with pytest.raises(ProviderError, match="refused the TCP connection"):
         provider.read(ZONE, OWNERSHIP.keys)
+
+
+def test_silent_server_times_out_clearly():
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers
+        port = silent.getsockname()[1]
+        provider = Rfc2136Provider(
+            "127.0.0.1", port, "k", base64.b64encode(b"k" * 32).decode(), timeout=0.3
+        )
+        with pytest.raises(ProviderError, match="did not answer within 0.3s"):
+            provider.read(ZONE, OWNERSHIP.keys)

@@ -158,7 +158,8 @@ class Rfc2136Provider(Provider):
             found = {k: v for k, v in self._transfer(zone).items() if k[:2] in wanted}
         else:
             found = self._query_each(zone, keys)
-        self._read_rdatas = {}
+        for key in keys:
+            self._read_rdatas.pop(key, None)
         record_sets = []
         for (name, rtype, ttl), rdatas in found.items():
             by_value = {canonical(rtype, rdata): rdata for rdata in rdatas}
@@ -188,7 +189,8 @@ class Rfc2136Provider(Provider):
         with self._talking(zone):
             self.calls["write"] += 1
             answer = dns.query.tcp(update, self.address, timeout=self.timeout, port=self.port)
-        self._read_rdatas = {}
+        for change in plan.changes:
+            self._read_rdatas.pop((change.name, change.rtype), None)
         self._check_update_rcode(zone, answer.rcode())
 
     def count_records(self, zone: str) -> int:
@@ -299,7 +301,7 @@ class Rfc2136Provider(Provider):
             ) from None
         except dns.tsig.PeerError as error:
             raise ProviderError(f"DNS server {self.where} rejected {key}: {error}") from None
-        except dns.exception.Timeout:
+        except (dns.exception.Timeout, TimeoutError):
             raise ProviderError(
                 f"DNS server {self.where} did not answer within {self.timeout:g}s"
             ) from None
