@@ -140,7 +140,9 @@ class CloudflareEmulator:
         self._server = ThreadingHTTPServer((self.host, self.port), handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -322,6 +324,8 @@ class CloudflareEmulator:
     def _patch(self, zone_id: str, records: list[dict], record_id: str, fields: dict) -> dict:
         index = self._index(records, record_id)
         merged = {**records[index], **fields}
+        if "data" in fields and "content" not in fields:
+            merged.pop("content", None)  # CAA content follows the new data
         record = self._build(zone_id, merged, records[index])
         others = records[:index] + records[index + 1:]
         self._check_conflicts(others, record)

@@ -1,0 +1,343 @@
+"""Cloudflare DNS through the official ``cloudflare`` SDK (5.9).
+
+Reads cost as few API calls as the zone allows: a zone that fits in one page is read with one
+full list; a bigger one with one name-filtered list per owned name. A plan is written with one
+``dns.records.batch`` call per zone, which Cloudflare applies as one transaction, after a
+re-read that makes sure nothing we touch changed since the plan was read.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import cloudflare
+from cloudflare import Cloudflare
+
+from mailhost.providers.base import Provider, ProviderError
+from mailhost.records import RecordSet, normalize_name, quote_txt, unquote_txt
+
+LEGACY_AUTH_VARIABLES = ("CLOUDFLARE_EMAIL", "CLOUDFLARE_API_KEY")
+PROXIABLE = ("A", "AAAA", "CNAME")
+NEVER_PROXIED = ("A", "AAAA")  # the mail host's addresses: SMTP cannot go through the proxy
+
+
+@dataclass(frozen=True)
+class FoundRecord:
+    """One Cloudflare record as read: its id and its value in records.py form."""
+
+    id: str
+    name: str
+    rtype: str
+    value: str
+    ttl: int
+    proxied: bool
+
+
+class CloudflareProvider(Provider):
+    """DNS records of Cloudflare zones.
+
+    ``api_token`` comes from the caller (env CLOUDFLARE_API_TOKEN); ``base_url`` points the SDK
+    at another server (the lab emulator). ``page_size`` is the per_page of full-zone lists.
+    """
+
+    kind = "cloudflare"
+
+    def __init__(
+        self,
+        api_token: str,
+        base_url: str | None = None,
+        max_retries: int = 2,
+        timeout: float = 30.0,
+        page_size: int = 500,
+    ):
+        super().__init__()
+        # The SDK would send CLOUDFLARE_EMAIL/CLOUDFLARE_API_KEY instead of the token, silently.
+        legacy = [name for name in LEGACY_AUTH_VARIABLES if os.environ.get(name)]
+        if legacy:
+            raise ProviderError(
+                f"{' and '.join(legacy)} set in the environment: the Cloudflare SDK would use "
+                "them instead of CLOUDFLARE_API_TOKEN; unset them"
+            )
+        if not api_token:
+            raise ProviderError("no Cloudflare API token: set CLOUDFLARE_API_TOKEN")
+        self._token = api_token
+        self.page_size = page_size
+        self.client = Cloudflare(
+            api_token=api_token, base_url=base_url, max_retries=max_retries, timeout=timeout
+        )
+        self._zone_ids: dict[str, str] = {}
+        self._zone_sizes: dict[str, int] = {}  # total_count seen by the last full list
+        self._found: dict[str, dict[tuple[str, str], list[FoundRecord]]] = {}
+
+    # ----- the Provider interface -----
+
+    def check_zone(self, zone: str) -> None:
+        self._zone_id(zone)
+
+    def read(self, zone: str, owned: Iterable[tuple[str, str]]) -> list[RecordSet]:
+        keys = {(normalize_name(name), rtype.upper()) for name, rtype in owned}
+        found = self._fetch(zone, keys)
+        self._found[zone] = found
+        return [_record_set(records) for _key, records in sorted(found.items())]
+
+    def apply(self, plan) -> None:
+        if plan.empty:
+            return
+        zone = plan.zone
+        zone_id = self._zone_id(zone)
+        keys = {(c.name, c.rtype) for c in plan.changes}
+        current = self._fetch(zone, keys)
+        self._check_unchanged(plan, current)
+        deletes, patches, posts = [], [], []
+        for change in plan.changes:
+            change_deletes, change_patches, change_posts = _operations(
+                change, current.get((change.name, change.rtype), [])
+            )
+            deletes += change_deletes
+            patches += change_patches
+            posts += change_posts
+        self._call(
+            "write",
+            f"writing {len(plan.changes)} changes to zone {zone}",
+            lambda: self.client.dns.records.batch(
+                zone_id=zone_id, deletes=deletes, patches=patches, posts=posts
+            ),
+        )
+        self._found.pop(zone, None)
+
+    def count_records(self, zone: str) -> int:
+        zone_id = self._zone_id(zone)
+        page = self._call(
+            "read",
+            f"counting the records of zone {zone}",
+            lambda: self.client.dns.records.list(zone_id=zone_id, page=1, per_page=5),
+        )
+        total = _total_count(page)
+        if total is None:
+            raise ProviderError(f"Cloudflare did not return a record count for zone {zone}")
+        self._zone_sizes[zone] = total
+        return total
+
+    # ----- reading -----
+
+    def _zone_id(self, zone: str) -> str:
+        if zone not in self._zone_ids:
+            page = self._call(
+                "read",
+                f"looking up zone {zone}",
+                lambda: self.client.zones.list(name=zone, page=1, per_page=5),
+            )
+            matches = [z for z in page.result if normalize_name(z.name) == normalize_name(zone)]
+            if not matches:
+                raise ProviderError(
+                    f"zone {zone} is not in this Cloudflare account, or the API token "
+                    "cannot see it (it needs Zone:Read and DNS:Edit on the zone)"
+                )
+            self._zone_ids[zone] = matches[0].id
+        return self._zone_ids[zone]
+
+    def _fetch(self, zone: str, keys: set[tuple[str, str]]):
+        """The records at ``keys``, grouped by key, in as few list calls as the zone allows.
+
+        A zone known to be bigger than one page is read name by name; otherwise the first
+        page of a full list comes back with total_count, and the rest is read either page by
+        page or name by name, whichever takes fewer calls. Never O(zone) calls.
+        """
+        if not keys:
+            return {}
+        zone_id = self._zone_id(zone)
+        names = sorted({name for name, _rtype in keys})
+        records = None
+        if self._zone_sizes.get(zone, 0) <= self.page_size:
+            records, total_pages = self._list_page(zone, zone_id, 1, None)
+            if total_pages > 1 and total_pages - 1 <= len(names):
+                for page_number in range(2, total_pages + 1):
+                    records += self._list_page(zone, zone_id, page_number, None)[0]
+            elif total_pages > 1:
+                records = None
+        if records is None:
+            records = []
+            for name in names:
+                records += self._list_name(zone, zone_id, name)
+        grouped: dict[tuple[str, str], list[FoundRecord]] = {}
+        for record in records:
+            if (record.name, record.rtype) in keys:
+                grouped.setdefault((record.name, record.rtype), []).append(record)
+        return grouped
+
+    def _list_page(self, zone: str, zone_id: str, page_number: int, name: str | None):
+        """One page of the zone's records (all, or those called ``name``); + total_pages."""
+        query = {"zone_id": zone_id, "page": page_number, "per_page": self.page_size}
+        if name is None:
+            what = f"listing the records of zone {zone}"
+        else:
+            query["name"] = {"exact": name}
+            what = f"listing the records of {name}"
+        page = self._call("read", what, lambda: self.client.dns.records.list(**query))
+        if name is None:
+            self._zone_sizes[zone] = _total_count(page) or 0
+        total_pages = getattr(page.result_info, "total_pages", None) or 1
+        return [_found_record(r) for r in page.result], total_pages
+
+    def _list_name(self, zone: str, zone_id: str, name: str) -> list[FoundRecord]:
+        records, total_pages = self._list_page(zone, zone_id, 1, name)
+        for page_number in range(2, total_pages + 1):
+            records += self._list_page(zone, zone_id, page_number, name)[0]
+        return records
+
+    # ----- writing -----
+
+    def _check_unchanged(self, plan, current) -> None:
+        """Refuse to write when a record we would touch changed since the plan was read."""
+        remembered = self._found.get(plan.zone)
+        changed = []
+        for change in plan.changes:
+            key = (change.name, change.rtype)
+            now = current.get(key, [])
+            found_now = _record_set(now) if now else None
+            if found_now != change.found:
+                changed.append(f"{change.rtype} {change.name}")
+            elif remembered is not None and key in remembered and (
+                {r.id for r in remembered[key]} != {r.id for r in now}
+            ):
+                changed.append(f"{change.rtype} {change.name}")
+        if changed:
+            raise ProviderError(
+                f"zone {plan.zone} changed since the plan was read ({', '.join(changed)}); "
+                "nothing was written: run again"
+            )
+
+    # ----- SDK calls and their errors -----
+
+    def _call(self, kind: str, what: str, function):
+        """Count and run one SDK call; turn its errors into one-line ProviderErrors."""
+        self.calls[kind] += 1
+        try:
+            return function()
+        except (cloudflare.AuthenticationError, cloudflare.PermissionDeniedError) as error:
+            message = (
+                f"Cloudflare refused the API token while {what} ({_describe(error)}): check "
+                "CLOUDFLARE_API_TOKEN and that it has Zone:Read and DNS:Edit on the zone"
+            )
+        except cloudflare.RateLimitError as error:
+            message = (
+                f"Cloudflare rate limit while {what} ({_describe(error)}), still refused after "
+                f"{self.client.max_retries} retries: wait a few minutes and run again"
+            )
+        except cloudflare.APIStatusError as error:
+            codes = _error_codes(error)
+            if 81044 in codes:
+                hint = ": a record to change no longer exists, the zone changed since it was read"
+            elif 81057 in codes:
+                hint = (": a record to create already exists, the zone changed since it was read "
+                        "or an interrupted run already wrote it")
+            else:
+                hint = ""
+            message = f"Cloudflare API error while {what} ({_describe(error)}){hint}"
+            if kind == "write":
+                message += "; the batch is all or nothing: nothing was written, run again"
+        except cloudflare.APIConnectionError as error:
+            reason = "timed out" if isinstance(error, cloudflare.APITimeoutError) else "failed"
+            message = (
+                f"connection to the Cloudflare API at {self.client.base_url.host} {reason} "
+                f"while {what}"
+            )
+        raise ProviderError(self._scrub(message))
+
+    def _scrub(self, message: str) -> str:
+        """One line, and never the token."""
+        return " ".join(message.replace(self._token, "[token]").split())
+
+
+def _describe(error: cloudflare.APIStatusError) -> str:
+    body = error.body if isinstance(error.body, dict) else {}
+    errors = body.get("errors") or []
+    details = "; ".join(
+        f"code {e.get('code')}: {e.get('message')}" for e in errors if isinstance(e, dict)
+    )
+    return f"HTTP {error.status_code}" + (f", {details}" if details else "")
+
+
+def _error_codes(error: cloudflare.APIStatusError) -> set:
+    body = error.body if isinstance(error.body, dict) else {}
+    return {e.get("code") for e in body.get("errors") or [] if isinstance(e, dict)}
+
+
+def _total_count(page) -> int | None:
+    return getattr(page.result_info, "total_count", None)
+
+
+def _found_record(record) -> FoundRecord:
+    """An SDK record as a FoundRecord, its value in records.py form."""
+    rtype = record.type
+    content = record.content or ""
+    if rtype == "MX":
+        value = f"{int(record.priority or 0)} {content}"
+    elif rtype == "TXT":
+        value = unquote_txt(content)
+    else:
+        value = content
+    return FoundRecord(
+        id=record.id,
+        name=normalize_name(record.name),
+        rtype=rtype,
+        value=value,
+        ttl=int(record.ttl),
+        proxied=bool(record.proxied),
+    )
+
+
+def _record_set(records: list[FoundRecord]) -> RecordSet:
+    """Records of one key as a RecordSet: the lowest TTL (what resolvers use), and proxied
+    when any record is (so that an unproxied desired set rewrites them all)."""
+    first = records[0]
+    return RecordSet(
+        first.name,
+        first.rtype,
+        min(r.ttl for r in records),
+        tuple(r.value for r in records),
+        proxied=any(r.proxied for r in records),
+    )
+
+
+def _operations(change, records: list[FoundRecord]):
+    """Batch deletes, patches and posts for one Change, given the records now at its key.
+
+    The records holding removed values are patched into the added values (same value first,
+    so that a TTL or proxy change patches a record in place); the rest are deleted or posted.
+    """
+    removed = set(change.removed_values)
+    dropping = [r for r in records if r.value in removed]
+    adding = list(change.added_values)
+    patches = []
+    for record in list(dropping):
+        if record.value in adding:
+            adding.remove(record.value)
+            dropping.remove(record)
+            patches.append({"id": record.id, **_body(change.new, record.value)})
+    while dropping and adding:
+        record = dropping.pop(0)
+        patches.append({"id": record.id, **_body(change.new, adding.pop(0))})
+    deletes = [{"id": r.id} for r in dropping]
+    posts = [_body(change.new, value) for value in adding]
+    return deletes, patches, posts
+
+
+def _body(rrset: RecordSet, value: str) -> dict:
+    """The API fields of one record of ``rrset`` holding ``value``."""
+    body = {"name": rrset.name, "type": rrset.rtype, "ttl": rrset.ttl}
+    if rrset.rtype == "MX":
+        priority, target = value.split(None, 1)
+        body.update(content=target, priority=int(priority))
+    elif rrset.rtype == "TXT":
+        body["content"] = quote_txt(value)
+    elif rrset.rtype == "CAA":
+        flags, tag, caa_value = value.split(None, 2)
+        body["data"] = {"flags": int(flags), "tag": tag, "value": unquote_txt(caa_value)}
+    else:
+        body["content"] = value
+    if rrset.rtype in PROXIABLE:
+        body["proxied"] = False if rrset.rtype in NEVER_PROXIED else rrset.proxied
+    return body
