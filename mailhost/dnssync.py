@@ -1,0 +1,77 @@
+"""The DNS half of a deploy: the records of every host, planned and applied once per zone.
+
+Story: settings of all hosts -> desired records by zone (mailhost.desired) -> read what the
+provider holds at the owned keys -> plan (mailhost.dnsplan) -> print -> apply.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mailhost.desired import MailHost, ZoneRecords, desired_by_zone
+from mailhost.dkim import (
+    DkimPublicKeys,
+    host_key_path,
+    kinds_for,
+    local_key_path,
+    public_value,
+    public_value_from_spki,
+    read_local_key,
+)
+from mailhost.dnsplan import ZonePlan, check_safety, compute_plan
+from mailhost.providers import Provider
+from mailhost.settings import Settings
+
+# (settings of a host, key path on that host) -> its base64 DER public key, or None
+HostKeyReader = Callable[[Settings, str], str | None]
+
+
+def public_keys(settings: Settings, domain: str, read_host_key: HostKeyReader) -> DkimPublicKeys:
+    """The DKIM public halves of a domain: from the local key, else the host's, else pending."""
+    values: dict[str, str | None] = {}
+    for kind in kinds_for(settings):
+        pem = read_local_key(local_key_path(settings, domain, kind))
+        if pem is not None:
+            values[kind] = public_value(pem)
+            continue
+        der = read_host_key(settings, host_key_path(settings, domain, kind))
+        values[kind] = public_value_from_spki(base64.b64decode(der)) if der else None
+    return DkimPublicKeys(values["rsa"], values.get("ed25519"))
+
+
+def mail_hosts(all_settings: list[Settings], read_host_key: HostKeyReader) -> list[MailHost]:
+    return [
+        MailHost(s, {d: public_keys(s, d, read_host_key) for d in s.mail_domains})
+        for s in all_settings
+    ]
+
+
+def zone_records(all_settings: list[Settings], read_host_key: HostKeyReader) -> list[ZoneRecords]:
+    return desired_by_zone(mail_hosts(all_settings, read_host_key))
+
+
+@dataclass
+class ZoneSync:
+    """One zone: where its records live and what they should be."""
+
+    records: ZoneRecords
+    provider: Provider
+    force: bool = False
+
+    @property
+    def zone(self) -> str:
+        return self.records.zone
+
+    def plan(self) -> ZonePlan:
+        """Read the owned keys and compare; raises PlanError/ProviderError with one line."""
+        self.provider.check_zone(self.zone)
+        found = self.provider.read(self.zone, self.records.ownership.keys)
+        plan = compute_plan(self.zone, self.records.desired, found, self.records.ownership)
+        check_safety(plan, lambda: self.provider.count_records(self.zone), self.force)
+        return plan
+
+    def apply(self, plan: ZonePlan) -> None:
+        if not plan.empty:
+            self.provider.apply(plan)

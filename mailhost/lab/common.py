@@ -1,0 +1,219 @@
+"""What every part of the lab shares: addresses, names, paths, and starting/stopping by PID.
+
+Everything the lab makes is named with the ``mhlab`` prefix; every process it starts is
+recorded (PID and start time) in ``<checkout>/.lab/state.json`` and stopped by that PID only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+# --- addresses (documentation ranges; never the machine's own 192.0.2.0/24, fd00::/64) ---
+LAB_NET4 = "198.51.100.0/24"
+LAB_NET6 = "2001:db8::/64"
+HOST4, HOST6 = "198.51.100.1", "2001:db8::1"  # bridge: Knot, Pebble, proxy, emulator
+VPS4, VPS6 = "198.51.100.10", "2001:db8::10"
+RX4, RX6 = "198.51.100.20", "2001:db8::20"
+
+# --- names ---
+PREFIX = "mhlab"
+BRIDGE = "mhlab0"
+VPS_NETNS, RX_NETNS = "mhlab-vps", "mhlab-rx"
+MAIL_DOMAIN = "example.test"
+MAIL_HOSTNAME = "mail.example.test"
+RX_DOMAIN = "example.net"
+RX_HOSTNAME = "mx.example.net"
+LAB_DOMAIN = "lab.test"  # ns.lab.test (Knot), acme.lab.test (Pebble)
+DNSBL_ZONE = "bl.lab.test"
+NS_NAME = "ns.lab.test"
+ACME_NAME = "acme.lab.test"
+TSIG_KEY_NAME = "mailhost-lab"
+
+# --- ports ---
+DNS_PORT = 53
+PROXY_PORT = 3128
+PEBBLE_PORT, PEBBLE_MGMT_PORT = 14000, 15000
+CLOUDFLARE_PORT = 8443
+SMTP_PORT = 25
+
+# --- caches outside the checkout ---
+CACHE_DIR = Path(os.environ.get("MAILHOST_LAB_CACHE", "/var/cache/mailhost-lab"))
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where the lab keeps its runtime state: ``<checkout>/.lab/``."""
+
+    root: Path
+
+    @classmethod
+    def for_checkout(cls, checkout: Path = CHECKOUT) -> Paths:
+        return cls(Path(checkout).resolve() / ".lab")
+
+    state = property(lambda self: self.root / "state.json")
+    logs = property(lambda self: self.root / "logs")
+    ssh = property(lambda self: self.root / "ssh")
+    ssh_key = property(lambda self: self.root / "ssh" / "id_ed25519")
+    known_hosts = property(lambda self: self.root / "ssh" / "known_hosts")
+    ssh_config = property(lambda self: self.root / "ssh" / "config")
+    secrets_file = property(lambda self: self.root / "secrets.toml")
+    secrets_dir = property(lambda self: self.root / "secrets")
+    ca = property(lambda self: self.root / "ca")
+    pebble = property(lambda self: self.root / "pebble")
+    pebble_root = property(lambda self: self.root / "pebble-root.pem")
+    acme_ca_bundle = property(lambda self: self.root / "acme-ca-bundle.pem")
+    knot = property(lambda self: self.root / "knot")
+    proxy = property(lambda self: self.root / "tinyproxy")
+    cloudflare = property(lambda self: self.root / "cloudflare")
+    received = property(lambda self: self.root / "received")
+    vps_rootfs = property(lambda self: self.root / "vps-rootfs")
+
+
+class LabError(Exception):
+    """The lab could not be brought up (or down); the message says what and where to look."""
+
+
+def run(*args: str, check: bool = True, capture: bool = True, timeout: float = 120,
+        input: str | None = None) -> subprocess.CompletedProcess:
+    """Run a command; on failure raise LabError with its stderr."""
+    result = subprocess.run(args, capture_output=capture, text=True, timeout=timeout,
+                            input=input)
+    if check and result.returncode != 0:
+        detail = (result.stderr or result.stdout or "").strip() if capture else ""
+        raise LabError(f"{' '.join(args)} failed ({result.returncode}): {detail}")
+    return result
+
+
+# --- processes: start detached, remember (pid, start time), stop by PID ---
+
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks (field 22 of /proc/PID/stat), None if gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] == "Z":
+        return None
+    return int(fields[19])
+
+
+@dataclass(frozen=True)
+class Proc:
+    """A process the lab started: its PID and start time (guards against PID reuse)."""
+
+    pid: int
+    started: int
+
+    @classmethod
+    def of(cls, pid: int) -> Proc:
+        started = start_time(pid)
+        if started is None:
+            raise LabError(f"process {pid} exited right after it was started")
+        return cls(pid, started)
+
+    def alive(self) -> bool:
+        return start_time(self.pid) == self.started
+
+    def to_json(self) -> dict:
+        return {"pid": self.pid, "started": self.started}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Proc:
+        return cls(int(data["pid"]), int(data["started"]))
+
+    def stop(self, timeout: float = 10.0, sig: int = signal.SIGTERM) -> None:
+        """Send ``sig``, wait up to ``timeout``, then SIGKILL; only if it is still our process."""
+        if not self.alive():
+            return
+        os.kill(self.pid, sig)
+        if self.wait_exit(timeout):
+            return
+        if self.alive():
+            os.kill(self.pid, signal.SIGKILL)
+            self.wait_exit(5)
+
+    def wait_exit(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                return True
+            _reap(self.pid)
+            time.sleep(0.1)
+        return not self.alive()
+
+
+def _reap(pid: int) -> None:
+    """Collect a child's exit status so it does not linger as a zombie."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def spawn(args: list[str], log: Path, env: dict | None = None, cwd: Path | None = None) -> Proc:
+    """Start a daemon in its own session (it survives the CLI), output to ``log``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True, env={**os.environ, **(env or {})}, cwd=cwd,
+        )
+    return Proc.of(process.pid)
+
+
+def log_tail(log: Path, lines: int = 8) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def wait_for(check, timeout: float, what: str, proc: Proc | None = None,
+             log: Path | None = None, interval: float = 0.2):
+    """Poll ``check()`` until it returns something truthy; LabError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if proc is not None and not proc.alive():
+            raise LabError(f"{what}: the process exited. Log {log}:\n{log_tail(log)}")
+        if time.monotonic() > deadline:
+            tail = f" Log {log}:\n{log_tail(log)}" if log else ""
+            raise LabError(f"{what}: not ready after {timeout:.0f}s.{tail}")
+        time.sleep(interval)
+
+
+# --- state file ---
+
+def load_state(paths: Paths) -> dict:
+    try:
+        return json.loads(paths.state.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def save_state(paths: Paths, state: dict) -> None:
+    paths.root.mkdir(parents=True, exist_ok=True)
+    temporary = paths.state.with_suffix(".tmp")
+    temporary.write_text(json.dumps(state, indent=2) + "\n")
+    temporary.replace(paths.state)
+
+
+def read_secrets(paths: Paths) -> dict[str, str]:
+    """The lab's secrets file (a flat TOML table of strings)."""
+    import tomllib
+
+    try:
+        return tomllib.loads(paths.secrets_file.read_text())
+    except OSError:
+        return {}

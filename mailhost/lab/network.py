@@ -1,0 +1,131 @@
+"""The lab's network: a bridge ``mhlab0`` on the host and one network namespace per lab host.
+
+::
+
+    host netns:  mhlab0 (bridge) 198.51.100.1/24, 2001:db8::1/64   <- Knot, Pebble, proxy, emulator
+                   |-- mhlab-vps0 == eth0 in netns mhlab-vps  198.51.100.10, 2001:db8::10
+                   `-- mhlab-rx0  == eth0 in netns mhlab-rx   198.51.100.20, 2001:db8::20
+
+The namespaces get no default route: they reach the bridge's subnet and nothing else, and the
+host does not forward or NAT for them. Before adding an address, ``check_ranges`` makes sure the
+lab ranges collide with no route or address the machine already has.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .common import BRIDGE, HOST4, HOST6, LAB_NET4, LAB_NET6, PREFIX, LabError, run
+
+
+@dataclass(frozen=True)
+class Namespace:
+    """One lab host's network namespace and the veth pair that joins it to the bridge."""
+
+    name: str
+    ipv4: str
+    ipv6: str
+
+    @property
+    def host_link(self) -> str:
+        return f"{self.name}0"  # e.g. mhlab-vps0, on the bridge
+
+    @property
+    def peer_link(self) -> str:
+        return f"{self.name}1"  # renamed eth0 once inside the namespace
+
+    @property
+    def path(self) -> Path:
+        return Path("/run/netns") / self.name
+
+    def exec_prefix(self) -> list[str]:
+        """Prefix that runs a command inside the namespace (``ip netns exec`` execs it)."""
+        return ["ip", "netns", "exec", self.name]
+
+
+def _ip_json(*args: str) -> list[dict]:
+    output = run("ip", "-j", *args).stdout.strip()
+    return json.loads(output) if output else []
+
+
+def links() -> list[str]:
+    """Names of the host's network links."""
+    return [link["ifname"] for link in _ip_json("link", "show")]
+
+
+def lab_links() -> list[str]:
+    return [name for name in links() if name.startswith(PREFIX)]
+
+
+def lab_namespaces() -> list[str]:
+    output = run("ip", "netns", "list").stdout
+    return [line.split()[0] for line in output.splitlines() if line.startswith(PREFIX)]
+
+
+def check_ranges() -> None:
+    """Refuse to go on if a lab range overlaps any route or address not made by the lab."""
+    lab = [ipaddress.ip_network(LAB_NET4), ipaddress.ip_network(LAB_NET6)]
+    for family in ("-4", "-6"):
+        for route in _ip_json(family, "route", "show", "table", "all"):
+            dst, dev = route.get("dst", "default"), route.get("dev", "")
+            if dst == "default" or dev.startswith(PREFIX) or route.get("type") in (
+                "multicast", "broadcast"
+            ):
+                continue
+            network = ipaddress.ip_network(dst, strict=False)
+            if any(network.version == net.version and network.overlaps(net) for net in lab):
+                raise LabError(
+                    f"lab range collides with the route '{dst} dev {dev}'; "
+                    "refusing to add lab addresses"
+                )
+    for link in _ip_json("addr", "show"):
+        if link["ifname"].startswith(PREFIX):
+            continue
+        for info in link.get("addr_info", []):
+            address = ipaddress.ip_address(info["local"])
+            if any(address in net for net in lab if net.version == address.version):
+                raise LabError(f"{address} on {link['ifname']} is inside a lab range")
+
+
+def up(namespaces: list[Namespace]) -> None:
+    """Create (or complete) the bridge and each namespace; harmless when they exist."""
+    check_ranges()
+    if BRIDGE not in links():
+        run("ip", "link", "add", BRIDGE, "type", "bridge")
+    run("ip", "addr", "replace", f"{HOST4}/24", "dev", BRIDGE)
+    run("ip", "-6", "addr", "replace", f"{HOST6}/64", "dev", BRIDGE, "nodad")
+    run("ip", "link", "set", BRIDGE, "up")
+    for ns in namespaces:
+        if not ns.path.exists():
+            run("ip", "netns", "add", ns.name)
+        if ns.host_link not in links():
+            run("ip", "link", "add", ns.host_link, "type", "veth", "peer", "name", ns.peer_link)
+            run("ip", "link", "set", ns.peer_link, "netns", ns.name)
+            run("ip", "-n", ns.name, "link", "set", ns.peer_link, "name", "eth0")
+        run("ip", "link", "set", ns.host_link, "master", BRIDGE, "up")
+        run("ip", "-n", ns.name, "link", "set", "lo", "up")
+        run("ip", "-n", ns.name, "addr", "replace", f"{ns.ipv4}/24", "dev", "eth0")
+        run("ip", "-n", ns.name, "-6", "addr", "replace", f"{ns.ipv6}/64", "dev", "eth0", "nodad")
+        run("ip", "-n", ns.name, "link", "set", "eth0", "up")
+
+
+def namespace_pids(name: str) -> list[int]:
+    """PIDs of processes still running in a lab namespace."""
+    result = run("ip", "netns", "pids", name, check=False)
+    return [int(pid) for pid in result.stdout.split()] if result.returncode == 0 else []
+
+
+def down(namespaces: list[Namespace]) -> None:
+    """Delete the namespaces, their veths and the bridge (whatever of them exists)."""
+    present = set(lab_namespaces())
+    for ns in namespaces:
+        if ns.name in present:
+            run("ip", "netns", "del", ns.name)
+    for link in lab_links():
+        if link.startswith(PREFIX) and link != BRIDGE:
+            run("ip", "link", "del", link, check=False)
+    if BRIDGE in links():
+        run("ip", "link", "del", BRIDGE)

@@ -1,0 +1,219 @@
+"""The lab's VPS: a Debian 12 root filesystem booted with systemd-nspawn in netns mhlab-vps.
+
+The pristine rootfs is built once with debootstrap into ``/var/cache/mailhost-lab/`` (outside
+the checkout, about 2.5 minutes) and copied to ``.lab/vps-rootfs`` for every boot, so each
+``lab up`` (or ``lab up --fresh``) starts from a freshly installed machine. Into the copy go:
+new SSH host keys (written to ``.lab/ssh/known_hosts``), root's authorized key, a resolver
+pointing at the lab DNS, and an apt proxy (tinyproxy on the host side of the link).
+Addresses are set from the host side on the namespace's eth0; nothing inside touches them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+from .common import (
+    CACHE_DIR,
+    HOST4,
+    MAIL_HOSTNAME,
+    PROXY_PORT,
+    VPS4,
+    VPS6,
+    VPS_NETNS,
+    LabError,
+    Paths,
+    Proc,
+    log_tail,
+    run,
+    spawn,
+    wait_for,
+)
+
+SUITE = "bookworm"
+MIRROR = "http://deb.debian.org/debian"
+INCLUDE = "systemd,systemd-sysv,dbus,openssh-server,python3,iproute2,ca-certificates"
+PRISTINE = CACHE_DIR / f"{SUITE}-rootfs"
+STAMP = CACHE_DIR / f"{SUITE}-rootfs.done"  # holds INCLUDE; written when debootstrap succeeded
+SHORT_HOSTNAME = MAIL_HOSTNAME.split(".")[0]
+
+
+def cache_ready() -> bool:
+    return PRISTINE.is_dir() and STAMP.is_file() and STAMP.read_text().strip() == INCLUDE
+
+
+def build_cache(log: Path) -> None:
+    """debootstrap the pristine rootfs into the cache unless it is already there."""
+    if cache_ready():
+        return
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    building = CACHE_DIR / f"{SUITE}-rootfs.tmp"
+    for stale in (building, PRISTINE):
+        if stale.exists():
+            shutil.rmtree(stale)
+    STAMP.unlink(missing_ok=True)
+    print(f"lab: building the Debian {SUITE} rootfs cache in {PRISTINE} (about 2.5 minutes)",
+          flush=True)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        result = subprocess.run(
+            ["debootstrap", f"--include={INCLUDE}", SUITE, str(building), MIRROR],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+    if result.returncode != 0:
+        raise LabError(f"debootstrap failed ({result.returncode}); see {log}:\n{log_tail(log)}")
+    building.rename(PRISTINE)
+    STAMP.write_text(INCLUDE + "\n")
+
+
+def mounts_under(path: Path) -> list[str]:
+    """Mount points (as the host sees them) at or below ``path``."""
+    prefix = str(path.resolve())
+    found = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4].replace("\\040", " ")
+        if point == prefix or point.startswith(prefix + "/"):
+            found.append(point)
+    return found
+
+
+def remove_rootfs(paths: Paths) -> None:
+    """Delete the working rootfs (never while anything is mounted inside it)."""
+    if not paths.vps_rootfs.exists():
+        return
+    if mounts_under(paths.vps_rootfs):
+        raise LabError(f"refusing to delete {paths.vps_rootfs}: mounts under it")
+    run("rm", "-rf", "--one-file-system", str(paths.vps_rootfs), timeout=300)
+
+
+def prepare_rootfs(paths: Paths) -> None:
+    """A fresh working copy of the pristine rootfs, customised for the lab."""
+    remove_rootfs(paths)
+    run("cp", "-a", "--reflink=auto", str(PRISTINE), str(paths.vps_rootfs), timeout=600)
+    root = paths.vps_rootfs
+    _write(root / "etc/hostname", SHORT_HOSTNAME + "\n")
+    _write(root / "etc/hosts",
+           "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n"
+           f"{VPS4} {MAIL_HOSTNAME} {SHORT_HOSTNAME}\n{VPS6} {MAIL_HOSTNAME} {SHORT_HOSTNAME}\n")
+    _write(root / "etc/resolv.conf", f"nameserver {HOST4}\n")
+    _write(root / "etc/apt/apt.conf.d/00mailhost-lab-proxy",
+           f'// mailhost lab: the VPS has no route out; apt goes through tinyproxy\n'
+           f'Acquire::http::Proxy "http://{HOST4}:{PROXY_PORT}";\n')
+    _write(root / "etc/machine-id", "")  # a new machine id on first boot, like a new VPS
+    # new SSH host keys for every rebuild; the controller learns them from here
+    for old in (root / "etc/ssh").glob("ssh_host_*"):
+        old.unlink()
+    run("ssh-keygen", "-A", "-f", str(root))
+    names = f"{VPS4},{VPS6},{MAIL_HOSTNAME}"
+    keys = sorted((root / "etc/ssh").glob("ssh_host_*_key.pub"))
+    paths.ssh.mkdir(parents=True, exist_ok=True)
+    _write(paths.known_hosts,
+           "".join(f"{names} {' '.join(k.read_text().split()[:2])}\n" for k in keys))
+    ssh_dir = root / "root/.ssh"
+    ssh_dir.mkdir(mode=0o700, exist_ok=True)
+    _write(ssh_dir / "authorized_keys", paths.ssh_key.with_suffix(".pub").read_text(), 0o600)
+
+
+def _write(path: Path, text: str, mode: int = 0o644) -> None:
+    if path.is_symlink():
+        path.unlink()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(mode)
+
+
+def ensure_ssh_key(paths: Paths) -> None:
+    """The lab's SSH key pair for root on the VPS (kept across rebuilds)."""
+    if paths.ssh_key.exists():
+        return
+    paths.ssh.mkdir(parents=True, exist_ok=True)
+    os.chmod(paths.ssh, 0o700)
+    run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "mailhost-lab",
+        "-f", str(paths.ssh_key))
+
+
+def write_ssh_config(paths: Paths) -> None:
+    """``ssh -F .lab/ssh/config mail.example.test`` logs in as root."""
+    _write(paths.ssh_config,
+           f"Host {MAIL_HOSTNAME} {SHORT_HOSTNAME} {VPS4}\n"
+           f"    HostName {VPS4}\n"
+           f"Host {VPS6}\n"
+           f"    HostName {VPS6}\n"
+           "Host *\n"
+           "    User root\n"
+           f"    IdentityFile {paths.ssh_key}\n"
+           "    IdentitiesOnly yes\n"
+           f"    UserKnownHostsFile {paths.known_hosts}\n"
+           "    StrictHostKeyChecking yes\n"
+           "    BatchMode yes\n"
+           "    ConnectTimeout 5\n"
+           "    LogLevel ERROR\n")
+
+
+def ssh_command(paths: Paths, address: str = VPS4) -> list[str]:
+    """The ssh command line (without the remote command) for root on the VPS."""
+    return ["ssh", "-F", str(paths.ssh_config), address]
+
+
+def ssh(paths: Paths, command: str, address: str = VPS4,
+        timeout: float = 30) -> subprocess.CompletedProcess:
+    """Run ``command`` on the VPS as root over SSH."""
+    return subprocess.run([*ssh_command(paths, address), command], capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def system_state(paths: Paths, address: str = VPS4) -> str:
+    """``systemctl is-system-running`` on the VPS over SSH ('' if SSH does not answer)."""
+    try:
+        result = ssh(paths, "systemctl is-system-running", address, timeout=15)
+    except subprocess.TimeoutExpired:
+        return ""
+    return result.stdout.strip() if result.returncode in (0, 1) else ""
+
+
+def boot(paths: Paths, log: Path) -> Proc:
+    """Start systemd-nspawn (real systemd, sshd) in the VPS namespace."""
+    command = [
+        "systemd-nspawn", "--boot", "--directory", str(paths.vps_rootfs),
+        "--register=no", "--keep-unit", f"--network-namespace-path=/run/netns/{VPS_NETNS}",
+        f"--hostname={SHORT_HOSTNAME}", "--console=read-only", "--resolv-conf=off",
+        "--timezone=off", "--link-journal=no",
+    ]
+    # cgroup v1 host without systemd as PID 1: see LAB-FACTS
+    return spawn(command, log, env={"SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "0"})
+
+
+def container_init(nspawn: Proc) -> Proc | None:
+    """The container's systemd (PID 1 inside), as a host PID: nspawn's child."""
+    for task in Path(f"/proc/{nspawn.pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            try:
+                return Proc.of(int(child))
+            except LabError:
+                continue
+    return None
+
+
+def wait_running(paths: Paths, nspawn: Proc, log: Path, timeout: float = 180) -> str:
+    """Wait until systemd in the VPS reports running or degraded over SSH."""
+    def settled() -> str:
+        state = system_state(paths)
+        return state if state in ("running", "degraded") else ""
+
+    return wait_for(settled, timeout, "VPS boot (systemctl is-system-running over SSH)",
+                    proc=nspawn, log=log, interval=0.5)
+
+
+def stop(nspawn: Proc | None, init: Proc | None) -> None:
+    """Power the container off (SIGTERM to nspawn asks systemd to shut down), then make sure."""
+    if nspawn is not None and nspawn.alive():
+        nspawn.stop(timeout=60, sig=signal.SIGTERM)
+    if init is not None and init.alive():  # nspawn gone but the container's init left behind
+        init.stop(timeout=10, sig=signal.SIGKILL)

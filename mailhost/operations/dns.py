@@ -1,0 +1,45 @@
+"""The DNS operation: publish the mail records of one zone through its provider."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pyinfra import host, logger
+from pyinfra.api import FunctionCommand, OperationError, operation
+
+from mailhost.dkim import PENDING
+from mailhost.dnsplan import PlanError, ZonePlan
+from mailhost.dnssync import ZoneSync
+from mailhost.providers import ProviderError
+
+
+@operation()
+def zone_records(zone: str, preview: ZonePlan, refresh: Callable[[], ZoneSync]):
+    """
+    Publish the mail DNS records of one zone through its provider.
+
+    + zone: the DNS zone
+    + preview: the plan read while operations were prepared; an empty one means no change
+    + refresh: rebuilds the ZoneSync when the operation runs, so that a DKIM key generated
+      earlier in the same run is the one published
+
+    The plan is read again when the operation runs and applied in one provider write (one
+    UPDATE message, one Cloudflare batch), which fails rather than overwrite a concurrent change.
+    """
+    if preview.empty:
+        host.noop(preview.lines()[0])
+        return
+    yield FunctionCommand(_apply, (refresh,), {})
+
+
+def _apply(refresh: Callable[[], ZoneSync]):
+    sync = refresh()
+    if any(r.rtype == "TXT" and PENDING in v for r in sync.records.desired for v in r.values):
+        raise OperationError(f"DNS zone {sync.zone}: a DKIM key is missing on the controller")
+    try:
+        plan = sync.plan()
+        for line in plan.lines():
+            logger.info(f"    {line}")
+        sync.apply(plan)
+    except (PlanError, ProviderError) as error:
+        raise OperationError(f"DNS zone {sync.zone}: {error}") from None

@@ -1,0 +1,29 @@
+"""DNS providers: each reads a zone and applies a plan (see base.Provider)."""
+
+from __future__ import annotations
+
+from mailhost.providers.base import Provider, ProviderError
+from mailhost.secrets import Secrets
+from mailhost.settings import Settings
+
+__all__ = ["Provider", "ProviderError", "make_provider"]
+
+
+def make_provider(settings: Settings, secrets: Secrets) -> Provider:
+    """The provider the settings name, connected with the secrets."""
+    if settings.dns_provider == "cloudflare":
+        from mailhost.providers.cloudflare import CloudflareProvider
+
+        return CloudflareProvider(
+            api_token=secrets.cloudflare_api_token.reveal(),
+            base_url=settings.cloudflare_api_url,
+        )
+    from mailhost.providers.rfc2136 import Rfc2136Provider
+
+    return Rfc2136Provider(
+        server=settings.dns_server,
+        port=settings.dns_port,
+        tsig_key_name=settings.dns_tsig_key_name,
+        tsig_secret=secrets.tsig_secret.reveal(),
+        tsig_algorithm=settings.dns_tsig_algorithm,
+    )

@@ -1,0 +1,77 @@
+"""One pyinfra run: every host's settings validated once, and which host applies which zone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pyinfra import logger
+from pyinfra.api.exceptions import PyinfraError
+from pyinfra.api.host import Host
+from pyinfra.api.inventory import Inventory
+
+from mailhost.dnsplan import PlanError, ZonePlan
+from mailhost.dnssync import HostKeyReader, ZoneSync, zone_records
+from mailhost.providers import ProviderError, make_provider
+from mailhost.secrets import Secrets, load_secrets
+from mailhost.settings import Settings, SettingsError, load_settings
+
+
+@dataclass
+class MailRun:
+    """The validated settings and secrets of every host of the inventory, in inventory order."""
+
+    settings: dict[str, Settings]
+    secrets: dict[str, Secrets]
+    previews: dict[str, ZonePlan] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, inventory: Inventory) -> MailRun:
+        settings, secrets = {}, {}
+        for host in inventory:
+            try:
+                settings[host.name] = load_settings(host.data.dict())
+                secrets[host.name] = load_secrets(settings[host.name])
+            except SettingsError as error:
+                raise PyinfraError(f"{host.name}: {error}") from None
+        return cls(settings, secrets)
+
+    def zones_applied_by(self, host_name: str) -> list[str]:
+        """The zones this host applies: those whose first serving host (inventory order) it is."""
+        claimed: dict[str, str] = {}
+        for name, settings in self.settings.items():
+            for zone in settings.zones:
+                claimed.setdefault(zone, name)
+        return [zone for zone, name in claimed.items() if name == host_name]
+
+    def zone_sync(self, zone: str, read_host_key: HostKeyReader) -> ZoneSync:
+        serving = [n for n, s in self.settings.items() if zone in s.zones]
+        first = serving[0]
+        records = {r.zone: r for r in zone_records(list(self.settings.values()), read_host_key)}
+        provider = make_provider(self.settings[first], self.secrets[first])
+        return ZoneSync(records[zone], provider, force=self.settings[first].dns_force)
+
+    def preview(self, zone: str, read_host_key: HostKeyReader) -> ZonePlan:
+        """Plan a zone while operations are prepared and print it (this is what --dry shows)."""
+        if zone not in self.previews:
+            try:
+                self.previews[zone] = self.zone_sync(zone, read_host_key).plan()
+            except (PlanError, ProviderError) as error:
+                raise PyinfraError(f"DNS zone {zone}: {error}") from None
+            for line in self.previews[zone].lines():
+                logger.info(line)
+        return self.previews[zone]
+
+
+_current: MailRun | None = None
+
+
+def current_run(inventory: Inventory) -> MailRun:
+    """The MailRun of this process, loaded on first use: validation happens once, up front."""
+    global _current
+    if _current is None:
+        _current = MailRun.load(inventory)
+    return _current
+
+
+def host_of(inventory: Inventory, name: str) -> Host:
+    return inventory.get_host(name)

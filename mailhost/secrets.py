@@ -1,0 +1,107 @@
+"""Secrets: API token, TSIG secret, SMTP passwords. Only from the environment or a secrets file.
+
+The secrets file is TOML, kept out of git (``secrets/secrets.toml`` by default, mode 0600)::
+
+    cloudflare_api_token = "..."
+    tsig_secret = "..."
+    [passwords]
+    "alice@example.com" = "..."
+
+The environment wins over the file: CLOUDFLARE_API_TOKEN, MAILHOST_TSIG_SECRET and
+MAILHOST_PASSWORD_<USER>_<DOMAIN> (address upper-cased, every other character as ``_``).
+No value read here is ever printed: Secret hides itself in repr and str.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mailhost.settings import Settings, SettingsError
+
+
+class Secret:
+    """A secret string that never shows itself by accident."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other):
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self):
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Secrets:
+    cloudflare_api_token: Secret | None = None
+    tsig_secret: Secret | None = None
+    passwords: dict[str, Secret] = field(default_factory=dict)
+
+
+def password_variable(address: str) -> str:
+    return "MAILHOST_PASSWORD_" + re.sub(r"[^A-Z0-9]", "_", address.upper())
+
+
+def load_secrets(settings: Settings, environ=None) -> Secrets:
+    """Read the secrets this host needs; a missing one is a SettingsError naming where to put it."""
+    environ = os.environ if environ is None else environ
+    from_file = _read_file(Path(settings.secrets_file))
+
+    def pick(variable, key):
+        value = environ.get(variable) or from_file.get(key)
+        return Secret(value) if value else None
+
+    token = pick("CLOUDFLARE_API_TOKEN", "cloudflare_api_token")
+    tsig = pick("MAILHOST_TSIG_SECRET", "tsig_secret")
+    if settings.dns_provider == "cloudflare" and token is None:
+        raise SettingsError(
+            "secrets: CLOUDFLARE_API_TOKEN: not set; export it, or put cloudflare_api_token in "
+            f"{settings.secrets_file} (a token scoped to Zone:DNS:Edit)"
+        )
+    if settings.dns_provider == "rfc2136" and tsig is None:
+        raise SettingsError(
+            f"secrets: MAILHOST_TSIG_SECRET: not set; export the base64 secret of TSIG key "
+            f"{settings.dns_tsig_key_name}, or put tsig_secret in {settings.secrets_file}"
+        )
+    passwords = {}
+    file_passwords = from_file.get("passwords", {})
+    for address in settings.mail_users:
+        value = environ.get(password_variable(address)) or file_passwords.get(address)
+        if not value:
+            raise SettingsError(
+                f"secrets: {password_variable(address)}: no password for mail user {address}; "
+                f"export it, or add it under [passwords] in {settings.secrets_file}"
+            )
+        passwords[address] = Secret(value)
+    return Secrets(token, tsig, passwords)
+
+
+def _read_file(path: Path) -> dict:
+    if not path.exists():
+        return {}
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise SettingsError(
+            f"secrets: {path} is readable by others (mode {mode:o}); run chmod 600 {path}"
+        )
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        # the message names a line and column, never a value
+        raise SettingsError(f"secrets: {path} is not valid TOML: {error}") from None
