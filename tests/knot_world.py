@@ -18,7 +18,7 @@ import pytest
 
 from mailhost.lab.knot import KNOTD, KnotServer, TsigKey, knot_program, minimal_zone
 from mailhost.providers.rfc2136 import Rfc2136Provider, canonical, value_rdata
-from mailhost.records import normalize_name
+from mailhost.records import normalize_name, normalize_value
 
 
 class KnotWorld:
@@ -53,7 +53,11 @@ class KnotWorld:
         self._send(update)
 
     def remove_foreign(self, name: str, rtype: str, value: str) -> None:
-        """Remove one record behind the tool's back."""
+        """Remove one record behind the tool's back; KeyError when it is not there."""
+        rtype, name = rtype.upper(), normalize_name(name)
+        wanted = (name, rtype, normalize_value(rtype, value))
+        if wanted not in {(n, t, v) for n, t, _, v in self.snapshot()}:
+            raise KeyError(f"no record {wanted} in {self.zone}")
         update = self._update()
         update.delete(_absolute(name), value_rdata(rtype.upper(), value))
         self._send(update)

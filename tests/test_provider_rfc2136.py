@@ -95,6 +95,15 @@ def test_unmanaged_records_stay_untouched(knot_world):
     }
 
 
+def test_our_record_removed_by_hand_is_planned_again(knot_world):
+    converge(knot_world)
+    knot_world.remove_foreign(ZONE, "MX", "10 mail.example.test.")
+    plan = plan_for(knot_world.provider())
+    assert [(c.action, c.name, c.rtype) for c in plan.changes] == [(CREATE, ZONE, "MX")]
+    with pytest.raises(KeyError):
+        knot_world.remove_foreign(ZONE, "MX", "10 mail.example.test")
+
+
 def test_wrong_tsig_key_fails_clearly_and_changes_nothing(knot_world):
     before = knot_world.zone_bytes()
     bad = knot_world.bad_provider()
