@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from mailhost.dnsplan import CREATE, MODIFY, Ownership, compute_plan
+from mailhost.dnsplan import CREATE, DELETE, MODIFY, Ownership, compute_plan
 from mailhost.lab.knot import KnotServer, filler_records, minimal_zone
 from mailhost.providers.base import ProviderError
 from mailhost.providers.rfc2136 import AXFR_ABOVE_KEYS, Rfc2136Provider
@@ -49,7 +49,7 @@ def converge(world, records=None):
 def test_apply_then_plan_again_is_empty(knot_world):
     provider = knot_world.provider()
     plan = plan_for(provider)
-    assert plan.counts() == {CREATE: 5, MODIFY: 0, "delete": 0}
+    assert plan.counts() == {CREATE: 5, MODIFY: 0, DELETE: 0}
     provider.apply(plan)
     assert provider.calls["write"] == 1
 
