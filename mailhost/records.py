@@ -46,27 +46,40 @@ class RecordSet:
     ttl: int
     values: tuple[str, ...]
     proxied: bool = field(default=False)  # Cloudflare only; a mail record must never be proxied
+    # Cloudflare only: per-record TTLs where the values of one name differ, as (value, ttl)
+    value_ttls: tuple[tuple[str, int], ...] = field(default=(), compare=False)
 
     def __post_init__(self):
         object.__setattr__(self, "name", normalize_name(self.name))
         object.__setattr__(self, "rtype", self.rtype.upper())
         normalized = sorted({normalize_value(self.rtype, v) for v in self.values})
         object.__setattr__(self, "values", tuple(normalized))
+        object.__setattr__(self, "value_ttls", tuple(
+            (normalize_value(self.rtype, v), int(t)) for v, t in self.value_ttls
+        ))
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.name, self.rtype)
 
     def with_values(self, values) -> RecordSet:
-        return RecordSet(self.name, self.rtype, self.ttl, tuple(values), self.proxied)
+        """The same set holding only ``values``, with their own TTL where it is known."""
+        ttls = {v: t for v, t in self.value_ttls if v in values}
+        ttl = min(ttls.values()) if ttls else self.ttl
+        return RecordSet(self.name, self.rtype, ttl, tuple(values), self.proxied)
 
 
 def split_txt(value: str) -> list[str]:
     """Split a TXT value into strings of at most 255 bytes (RFC 1035 character-strings)."""
     data = value.encode()
-    if not data:
-        return [""]
-    return [data[i:i + TXT_CHUNK].decode() for i in range(0, len(data), TXT_CHUNK)]
+    parts, start = [], 0
+    while start < len(data):
+        end = min(start + TXT_CHUNK, len(data))
+        while end < len(data) and data[end] & 0xC0 == 0x80:  # never cut a UTF-8 character
+            end -= 1
+        parts.append(data[start:end].decode())
+        start = end
+    return parts or [""]
 
 
 def quote_txt(value: str) -> str:

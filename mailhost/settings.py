@@ -55,6 +55,11 @@ def _fqdn(value: str) -> str:
     return name
 
 
+def _dns_name(value: str) -> str:
+    """Like _fqdn, but labels may hold underscores (_spf.google.com)."""
+    return _fqdn(value.replace("_", "u")) and value.strip().rstrip(".").lower()
+
+
 def _mailto(value: str) -> str:
     if not value.startswith("mailto:") or not _EMAIL.match(value[len("mailto:"):].split("!")[0]):
         raise ValueError("expected a mailto: URI such as mailto:dmarc@example.com")
@@ -102,6 +107,7 @@ def _public_ipv6(value) -> ipaddress.IPv6Address:
 
 
 Fqdn = Annotated[str, AfterValidator(_fqdn)]
+DnsName = Annotated[str, AfterValidator(_dns_name)]
 MailtoUri = Annotated[str, AfterValidator(_mailto)]
 ReportUri = Annotated[str, AfterValidator(_report_uri)]
 Email = Annotated[str, AfterValidator(_email)]
@@ -141,7 +147,7 @@ class Settings(BaseModel):
 
     # records
     spf_all: Literal["~all", "-all"] = "~all"
-    spf_include: list[Fqdn] = []
+    spf_include: list[DnsName] = []
     dmarc_policy: Literal["none", "quarantine", "reject"] = "none"
     dmarc_subdomain_policy: Literal["none", "quarantine", "reject"] | None = None
     dmarc_pct: int = Field(default=100, ge=0, le=100)
@@ -276,7 +282,7 @@ def _refuse_secrets_and_typos(data: dict):
         if key.startswith(OUR_PREFIXES) and key not in known:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"; did you mean {close[0]}?" if close else ""
-            raise SettingsError(f"settings: {key}: unknown setting{hint}")
+            raise SettingsError(_line(key, data[key], f"unknown setting{hint}"))
 
 
 def _pydantic_line(error: ValidationError, data: dict) -> str:

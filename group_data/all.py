@@ -1,0 +1,31 @@
+# Defaults for every mail host. An inventory overrides any of them per host or per group.
+# Every key is validated by mailhost.settings before anything changes; secrets never go here
+# (see secrets/secrets.toml.example).
+
+mta = "postfix"                  # or "chasquid"
+dns_ttl = 3600
+
+# SPF: the host's IPv4 and IPv6 are written explicitly; add includes for other senders.
+spf_all = "~all"                 # "-all" once you are sure every sender is listed
+spf_include = []
+
+# DMARC: start with "none" and reports, then move to quarantine / reject.
+dmarc_policy = "none"
+dmarc_pct = 100
+dmarc_adkim = "r"
+dmarc_aspf = "r"
+
+# DKIM: an RSA key (what every receiver checks), optionally a second ed25519 signature.
+dkim_selector = "mail"
+dkim_key_type = "rsa-2048"
+dkim_ed25519 = False
+
+# Only these CAs may issue certificates for the mail domains.
+caa_issuers = ["letsencrypt.org"]
+
+# ACME (certbot on the host): Let's Encrypt by default.
+acme_challenge = "http-01"       # or "dns-01", through the DNS provider
+
+# Where the controller keeps secrets and the DKIM private keys (gitignored).
+secrets_file = "secrets/secrets.toml"
+secrets_dir = "secrets"
