@@ -1,0 +1,60 @@
+"""python -m mailhost.lab up [--fresh] | down | status [--json] | ssh [COMMAND...]"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from . import lab
+from .common import LabError, Paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/lab", description=lab.__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="start the lab (what is not running yet)")
+    up.add_argument("--fresh", action="store_true",
+                    help="also rebuild the VPS from the cached rootfs and reboot it")
+    up.add_argument("--json", action="store_true", help="print the status as JSON")
+    commands.add_parser("down", help="stop everything the lab started and remove what it made")
+    status = commands.add_parser("status", help="what runs where (exit 3 if not running)")
+    status.add_argument("--json", action="store_true")
+    ssh = commands.add_parser("ssh", help="ssh into the VPS as root")
+    ssh.add_argument("remote", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+
+    if os.geteuid() != 0:
+        print("scripts/lab: needs root (namespaces, systemd-nspawn, port 53)", file=sys.stderr)
+        return 2
+    paths = Paths.for_checkout()
+    try:
+        if args.command == "up":
+            info = lab.up(paths, fresh=args.fresh)
+            print(json.dumps(info, indent=2) if args.json else lab.describe(info))
+            return 0 if info["running"] else 1
+        if args.command == "down":
+            left = lab.down(paths)
+            if any(left.values()):
+                print(f"lab down: left behind: {json.dumps(left)}", file=sys.stderr)
+                return 1
+            print("lab down: every process stopped; no namespace, link or mount left")
+            return 0
+        if args.command == "status":
+            info = lab.status(paths)
+            print(json.dumps(info, indent=2) if args.json else lab.describe(info))
+            return 0 if info["running"] else 3
+        if args.command == "ssh":
+            from .vps import ssh_command
+
+            command = ssh_command(paths) + args.remote
+            os.execvp(command[0], command)
+    except LabError as error:
+        print(f"lab {args.command}: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""The lab's Cloudflare: the API emulator serving example.test, writing through to Knot.
+
+At start the emulator is seeded with what Knot holds for the zone (read by AXFR, except the
+SOA and the apex NS, which Cloudflare manages itself); from then on every write made through
+the API is mirrored into Knot by RFC 2136 (``Rfc2136Mirror``), so what the emulator holds is
+what the lab DNS answers. Secrets come from the lab's secrets file, never the command line::
+
+    python -m mailhost.lab.cloudflare_lab --listen 198.51.100.1:8443 --zone example.test \\
+        --dns 198.51.100.1 --secrets .lab/secrets.toml
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+import tomllib
+
+import dns.name
+import dns.query
+import dns.rdatatype
+import dns.tsigkeyring
+import dns.zone
+
+from .cloudflare_emulator import CloudflareEmulator, Rfc2136Mirror
+from .common import TSIG_KEY_NAME
+
+SKIPPED_AT_APEX = ("SOA", "NS")
+
+
+def records_from_dns(zone: str, server: str, port: int, keyring) -> list[dict]:
+    """The zone's records (AXFR with TSIG) as Cloudflare API bodies."""
+    origin = dns.name.from_text(zone)
+    transfer = dns.zone.from_xfr(dns.query.xfr(server, origin, port=port, keyring=keyring,
+                                               keyalgorithm="hmac-sha256", lifetime=10))
+    bodies = []
+    for name, node in transfer.nodes.items():
+        absolute = name.derelativize(origin).to_text().rstrip(".")
+        for rdataset in node.rdatasets:
+            rtype = dns.rdatatype.to_text(rdataset.rdtype)
+            if absolute == zone and rtype in SKIPPED_AT_APEX:
+                continue
+            for rdata in rdataset:
+                body = {"name": absolute, "type": rtype, "ttl": rdataset.ttl}
+                if rtype == "MX":
+                    body["priority"] = rdata.preference
+                    body["content"] = rdata.exchange.derelativize(origin).to_text().rstrip(".")
+                elif rtype in ("CNAME", "NS", "PTR"):
+                    body["content"] = rdata.target.derelativize(origin).to_text().rstrip(".")
+                elif rtype == "TXT":
+                    body["content"] = b"".join(rdata.strings).decode()
+                else:
+                    body["content"] = rdata.to_text(origin=origin, relativize=False)
+                bodies.append(body)
+    return bodies
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--listen", required=True, help="HOST:PORT")
+    parser.add_argument("--zone", required=True)
+    parser.add_argument("--dns", required=True, help="the DNS server to seed from and mirror to")
+    parser.add_argument("--dns-port", type=int, default=53)
+    parser.add_argument("--secrets", required=True,
+                        help="TOML with cloudflare_api_token and tsig_secret")
+    args = parser.parse_args(argv)
+    with open(args.secrets, "rb") as file:
+        secrets = tomllib.load(file)
+    keyring = dns.tsigkeyring.from_text({TSIG_KEY_NAME: secrets["tsig_secret"]})
+    host, _, port = args.listen.rpartition(":")
+    emulator = CloudflareEmulator(secrets["cloudflare_api_token"], zones=[args.zone],
+                                  host=host, port=int(port))
+    seed = records_from_dns(args.zone, args.dns, args.dns_port, keyring)
+    if seed:
+        emulator.add_records(args.zone, seed)
+    emulator.on_write = Rfc2136Mirror(args.dns, args.dns_port, args.zone, TSIG_KEY_NAME,
+                                      secrets["tsig_secret"])
+    emulator.start()
+    print(f"cloudflare emulator on {emulator.base_url}, zone {args.zone} "
+          f"({len(seed)} records from {args.dns}), mirroring writes by RFC 2136", flush=True)
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+    stopping.wait()
+    emulator.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""The lab's DNS: the zones Knot serves, and starting Knot on the bridge address.
+
+Zones (all updatable with the TSIG key ``mailhost-lab``, the RFC 2136 provider's target):
+
+- ``example.test``: the lab mail domain; SOA and NS only, the deploy adds the mail records
+- ``example.net``: the receiver's domain (MX, A/AAAA of mx.example.net, SPF, DMARC)
+- ``lab.test``: the lab's own names (ns.lab.test = Knot, acme.lab.test = Pebble)
+- ``bl.lab.test``: an empty DNSBL zone for later checks
+- the reverse zones of 198.51.100.0/24 and 2001:db8::/64, with PTRs for every lab host
+"""
+
+from __future__ import annotations
+
+import dns.name
+import dns.reversename
+
+from .common import (
+    ACME_NAME,
+    DNS_PORT,
+    DNSBL_ZONE,
+    HOST4,
+    HOST6,
+    LAB_DOMAIN,
+    MAIL_DOMAIN,
+    MAIL_HOSTNAME,
+    NS_NAME,
+    RX4,
+    RX6,
+    RX_DOMAIN,
+    RX_HOSTNAME,
+    TSIG_KEY_NAME,
+    VPS4,
+    VPS6,
+    LabError,
+    Paths,
+    Proc,
+    log_tail,
+    spawn,
+)
+
+REVERSE4 = "100.51.198.in-addr.arpa"
+REVERSE6 = "0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa"  # 2001:db8::/64
+PTRS = {HOST4: NS_NAME, HOST6: NS_NAME, VPS4: MAIL_HOSTNAME, VPS6: MAIL_HOSTNAME,
+        RX4: RX_HOSTNAME, RX6: RX_HOSTNAME}
+
+
+def _head(zone: str) -> str:
+    return (
+        f"$ORIGIN {zone}.\n$TTL 300\n"
+        f"@ IN SOA {NS_NAME}. hostmaster.{zone}. 1 3600 600 604800 300\n"
+        f"@ IN NS {NS_NAME}.\n"
+    )
+
+
+def _ptrs(zone: str) -> str:
+    origin = dns.name.from_text(zone)
+    lines = []
+    for address, target in PTRS.items():
+        name = dns.reversename.from_address(address)
+        if name.is_subdomain(origin):
+            lines.append(f"{name.relativize(origin)} IN PTR {target}.\n")
+    return "".join(lines)
+
+
+def zones() -> dict[str, str]:
+    """Zone name -> zone file text for every zone the lab DNS serves."""
+    return {
+        MAIL_DOMAIN: _head(MAIL_DOMAIN),
+        RX_DOMAIN: _head(RX_DOMAIN)
+        + "@ IN MX 10 mx\n"
+        + f"mx IN A {RX4}\nmx IN AAAA {RX6}\n"
+        + '@ IN TXT "v=spf1 mx -all"\n'
+        + '_dmarc IN TXT "v=DMARC1; p=reject"\n',
+        LAB_DOMAIN: _head(LAB_DOMAIN)
+        + f"{NS_NAME}. IN A {HOST4}\n{NS_NAME}. IN AAAA {HOST6}\n"
+        + f"{ACME_NAME}. IN A {HOST4}\n{ACME_NAME}. IN AAAA {HOST6}\n"
+        + f"{DNSBL_ZONE}. IN NS {NS_NAME}.\n",
+        DNSBL_ZONE: _head(DNSBL_ZONE),
+        REVERSE4: _head(REVERSE4) + _ptrs(REVERSE4),
+        REVERSE6: _head(REVERSE6) + _ptrs(REVERSE6),
+    }
+
+
+def start_knot(paths: Paths, tsig_secret: str) -> Proc:
+    """Start knotd on the bridge (port 53, IPv4 and IPv6) with fresh zones; return its PID."""
+    import shutil
+
+    from .knot import KnotServer, TsigKey
+
+    if paths.knot.exists():
+        shutil.rmtree(paths.knot)  # every start serves the zones as written above
+    server = KnotServer(zones(), key=TsigKey(TSIG_KEY_NAME, tsig_secret), listen=[HOST4, HOST6],
+                        port=DNS_PORT, workdir=paths.knot)
+    command = server.prepare()
+    log = paths.logs / "knotd.log"
+    proc = spawn(command, log)  # detached: it outlives `lab up`
+    try:
+        server.wait_ready(timeout=20)
+    except Exception as error:
+        proc.stop()
+        raise LabError(f"knotd did not start: {error}; log {log}:\n{log_tail(log)}") from error
+    return proc
