@@ -116,7 +116,7 @@ class CloudflareProvider(Provider):
         )
         total = _total_count(page)
         if total is None:
-            raise ProviderError(f"Cloudflare did not return a record count for zone {zone}")
+            raise self._error(f"Cloudflare did not return a record count for zone {zone}")
         self._zone_sizes[zone] = total
         return total
 
@@ -131,7 +131,7 @@ class CloudflareProvider(Provider):
             )
             matches = [z for z in page.result if normalize_name(z.name) == normalize_name(zone)]
             if not matches:
-                raise ProviderError(
+                raise self._error(
                     f"zone {zone} is not in this Cloudflare account, or the API token "
                     "cannot see it (it needs Zone:Read and DNS:Edit on the zone)"
                 )
@@ -204,7 +204,7 @@ class CloudflareProvider(Provider):
             ):
                 changed.append(f"{change.rtype} {change.name}")
         if changed:
-            raise ProviderError(
+            raise self._error(
                 f"zone {plan.zone} changed since the plan was read ({', '.join(changed)}); "
                 "nothing was written: run again"
             )
@@ -244,11 +244,11 @@ class CloudflareProvider(Provider):
                 f"connection to the Cloudflare API at {self.client.base_url.host} {reason} "
                 f"while {what}"
             )
-        raise ProviderError(self._scrub(message))
+        raise self._error(message)
 
-    def _scrub(self, message: str) -> str:
-        """One line, and never the token."""
-        return " ".join(message.replace(self._token, "[token]").split())
+    def _error(self, message: str) -> ProviderError:
+        """A ProviderError of one line that never holds the token."""
+        return ProviderError(" ".join(message.replace(self._token, "[token]").split()))
 
 
 def _describe(error: cloudflare.APIStatusError) -> str:
