@@ -11,8 +11,6 @@ from mailhost.providers.base import ProviderError
 from mailhost.providers.cloudflare import CloudflareProvider
 from mailhost.records import RecordSet
 
-pytest_plugins = ["tests.cloudflare_world"]  # the cloudflare_world fixture
-
 ZONE = "example.test"
 MAIL = "mail.example.test"
 DKIM_NAME = "mail._domainkey.example.test"
@@ -168,11 +166,12 @@ def test_removed_key_is_deleted(cloudflare_world):
 
 def test_spf_change_keeps_foreign_txt_at_the_apex(cloudflare_world):
     world = cloudflare_world
-    world.add_foreign(ZONE, "TXT", "google-site-verification=abc")
+    world.add_foreign(ZONE, "TXT", "google-site-verification=abc", ttl=60)  # lower TTL than ours
     run(world.provider())
     run(world.provider(), desired(spf="v=spf1 a mx -all"))
-    apex_txt = {t[3] for t in world.snapshot() if t[:2] == (ZONE, "TXT")}
-    assert apex_txt == {"google-site-verification=abc", "v=spf1 a mx -all"}
+    apex_txt = {t[2:] for t in world.snapshot() if t[:2] == (ZONE, "TXT")}
+    assert apex_txt == {(60, "google-site-verification=abc"), (300, "v=spf1 a mx -all")}
+    assert run(world.provider(), desired(spf="v=spf1 a mx -all")).empty
 
 
 def test_proxied_mail_host_becomes_unproxied(cloudflare_world):

@@ -290,8 +290,9 @@ def _found_record(record) -> FoundRecord:
 
 
 def _record_set(records: list[FoundRecord]) -> RecordSet:
-    """Records of one key as a RecordSet: the lowest TTL (what resolvers use), and proxied
-    when any record is (so that an unproxied desired set rewrites them all)."""
+    """Records of one key as a RecordSet: the lowest TTL (what resolvers use), proxied when any
+    record is (so that an unproxied desired set rewrites them all), and each value's own TTL
+    (so that our part of a shared set has our TTL, whatever the TTL of the others)."""
     first = records[0]
     return RecordSet(
         first.name,
@@ -299,6 +300,7 @@ def _record_set(records: list[FoundRecord]) -> RecordSet:
         min(r.ttl for r in records),
         tuple(r.value for r in records),
         proxied=any(r.proxied for r in records),
+        value_ttls=tuple((r.value, r.ttl) for r in records),
     )
 
 
