@@ -91,7 +91,8 @@ class Fault:
     after_write: bool = False
 
     def matches(self, method: str, path: str) -> bool:
-        return self.count > 0 and self.method in ("*", method) and re.search(self.path, path)
+        return (self.count > 0 and self.method in ("*", method)
+                and re.search(self.path, path) is not None)
 
 
 def _now() -> str:

@@ -178,7 +178,10 @@ class CloudflareProvider(Provider):
         page = self._call("read", what, lambda: self.client.dns.records.list(**query))
         if name is None:
             self._zone_sizes[zone] = _total_count(page) or 0
-        total_pages = getattr(page.result_info, "total_pages", None) or 1
+        total_pages = getattr(page.result_info, "total_pages", None)
+        if total_pages is None:  # derive it from total_count when the API leaves it out
+            total_pages = -(-(_total_count(page) or 0) // self.page_size)
+        total_pages = max(total_pages, 1)
         return [_found_record(r) for r in page.result], total_pages
 
     def _list_name(self, zone: str, zone_id: str, name: str) -> list[FoundRecord]:
