@@ -3,20 +3,24 @@
     pyinfra inventory/prod.py deploy.py          # apply (asks first; -y to skip)
     pyinfra inventory/prod.py deploy.py --dry    # show every host and DNS change, write nothing
 
-The story, in order: settings of every host validated once (mailhost.settings) -> the DKIM
-keys -> the host (mailhost.host: base, IPv6, firewall, TLS, MTA) -> the DNS records of each
-zone, planned and applied once per zone (mailhost.dnssync) -> verification.
+The story, in order: settings of every host validated once (mailhost.settings) -> the host's
+base, firewall and DKIM keys -> the MTA with a certificate that exists now -> the DNS records
+of each zone, planned and applied once per zone (mailhost.dnssync) -> the ACME certificate
+(its HTTP-01 challenge needs the A record) -> verification.
 """
 
 from pyinfra import host, inventory
 
 from mailhost.dkim import host_key_path, kinds_for, local_key_path
 from mailhost.facts import DkimPublicKey
+from mailhost.host import base, firewall, postfix, tls
 from mailhost.operations import dkim, dns
 from mailhost.run import current_run
 
 run = current_run(inventory)
 settings = run.settings[host.name]
+secrets = run.secrets[host.name]
+DKIM_SIGNER = {"postfix": "opendkim", "chasquid": "chasquid"}
 
 
 def read_host_key(owner_settings, path):
@@ -27,6 +31,13 @@ def read_host_key(owner_settings, path):
     return None
 
 
+if settings.mail_manage_host:
+    base.configure_apt(settings)
+    base.configure_identity(settings)
+    base.configure_ipv6(settings)
+    base.install_packages(["ufw", *tls.PACKAGES, *postfix.PACKAGES])
+    firewall.configure()
+
 for domain in settings.mail_domains:
     for kind in kinds_for(settings):
         on_host = settings.mail_manage_host
@@ -36,7 +47,12 @@ for domain in settings.mail_domains:
             remote_path=host_key_path(settings, domain, kind) if on_host else None,
             kind=kind,
             rsa_bits=settings.rsa_bits,
+            owner=DKIM_SIGNER[settings.mta],
         )
+
+if settings.mail_manage_host:
+    tls.configure(settings)
+    postfix.activate(postfix.configure(settings, secrets))
 
 for zone in run.zones_applied_by(host.name):
     dns.zone_records(
@@ -45,3 +61,7 @@ for zone in run.zones_applied_by(host.name):
         preview=run.preview(zone, read_host_key),
         refresh=lambda zone=zone: run.zone_sync(zone, read_host_key),
     )
+
+if settings.mail_manage_host:
+    tls.obtain_certificate(settings)
+    tls.activate()

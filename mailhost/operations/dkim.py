@@ -8,7 +8,7 @@ from pathlib import Path, PurePosixPath
 
 from pyinfra import host, logger
 from pyinfra.api import FunctionCommand, OperationError, QuoteString, StringCommand, operation
-from pyinfra.facts.files import Sha256File
+from pyinfra.facts.files import File, Sha256File
 
 from mailhost.dkim import generate_key, read_local_key, save_local_key
 
@@ -42,7 +42,11 @@ def key(local_path: str, remote_path: str | None, kind: str = "rsa", rsa_bits: i
     if local is None:
         yield FunctionCommand(_generate, (kind, rsa_bits, local_path), {})
     elif remote_sha == hashlib.sha256(local).hexdigest():
-        host.noop(f"DKIM key {remote_path} is in place")
+        info = host.get_fact(File, path=remote_path) or {}
+        if info.get("user") != owner or info.get("mode") != 600:
+            yield FunctionCommand(_set_owner, (remote_path, owner), {})
+        else:
+            host.noop(f"DKIM key {remote_path} is in place")
         return
     yield FunctionCommand(_upload, (local_path, remote_path, owner), {})
 
@@ -53,12 +57,20 @@ def _generate(kind: str, rsa_bits: int, local_path: str):
 
 
 def _upload(local_path: str, remote_path: str, owner: str):
-    directory = str(PurePosixPath(remote_path).parent)
-    _run(StringCommand("mkdir -p -m 0700", QuoteString(directory), "&& chmod 0700",
-                       QuoteString(str(PurePosixPath(directory).parent)), QuoteString(directory)))
+    directory = PurePosixPath(remote_path).parent
+    # the key's own directory is 0700 and root's until the key is in place, then the signer's
+    _run(StringCommand("mkdir -p -m 0755", QuoteString(str(directory.parent)),
+                       "&& mkdir -p -m 0700", QuoteString(str(directory)),
+                       "&& chown root", QuoteString(str(directory)),
+                       "&& chmod 0700", QuoteString(str(directory))))
     pem = Path(local_path).read_bytes()
     if not host.put_file(io.BytesIO(pem), remote_path):
         raise OperationError(f"could not upload the DKIM key to {remote_path}")
+    _set_owner(remote_path, owner)
+
+
+def _set_owner(remote_path: str, owner: str):
+    directory = str(PurePosixPath(remote_path).parent)
     _run(StringCommand("chmod 0600", QuoteString(remote_path), "&& chown",
                        QuoteString(owner), QuoteString(remote_path), QuoteString(directory)))
 

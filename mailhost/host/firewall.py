@@ -1,0 +1,52 @@
+"""The firewall (ufw): SSH, SMTP 25, submission 587 and 465; 80 only while HTTP-01 needs it.
+
+The SSH port is read from the live connection ($SSH_CONNECTION), so a host on port 2222 is
+never locked out by a rule for 22.
+"""
+
+from __future__ import annotations
+
+from pyinfra import host
+from pyinfra.api import FactBase
+from pyinfra.operations import server
+
+MAIL_PORTS = [25, 465, 587]
+
+
+class SshServerPort(FactBase):
+    """The port this SSH connection came in on (None when not connected over SSH)."""
+
+    def command(self):
+        return "echo ${SSH_CONNECTION:-}"
+
+    def process(self, output):
+        fields = "".join(output).split()
+        return int(fields[3]) if len(fields) == 4 else None
+
+
+class UfwRules(FactBase):
+    """``ufw status`` lines; empty when ufw is inactive."""
+
+    def command(self):
+        return "ufw status 2>/dev/null || true"
+
+    def process(self, output):
+        return [line.strip() for line in output]
+
+
+def configure(ssh_port_fallback: int = 22) -> None:
+    """Allow SSH and the mail ports, deny the rest, enable ufw; idempotent."""
+    ssh_port = host.get_fact(SshServerPort) or int(host.data.get("ssh_port") or ssh_port_fallback)
+    status = host.get_fact(UfwRules)
+    active = any(line.startswith("Status: active") for line in status)
+    allowed = {line.split()[0] for line in status if "ALLOW" in line}
+    commands = []
+    for port in [ssh_port, *MAIL_PORTS]:
+        if f"{port}/tcp" not in allowed:
+            commands.append(f"ufw allow {port}/tcp")
+    if not active:
+        commands += ["ufw default deny incoming", "ufw default allow outgoing",
+                     "ufw --force enable"]
+    if commands:
+        server.shell(name=f"Firewall: allow SSH ({ssh_port}) and mail ports, deny the rest",
+                     commands=commands)

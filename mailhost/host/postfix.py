@@ -1,0 +1,79 @@
+"""Postfix + OpenDKIM + Dovecot (SASL only) + postsrsd: the ``mta = "postfix"`` mail host.
+
+install -> configure -> activate, like every component. Services are restarted only when a
+file they read changed, so a converged host shows no change.
+"""
+
+from __future__ import annotations
+
+from io import StringIO
+
+from pyinfra.operations import files, server, systemd
+
+from mailhost.dkim import host_key_path
+from mailhost.host import template
+from mailhost.host.users import alias_map, dovecot_users, mailbox_map, sender_login_map
+from mailhost.secrets import Secrets
+from mailhost.settings import Settings
+
+PACKAGES = ["postfix", "opendkim", "dovecot-core", "postsrsd", "dns-root-data"]
+VMAIL_UID = 5000
+
+
+def configure(settings: Settings, secrets: Secrets) -> dict[str, bool]:
+    """Write every configuration file; returns, per service, whether it must restart."""
+    server.group(name="vmail group", group="vmail", gid=VMAIL_UID, system=True)
+    server.user(name="vmail user", user="vmail", uid=VMAIL_UID, group="vmail",
+                home="/var/mail/vhosts", shell="/usr/sbin/nologin", system=True)
+    files.directory(name="Mailboxes", path="/var/mail/vhosts", user="vmail", group="vmail",
+                    mode="750")
+
+    postfix_changed = any([
+        _template("postfix/main.cf.j2", "/etc/postfix/main.cf", settings,
+                  smtp_address_preference="any"),
+        _template("postfix/master.cf.j2", "/etc/postfix/master.cf", settings),
+        *[_postmap(name, content) for name, content in [
+            ("vmailbox", mailbox_map(settings)),
+            ("virtual", alias_map(settings)),
+            ("sender_login", sender_login_map(settings)),
+        ]],
+    ])
+
+    key_paths = {d: host_key_path(settings, d, "rsa") for d in settings.mail_domains}
+    opendkim_changed = any([
+        _template("opendkim/opendkim.conf.j2", "/etc/opendkim.conf", settings),
+        _template("opendkim/KeyTable.j2", "/etc/opendkim/KeyTable", settings,
+                  key_paths=key_paths),
+        _template("opendkim/SigningTable.j2", "/etc/opendkim/SigningTable", settings),
+        _template("opendkim/TrustedHosts.j2", "/etc/opendkim/TrustedHosts", settings),
+    ])
+
+    dovecot_changed = any([
+        _template("dovecot/dovecot.conf.j2", "/etc/dovecot/dovecot.conf", settings),
+        files.put(name="Dovecot users (password hashes)", src=StringIO(
+            dovecot_users(settings, secrets)), dest="/etc/dovecot/mailhost-users",
+            user="root", group="dovecot", mode="640").will_change,
+    ])
+    srs_changed = _template("postfix/postsrsd.j2", "/etc/default/postsrsd", settings)
+    return {"postfix": postfix_changed, "opendkim": opendkim_changed,
+            "dovecot": dovecot_changed, "postsrsd": srs_changed}
+
+
+def activate(restart: dict[str, bool]) -> None:
+    """Start and enable every service; restart those whose configuration changed."""
+    for service in ["postsrsd", "opendkim", "dovecot", "postfix"]:
+        systemd.service(name=f"{service} running and enabled", service=service, running=True,
+                        enabled=True, restarted=restart[service])
+
+
+def _template(src: str, dest: str, settings: Settings, **data) -> bool:
+    return files.template(name=dest, src=template(src), dest=dest, mode="644", s=settings,
+                          **data).will_change
+
+
+def _postmap(name: str, content: str):
+    path = f"/etc/postfix/{name}"
+    changed = files.put(name=path, src=StringIO(content), dest=path, mode="644").will_change
+    if changed:
+        server.shell(name=f"postmap {path}", commands=[f"postmap {path}"])
+    return changed
