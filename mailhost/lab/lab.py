@@ -173,6 +173,8 @@ def start_vps(paths: Paths, state: dict) -> None:
 
 def stop_vps(paths: Paths, state: dict) -> None:
     vps.stop(_proc(state, "vps"), _proc(state, "vps_init"))
+    if not _alive(state, "vps") and not _alive(state, "vps_init"):
+        vps.remove_run_files(paths)
     _record(paths, state, "vps", None)
     _record(paths, state, "vps_init", None)
 
@@ -219,6 +221,7 @@ def leftovers(paths: Paths, state: dict | None = None) -> dict[str, list]:
         "namespaces": network.lab_namespaces(),
         "links": network.lab_links(),
         "mounts": mounts + mounts_under(paths.vps_rootfs),
+        "nspawn_files": [str(p) for p in vps.run_files(paths)],
         "processes": [f"{name}:{data['pid']}" for name, data in recorded.items()
                       if Proc.from_json(data).alive()],
     }
@@ -255,7 +258,7 @@ def down(paths: Paths) -> dict[str, list]:
 def status(paths: Paths) -> dict:
     """What runs where (addresses, URLs, files, PIDs); no secret values, only key names."""
     state = load_state(paths)
-    parts = {name: {"pid": data["pid"], "alive": Proc.from_json(data).alive()}
+    parts = {name: {**data, "alive": Proc.from_json(data).alive()}
              for name, data in state.get("procs", {}).items()}
     running = all(_alive(state, name) for name in COMPONENTS)
     return {

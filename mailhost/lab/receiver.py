@@ -140,18 +140,22 @@ def check_dkim(raw: bytes) -> list[dict]:
     results = []
     for index in range(count):
         verifier = dkim.DKIM(raw)
+        reason = ""
         try:
             result = "pass" if verifier.verify(idx=index) else "fail"
-        except dkim.DnsTimeoutError:
-            result = "temperror"
-        except Exception:  # a malformed signature or key: dkimpy raises several kinds
-            result = "permerror"
+        except dkim.DnsTimeoutError as error:
+            result, reason = "temperror", str(error)
+        except dkim.ValidationError as error:  # e.g. body hash mismatch
+            result, reason = "fail", str(error)
+        except Exception as error:  # a malformed signature or key: dkimpy raises several kinds
+            result, reason = "permerror", f"{type(error).__name__}: {error}"
         fields = verifier.signature_fields or {}
         results.append({
             "result": result,
             "d": fields.get(b"d", b"").decode(errors="replace").lower(),
             "s": fields.get(b"s", b"").decode(errors="replace"),
             "a": fields.get(b"a", b"").decode(errors="replace"),
+            "reason": reason,
         })
     return results
 

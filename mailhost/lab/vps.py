@@ -178,7 +178,8 @@ def boot(paths: Paths, log: Path) -> Proc:
     """Start systemd-nspawn (real systemd, sshd) in the VPS namespace."""
     command = [
         "systemd-nspawn", "--boot", "--directory", str(paths.vps_rootfs),
-        "--register=no", "--keep-unit", f"--network-namespace-path=/run/netns/{VPS_NETNS}",
+        f"--machine={VPS_NETNS}", "--register=no", "--keep-unit",
+        f"--network-namespace-path=/run/netns/{VPS_NETNS}",
         f"--hostname={SHORT_HOSTNAME}", "--console=read-only", "--resolv-conf=off",
         "--timezone=off", "--link-journal=no",
     ]
@@ -209,6 +210,29 @@ def wait_running(paths: Paths, nspawn: Proc, log: Path, timeout: float = 180) ->
 
     return wait_for(settled, timeout, "VPS boot (systemctl is-system-running over SSH)",
                     proc=nspawn, log=log, interval=0.5)
+
+
+NSPAWN_RUN = Path("/run/systemd/nspawn")
+
+
+def run_files(paths: Paths) -> list[Path]:
+    """What systemd-nspawn leaves in /run for this VPS once it has exited (it cannot remove
+    them itself where /run is not a tmpfs): the propagation folder and the rootfs lock."""
+    found = [p for p in [NSPAWN_RUN / "propagate" / VPS_NETNS] if p.exists()]
+    try:
+        stat = paths.vps_rootfs.stat()
+    except OSError:
+        return found
+    lock = NSPAWN_RUN / "locks" / f"inode-{stat.st_dev}:{stat.st_ino}"
+    return found + ([lock] if lock.exists() else [])
+
+
+def remove_run_files(paths: Paths) -> None:
+    for path in run_files(paths):
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 def stop(nspawn: Proc | None, init: Proc | None) -> None:
