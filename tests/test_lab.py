@@ -30,7 +30,7 @@ import pytest
 
 from mailhost.lab import lab as lab_module
 from mailhost.lab import network, vps
-from mailhost.lab.common import Paths, Proc
+from mailhost.lab.common import LabError, Paths, Proc
 from mailhost.lab.receiver import wait_for_message
 
 pytestmark = pytest.mark.lab
@@ -128,6 +128,27 @@ def test_vps_apt_goes_through_the_proxy(lab):
     result = ssh("apt-config dump | grep -i proxy; apt-get -q update", text=True, timeout=300)
     assert '"http://198.51.100.1:3128"' in result.stdout
     assert result.returncode == 0, result.stdout[-500:] + result.stderr[-500:]
+    # the proxy forwards to the package mirrors only
+    script = ("import urllib.request as u, urllib.error as e\n"
+              "o = u.build_opener(u.ProxyHandler({'http': 'http://198.51.100.1:3128'}))\n"
+              "try:\n    o.open('http://example.com/', timeout=10)\n"
+              "except e.HTTPError as error:\n    print(error.code)\n")
+    assert ssh(f"python3 -c {shlex.quote(script)}", text=True).stdout.strip() == "403"
+
+
+def test_lab_refuses_ranges_the_machine_uses(monkeypatch):
+    real = network._ip_json
+
+    def with_colliding_route(*args):
+        if "route" in args and "-4" in args:
+            return [{"dst": "198.51.100.0/25", "dev": "eth0"}]
+        return real(*args)
+
+    monkeypatch.setattr(network, "_ip_json", with_colliding_route)
+    with pytest.raises(LabError, match="collides"):
+        network.check_ranges()
+    monkeypatch.setattr(network, "_ip_json", real)
+    network.check_ranges()  # the machine's own routes (192.0.2.0/24, fd00::/64) do not collide
 
 
 @pytest.mark.parametrize("server", ["198.51.100.1", "2001:db8::1"])
