@@ -182,6 +182,9 @@ def boot(paths: Paths, log: Path) -> Proc:
         f"--network-namespace-path=/run/netns/{VPS_NETNS}",
         f"--hostname={SHORT_HOSTNAME}", "--console=read-only", "--resolv-conf=off",
         "--timezone=off", "--link-journal=no",
+        # like a real VPS, root may manage its network (firewall, sysctls); the namespace is
+        # the VPS's own, and the host neither forwards nor NATs for it
+        "--capability=CAP_NET_ADMIN", "--private-network",
     ]
     # cgroup v1 host without systemd as PID 1: see LAB-FACTS
     return spawn(command, log, env={"SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "0"})
