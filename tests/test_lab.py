@@ -122,6 +122,9 @@ def test_vps_network_resolver_and_no_route_out(lab):
     assert routes and "default" not in [r["dst"] for r in routes]  # never routed outside
     assert "nameserver 198.51.100.1" in ssh("cat /etc/resolv.conf", text=True).stdout
     assert ssh("hostname -f", text=True).stdout.strip() == "mail.example.test"
+    # root manages its own network namespace, as on a real VPS (firewall, sysctls)
+    assert ssh("sysctl -w net.ipv6.conf.eth0.accept_ra=0 && ip link set lo mtu 65535",
+               text=True).returncode == 0
 
 
 def test_vps_apt_goes_through_the_proxy(lab):

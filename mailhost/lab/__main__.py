@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
             os.execvp(command[0], command)
     except LabError as error:
         print(f"lab {args.command}: {error}", file=sys.stderr)
+        if args.command == "up":
+            print("lab up: `scripts/lab down` stops what was started", file=sys.stderr)
         return 1
     return 0
 
