@@ -32,7 +32,14 @@ mail_hosts = [
             "mail_domains": ["example.test"],
             "ipv4": "198.51.100.10",
             "ipv6": "2001:db8::10",
-            "mta": "postfix",
+            "mta": os.environ.get("MAILHOST_LAB_MTA", "postfix"),
+            # SMTP users (passwords: .lab/secrets.toml [passwords]) and forwarding
+            "mail_users": ["alice@example.test", "bob@example.test"],
+            "mail_aliases": {
+                "postmaster@example.test": ["alice@example.test"],
+                "sales@example.test": ["alice@example.test"],
+                "fwd@example.test": ["inbox@example.net"],  # forwarded outside, with SRS
+            },
 
             # DNS: Knot on the lab bridge, by RFC 2136 with TSIG key mailhost-lab...
             "dns_provider": _provider,

@@ -23,3 +23,16 @@ class DkimPublicKey(FactBase):
     def process(self, output):
         text = "".join(output).strip()
         return text or None
+
+
+class SystemdUnitState(FactBase):
+    """Whether a systemd unit of any type (a timer too) is active and enabled."""
+
+    def command(self, unit):
+        quoted = QuoteString(unit)
+        return StringCommand("echo $(systemctl is-active", quoted, ") $(systemctl is-enabled",
+                             quoted, "2>/dev/null)")
+
+    def process(self, output):
+        fields = "".join(output).split()
+        return {"active": fields[:1] == ["active"], "enabled": fields[1:2] == ["enabled"]}

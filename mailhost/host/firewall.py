@@ -37,7 +37,7 @@ class UfwRules(FactBase):
 def configure(ssh_port_fallback: int = 22) -> None:
     """Allow SSH and the mail ports, deny the rest, enable ufw; idempotent."""
     ssh_port = host.get_fact(SshServerPort) or int(host.data.get("ssh_port") or ssh_port_fallback)
-    status = host.get_fact(UfwRules)
+    status = host.get_fact(UfwRules) or []
     active = any(line.startswith("Status: active") for line in status)
     allowed = {line.split()[0] for line in status if "ALLOW" in line}
     commands = []

@@ -25,8 +25,9 @@ def configure(settings: Settings, secrets: Secrets) -> dict[str, bool]:
     server.group(name="vmail group", group="vmail", gid=VMAIL_UID, system=True)
     server.user(name="vmail user", user="vmail", uid=VMAIL_UID, group="vmail",
                 home="/var/mail/vhosts", shell="/usr/sbin/nologin", system=True)
+    # setgid, as /var/mail is: mailbox directories inherit the group
     files.directory(name="Mailboxes", path="/var/mail/vhosts", user="vmail", group="vmail",
-                    mode="750")
+                    mode="2750")
 
     postfix_changed = any([
         _template("postfix/main.cf.j2", "/etc/postfix/main.cf", settings,

@@ -10,8 +10,9 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand
 from pyinfra.facts.files import File, Link
-from pyinfra.operations import files, server, systemd
+from pyinfra.operations import files, server
 
+from mailhost.facts import SystemdUnitState
 from mailhost.host import template
 from mailhost.settings import Settings
 
@@ -80,5 +81,8 @@ def obtain_certificate(settings: Settings) -> None:
 
 
 def activate() -> None:
-    systemd.service(name="certbot renewal timer", service="certbot.timer", running=True,
-                    enabled=True, daemon_reload=True)
+    """certbot's renewal timer active and enabled (pyinfra's systemd facts list services only)."""
+    state = host.get_fact(SystemdUnitState, unit="certbot.timer") or {}
+    if not (state.get("active") and state.get("enabled")):
+        server.shell(name="certbot renewal timer", commands=[
+            "systemctl daemon-reload", "systemctl enable --now certbot.timer"])
