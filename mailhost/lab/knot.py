@@ -173,6 +173,7 @@ class KnotServer:
             "server:\n"
             f'  rundir: "{self.workdir / "run"}"\n'
             f"  listen: [ {listen} ]\n"
+            "  tcp-io-timeout: 10000\n"  # 500 ms default drops AXFRs to a slow Python client
             "log:\n"
             "  - target: stderr\n"
             "    any: info\n"

@@ -309,6 +309,10 @@ class Rfc2136Provider(Provider):
             raise ProviderError(
                 f"DNS server {self.where} refused the TCP connection: is it running?"
             ) from None
+        except EOFError:
+            raise ProviderError(
+                f"DNS server {self.where} closed the connection part-way (zone {zone}): run again"
+            ) from None
         except dns.query.TransferError as error:
             raise ProviderError(
                 f"DNS server {self.where} refused the transfer of zone {zone} "

@@ -1,0 +1,185 @@
+"""Postfix + OpenDKIM end to end in the lab: a fresh VPS, deployed with pyinfra, sending to
+the lab's receiver, which checks DKIM, SPF and DMARC against the lab DNS."""
+
+from __future__ import annotations
+
+import json
+import os
+import smtplib
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import dns.query
+import dns.tsigkeyring
+import pytest
+
+from mailhost.lab.receiver import wait_for_message
+
+pytestmark = pytest.mark.lab
+
+ROOT = Path(__file__).resolve().parent.parent
+PYINFRA = str(Path(sys.executable).parent / "pyinfra")
+VPS4, VPS6 = "198.51.100.10", "2001:db8::10"
+HOSTNAME = "mail.example.test"
+
+
+def lab(*args, timeout=900):
+    return subprocess.run([str(ROOT / "scripts" / "lab"), *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, check=True)
+
+
+def deploy(*args):
+    result = subprocess.run([PYINFRA, "inventory/lab.py", "deploy.py", *args], cwd=ROOT,
+                            capture_output=True, text=True, timeout=900,
+                            env=dict(os.environ, MAILHOST_LAB_PROVIDER="rfc2136"))
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    return output
+
+
+def ssh(command):
+    status = json.loads(lab("status", "--json").stdout)
+    return subprocess.run(["ssh", "-F", status["vps"]["ssh_config"], HOSTNAME, command],
+                          capture_output=True, text=True, timeout=120).stdout
+
+
+def zone_text(status):
+    secret = tomllib.loads(Path(status["secrets_file"]).read_text())["tsig_secret"]
+    keyring = dns.tsigkeyring.from_text({status["dns"]["tsig_key_name"]: secret})
+    messages = dns.query.xfr(status["dns"]["server"], "example.test", keyring=keyring,
+                             keyname=status["dns"]["tsig_key_name"])
+    return "\n".join(str(rrset) for message in messages for rrset in message.answer)
+
+
+@pytest.fixture(scope="module")
+def lab_host():
+    """A fresh lab (new VPS, empty zones): --dry first (must change nothing), then the deploy."""
+    lab("down")
+    lab("up")
+    status = json.loads(lab("status", "--json").stdout)
+    before_zone = zone_text(status)
+    before_host = ssh("ls /etc/postfix /etc/mailhost 2>&1; dpkg -l | wc -l")
+    output = deploy("--dry")
+    status["dry_output"] = output
+    status["dry_unchanged"] = (zone_text(status) == before_zone,
+                               ssh("ls /etc/postfix /etc/mailhost 2>&1; dpkg -l | wc -l")
+                               == before_host)
+    started = time.monotonic()
+    status["first_deploy"] = deploy("-y")
+    status["first_deploy_seconds"] = time.monotonic() - started
+    status["passwords"] = tomllib.loads(Path(status["secrets_file"]).read_text())["passwords"]
+    yield status
+    lab("down")
+
+
+def tls_context(status):
+    return ssl.create_default_context(cafile=status["acme"]["root_ca_file"])
+
+
+def submit(status, port, address=VPS4, user="alice@example.test", sender=None, password=None):
+    """Send one message with AUTH; returns its Message-ID."""
+    message_id = f"<{time.time_ns()}@example.test>"
+    body = (f"From: {sender or user}\r\nTo: inbox@example.net\r\nSubject: test {port}\r\n"
+            f"Message-ID: {message_id}\r\n\r\nhello from port {port}\r\n")
+    context = tls_context(status)
+    if port == 465:
+        client = smtplib.SMTP_SSL(context=context, timeout=30)
+        client._host = HOSTNAME  # verify the certificate for the mail host's name
+        client.connect(address, port)
+    else:
+        client = smtplib.SMTP(address, port, timeout=30)
+        client._host = HOSTNAME  # verify the certificate for the mail host's name
+        client.starttls(context=context)
+    with client:
+        client.login(user, password or status["passwords"][user])
+        client.sendmail(sender or user, ["inbox@example.net"], body)
+    return message_id
+
+
+def received(status, message_id):
+    return wait_for_message(status["receiver"]["messages_dir"],
+                            lambda m: message_id in m.message.get("Message-ID", ""), timeout=60)
+
+
+def test_dry_run_on_a_fresh_vps_lists_changes_and_changes_nothing(lab_host):
+    output = lab_host["dry_output"]
+    assert "+ CREATE  MX    example.test" in output
+    assert "<new key, generated when applied>" in output or "v=DKIM1; k=rsa; p=MII" in output
+    assert "Install ufw, certbot" in output and "/etc/postfix/main.cf" in output
+    assert lab_host["dry_unchanged"] == (True, True)
+
+
+@pytest.mark.parametrize("port", [587, 465])
+def test_submission_arrives_with_dkim_spf_dmarc_pass(lab_host, port):
+    message = received(lab_host, submit(lab_host, port))
+    assert message.verdicts["dkim"] == "pass"
+    assert message.verdicts["spf"] == "pass"
+    assert message.verdicts["dmarc"] == "pass"
+    assert message.meta["peer"] == VPS4 or message.meta["family"] in (4, 6)
+
+
+def test_submission_over_ipv6_and_delivery_over_ipv6(lab_host):
+    ssh("postconf -e smtp_address_preference=ipv6 && postfix reload")
+    try:
+        message = received(lab_host, submit(lab_host, 587, address=VPS6))
+    finally:
+        ssh("postconf -e smtp_address_preference=any && postfix reload")
+    assert message.meta["family"] == 6 and message.meta["peer"] == VPS6
+    assert [message.verdicts[k] for k in ("dkim", "spf", "dmarc")] == ["pass"] * 3
+
+
+def test_no_relay_no_auth_before_tls_wrong_password_no_foreign_sender(lab_host):
+    with smtplib.SMTP(VPS4, 25, timeout=30) as client:
+        client.ehlo("probe.example.org")
+        assert "auth" not in client.esmtp_features
+        client.mail("someone@example.org")
+        code, _ = client.rcpt("inbox@example.net")
+        assert code in (454, 554)  # relay access denied
+    with smtplib.SMTP(VPS4, 587, timeout=30) as client:
+        client.ehlo("probe.example.org")
+        assert "auth" not in client.esmtp_features  # not offered before STARTTLS
+        client._host = HOSTNAME
+        client.starttls(context=tls_context(lab_host))
+        client.ehlo("probe.example.org")
+        assert "auth" in client.esmtp_features
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            client.login("alice@example.test", "not the password")
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+        submit(lab_host, 587, user="alice@example.test", sender="bob@example.test")
+    assert "not owned by user" in str(refused.value)
+
+
+@pytest.mark.parametrize("port", [25, 587, 465])
+def test_certificate_chains_to_pebble_and_names_the_host(lab_host, port):
+    context = tls_context(lab_host)
+    with socket.create_connection((VPS4, port), timeout=30) as raw:
+        if port == 465:
+            tls = context.wrap_socket(raw, server_hostname=HOSTNAME)
+        else:
+            raw.recv(1024)
+            raw.sendall(b"EHLO probe.example.org\r\n")
+            time.sleep(0.5)
+            raw.recv(4096)
+            raw.sendall(b"STARTTLS\r\n")
+            assert raw.recv(1024).startswith(b"220")
+            tls = context.wrap_socket(raw, server_hostname=HOSTNAME)
+        certificate = tls.getpeercert()
+        assert tls.version() in ("TLSv1.2", "TLSv1.3")
+        tls.close()
+    names = [value for kind, value in certificate["subjectAltName"] if kind == "DNS"]
+    assert HOSTNAME in names
+
+
+def test_second_deploy_changes_nothing_and_writes_no_dns(lab_host):
+    status = lab_host
+    zone_before = zone_text(status)
+    output = deploy("-y")
+    assert "= example.test: no DNS changes" in output
+    total = [line for line in output.splitlines() if "Grand total" in line][0].split()
+    assert total[3] == "-" and total[4] == "-", total  # no success (change), no error
+    assert zone_text(status) == zone_before
