@@ -92,7 +92,11 @@ def test_status_json_lists_what_runs_where(lab):
     assert lab["receiver"]["domain"] == "example.net"
     assert Path(lab["receiver"]["messages_dir"]).is_dir()
     text = json.dumps(lab)
-    for secret in secrets().values():  # names and paths only, never a secret
+    values = list(secrets().values())
+    flat = [v for v in values if isinstance(v, str)]
+    flat += [p for v in values if isinstance(v, dict) for p in v.values()]  # [passwords]
+    assert len(flat) >= 4
+    for secret in flat:  # names and paths only, never a secret
         assert secret not in text
 
 
