@@ -171,5 +171,5 @@ def check_safety(plan: ZonePlan, count_records, force: bool) -> None:
         raise PlanError(
             f"zone {plan.zone}: the plan updates or deletes {touched} of {size} records "
             f"(over {int(SAFETY_MAX_FRACTION * 100)}%); check it, then set "
-            "dns.force = True to apply it"
+            "dns_force = True to apply it"
         )

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 
 from pyinfra import logger
 from pyinfra.api.exceptions import PyinfraError
-from pyinfra.api.host import Host
 from pyinfra.api.inventory import Inventory
 
 from mailhost.dnsplan import PlanError, ZonePlan
@@ -72,6 +71,3 @@ def current_run(inventory: Inventory) -> MailRun:
         _current = MailRun.load(inventory)
     return _current
 
-
-def host_of(inventory: Inventory, name: str) -> Host:
-    return inventory.get_host(name)

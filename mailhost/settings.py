@@ -180,23 +180,23 @@ class Settings(BaseModel):
         self._check_spf()
         self._check_dkim()
         if self.acme_ca_bundle and not Path(self.acme_ca_bundle).is_file():
-            raise _field_error("acme_ca_bundle", self.acme_ca_bundle,
+            raise _FieldError("acme_ca_bundle", self.acme_ca_bundle,
                                "expected the path of a PEM file on the controller")
         for address, targets in self.mail_aliases.items():
             if not targets:
-                raise _field_error("mail_aliases", address, "expected at least one target")
+                raise _FieldError("mail_aliases", address, "expected at least one target")
         return self
 
     def _check_provider(self):
         if self.dns_provider == "rfc2136":
             if not self.dns_server:
-                raise _field_error("dns_server", None,
+                raise _FieldError("dns_server", None,
                                    "expected the primary server's name or address for rfc2136")
             if not self.dns_tsig_key_name:
-                raise _field_error("dns_tsig_key_name", None,
+                raise _FieldError("dns_tsig_key_name", None,
                                    "expected the TSIG key name for rfc2136")
             if not re.match(r"^[A-Za-z0-9.:_-]+$", self.dns_server):
-                raise _field_error("dns_server", self.dns_server,
+                raise _FieldError("dns_server", self.dns_server,
                                    "expected a host name or an IP address")
 
     def _check_zones(self):
@@ -205,18 +205,18 @@ class Settings(BaseModel):
             (domain, "mail_domains") for domain in self.mail_domains
         ]:
             if zone_of(name, zones) is None:
-                raise _field_error(
+                raise _FieldError(
                     field, name,
                     f"expected a name inside a zone the provider serves ({', '.join(zones)}); "
                     "list its zone in dns_zones",
                 )
         if len(set(self.mail_domains)) != len(self.mail_domains):
-            raise _field_error("mail_domains", self.mail_domains, "expected each domain once")
+            raise _FieldError("mail_domains", self.mail_domains, "expected each domain once")
 
     def _check_spf(self):
         count = spf_lookup_count(self.spf_include)
         if count > MAX_DNS_LOOKUPS:
-            raise _field_error(
+            raise _FieldError(
                 "spf_include", self.spf_include,
                 f"the SPF record would need {count} DNS lookups; at most {MAX_DNS_LOOKUPS} "
                 "are allowed (RFC 7208 4.6.4): drop includes",
@@ -224,7 +224,7 @@ class Settings(BaseModel):
 
     def _check_dkim(self):
         if self.dkim_ed25519 and self.ed25519_selector == self.dkim_selector:
-            raise _field_error("dkim_ed25519_selector", self.dkim_ed25519_selector,
+            raise _FieldError("dkim_ed25519_selector", self.dkim_ed25519_selector,
                                "expected a selector different from dkim_selector")
 
     @property
@@ -255,10 +255,6 @@ class _FieldError(ValueError):
     def __init__(self, field, value, expected):
         super().__init__(expected)
         self.field, self.value, self.expected = field, value, expected
-
-
-def _field_error(field, value, expected) -> _FieldError:
-    return _FieldError(field, value, expected)
 
 
 def load_settings(data: dict) -> Settings:

@@ -89,21 +89,9 @@ DEFAULT_JSON = ROOT / "bench-results" / "dns.json"
 PROVIDERS = ("rfc2136", "cloudflare")
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
-# The sample host of tests/sample.py: one mail host serving example.test.
-SAMPLE_SETTINGS = {
-    "mail_hostname": "mail.example.test",
-    "mail_domains": ["example.test"],
-    "ipv4": "198.51.100.10",
-    "ipv6": "2001:db8::10",
-    "dns_provider": "rfc2136",
-    "dns_server": "127.0.0.1",
-    "dns_tsig_key_name": "mailhost",
-    "dmarc_policy": "quarantine",
-    "dmarc_rua": ["mailto:dmarc@example.test"],
-    "tlsrpt_rua": ["mailto:tlsrpt@example.test"],
-    "caa_issuers": ["letsencrypt.org"],
-}
-
+# The sample host of the tests: one mail host serving example.test (tests/sample.py).
+sys.path.insert(0, str(ROOT / "tests"))
+from sample import BASE as SAMPLE_SETTINGS  # noqa: E402
 
 # ----- the worlds: a provider's server holding the zone, and fresh providers for it -----
 
