@@ -33,10 +33,13 @@ def lab(*args, timeout=900):
                           text=True, timeout=timeout, check=True)
 
 
-def deploy(*args):
+def deploy(lab_host, *args):
+    """pyinfra inventory/lab.py deploy.py ARGS for this world's MTA and DNS provider."""
+    mta, provider = lab_host["world"]
     result = subprocess.run([PYINFRA, "inventory/lab.py", "deploy.py", *args], cwd=ROOT,
                             capture_output=True, text=True, timeout=900,
-                            env=dict(os.environ, MAILHOST_LAB_PROVIDER="rfc2136"))
+                            env=dict(os.environ, MAILHOST_LAB_MTA=mta,
+                                     MAILHOST_LAB_PROVIDER=provider))
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     return output
@@ -56,21 +59,26 @@ def zone_text(status):
     return "\n".join(str(rrset) for message in messages for rrset in message.answer)
 
 
-@pytest.fixture(scope="module")
-def lab_host():
+# (MTA, DNS provider): every test runs in each world, from a fresh lab
+WORLDS = [("postfix", "rfc2136"), ("postfix", "cloudflare")]
+
+
+@pytest.fixture(scope="module", params=WORLDS, ids=["-".join(w) for w in WORLDS])
+def lab_host(request):
     """A fresh lab (new VPS, empty zones): --dry first (must change nothing), then the deploy."""
     lab("down")
     lab("up")
     status = json.loads(lab("status", "--json").stdout)
+    status["world"] = request.param
     before_zone = zone_text(status)
     before_host = ssh("ls /etc/postfix /etc/mailhost 2>&1; dpkg -l | wc -l")
-    output = deploy("--dry")
+    output = deploy(status, "--dry")
     status["dry_output"] = output
     status["dry_unchanged"] = (zone_text(status) == before_zone,
                                ssh("ls /etc/postfix /etc/mailhost 2>&1; dpkg -l | wc -l")
                                == before_host)
     started = time.monotonic()
-    status["first_deploy"] = deploy("-y")
+    status["first_deploy"] = deploy(status, "-y")
     status["first_deploy_seconds"] = time.monotonic() - started
     status["passwords"] = tomllib.loads(Path(status["secrets_file"]).read_text())["passwords"]
     yield status
@@ -154,6 +162,37 @@ def test_no_relay_no_auth_before_tls_wrong_password_no_foreign_sender(lab_host):
     assert "not owned by user" in str(refused.value)
 
 
+def test_forwarded_mail_leaves_with_an_srs_sender_and_passes_spf(lab_host):
+    """A message from outside to fwd@example.test reaches inbox@example.net; its envelope sender
+    is rewritten by SRS into example.test, so the receiver's SPF check passes for our host."""
+    message_id = f"<{time.time_ns()}@example.org>"
+    with smtplib.SMTP(VPS4, 25, timeout=30) as client:
+        client.ehlo("mx.example.org")
+        client.sendmail("friend@example.org", ["fwd@example.test"],
+                        f"From: friend@example.org\r\nTo: fwd@example.test\r\n"
+                        f"Subject: forwarded\r\nMessage-ID: {message_id}\r\n\r\nhi\r\n")
+    message = received(lab_host, message_id)
+    assert message.meta["mail_from"].startswith("SRS0=")
+    assert message.meta["mail_from"].endswith("=example.org=friend@example.test")
+    assert message.verdicts["spf"] == "pass"
+    assert message.message["To"] == "fwd@example.test"
+
+
+def test_mail_for_an_alias_is_delivered_to_the_users_mailbox(lab_host):
+    message_id = f"<{time.time_ns()}@example.org>"
+    with smtplib.SMTP(VPS4, 25, timeout=30) as client:
+        client.ehlo("mx.example.org")
+        client.sendmail("friend@example.org", ["postmaster@example.test"],
+                        f"From: friend@example.org\r\nTo: postmaster@example.test\r\n"
+                        f"Subject: hello postmaster\r\nMessage-ID: {message_id}\r\n\r\nhi\r\n")
+    for _ in range(30):
+        found = ssh(f"grep -rl '{message_id}' /var/mail/vhosts/example.test/alice/ 2>/dev/null")
+        if found.strip():
+            break
+        time.sleep(1)
+    assert "/var/mail/vhosts/example.test/alice/" in found
+
+
 @pytest.mark.parametrize("port", [25, 587, 465])
 def test_certificate_chains_to_pebble_and_names_the_host(lab_host, port):
     context = tls_context(lab_host)
@@ -178,8 +217,26 @@ def test_certificate_chains_to_pebble_and_names_the_host(lab_host, port):
 def test_second_deploy_changes_nothing_and_writes_no_dns(lab_host):
     status = lab_host
     zone_before = zone_text(status)
-    output = deploy("-y")
+    output = deploy(status, "-y")
     assert "= example.test: no DNS changes" in output
     total = [line for line in output.splitlines() if "Grand total" in line][0].split()
     assert total[3] == "-" and total[4] == "-", total  # no success (change), no error
     assert zone_text(status) == zone_before
+
+
+def host_dkim_public_key():
+    return ssh("openssl pkey -pubout -in /etc/mailhost/dkim/example.test/mail.rsa.pem")
+
+
+def test_rebuilt_vps_keeps_its_dkim_key_dns_and_mail_flow(lab_host):
+    """Runs last in each world: the VPS destroyed and built fresh from the rootfs, deployed."""
+    key_before, zone_before = host_dkim_public_key(), zone_text(lab_host)
+    assert "BEGIN PUBLIC KEY" in key_before
+    lab("up", "--fresh")
+    assert "No such file" in ssh("ls /etc/mailhost/dkim 2>&1")  # really a new machine
+    output = deploy(lab_host, "-y")
+    assert "= example.test: no DNS changes" in output
+    assert host_dkim_public_key() == key_before
+    assert zone_text(lab_host) == zone_before
+    message = received(lab_host, submit(lab_host, 587))
+    assert [message.verdicts[k] for k in ("dkim", "spf", "dmarc")] == ["pass"] * 3

@@ -11,23 +11,24 @@ from io import StringIO
 from pyinfra.operations import files, server, systemd
 
 from mailhost.dkim import host_key_path
-from mailhost.host import template
-from mailhost.host.users import alias_map, dovecot_users, mailbox_map, sender_login_map
+from mailhost.host import template, units
+from mailhost.host.users import (
+    alias_map,
+    dovecot_users,
+    mailbox_map,
+    mailbox_root,
+    sender_login_map,
+)
 from mailhost.secrets import Secrets
 from mailhost.settings import Settings
 
 PACKAGES = ["postfix", "opendkim", "dovecot-core", "postsrsd", "dns-root-data"]
-VMAIL_UID = 5000
+SERVICES = ["postsrsd", "opendkim", "dovecot", "postfix"]
 
 
 def configure(settings: Settings, secrets: Secrets) -> dict[str, bool]:
     """Write every configuration file; returns, per service, whether it must restart."""
-    server.group(name="vmail group", group="vmail", gid=VMAIL_UID, system=True)
-    server.user(name="vmail user", user="vmail", uid=VMAIL_UID, group="vmail",
-                home="/var/mail/vhosts", shell="/usr/sbin/nologin", system=True)
-    # setgid, as /var/mail is: mailbox directories inherit the group
-    files.directory(name="Mailboxes", path="/var/mail/vhosts", user="vmail", group="vmail",
-                    mode="2750")
+    mailbox_root()
 
     postfix_changed = any([
         _template("postfix/main.cf.j2", "/etc/postfix/main.cf", settings,
@@ -62,9 +63,15 @@ def configure(settings: Settings, secrets: Secrets) -> dict[str, bool]:
 
 def activate(restart: dict[str, bool]) -> None:
     """Start and enable every service; restart those whose configuration changed."""
-    for service in ["postsrsd", "opendkim", "dovecot", "postfix"]:
+    for service in SERVICES:
         systemd.service(name=f"{service} running and enabled", service=service, running=True,
                         enabled=True, restarted=restart[service])
+
+
+def deactivate() -> None:
+    """Stop and disable every service (the host now runs another MTA): port 25 is released."""
+    for service in reversed(SERVICES):
+        units.stopped(service)
 
 
 def _template(src: str, dest: str, settings: Settings, **data) -> bool:

@@ -12,8 +12,7 @@ from pyinfra.api import QuoteString, StringCommand
 from pyinfra.facts.files import File, Link
 from pyinfra.operations import files, server
 
-from mailhost.facts import SystemdUnitState
-from mailhost.host import template
+from mailhost.host import template, units
 from mailhost.settings import Settings
 
 TLS_DIR = "/etc/mailhost/tls"
@@ -81,8 +80,5 @@ def obtain_certificate(settings: Settings) -> None:
 
 
 def activate() -> None:
-    """certbot's renewal timer active and enabled (pyinfra's systemd facts list services only)."""
-    state = host.get_fact(SystemdUnitState, unit="certbot.timer") or {}
-    if not (state.get("active") and state.get("enabled")):
-        server.shell(name="certbot renewal timer", commands=[
-            "systemctl daemon-reload", "systemctl enable --now certbot.timer"])
+    """certbot's renewal timer active and enabled."""
+    units.running("certbot.timer")

@@ -6,9 +6,12 @@ import hashlib
 import hmac
 import subprocess
 
+from pyinfra.operations import files, server
+
 from mailhost.secrets import Secrets
 from mailhost.settings import Settings
 
+VMAIL_UID = 5000
 SALT_ALPHABET = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
@@ -37,23 +40,70 @@ def mailbox_map(settings: Settings) -> str:
     )
 
 
-def alias_map(settings: Settings) -> str:
-    """Postfix virtual_alias_maps: aliases and forwarding (postmaster@ of each domain included)."""
-    aliases = dict(settings.mail_aliases)
+def aliases(settings: Settings) -> dict[str, list[str]]:
+    """Aliases and forwarding, postmaster@ of each domain included (to the first user)."""
+    result = dict(settings.mail_aliases)
     for domain in settings.mail_domains:
         postmaster = f"postmaster@{domain}"
-        if postmaster not in aliases and settings.mail_users:
-            aliases[postmaster] = [settings.mail_users[0]]
-    return "".join(f"{a} {', '.join(t)}\n" for a, t in sorted(aliases.items()))
+        if postmaster not in result and settings.mail_users:
+            result[postmaster] = [settings.mail_users[0]]
+    return dict(sorted(result.items()))
 
 
-def sender_login_map(settings: Settings) -> str:
+def alias_map(settings: Settings) -> str:
+    """Postfix virtual_alias_maps."""
+    return "".join(f"{a} {', '.join(t)}\n" for a, t in aliases(settings).items())
+
+
+def sender_owners(settings: Settings) -> dict[str, list[str]]:
     """Who may send as which address: each user as itself and as the aliases that reach it."""
     owners: dict[str, list[str]] = {u: [u] for u in settings.mail_users}
     for alias, targets in settings.mail_aliases.items():
         local = [t for t in targets if t in settings.mail_users]
         if local:
             owners.setdefault(alias, []).extend(local)
-    return "".join(f"{a} {', '.join(sorted(set(o)))}\n" for a, o in sorted(owners.items()))
+    return {address: sorted(set(users)) for address, users in sorted(owners.items())}
+
+
+def sender_login_map(settings: Settings) -> str:
+    """Postfix smtpd_sender_login_maps."""
+    return "".join(f"{a} {', '.join(o)}\n" for a, o in sender_owners(settings).items())
+
+
+def chasquid_users(settings: Settings, secrets: Secrets, domain: str) -> str:
+    """chasquid's users database of one domain (domains/DOMAIN/users, text protobuf), with
+    scrypt hashes as chasquid-util makes them (N=2^14, r=8, p=1, 32 bytes) but a salt derived
+    from the password, so that a converged host shows no change."""
+    entries = []
+    for address in settings.mail_users:
+        user, user_domain = address.split("@")
+        if user_domain != domain:
+            continue
+        password = secrets.passwords[address].reveal().encode()
+        salt = hmac.new(password, b"chasquid:" + address.encode(), hashlib.sha256).digest()[:16]
+        encrypted = hashlib.scrypt(password, salt=salt, n=2**14, r=8, p=1, dklen=32,
+                                   maxmem=64 * 1024 * 1024)
+        entries.append(
+            f'users: {{\n  key: "{user}"\n  value: {{\n    scrypt: {{\n'
+            f"      logN: 14\n      r: 8\n      p: 1\n      keyLen: 32\n"
+            f'      salt: "{_octal(salt)}"\n      encrypted: "{_octal(encrypted)}"\n'
+            f"    }}\n  }}\n}}\n"
+        )
+    return "".join(entries)
+
+
+def _octal(data: bytes) -> str:
+    """Bytes as a protobuf text-format string, every byte escaped."""
+    return "".join(f"\\{byte:03o}" for byte in data)
+
+
+def mailbox_root() -> None:
+    """The vmail user and group, and /var/mail/vhosts (setgid, as /var/mail is: mailbox
+    directories inherit the group). Both MTAs deliver there."""
+    server.group(name="vmail group", group="vmail", gid=VMAIL_UID, system=True)
+    server.user(name="vmail user", user="vmail", uid=VMAIL_UID, group="vmail",
+                home="/var/mail/vhosts", shell="/usr/sbin/nologin", system=True)
+    files.directory(name="Mailboxes", path="/var/mail/vhosts", user="vmail", group="vmail",
+                    mode="2750")
 
 
