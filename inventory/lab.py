@@ -63,6 +63,15 @@ mail_hosts = [
             # the VPS has no route out: apt goes through tinyproxy on the host side
             "apt_proxy": "http://198.51.100.1:3128",
 
+            # checks (scripts/check, end of deploy): Knot is authoritative for every lab zone,
+            # the reverse zones and the blocklist zone, so it serves as the resolver too
+            "check_resolver": "198.51.100.1",
+            "check_ca_file": str(_lab / "pebble-root.pem"),
+            "check_outbound_smtp": "mx.example.net:25",
+            "check_outside_recipient": "inbox@example.net",
+            "dnsbl_zones": ["bl.lab.test"],
+            "dnsbl_domain_zones": ["bl.lab.test"],
+
             # controller-side files: lab secrets, and DKIM keys that survive VPS rebuilds
             "secrets_file": str(_lab / "secrets.toml"),
             "secrets_dir": str(_lab / "secrets"),

@@ -49,6 +49,13 @@ BAD_INPUTS = [
     ("dmarc_polcy", "reject", "unknown setting; did you mean dmarc_policy?"),
     ("cloudflare_api_token", "secret-value", "never read from the inventory"),
     ("dns_tsig_secret", "c2VjcmV0", "never read from the inventory"),
+    ("check_resolver", "resolver.example", "IPv4 or IPv6 address"),
+    ("check_nameservers", ["198.51.100.300"], "IPv4 or IPv6 address"),
+    ("check_ca_file", "/nonexistent/ca.pem", "PEM file"),
+    ("check_outbound_smtp", "gmail-smtp-in.l.google.com", "HOST:PORT"),
+    ("check_outside_recipient", "postmaster", "e-mail address"),
+    ("dnsbl_zones", ["zen spamhaus"], "fully qualified"),
+    ("check_resolvr", "198.51.100.1", "did you mean check_resolver?"),
 ]
 
 

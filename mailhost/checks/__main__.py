@@ -1,0 +1,97 @@
+"""``scripts/check INVENTORY [--json]``: every check of every mail host, without deploying.
+
+Loads the inventory as ``pyinfra`` does (group_data/ included), validates the settings, connects
+to the hosts whose settings manage them, runs the checks and prints a table (or a JSON list,
+one object per check) on stdout; logs go to stderr. Exits 1 when a required check fails, 2 when
+the settings or the inventory are wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from pyinfra import logger
+from pyinfra.api import Config, State
+from pyinfra.api.connect import connect_all
+from pyinfra.api.exceptions import PyinfraError
+from pyinfra.context import ctx_config, ctx_inventory, ctx_state
+from pyinfra_cli.inventory import make_inventory
+
+from mailhost.checks import (
+    FAILED,
+    CheckResult,
+    failure_line,
+    render_json,
+    render_table,
+    run_checks,
+)
+from mailhost.run import MailRun
+
+
+def connect(inventory_path: str) -> State:
+    """pyinfra's state for the inventory, every host connected that can be."""
+    state = State()
+    state.cwd = os.getcwd()
+    ctx_state.set(state)
+    config = Config()
+    ctx_config.set(config)
+    inventory = make_inventory(inventory_path, cwd=state.cwd)
+    ctx_inventory.set(inventory)
+    state.init(inventory, config)
+    connect_all(state)
+    return state
+
+
+def check_all(state: State, run: MailRun) -> dict[str, list[CheckResult]]:
+    results = {}
+    for host in state.inventory:
+        settings, lost = run.settings[host.name], []
+        on_host = settings.mail_manage_host and host.connected
+        if settings.mail_manage_host and not host.connected:
+            lost = [CheckResult("host: connection", FAILED, "an SSH connection",
+                                "could not connect: the checks on the host were not run",
+                                "check the inventory's ssh_* settings and that the host is up")]
+        results[host.name] = lost + run_checks(settings, run.secrets[host.name],
+                                               host if on_host else None)
+    return results
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/check", description=__doc__.splitlines()[0])
+    parser.add_argument("inventory", help="a pyinfra inventory, e.g. inventory/prod.py")
+    parser.add_argument("--json", action="store_true", help="a JSON list, one entry per check")
+    args = parser.parse_args(argv)
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+
+    try:
+        if not os.path.exists(args.inventory):
+            raise PyinfraError(f"no inventory file {args.inventory}")
+        state = connect(args.inventory)
+        run = MailRun.load(state.inventory)
+    except PyinfraError as error:
+        print(f"scripts/check: {error}", file=sys.stderr)
+        return 2
+    results = check_all(state, run)
+
+    if args.json:
+        print(render_json(results))
+    else:
+        for host_name, host_results in results.items():
+            print(f"{host_name}:")
+            print(render_table(host_results))
+    failures = [line for name, r in results.items() if (line := failure_line(name, r))]
+    for line in failures:
+        print(line, file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

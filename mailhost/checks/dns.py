@@ -1,0 +1,252 @@
+"""DNS checks, asked of the zone's authoritative servers: A/AAAA, MX, SPF, DKIM, DMARC, TLS-RPT,
+CAA, each compared with what the settings (and the DKIM key on the host) ask for."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import threading
+
+import checkdmarc.dmarc
+import checkdmarc.spf
+import checkdmarc.utils
+import dns.exception as _dns_exception
+import spf as pyspf
+
+from mailhost.checks import CheckResult, guarded, result
+from mailhost.checks.lookup import CheckResolver
+from mailhost.desired import caa_values, dmarc_record, tlsrpt_record
+from mailhost.dkim import (
+    host_key_path,
+    kinds_for,
+    local_key_path,
+    public_value,
+    public_value_from_spki,
+    read_local_key,
+    selector_for,
+)
+from mailhost.settings import Settings
+from mailhost.spf import MAX_DNS_LOOKUPS
+
+MAX_VOID_LOOKUPS = 2
+REDEPLOY = ("run the deploy (pyinfra INVENTORY deploy.py) to publish it again; if someone "
+            "edits this record by hand, stop them: the deploy owns it")
+
+
+def checks(settings: Settings, resolver: CheckResolver, host=None) -> list[CheckResult]:
+    """Every DNS check of one host and its mail domains."""
+    found = [address_check(settings, resolver, "A", str(settings.ipv4))]
+    if settings.ipv6:
+        found.append(address_check(settings, resolver, "AAAA", str(settings.ipv6)))
+    for domain in settings.mail_domains:
+        found.append(mx_check(settings, resolver, domain))
+        found.append(spf_record_check(resolver, domain))
+        for address in _addresses(settings):
+            found.append(spf_pass_check(settings, resolver, domain, address))
+        for kind in kinds_for(settings):
+            found.append(dkim_check(settings, resolver, domain, kind, host))
+        found.append(dmarc_check(settings, resolver, domain))
+        if settings.tlsrpt_rua:
+            found.append(tlsrpt_check(settings, resolver, domain))
+        if settings.caa_issuers:
+            found.append(caa_check(settings, resolver, domain))
+    return found
+
+
+def _addresses(settings: Settings) -> list[str]:
+    return [str(settings.ipv4)] + ([str(settings.ipv6)] if settings.ipv6 else [])
+
+
+def address_check(settings, resolver, rtype, address) -> CheckResult:
+    name = f"dns: {rtype} {settings.mail_hostname}"
+
+    def check():
+        values = sorted(r.address for r in resolver.values(settings.mail_hostname, rtype))
+        return result(name, values == [address], address, ", ".join(values) or "no record",
+                      f"the {rtype} record of {settings.mail_hostname} must be {address}: "
+                      + REDEPLOY)
+    return guarded(name, address, REDEPLOY, check)
+
+
+def mx_check(settings, resolver, domain) -> CheckResult:
+    name = f"dns: MX {domain}"
+    expected = f"an MX to {settings.mail_hostname}"
+
+    def check():
+        records = sorted((r.preference, r.exchange.to_text().rstrip(".").lower())
+                         for r in resolver.values(domain, "MX"))
+        found = ", ".join(f"{p} {e}" for p, e in records) or "no MX record"
+        return result(name, settings.mail_hostname in [e for _, e in records], expected, found,
+                      f"mail for {domain} must go to {settings.mail_hostname}: " + REDEPLOY)
+    return guarded(name, expected, REDEPLOY, check)
+
+
+def spf_record_check(resolver, domain) -> CheckResult:
+    """One SPF record that parses, within 10 DNS lookups and 2 void lookups (RFC 7208 4.6.4)."""
+    name = f"dns: SPF {domain} parses"
+    expected = (f"one valid v=spf1 record, at most {MAX_DNS_LOOKUPS} DNS lookups and "
+                f"{MAX_VOID_LOOKUPS} void lookups")
+    advice = ("receivers treat this SPF record as an error (permerror): fix or drop the "
+              "includes (spf_include) that need too many lookups or point at names without "
+              "records, then " + REDEPLOY)
+
+    def check():
+        checkdmarc.utils.DNS_CACHE.clear()  # checkdmarc caches answers: ask again
+        spf = checkdmarc.spf.check_spf(domain, resolver=resolver, retries=0)
+        if not spf.get("record"):
+            return result(name, False, expected, spf.get("error", "no SPF record"), advice)
+        lookups, void = spf.get("dns_lookups"), spf.get("void_dns_lookups")
+        found = f"{spf['record']} ({lookups} lookups, {void} void)"
+        if not spf["valid"]:
+            found += f": {spf.get('error')}"
+        passed = (spf["valid"] and lookups is not None and lookups <= MAX_DNS_LOOKUPS
+                  and (void or 0) <= MAX_VOID_LOOKUPS)
+        return result(name, passed, expected, found, advice)
+    return guarded(name, expected, advice, check)
+
+
+_PYSPF_DNS = threading.Lock()  # pyspf reads one module-level DNS function
+
+
+def spf_result(resolver: CheckResolver, address: str, sender: str, helo: str) -> tuple[str, str]:
+    """pyspf's (result, explanation) for a message from ``address``, asking ``resolver``."""
+    def lookup(name, qtype, strict=True, timeout=None):
+        found = []
+        try:
+            answers = resolver.values(name, qtype)
+        except _dns_exception.DNSException as error:
+            raise pyspf.TempError(f"DNS {error}") from None
+        for rdata in answers:
+            if qtype in ("A", "AAAA"):
+                found.append(((name, qtype), rdata.address))
+            elif qtype == "MX":
+                found.append(((name, qtype), (rdata.preference, rdata.exchange)))
+            elif qtype == "PTR":
+                found.append(((name, qtype), rdata.target.to_text(True)))
+            elif qtype in ("TXT", "SPF"):
+                found.append(((name, qtype), rdata.strings))
+        return found
+
+    with _PYSPF_DNS:
+        saved, pyspf.DNSLookup = pyspf.DNSLookup, lookup
+        try:
+            outcome, explanation = pyspf.check2(i=address, s=sender, h=helo)
+        finally:
+            pyspf.DNSLookup = saved
+    return outcome, explanation
+
+
+def spf_pass_check(settings, resolver, domain, address) -> CheckResult:
+    name = f"dns: SPF {domain} passes {address}"
+    advice = (f"receivers will not accept mail from {address} as {domain}: the SPF record "
+              f"must list ip{6 if ':' in address else 4}:{address}; " + REDEPLOY)
+
+    def check():
+        outcome, explanation = spf_result(resolver, address, f"postmaster@{domain}",
+                                          settings.mail_hostname)
+        found = outcome + (f" ({explanation})" if explanation else "")
+        return result(name, outcome == "pass", "pass", found, advice)
+    return guarded(name, "pass", advice, check)
+
+
+def fingerprint(public: str) -> str:
+    """A short name for a DKIM public key (sha256 of its p= value)."""
+    return "sha256:" + hashlib.sha256(base64.b64decode(public)).hexdigest()[:16]
+
+
+def dkim_tags(record: str) -> dict[str, str]:
+    tags = {}
+    for part in record.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key:
+            tags[key.strip()] = "".join(value.split())
+    return tags
+
+
+def key_of_host(settings, domain, kind, host) -> tuple[str | None, str]:
+    """The public half of the signing key (on the host when it is managed here) and where."""
+    from mailhost.facts import DkimPublicKey
+
+    if host is not None:
+        path = host_key_path(settings, domain, kind)
+        spki = host.get_fact(DkimPublicKey, path=path)
+        return (public_value_from_spki(base64.b64decode(spki)) if spki else None), path
+    path = local_key_path(settings, domain, kind)
+    private = read_local_key(path)
+    return (public_value(private) if private else None), str(path)
+
+
+def dkim_check(settings, resolver, domain, kind, host) -> CheckResult:
+    record_name = f"{selector_for(settings, kind)}._domainkey.{domain}"
+    name = f"dns: DKIM {record_name}"
+    advice = (f"the DKIM record at {record_name} does not match the key the host signs with: "
+              f"receivers will fail every signature; " + REDEPLOY)
+
+    def check():
+        public, where = key_of_host(settings, domain, kind, host)
+        if public is None:
+            return result(name, False, f"the key of {where}", f"no key at {where}",
+                          "run the deploy: it generates and uploads the key")
+        expected = f"{kind} key {fingerprint(public)} (from {where})"
+        records = [dkim_tags(t) for t in resolver.texts(record_name)]
+        records = [t for t in records if t.get("v", "DKIM1") == "DKIM1" and "p" in t]
+        if len(records) != 1:
+            return result(name, False, expected, f"{len(records)} DKIM records", advice)
+        found_key = records[0]["p"]
+        found = f"{records[0].get('k', 'rsa')} key {fingerprint(found_key)}"
+        return result(name, found_key == public and records[0].get("k", "rsa") == kind,
+                      expected, found, advice)
+    return guarded(name, "the host's key", advice, check)
+
+
+def dmarc_check(settings, resolver, domain) -> CheckResult:
+    name = f"dns: DMARC _dmarc.{domain}"
+    wanted = {"p": settings.dmarc_policy, "sp": settings.dmarc_subdomain_policy
+              or settings.dmarc_policy, "pct": str(settings.dmarc_pct)}
+    expected = dmarc_record(settings)
+    advice = "the DMARC record must parse and carry the configured policy; " + REDEPLOY
+
+    def check():
+        records = [t for t in resolver.texts(f"_dmarc.{domain}") if t.startswith("v=DMARC1")]
+        if len(records) != 1:
+            return result(name, False, expected, f"{len(records)} DMARC records", advice)
+        checkdmarc.utils.DNS_CACHE.clear()
+        try:
+            tags = checkdmarc.dmarc.parse_dmarc_record(records[0], domain, resolver=resolver,
+                                                       retries=0)["tags"]
+        except checkdmarc.dmarc.DMARCError as error:
+            return result(name, False, expected, f"{records[0]}: {error}", advice)
+        found = {"p": tags["p"]["value"], "sp": tags["sp"]["value"],
+                 "pct": dkim_tags(records[0]).get("pct", "100")}  # checkdmarc drops pct
+        return result(name, found == wanted, expected, records[0], advice)
+    return guarded(name, expected, advice, check)
+
+
+def tlsrpt_check(settings, resolver, domain) -> CheckResult:
+    name = f"dns: TLS-RPT _smtp._tls.{domain}"
+    expected = tlsrpt_record(settings)
+
+    def check():
+        records = [t for t in resolver.texts(f"_smtp._tls.{domain}")
+                   if t.startswith("v=TLSRPTv1")]
+        found = " | ".join(records) or "no TLS-RPT record"
+        return result(name, [_tags(r) for r in records] == [_tags(expected)], expected, found,
+                      REDEPLOY)
+    return guarded(name, expected, REDEPLOY, check)
+
+
+def caa_check(settings, resolver, domain) -> CheckResult:
+    name = f"dns: CAA {domain}"
+    expected = sorted(caa_values(settings))
+
+    def check():
+        found = sorted(r.to_text() for r in resolver.values(domain, "CAA"))
+        return result(name, found == expected, ", ".join(expected), ", ".join(found) or "none",
+                      "only these CAs may issue certificates for the domain (caa_issuers); "
+                      + REDEPLOY)
+    return guarded(name, ", ".join(expected), REDEPLOY, check)
+
+
+def _tags(record: str) -> dict[str, str]:
+    return dkim_tags(record)  # TLS-RPT tags are written like DKIM's: k=v; k=v
+

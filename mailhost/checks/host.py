@@ -1,0 +1,94 @@
+"""Checks run on the host through pyinfra (facts and commands, read-only): the mail services
+active and enabled, certbot's renewal timer, outbound port 25, the mail queue."""
+
+from __future__ import annotations
+
+import json
+
+from pyinfra.api import QuoteString, StringCommand
+
+from mailhost.checks import CheckResult, guarded, result
+from mailhost.facts import SystemdUnitState
+from mailhost.settings import Settings
+
+SERVICES = {"postfix": ["postfix", "opendkim", "dovecot"], "chasquid": ["chasquid"]}
+CHASQUID_QUEUE = "/var/lib/chasquid/queue"
+STUCK_SECONDS = 3600
+
+
+def checks(settings: Settings, host) -> list[CheckResult]:
+    found = [unit_check(host, unit) for unit in SERVICES[settings.mta]]
+    found.append(unit_check(host, "certbot.timer"))
+    found.append(outbound_check(settings, host))
+    found.append(queue_check(settings, host))
+    return found
+
+
+def run(host, *parts) -> str:
+    """A read-only command's stdout; a failed command raises."""
+    ok, output = host.run_shell_command(StringCommand(*parts))
+    if not ok:
+        raise RuntimeError(f"`{StringCommand(*parts).get_masked_value()}` failed: "
+                           f"{output.stderr.strip()[:200]}")
+    return output.stdout
+
+
+def unit_check(host, unit: str) -> CheckResult:
+    name = f"host: {unit} active and enabled"
+    advice = (f"start it and look at why it stopped: `systemctl enable --now {unit}`, "
+              f"`journalctl -u {unit}`; the deploy starts and enables it")
+
+    def check():
+        state = host.get_fact(SystemdUnitState, unit=unit) or {}
+        found = ("active" if state.get("active") else "not active") + ", " + (
+            "enabled" if state.get("enabled") else "not enabled")
+        return result(name, state.get("active") and state.get("enabled"),
+                      "active, enabled", found, advice)
+    return guarded(name, "active, enabled", advice, check)
+
+
+def outbound_check(settings: Settings, host) -> CheckResult:
+    target = settings.check_outbound_smtp
+    name = f"host: outbound SMTP to {target}"
+    expected = "a TCP connection from the host"
+    advice = ("the host cannot open connections to port 25 elsewhere, so it cannot deliver "
+              "mail. Many VPS providers block outbound port 25 by default: ask yours to unblock "
+              "it (or relay through a smarthost); check that no firewall on the host drops it")
+
+    def check():
+        server, _, port = target.rpartition(":")
+        script = f"exec 3<>/dev/tcp/{server}/{port} && echo connected"
+        output = run(host, "timeout 10 bash -c", QuoteString(script), "2>&1 || true")
+        connected = "connected" in output
+        found = "connected" if connected else (output.strip()[:200] or "no connection in 10 s")
+        return result(name, connected, expected, found, advice)
+    return guarded(name, expected, advice, check)
+
+
+def queue_ages(settings: Settings, host) -> list[int]:
+    """How long (seconds) each queued message has waited."""
+    if settings.mta == "postfix":
+        output = run(host, "date +%s; postqueue -j")
+        now, *lines = output.splitlines()
+        return [int(now) - json.loads(line)["arrival_time"] for line in lines if line.strip()]
+    output = run(host, "date +%s; find", QuoteString(CHASQUID_QUEUE),
+                 "-type f -printf '%T@\\n' 2>/dev/null || true")
+    now, *lines = output.splitlines()
+    return [int(now) - int(float(line)) for line in lines if line.strip()]
+
+
+def queue_check(settings: Settings, host) -> CheckResult:
+    name = "host: mail queue not stuck"
+    expected = f"no message waiting more than {STUCK_SECONDS // 60} minutes"
+    advice = ("mail is not leaving: read why in the queue (`postqueue -p` for Postfix, "
+              f"{CHASQUID_QUEUE} for chasquid) and the mail log; often outbound port 25 is "
+              "blocked or a receiver refuses the host")
+
+    def check():
+        ages = queue_ages(settings, host)
+        stuck = [age for age in ages if age > STUCK_SECONDS]
+        found = f"{len(ages)} queued" + (
+            f", {len(stuck)} waiting for more than {STUCK_SECONDS // 60} min (oldest "
+            f"{max(stuck) // 60} min)" if stuck else "")
+        return result(name, not stuck, expected, found, advice, required=False)
+    return guarded(name, expected, advice, check, required=False)

@@ -1,0 +1,223 @@
+"""SMTP, from the controller, as the world sees the host, over IPv4 and IPv6: the banner names
+the host; 25 and 587 (STARTTLS) and 465 (TLS) present a chain valid for the hostname that
+expires in more than 14 days; TLS below 1.2 is refused; no AUTH before TLS; no open relay;
+authenticated submission works. No message is ever sent: every dialogue ends with RSET."""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+import warnings
+from datetime import UTC, datetime
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from mailhost.checks import WARNING, CheckResult, guarded, result
+from mailhost.secrets import Secrets
+from mailhost.settings import Settings
+
+PROBE_HELO = "mailhost-check.invalid"
+TIMEOUT = 20
+MIN_DAYS = 14
+STARTTLS_PORTS, TLS_PORT = (25, 587), 465
+
+
+def checks(settings: Settings, secrets: Secrets) -> list[CheckResult]:
+    found = []
+    for address in [str(settings.ipv4)] + ([str(settings.ipv6)] if settings.ipv6 else []):
+        found.append(banner_check(settings, address))
+        for port in (*STARTTLS_PORTS, TLS_PORT):
+            found.append(certificate_check(settings, address, port))
+        for port in (*STARTTLS_PORTS, TLS_PORT):
+            found.append(old_tls_check(settings, address, port))
+        for port in STARTTLS_PORTS:
+            found.append(auth_after_tls_check(settings, address, port))
+        found.append(relay_check(settings, address))
+        found.append(submission_check(settings, secrets, address))
+    return found
+
+
+def open_smtp(settings: Settings, address: str, port: int,
+              context: ssl.SSLContext | None = None) -> smtplib.SMTP:
+    """A session after EHLO; with a context, inside TLS (STARTTLS, or implicit on 465)."""
+    if port == TLS_PORT:
+        client = smtplib.SMTP_SSL(context=context or unverified_context(), timeout=TIMEOUT)
+    else:
+        client = smtplib.SMTP(timeout=TIMEOUT)
+    client._host = settings.mail_hostname  # the name TLS sends (SNI) and checks the chain for
+    try:
+        client.connect(address, port)
+        client.ehlo(PROBE_HELO)
+        if context is not None and port != TLS_PORT:
+            client.starttls(context=context)
+            client.ehlo(PROBE_HELO)
+    except BaseException:
+        client.close()
+        raise
+    return client
+
+
+def verified_context(settings: Settings) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=settings.check_ca_file)
+
+
+def unverified_context() -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    return context
+
+
+def legacy_context() -> ssl.SSLContext:
+    """A client that offers only TLS 1.0 and 1.1, with every cipher (SECLEVEL=0: OpenSSL 3
+    refuses them otherwise, and the check would prove nothing)."""
+    context = unverified_context()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        context.minimum_version = ssl.TLSVersion.TLSv1
+        context.maximum_version = ssl.TLSVersion.TLSv1_1
+    context.set_ciphers("ALL:@SECLEVEL=0")
+    return context
+
+
+def banner_check(settings: Settings, address: str) -> CheckResult:
+    name = f"smtp: {address} port 25 banner"
+    expected = f"220 {settings.mail_hostname} ..."
+    advice = (f"the greeting on port 25 must name {settings.mail_hostname} (Postfix: "
+              "myhostname and smtpd_banner); check that the MTA listens on port 25 and that "
+              "the firewall (ufw) and the provider let port 25 in")
+
+    def check():
+        client = smtplib.SMTP(timeout=TIMEOUT)
+        try:
+            code, message = client.connect(address, 25)
+            banner = message.decode(errors="replace").splitlines()[0] if message else ""
+            client.quit()
+        finally:
+            client.close()
+        return result(name, code == 220 and settings.mail_hostname in banner.split(),
+                      expected, f"{code} {banner}", advice)
+    return guarded(name, expected, advice, check)
+
+
+def describe_certificate(der: bytes) -> tuple[str, int]:
+    """'CN, issuer CN, expires DATE (in N days)' and N."""
+    certificate = x509.load_der_x509_certificate(der)
+    days = (certificate.not_valid_after_utc - datetime.now(UTC)).days
+
+    def common_name(name):
+        values = name.get_attributes_for_oid(NameOID.COMMON_NAME)
+        return values[0].value if values else name.rfc4514_string()
+    when = certificate.not_valid_after_utc.strftime("%Y-%m-%d")
+    left = f"in {days} days" if days >= 0 else f"expired {-days} days ago"
+    return (f"{common_name(certificate.subject)}, issued by {common_name(certificate.issuer)}, "
+            f"expires {when} ({left})"), days
+
+
+def certificate_check(settings: Settings, address: str, port: int) -> CheckResult:
+    how = "TLS" if port == TLS_PORT else "STARTTLS"
+    name = f"smtp: {address} port {port} {how} certificate"
+    expected = (f"a chain valid for {settings.mail_hostname}, expiring in more than "
+                f"{MIN_DAYS} days")
+    advice = (f"the MTA must present the ACME certificate of {settings.mail_hostname}: check "
+              "`certbot certificates` and /var/log/letsencrypt on the host, that certbot.timer "
+              "renews it, and that /etc/mailhost/tls links point at "
+              f"/etc/letsencrypt/live/{settings.mail_hostname}; the deploy obtains it "
+              "(it needs port 80 and the A/AAAA records)")
+
+    def check():
+        problem = ""
+        try:
+            with open_smtp(settings, address, port, verified_context(settings)) as client:
+                der = client.sock.getpeercert(binary_form=True)
+        except ssl.SSLCertVerificationError as error:
+            problem = f"not trusted: {error.verify_message}; "
+            with open_smtp(settings, address, port, unverified_context()) as client:
+                der = client.sock.getpeercert(binary_form=True)
+        description, days = describe_certificate(der)
+        if not problem and days <= MIN_DAYS:
+            problem = f"expires within {MIN_DAYS} days; "
+        return result(name, not problem, expected, problem + description, advice)
+    return guarded(name, expected, advice, check)
+
+
+def old_tls_check(settings: Settings, address: str, port: int) -> CheckResult:
+    name = f"smtp: {address} port {port} refuses TLS 1.0/1.1"
+    expected = "the TLS 1.0 and 1.1 handshake refused"
+    advice = ("the MTA must accept TLS 1.2 or newer only (Postfix: smtpd_tls_protocols and "
+              "smtpd_tls_mandatory_protocols = >=TLSv1.2)")
+
+    def check():
+        try:
+            with open_smtp(settings, address, port, legacy_context()) as client:
+                version = client.sock.version()
+        except ssl.SSLError as error:
+            return result(name, True, expected, f"refused ({error.reason or error})", advice)
+        return result(name, False, expected, f"accepted {version}", advice)
+    return guarded(name, expected, advice, check)
+
+
+def auth_after_tls_check(settings: Settings, address: str, port: int) -> CheckResult:
+    name = f"smtp: {address} port {port} no AUTH before TLS"
+    expected = "AUTH not offered before STARTTLS"
+    advice = ("passwords must never cross the network in clear: offer AUTH only after TLS "
+              "(Postfix: smtpd_tls_auth_only = yes)")
+
+    def check():
+        with open_smtp(settings, address, port) as client:
+            offered = "auth" in client.esmtp_features
+            features = " ".join(sorted(client.esmtp_features))
+        found = f"EHLO offers: {features}"
+        return result(name, not offered, expected, found, advice)
+    return guarded(name, expected, advice, check)
+
+
+def relay_check(settings: Settings, address: str) -> CheckResult:
+    """An unauthenticated client asks to relay to an outside address; then RSET, nothing sent."""
+    name = f"smtp: {address} port 25 no open relay"
+    outside = settings.check_outside_recipient
+    expected = f"RCPT TO:<{outside}> refused without authentication"
+    advice = ("the MTA relays mail for anyone: spammers will use it within hours and every "
+              "blocklist will list it. Relay only for authenticated users and the host itself "
+              "(Postfix: smtpd_relay_restrictions = permit_mynetworks, "
+              "permit_sasl_authenticated, reject_unauth_destination; mynetworks = loopback)")
+
+    def check():
+        with open_smtp(settings, address, 25) as client:
+            client.mail("")
+            code, message = client.rcpt(outside)
+            client.rset()
+        found = f"{code} {message.decode(errors='replace')}"
+        return result(name, code >= 400, expected, found, advice)
+    return guarded(name, expected, advice, check)
+
+
+def submission_check(settings: Settings, secrets: Secrets, address: str) -> CheckResult:
+    """AUTH as a configured user, MAIL FROM it, RCPT to an outside address; then RSET."""
+    name = f"smtp: {address} port 587 authenticated submission"
+    outside = settings.check_outside_recipient
+    users = [u for u in settings.mail_users if u in secrets.passwords]
+    expected = f"{users[0] if users else 'a mail user'} may send to {outside}"
+    advice = ("authenticated submission on 587 must work for the mail users: check the auth "
+              "service (Dovecot for Postfix) and its users file, and the MTA's log")
+    if not users:
+        return CheckResult(name, WARNING, expected, "not tried: no mail_users with a password",
+                           "add mail_users and their passwords to check submission")
+    user = users[0]
+
+    def check():
+        try:
+            client = open_smtp(settings, address, 587, verified_context(settings))
+        except ssl.SSLCertVerificationError:
+            return CheckResult(name, WARNING, expected, "not tried: the certificate did not "
+                               "verify, and a password is never sent to an unverified host",
+                               "fix the certificate (see the certificate checks) first")
+        with client:
+            client.login(user, secrets.passwords[user].reveal())
+            mail_code, _ = client.mail(user)
+            code, message = client.rcpt(outside)
+            client.rset()
+        found = f"AUTH ok; MAIL {mail_code}; RCPT {code} {message.decode(errors='replace')}"
+        return result(name, mail_code == 250 and code in (250, 251), expected, found, advice)
+    return guarded(name, expected, advice, check)
+
