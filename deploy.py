@@ -13,14 +13,16 @@ from pyinfra import host, inventory
 
 from mailhost.dkim import host_key_path, kinds_for, local_key_path
 from mailhost.facts import DkimPublicKey
-from mailhost.host import base, firewall, postfix, tls
-from mailhost.operations import dkim, dns
+from mailhost.host import base, chasquid, firewall, postfix, tls
+from mailhost.operations import dkim, dns, verify
 from mailhost.run import current_run
 
 run = current_run(inventory)
 settings = run.settings[host.name]
 secrets = run.secrets[host.name]
 DKIM_SIGNER = {"postfix": "opendkim", "chasquid": "chasquid"}
+MTAS = {"postfix": postfix, "chasquid": chasquid}
+mta, other_mta = MTAS[settings.mta], MTAS["chasquid" if settings.mta == "postfix" else "postfix"]
 
 
 def read_host_key(owner_settings, path):
@@ -35,7 +37,7 @@ if settings.mail_manage_host:
     base.configure_apt(settings)
     base.configure_identity(settings)
     base.configure_ipv6(settings)
-    base.install_packages(["ufw", *tls.PACKAGES, *postfix.PACKAGES])
+    base.install_packages(["ufw", *tls.PACKAGES, *mta.PACKAGES])
     firewall.configure()
 
 for domain in settings.mail_domains:
@@ -52,7 +54,9 @@ for domain in settings.mail_domains:
 
 if settings.mail_manage_host:
     tls.configure(settings)
-    postfix.activate(postfix.configure(settings, secrets))
+    restart = mta.configure(settings, secrets)
+    other_mta.deactivate()  # switching MTAs: the old one releases port 25 first
+    mta.activate(restart)
 
 for zone in run.zones_applied_by(host.name):
     dns.zone_records(
@@ -65,3 +69,6 @@ for zone in run.zones_applied_by(host.name):
 if settings.mail_manage_host:
     tls.obtain_certificate(settings)
     tls.activate()
+
+if settings.mail_manage_host:
+    verify.checks(name="Checks of the mail host", settings=settings, secrets=secrets)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pyinfra.api import FactBase, QuoteString, StringCommand
 
 
@@ -36,3 +38,29 @@ class SystemdUnitState(FactBase):
     def process(self, output):
         fields = "".join(output).split()
         return {"active": fields[:1] == ["active"], "enabled": fields[1:2] == ["enabled"]}
+
+
+class DebianPackageVersion(FactBase):
+    """(major, minor) of a package: the installed version, else the one apt would install;
+    None when neither is known."""
+
+    def command(self, package):
+        quoted = QuoteString(package)
+        return StringCommand(
+            "v=$(dpkg-query -W -f='${db:Status-Status} ${Version}' ", quoted,
+            " 2>/dev/null | awk '$1 == \"installed\" {print $2}');",
+            '[ -n "$v" ] || v=$(apt-cache policy', quoted,
+            "2>/dev/null | awk '/Candidate:/ {print $2}'); echo \"$v\"",
+        )
+
+    def process(self, output):
+        return parse_debian_version("".join(output).strip())
+
+
+def parse_debian_version(text: str) -> tuple[int, int] | None:
+    """'1:1.14.0-1+b2' -> (1, 14); '(none)' or '' -> None."""
+    upstream = text.split(":", 1)[-1].split("-", 1)[0]
+    numbers = re.findall(r"\d+", upstream)
+    if not re.match(r"^\d", upstream) or not numbers:
+        return None
+    return int(numbers[0]), int(numbers[1]) if len(numbers) > 1 else 0

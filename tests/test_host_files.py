@@ -1,0 +1,62 @@
+"""Files the host modules write, computed on the controller: chasquid's users database,
+aliases, sender ownership, and the version that decides how chasquid signs."""
+
+import hashlib
+import re
+
+from sample import sample_settings
+
+from mailhost.facts import parse_debian_version
+from mailhost.host.users import aliases, chasquid_users, sender_owners
+from mailhost.secrets import Secret, Secrets
+
+USERS = {"mail_users": ["alice@example.test", "bob@example.test"],
+         "mail_aliases": {"sales@example.test": ["alice@example.test"],
+                          "fwd@example.test": ["inbox@example.net"]}}
+
+
+def secrets(alice="correct horse", bob="battery staple"):
+    return Secrets(None, None, {"alice@example.test": Secret(alice),
+                                "bob@example.test": Secret(bob)})
+
+
+def unescape(text: str) -> bytes:
+    return bytes(int(octal, 8) for octal in re.findall(r"\\(\d{3})", text))
+
+
+def test_chasquid_users_hold_scrypt_hashes_chasquid_can_check():
+    settings = sample_settings(**USERS)
+    database = chasquid_users(settings, secrets(), "example.test")
+    assert database.count("users: {") == 2 and 'key: "alice"' in database
+    alice = database.split('key: "bob"')[0]
+    salt = unescape(re.search(r'salt: "([^"]*)"', alice).group(1))
+    encrypted = unescape(re.search(r'encrypted: "([^"]*)"', alice).group(1))
+    assert len(salt) == 16
+    assert encrypted == hashlib.scrypt(b"correct horse", salt=salt, n=2**14, r=8, p=1, dklen=32)
+    assert "correct horse" not in database
+
+
+def test_chasquid_users_are_stable_and_follow_password_changes():
+    settings = sample_settings(**USERS)
+    first = chasquid_users(settings, secrets(), "example.test")
+    assert chasquid_users(settings, secrets(), "example.test") == first  # no change on rerun
+    changed = chasquid_users(settings, secrets(bob="new password"), "example.test")
+    assert changed.split('key: "bob"')[0] == first.split('key: "bob"')[0]
+    assert changed != first
+
+
+def test_aliases_add_postmaster_and_owners_cover_local_aliases_only():
+    settings = sample_settings(**USERS)
+    assert aliases(settings)["postmaster@example.test"] == ["alice@example.test"]
+    owners = sender_owners(settings)
+    assert owners["sales@example.test"] == ["alice@example.test"]
+    assert "fwd@example.test" not in owners
+    assert owners["bob@example.test"] == ["bob@example.test"]
+
+
+def test_debian_versions_decide_native_dkim():
+    assert parse_debian_version("1.11-2+b2") == (1, 11)
+    assert parse_debian_version("1:1.14.0-1") == (1, 14)
+    assert parse_debian_version("(none)") is None
+    assert parse_debian_version("") is None
+    assert parse_debian_version("1.11-2+b2") < (1, 14) <= parse_debian_version("1.15.1-1")
