@@ -37,7 +37,7 @@ if settings.mail_manage_host:
     base.configure_apt(settings)
     base.configure_identity(settings)
     base.configure_ipv6(settings)
-    base.install_packages(["ufw", *tls.PACKAGES, *mta.PACKAGES])
+    base.install_packages(["ufw", *tls.packages(settings), *mta.PACKAGES])
     firewall.configure()
 
 for domain in settings.mail_domains:
@@ -53,7 +53,7 @@ for domain in settings.mail_domains:
         )
 
 if settings.mail_manage_host:
-    tls.configure(settings)
+    tls.configure(settings, secrets)
     restart = mta.configure(settings, secrets)
     other_mta.deactivate()  # switching MTAs: the old one releases port 25 first
     mta.activate(restart)

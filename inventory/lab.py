@@ -59,6 +59,10 @@ mail_hosts = [
             "acme_directory": "https://198.51.100.1:14000/dir",
             "acme_ca_bundle": str(_lab / "acme-ca-bundle.pem"),
             "acme_email": "postmaster@example.test",
+            # HTTP-01 by default; MAILHOST_LAB_ACME_CHALLENGE=dns-01 makes certbot's rfc2136
+            # plugin write the challenge into Knot (Pebble asks Knot directly: no wait needed)
+            "acme_challenge": os.environ.get("MAILHOST_LAB_ACME_CHALLENGE", "http-01"),
+            "acme_dns_propagation_seconds": 1,
 
             # the VPS has no route out: apt goes through tinyproxy on the host side
             "apt_proxy": "http://198.51.100.1:3128",

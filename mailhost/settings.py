@@ -188,6 +188,7 @@ class Settings(BaseModel):
     acme_ca_bundle: str | None = None
     acme_email: Email | None = None
     acme_challenge: Literal["http-01", "dns-01"] = "http-01"
+    acme_dns_propagation_seconds: int = Field(default=60, ge=0, le=3600)
 
     # controller-side files
     secrets_file: str = "secrets/secrets.toml"
@@ -211,6 +212,7 @@ class Settings(BaseModel):
         if self.acme_ca_bundle and not Path(self.acme_ca_bundle).is_file():
             raise _FieldError("acme_ca_bundle", self.acme_ca_bundle,
                                "expected the path of a PEM file on the controller")
+        self._check_acme()
         for address, targets in self.mail_aliases.items():
             if not targets:
                 raise _FieldError("mail_aliases", address, "expected at least one target")
@@ -227,6 +229,21 @@ class Settings(BaseModel):
             if not re.match(r"^[A-Za-z0-9.:_-]+$", self.dns_server):
                 raise _FieldError("dns_server", self.dns_server,
                                    "expected a host name or an IP address")
+
+    def _check_acme(self):
+        if self.acme_challenge != "dns-01":
+            return
+        if self.dns_provider == "rfc2136":
+            try:
+                ipaddress.ip_address(self.dns_server)
+            except ValueError:
+                raise _FieldError("dns_server", self.dns_server,
+                                  "expected an IP address with acme_challenge = 'dns-01' "
+                                  "(certbot's rfc2136 plugin takes no host name)") from None
+        elif self.cloudflare_api_url != CLOUDFLARE_API:
+            raise _FieldError("acme_challenge", self.acme_challenge,
+                              "expected 'http-01' with a custom cloudflare_api_url (certbot's "
+                              "Cloudflare plugin only talks to api.cloudflare.com)")
 
     def _check_zones(self):
         zones = self.zones
@@ -352,6 +369,7 @@ _EXPECTED = {
     "dmarc_aspf": "'r' (relaxed) or 's' (strict)",
     "dkim_key_type": "'rsa-2048', 'rsa-3072' or 'rsa-4096'",
     "acme_challenge": "'http-01' or 'dns-01'",
+    "acme_dns_propagation_seconds": "seconds from 0 to 3600",
     "ipv6_prefixlen": "a prefix length from 8 to 128",
     "dns_force": "True or False",
     "dkim_ed25519": "True or False",

@@ -38,11 +38,12 @@ def lab(*args, timeout=900):
 
 def deploy(lab_host, *args):
     """pyinfra inventory/lab.py deploy.py ARGS for this world's MTA and DNS provider."""
-    mta, provider = lab_host["world"]
+    mta, provider, challenge = lab_host["world"]
     result = subprocess.run([PYINFRA, "inventory/lab.py", "deploy.py", *args], cwd=ROOT,
                             capture_output=True, text=True, timeout=900,
                             env=dict(os.environ, MAILHOST_LAB_MTA=mta,
-                                     MAILHOST_LAB_PROVIDER=provider))
+                                     MAILHOST_LAB_PROVIDER=provider,
+                                     MAILHOST_LAB_ACME_CHALLENGE=challenge))
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     return output
@@ -62,8 +63,9 @@ def zone_text(status):
     return "\n".join(str(rrset) for message in messages for rrset in message.answer)
 
 
-# (MTA, DNS provider): every test runs in each world, from a fresh lab
-WORLDS = [("postfix", "rfc2136"), ("postfix", "cloudflare"), ("chasquid", "rfc2136")]
+# (MTA, DNS provider, ACME challenge): every test runs in each world, from a fresh lab
+WORLDS = [("postfix", "rfc2136", "http-01"), ("postfix", "cloudflare", "http-01"),
+          ("chasquid", "rfc2136", "dns-01")]
 MTA_FILE = {"postfix": "/etc/postfix/main.cf", "chasquid": "/etc/chasquid/chasquid.conf"}
 MTA_UNITS = {"postfix": ["postfix", "opendkim", "dovecot", "postsrsd"],
              "chasquid": ["chasquid.service", "chasquid-smtp.socket"]}
@@ -238,6 +240,23 @@ def test_certificate_chains_to_pebble_and_names_the_host(lab_host, port):
     assert HOSTNAME in names
 
 
+def test_certbot_used_the_worlds_challenge_and_keeps_secrets_private(lab_host):
+    challenge = lab_host["world"][2]
+    renewal = ssh("cat /etc/letsencrypt/renewal/mail.example.test.conf")
+    plugin = "dns-rfc2136" if challenge == "dns-01" else "standalone"
+    expected = f"authenticator = {plugin}"
+    assert expected in renewal
+    credentials = ssh("stat -c '%U %a' /etc/mailhost/acme/dns-credentials.ini 2>&1")
+    assert credentials.strip() == ("root 600" if challenge == "dns-01" else
+                                   "stat: cannot statx '/etc/mailhost/acme/dns-credentials.ini': "
+                                   "No such file or directory")
+    secrets = tomllib.loads(Path(lab_host["secrets_file"]).read_text())
+    output = lab_host["dry_output"] + lab_host["first_deploy"]
+    for secret in [secrets["tsig_secret"], secrets["cloudflare_api_token"],
+                   *secrets["passwords"].values()]:
+        assert secret not in output
+
+
 def test_second_deploy_changes_nothing_and_writes_no_dns(lab_host):
     status = lab_host
     zone_before = zone_text(status)
@@ -274,10 +293,10 @@ def unit_states(units):
 def test_switch_to_the_other_mta_and_back(lab_host):
     """Runs last in each world: the old MTA stopped and disabled, the new one on 25/587/465
     (IPv4 and IPv6) passing dkim/spf/dmarc; back again, and then a run changes nothing."""
-    mta, provider = lab_host["world"]
+    mta, provider, challenge = lab_host["world"]
     other = "chasquid" if mta == "postfix" else "postfix"
     for new, old in [(other, mta), (mta, other)]:
-        deploy(dict(lab_host, world=(new, provider)), "-y")
+        deploy(dict(lab_host, world=(new, provider, challenge)), "-y")
         assert all(line.startswith("inactive disabled") or line.startswith("inactive not-found")
                    for line in unit_states(MTA_UNITS[old])), unit_states(MTA_UNITS[old])
         listeners = ssh("ss -ltnpH '( sport = :25 or sport = :587 or sport = :465 )'")

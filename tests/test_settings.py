@@ -133,3 +133,14 @@ def test_secrets_file_readable_by_others_is_refused(tmp_path):
     with pytest.raises(SettingsError, match="chmod 600") as raised:
         load_secrets(sample_settings(secrets_file=str(secrets_file)), environ={})
     assert "c2VjcmV0" not in str(raised.value)
+
+
+def test_dns01_needs_what_certbots_plugins_can_use():
+    assert sample_settings(acme_challenge="dns-01").acme_dns_propagation_seconds == 60
+    with pytest.raises(SettingsError) as error:
+        sample_settings(acme_challenge="dns-01", dns_server="ns1.example.test")
+    assert str(error.value).startswith("settings: dns_server = 'ns1.example.test': expected an IP")
+    with pytest.raises(SettingsError) as error:
+        sample_settings(acme_challenge="dns-01", dns_provider="cloudflare",
+                        cloudflare_api_url="http://198.51.100.1:8443/client/v4")
+    assert "api.cloudflare.com" in str(error.value)

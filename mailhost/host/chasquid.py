@@ -9,8 +9,6 @@ The hook also refuses a sender address the authenticated user does not own.
 
 from __future__ import annotations
 
-from io import StringIO
-
 from pyinfra import host
 from pyinfra.facts.files import Sha256File
 from pyinfra.operations import files, server
@@ -19,7 +17,8 @@ from mailhost.dkim import host_key_path, kinds_for, selector_for
 from mailhost.facts import DebianPackageVersion
 from mailhost.host import template, units
 from mailhost.host.users import aliases, chasquid_users, mailbox_root, sender_owners
-from mailhost.secrets import Secrets
+from mailhost.operations.secret_file import secret_file
+from mailhost.secrets import Secret, Secrets
 from mailhost.settings import Settings
 
 PACKAGES = ["chasquid", "python3-dkim"]
@@ -55,10 +54,10 @@ def configure(settings: Settings, secrets: Secrets) -> bool:
     for domain in settings.mail_domains:
         domain_dir = f"{CONFIG}/domains/{domain}"
         files.directory(name=f"{domain_dir}", path=domain_dir, mode="755")
-        changed.append(files.put(
+        changed.append(secret_file(
             name=f"chasquid users of {domain} (password hashes)",
-            src=StringIO(chasquid_users(settings, secrets, domain)), dest=f"{domain_dir}/users",
-            user="root", group="chasquid", mode="640").will_change)
+            content=Secret(chasquid_users(settings, secrets, domain)),
+            path=f"{domain_dir}/users", group="chasquid", mode="640").will_change)
         domain_aliases = [(a, t) for a, t in all_aliases.items() if a.endswith("@" + domain)]
         changed.append(_template("chasquid/aliases.j2", f"{domain_dir}/aliases", settings,
                                  domain=domain, aliases=domain_aliases))
@@ -108,7 +107,9 @@ def _certificate(settings: Settings) -> bool:
                     mode="700")
     for name, mode in [("fullchain.pem", "644"), ("privkey.pem", "600")]:
         source, copy = f"/etc/mailhost/tls/{name}", f"{directory}/{name}"
-        if host.get_fact(Sha256File, path=source) != host.get_fact(Sha256File, path=copy):
+        source_sha = host.get_fact(Sha256File, path=source)
+        # no source yet: a fresh host, whose links tls.configure makes earlier in this run
+        if source_sha is None or source_sha != host.get_fact(Sha256File, path=copy):
             server.shell(name=f"chasquid's copy of {source}", commands=[
                 f"install -o chasquid -g chasquid -m {mode} {source} {copy}"])
             changed = True

@@ -19,7 +19,8 @@ from mailhost.host.users import (
     mailbox_root,
     sender_login_map,
 )
-from mailhost.secrets import Secrets
+from mailhost.operations.secret_file import secret_file
+from mailhost.secrets import Secret, Secrets
 from mailhost.settings import Settings
 
 PACKAGES = ["postfix", "opendkim", "dovecot-core", "postsrsd", "dns-root-data"]
@@ -52,9 +53,9 @@ def configure(settings: Settings, secrets: Secrets) -> dict[str, bool]:
 
     dovecot_changed = any([
         _template("dovecot/dovecot.conf.j2", "/etc/dovecot/dovecot.conf", settings),
-        files.put(name="Dovecot users (password hashes)", src=StringIO(
-            dovecot_users(settings, secrets)), dest="/etc/dovecot/mailhost-users",
-            user="root", group="dovecot", mode="640").will_change,
+        secret_file(name="Dovecot users (password hashes)",
+                    content=Secret(dovecot_users(settings, secrets)),
+                    path="/etc/dovecot/mailhost-users", group="dovecot", mode="640").will_change,
     ])
     srs_changed = _template("postfix/postsrsd.j2", "/etc/default/postsrsd", settings)
     return {"postfix": postfix_changed, "opendkim": opendkim_changed,

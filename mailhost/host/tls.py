@@ -13,6 +13,8 @@ from pyinfra.facts.files import File, Link
 from pyinfra.operations import files, server
 
 from mailhost.host import template, units
+from mailhost.operations.secret_file import secret_file
+from mailhost.secrets import Secret, Secrets
 from mailhost.settings import Settings
 
 TLS_DIR = "/etc/mailhost/tls"
@@ -21,14 +23,25 @@ CA_BUNDLE = "/etc/mailhost/acme-ca-bundle.pem"
 SNAKEOIL_CERT = "/etc/ssl/certs/ssl-cert-snakeoil.pem"
 SNAKEOIL_KEY = "/etc/ssl/private/ssl-cert-snakeoil.key"
 PACKAGES = ["certbot", "ssl-cert", "ca-certificates", "openssl"]
+DNS_PLUGINS = {"rfc2136": "python3-certbot-dns-rfc2136",
+               "cloudflare": "python3-certbot-dns-cloudflare"}
+DNS_CREDENTIALS = "/etc/mailhost/acme/dns-credentials.ini"
+
+
+def packages(settings: Settings) -> list[str]:
+    """certbot, and for DNS-01 its plugin for the DNS provider."""
+    if settings.acme_challenge == "dns-01":
+        return [*PACKAGES, DNS_PLUGINS[settings.dns_provider]]
+    return PACKAGES
 
 
 def live_dir(settings: Settings) -> str:
     return f"/etc/letsencrypt/live/{settings.mail_hostname}"
 
 
-def configure(settings: Settings) -> None:
-    """Links to a certificate that exists now (self-signed until certbot has one), the hook."""
+def configure(settings: Settings, secrets: Secrets) -> None:
+    """Links to a certificate that exists now (self-signed until certbot has one), the hook,
+    and for DNS-01 the provider credentials certbot's plugin reads (root only)."""
     files.directory(name="TLS directory", path=TLS_DIR, mode="755")
     has_certificate = host.get_fact(File, path=f"{live_dir(settings)}/fullchain.pem") is not None
     for link, real, fallback in [("fullchain.pem", "fullchain.pem", SNAKEOIL_CERT),
@@ -39,6 +52,11 @@ def configure(settings: Settings) -> None:
                        force=True)
     files.template(name="certbot deploy hook", src=template("tls/deploy-hook.sh.j2"),
                    dest=HOOK, mode="755", s=settings)
+    if settings.acme_challenge == "dns-01":
+        files.directory(name="ACME credentials directory", path="/etc/mailhost/acme",
+                        mode="700")
+        secret_file(name=f"DNS-01 credentials ({settings.dns_provider})", path=DNS_CREDENTIALS,
+                    content=_dns_credentials(settings, secrets))
     if settings.acme_ca_bundle:
         files.put(name="ACME server's CA bundle", src=settings.acme_ca_bundle, dest=CA_BUNDLE,
                   mode="644")
@@ -56,23 +74,47 @@ def _renewal_environment():
     return StringIO(f"[Service]\nEnvironment=REQUESTS_CA_BUNDLE={CA_BUNDLE}\n")
 
 
-def obtain_certificate(settings: Settings) -> None:
-    """Ask the ACME CA for a certificate (HTTP-01 standalone) once; certbot renews it.
+def _dns_credentials(settings: Settings, secrets: Secrets) -> Secret:
+    if settings.dns_provider == "cloudflare":
+        return Secret(f"dns_cloudflare_api_token = {secrets.cloudflare_api_token.reveal()}\n")
+    return Secret(
+        f"dns_rfc2136_server = {settings.dns_server}\n"
+        f"dns_rfc2136_port = {settings.dns_port}\n"
+        f"dns_rfc2136_name = {settings.dns_tsig_key_name}\n"
+        f"dns_rfc2136_secret = {secrets.tsig_secret.reveal()}\n"
+        f"dns_rfc2136_algorithm = {settings.dns_tsig_algorithm.upper()}\n"
+    )
 
-    Port 80 is opened only around the challenge (certbot's pre/post hooks, kept for renewals).
+
+def obtain_certificate(settings: Settings) -> None:
+    """Ask the ACME CA for a certificate once; certbot renews it.
+
+    HTTP-01 (default): certbot's standalone server, port 80 opened only around the challenge
+    (certbot's pre/post hooks, kept for renewals). DNS-01: certbot's plugin for the DNS provider
+    writes the ``_acme-challenge`` TXT record; no port is opened.
     A failure stops the run with certbot's own message; mail keeps running on the fallback.
     """
     if host.get_fact(File, path=f"{live_dir(settings)}/fullchain.pem") is not None:
         return
     environment = f"REQUESTS_CA_BUNDLE={CA_BUNDLE} " if settings.acme_ca_bundle else ""
+    if settings.acme_challenge == "dns-01":
+        plugin = f"dns-{settings.dns_provider}"
+        challenge = [
+            "--authenticator", plugin, f"--{plugin}-credentials", DNS_CREDENTIALS,
+            f"--{plugin}-propagation-seconds", str(settings.acme_dns_propagation_seconds),
+        ]
+    else:
+        challenge = [
+            "--standalone", "--preferred-challenges http",
+            "--pre-hook", QuoteString("ufw allow 80/tcp >/dev/null 2>&1 || true"),
+            "--post-hook", QuoteString("ufw delete allow 80/tcp >/dev/null 2>&1 || true"),
+        ]
     command = StringCommand(
-        environment + "certbot certonly --non-interactive --agree-tos --standalone",
-        "--preferred-challenges http",
+        environment + "certbot certonly --non-interactive --agree-tos",
+        *challenge,
         "--server", QuoteString(settings.acme_directory),
         "--email", QuoteString(settings.acme_contact),
         "-d", QuoteString(settings.mail_hostname),
-        "--pre-hook", QuoteString("ufw allow 80/tcp >/dev/null 2>&1 || true"),
-        "--post-hook", QuoteString("ufw delete allow 80/tcp >/dev/null 2>&1 || true"),
         "--deploy-hook", HOOK,
     )
     server.shell(name=f"Certificate for {settings.mail_hostname} from the ACME CA",

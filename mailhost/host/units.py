@@ -14,8 +14,10 @@ def running(unit: str, restart: bool = False) -> None:
     """Start and enable a unit; restart it (when it already runs) if its configuration changed."""
     state = host.get_fact(SystemdUnitState, unit=unit)
     if not (state["active"] and state["enabled"]):
+        # reset-failed: a unit that hit its start limit in an earlier, failed run starts again
         server.shell(name=f"{unit} running and enabled", commands=[
-            StringCommand("systemctl daemon-reload && systemctl enable --now", QuoteString(unit))])
+            StringCommand("systemctl daemon-reload && systemctl reset-failed", QuoteString(unit),
+                          "2>/dev/null; systemctl enable --now", QuoteString(unit))])
     elif restart:
         server.shell(name=f"Restart {unit}",
                      commands=[StringCommand("systemctl restart", QuoteString(unit))])
