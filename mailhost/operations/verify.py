@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pyinfra import host, logger
-from pyinfra.api import OperationError, operation
+from pyinfra.api import FunctionCommand, operation
 from pyinfra.context import state
 
 from mailhost.checks import failure_line, render_table, run_checks
@@ -22,9 +22,10 @@ def checks(settings: Settings, secrets: Secrets):
 
     pyinfra calls an operation's body twice: while it prepares (and for ``--dry``), where this
     only notes that the checks run later, and when it executes, where the checks run here, in
-    the body, and the table is logged. Nothing is ever yielded, so the operation reports
-    "No changes"; a failed required check raises OperationError, which fails the run with one
-    line naming the failed checks.
+    the body, and the table is logged. When they pass nothing is yielded, so the operation
+    reports "No changes". When a required check fails it yields one command that logs one line
+    naming the failed checks and fails, which fails the run (an exception raised here would
+    print a gevent traceback instead).
 
     **Example:**
 
@@ -40,5 +41,10 @@ def checks(settings: Settings, secrets: Secrets):
         logger.info(f"{host.print_prefix}{line}")
     failed = failure_line(host.name, results)
     if failed:
-        raise OperationError(failed)
-    yield from ()
+        yield FunctionCommand(_fail, (failed,), {})
+
+
+def _fail(state, host, line: str) -> bool:
+    """Log the line; False fails the operation (pyinfra passes state and host first)."""
+    logger.error(f"{host.print_prefix}{line}")
+    return False

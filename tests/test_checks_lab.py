@@ -1,0 +1,287 @@
+"""The checks in the lab: a freshly deployed host passes every one; then, one at a time, one
+thing is broken and exactly the matching checks fail, with their advice, while the others pass;
+then it is put back. Also: --json is one entry per check, and a deploy fails on a failed check."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import tomllib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dns.message
+import dns.name
+import dns.query
+import dns.reversename
+import dns.tsig
+import dns.update
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from mailhost.dkim import generate_key, public_value
+from mailhost.providers.rfc2136 import rdata_value, value_rdata
+
+pytestmark = pytest.mark.lab
+
+ROOT = Path(__file__).resolve().parent.parent
+PYINFRA = str(Path(sys.executable).parent / "pyinfra")
+VPS4, VPS6 = "198.51.100.10", "2001:db8::10"
+HOSTNAME, DOMAIN, BLOCKLIST = "mail.example.test", "example.test", "bl.lab.test"
+REVERSE4 = "100.51.198.in-addr.arpa"
+TLS_DIR = "/etc/mailhost/tls"
+ENV = dict(os.environ, MAILHOST_LAB_PROVIDER="rfc2136", MAILHOST_LAB_MTA="postfix")
+
+
+def lab(*args, timeout=900):
+    return subprocess.run([str(ROOT / "scripts" / "lab"), *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, check=True)
+
+
+def deploy(*args):
+    result = subprocess.run([PYINFRA, "-y", "inventory/lab.py", "deploy.py", *args], cwd=ROOT,
+                            capture_output=True, text=True, timeout=900, env=ENV)
+    return result.returncode, result.stdout + result.stderr
+
+
+def check():
+    """scripts/check --json: (exit code, entries, stderr, seconds)."""
+    started = time.monotonic()
+    result = subprocess.run([str(ROOT / "scripts" / "check"), "inventory/lab.py", "--json"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600, env=ENV)
+    seconds = time.monotonic() - started
+    return result.returncode, json.loads(result.stdout), result.stderr, seconds
+
+
+def failed(entries) -> dict[str, dict]:
+    return {e["name"]: e for e in entries if e["status"] == "failed"}
+
+
+class Lab:
+    """The running lab: ssh to the VPS, and RFC 2136 updates of its zones in Knot."""
+
+    def __init__(self, status: dict):
+        self.status = status
+        secrets = tomllib.loads(Path(status["secrets_file"]).read_text())
+        self.secret_values = [secrets["tsig_secret"], *secrets["passwords"].values()]
+        name = status["dns"]["tsig_key_name"]
+        self.keyring = {dns.name.from_text(name): dns.tsig.Key(name, secrets["tsig_secret"])}
+        self.server = status["dns"]["server"]
+
+    def ssh(self, command: str, stdin: str | None = None) -> str:
+        result = subprocess.run(["ssh", "-F", self.status["vps"]["ssh_config"], HOSTNAME,
+                                 command], input=stdin, capture_output=True, text=True,
+                                timeout=120)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    def values(self, name: str, rtype: str) -> list[str]:
+        query = dns.message.make_query(name, rtype)
+        answer = dns.query.udp(query, self.server, timeout=5)
+        return [rdata_value(r) for rrset in answer.answer for r in rrset]
+
+    def replace(self, zone: str, name: str, rtype: str, values: list[str]):
+        update = dns.update.UpdateMessage(zone + ".", keyring=self.keyring)
+        update.delete(name + ".", rtype)
+        for value in values:
+            update.add(name + ".", 300, value_rdata(rtype, value))
+        assert dns.query.tcp(update, self.server, timeout=5).rcode() == 0
+
+
+@pytest.fixture(scope="module")
+def world():
+    """A fresh lab, deployed once; removed at the end."""
+    lab("down")
+    lab("up")
+    status = json.loads(lab("status", "--json").stdout)
+    code, output = deploy()
+    assert code == 0, output[-4000:]
+    yield Lab(status), output
+    lab("down")
+
+
+def test_a_healthy_host_passes_every_check_and_the_deploy_shows_them(world):
+    lab_, deploy_output = world
+    assert "Checks of the mail host" in deploy_output
+    assert "ok    smtp: 2001:db8::10 port 465 TLS certificate" in deploy_output
+    code, entries, stderr, seconds = check()
+    not_ok = [e for e in entries if e["status"] != "ok"]
+    assert (code, not_ok) == (0, [])
+    print(f"\nscripts/check in the lab: {seconds:.1f} s for {len(entries)} checks")
+    for secret in lab_.secret_values:
+        assert secret not in deploy_output and secret not in stderr
+        assert secret not in json.dumps(entries)
+
+
+def test_json_is_one_entry_per_check(world):
+    _, entries, _, _ = check()
+    names = [e["name"] for e in entries]
+    assert len(names) == len(set(names)) == 43  # 10 DNS, 2 PTR, 22 SMTP, 6 host, 3 blocklist
+    assert all(set(e) == {"host", "name", "status", "expected", "found", "advice", "required"}
+               for e in entries)
+    assert {e["host"] for e in entries} == {HOSTNAME}
+    prefixes = {name.split(":")[0] for name in names}
+    assert prefixes == {"dns", "rdns", "smtp", "host", "blocklist"}
+
+
+def test_a_second_deploy_changes_nothing_with_the_checks(world):
+    code, output = deploy()
+    assert code == 0, output[-4000:]
+    total = [line for line in output.splitlines() if "Grand total" in line][0].split()
+    assert total[3] == "-" and total[4] == "-", total  # no change, no error
+
+
+def self_signed_expired() -> tuple[str, str]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOSTNAME)])
+    now = datetime.now(UTC)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - timedelta(days=100))
+                   .not_valid_after(now - timedelta(days=10))
+                   .add_extension(x509.SubjectAlternativeName([x509.DNSName(HOSTNAME)]), False)
+                   .sign(key, hashes.SHA256()))
+    return (certificate.public_bytes(serialization.Encoding.PEM).decode(),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()).decode())
+
+
+def point_tls_at(lab_: Lab, fullchain: str, privkey: str):
+    lab_.ssh(f"ln -sfn {fullchain} {TLS_DIR}/fullchain.pem && "
+             f"ln -sfn {privkey} {TLS_DIR}/privkey.pem && postfix reload")
+
+
+# Each breakage: (break it, put it back, which failed checks it must give, advice words).
+
+def stale_dkim(lab_):
+    name = f"mail._domainkey.{DOMAIN}"
+    saved = lab_.values(name, "TXT")
+    other = public_value(generate_key("rsa", 2048))
+    lab_.replace(DOMAIN, name, "TXT", [f"v=DKIM1; k=rsa; p={other}"])
+    return lambda: lab_.replace(DOMAIN, name, "TXT", saved)
+
+
+def wrong_ptr(lab_):
+    name = dns.reversename.from_address(VPS4).to_text().rstrip(".")
+    lab_.replace(REVERSE4, name, "PTR", ["mx.example.net."])
+    return lambda: lab_.replace(REVERSE4, name, "PTR", [f"{HOSTNAME}."])
+
+
+def spf_without_ipv6(lab_):
+    saved = lab_.values(DOMAIN, "TXT")
+    lab_.replace(DOMAIN, DOMAIN, "TXT", [f"v=spf1 ip4:{VPS4} ~all"])
+    return lambda: lab_.replace(DOMAIN, DOMAIN, "TXT", saved)
+
+
+def _tls_links(lab_):
+    return [lab_.ssh(f"readlink {TLS_DIR}/{f}").strip() for f in ("fullchain.pem", "privkey.pem")]
+
+
+def self_signed(lab_):
+    saved = _tls_links(lab_)
+    point_tls_at(lab_, "/etc/ssl/certs/ssl-cert-snakeoil.pem",
+                 "/etc/ssl/private/ssl-cert-snakeoil.key")
+    return lambda: point_tls_at(lab_, *saved)
+
+
+def expired(lab_):
+    saved = _tls_links(lab_)
+    certificate, key = self_signed_expired()
+    lab_.ssh(f"cat > {TLS_DIR}/expired-cert.pem", stdin=certificate)
+    lab_.ssh(f"umask 077 && cat > {TLS_DIR}/expired-key.pem", stdin=key)
+    point_tls_at(lab_, f"{TLS_DIR}/expired-cert.pem", f"{TLS_DIR}/expired-key.pem")
+
+    def restore():
+        point_tls_at(lab_, *saved)
+        lab_.ssh(f"rm {TLS_DIR}/expired-cert.pem {TLS_DIR}/expired-key.pem")
+    return restore
+
+
+def open_relay(lab_):
+    saved = lab_.ssh("postconf -h mynetworks").strip()
+    lab_.ssh("postconf -e 'mynetworks = 0.0.0.0/0 [::]/0' && postfix reload")
+    return lambda: lab_.ssh(f"postconf -e 'mynetworks = {saved}' && postfix reload")
+
+
+def blocklisted(lab_):
+    names = [dns.reversename.from_address(a).to_text().rstrip(".")
+             .removesuffix(".in-addr.arpa").removesuffix(".ip6.arpa") + "." + BLOCKLIST
+             for a in (VPS4, VPS6)]
+    for name in names:
+        lab_.replace(BLOCKLIST, name, "A", ["127.0.0.2"])
+        lab_.replace(BLOCKLIST, name, "TXT", ["listed by the lab test"])
+
+    def restore():
+        for name in names:
+            lab_.replace(BLOCKLIST, name, "A", [])
+            lab_.replace(BLOCKLIST, name, "TXT", [])
+    return restore
+
+
+def port_587_closed(lab_):
+    lab_.ssh("cp /etc/postfix/master.cf /root/master.cf.saved && postconf -M# submission/inet "
+             "&& postfix reload")
+    return lambda: lab_.ssh("cp /root/master.cf.saved /etc/postfix/master.cf && postfix reload")
+
+
+CERTIFICATE_CHECKS = {f"smtp: {a} port {p} {how} certificate" for a in (VPS4, VPS6)
+                      for p, how in ((25, "STARTTLS"), (587, "STARTTLS"), (465, "TLS"))}
+BREAKAGES = [
+    (stale_dkim, {f"dns: DKIM mail._domainkey.{DOMAIN}"}, "does not match"),
+    (wrong_ptr, {f"rdns: PTR {VPS4}"}, "at your VPS provider"),
+    (spf_without_ipv6, {f"dns: SPF {DOMAIN} passes {VPS6}"}, f"ip6:{VPS6}"),
+    (self_signed, CERTIFICATE_CHECKS, "certbot"),
+    (expired, CERTIFICATE_CHECKS, "certbot"),
+    (open_relay, {f"smtp: {a} port 25 no open relay" for a in (VPS4, VPS6)}, "relays mail"),
+    (blocklisted, {f"blocklist: {a} in {BLOCKLIST}" for a in (VPS4, VPS6)}, "removal"),
+    (port_587_closed, {f"smtp: {a} port 587 {what}" for a in (VPS4, VPS6) for what in (
+        "STARTTLS certificate", "refuses TLS 1.0/1.1", "no AUTH before TLS",
+        "authenticated submission")}, ""),
+]
+
+
+@pytest.mark.parametrize(("breakage", "expected", "advice"), BREAKAGES,
+                         ids=[b[0].__name__ for b in BREAKAGES])
+def test_one_broken_thing_fails_exactly_its_checks(world, breakage, expected, advice):
+    lab_, _ = world
+    restore = breakage(lab_)
+    try:
+        code, entries, stderr, _ = check()
+    finally:
+        restore()
+    found = failed(entries)
+    assert set(found) == expected, {n: e["found"] for n, e in found.items()}
+    assert code == 1 and "required check(s) failed" in stderr
+    assert all(advice in e["advice"] and e["expected"] for e in found.values())
+    if breakage is expired:
+        assert all("expired" in e["found"] for e in found.values())
+    if breakage is self_signed:
+        assert all("not trusted" in e["found"] for e in found.values())
+        # the password is never sent to a host whose certificate does not verify
+        assert {e["status"] for e in entries if "submission" in e["name"]} == {"warning"}
+
+
+def test_a_deploy_with_a_failed_required_check_fails_with_one_line(world):
+    lab_, _ = world
+    restore = blocklisted(lab_)
+    try:
+        code, output = deploy()
+    finally:
+        restore()
+    assert code != 0
+    lines = [line for line in output.splitlines() if "required check(s) failed" in line]
+    assert len(lines) == 1, output[-3000:]
+    assert "Traceback" not in output
+    assert lines[0].endswith(f"{HOSTNAME}: 2 required check(s) failed: blocklist: {VPS4} in "
+                             f"{BLOCKLIST}; blocklist: {VPS6} in {BLOCKLIST}")
+
+
+def test_after_every_repair_the_host_passes_again(world):
+    code, entries, _, _ = check()
+    assert (code, [e["name"] for e in entries if e["status"] != "ok"]) == (0, [])
