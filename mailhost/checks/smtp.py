@@ -144,8 +144,11 @@ def certificate_check(settings: Settings, address: str, port: int) -> CheckResul
 def old_tls_check(settings: Settings, address: str, port: int) -> CheckResult:
     name = f"smtp: {address} port {port} refuses TLS 1.0/1.1"
     expected = "the TLS 1.0 and 1.1 handshake refused"
-    advice = ("the MTA must accept TLS 1.2 or newer only (Postfix: smtpd_tls_protocols and "
-              "smtpd_tls_mandatory_protocols = >=TLSv1.2)")
+    advice = {"postfix": "the MTA must accept TLS 1.2 or newer only (Postfix: "
+                         "smtpd_tls_protocols and smtpd_tls_mandatory_protocols = >=TLSv1.2)",
+              "chasquid": "chasquid takes its TLS versions from the Go it was built with, and "
+                          "has no setting for them: use a build with Go 1.22 or newer, which "
+                          "refuses TLS 1.0/1.1 by default"}[settings.mta]
 
     def check():
         try:
