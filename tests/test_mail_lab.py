@@ -267,20 +267,24 @@ def test_second_deploy_changes_nothing_and_writes_no_dns(lab_host):
     assert zone_text(status) == zone_before
 
 
+def records(zone: str) -> list[str]:
+    return [line for line in zone.splitlines() if " SOA " not in line]
+
+
 def host_dkim_public_key():
     return ssh("openssl pkey -pubout -in /etc/mailhost/dkim/example.test/mail.rsa.pem")
 
 
 def test_rebuilt_vps_keeps_its_dkim_key_dns_and_mail_flow(lab_host):
     """Runs last in each world: the VPS destroyed and built fresh from the rootfs, deployed."""
-    key_before, zone_before = host_dkim_public_key(), zone_text(lab_host)
+    key_before, zone_before = host_dkim_public_key(), records(zone_text(lab_host))
     assert "BEGIN PUBLIC KEY" in key_before
     lab("up", "--fresh")
     assert "No such file" in ssh("ls /etc/mailhost/dkim 2>&1")  # really a new machine
     output = deploy(lab_host, "-y")
     assert "= example.test: no DNS changes" in output
     assert host_dkim_public_key() == key_before
-    assert zone_text(lab_host) == zone_before
+    assert records(zone_text(lab_host)) == zone_before  # the SOA serial moves with DNS-01
     message = received(lab_host, submit(lab_host, 587))
     assert [message.verdicts[k] for k in ("dkim", "spf", "dmarc")] == ["pass"] * 3
 

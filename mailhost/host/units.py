@@ -27,5 +27,8 @@ def stopped(unit: str) -> None:
     """Stop and disable a unit, if it exists and runs or is enabled (its ports are released)."""
     state = host.get_fact(SystemdUnitState, unit=unit)
     if state["active"] or state["enabled"]:
-        server.shell(name=f"{unit} stopped and disabled",
-                     commands=[StringCommand("systemctl disable --now", QuoteString(unit))])
+        # reset-failed: a daemon that exits non-zero on SIGTERM is left "inactive", not "failed"
+        server.shell(name=f"{unit} stopped and disabled", commands=[
+            StringCommand("systemctl disable --now", QuoteString(unit),
+                          "&& { systemctl reset-failed", QuoteString(unit),
+                          "2>/dev/null || true; }")])
