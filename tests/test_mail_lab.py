@@ -291,7 +291,7 @@ def test_rebuilt_vps_keeps_its_dkim_key_dns_and_mail_flow(lab_host):
 
 def unit_states(units):
     return ssh("; ".join(f"echo $(systemctl is-active {u}) $(systemctl is-enabled {u} 2>&1)"
-                         for u in units)).split("\n")
+                         for u in units)).splitlines()
 
 
 def test_switch_to_the_other_mta_and_back(lab_host):
