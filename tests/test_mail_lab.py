@@ -183,17 +183,22 @@ def test_no_relay_no_auth_before_tls_wrong_password_no_foreign_sender(lab_host):
     assert "not owned by user" in str(refused.value)
 
 
+def send_from_outside(recipient, subject):
+    """One message from friend@example.org to RECIPIENT on port 25; returns its Message-ID."""
+    message_id = f"<{time.time_ns()}@example.org>"
+    with smtplib.SMTP(VPS4, 25, timeout=30) as client:
+        client.ehlo("mx.example.org")
+        client.sendmail("friend@example.org", [recipient],
+                        f"From: friend@example.org\r\nTo: {recipient}\r\nSubject: {subject}\r\n"
+                        f"Message-ID: {message_id}\r\n\r\nhi\r\n")
+    return message_id
+
+
 def test_forwarded_mail_leaves_with_a_rewritten_sender_and_passes_spf(lab_host):
     """A message from outside to fwd@example.test reaches inbox@example.net; its envelope sender
     is rewritten into example.test (SRS by postsrsd; chasquid's own fwd_from= scheme), so the
     receiver's SPF check passes for our host."""
-    message_id = f"<{time.time_ns()}@example.org>"
-    with smtplib.SMTP(VPS4, 25, timeout=30) as client:
-        client.ehlo("mx.example.org")
-        client.sendmail("friend@example.org", ["fwd@example.test"],
-                        f"From: friend@example.org\r\nTo: fwd@example.test\r\n"
-                        f"Subject: forwarded\r\nMessage-ID: {message_id}\r\n\r\nhi\r\n")
-    message = received(lab_host, message_id)
+    message = received(lab_host, send_from_outside("fwd@example.test", "forwarded"))
     mail_from = message.meta["mail_from"]
     if lab_host["world"][0] == "postfix":
         assert mail_from.startswith("SRS0=")
@@ -205,12 +210,7 @@ def test_forwarded_mail_leaves_with_a_rewritten_sender_and_passes_spf(lab_host):
 
 
 def test_mail_for_an_alias_is_delivered_to_the_users_mailbox(lab_host):
-    message_id = f"<{time.time_ns()}@example.org>"
-    with smtplib.SMTP(VPS4, 25, timeout=30) as client:
-        client.ehlo("mx.example.org")
-        client.sendmail("friend@example.org", ["postmaster@example.test"],
-                        f"From: friend@example.org\r\nTo: postmaster@example.test\r\n"
-                        f"Subject: hello postmaster\r\nMessage-ID: {message_id}\r\n\r\nhi\r\n")
+    message_id = send_from_outside("postmaster@example.test", "hello postmaster")
     for _ in range(30):
         found = ssh(f"grep -rl '{message_id}' /var/mail/vhosts/example.test/alice/ 2>/dev/null")
         if found.strip():

@@ -10,12 +10,13 @@ The hook also refuses a sender address the authenticated user does not own.
 from __future__ import annotations
 
 from pyinfra import host
+from pyinfra.api import QuoteString, StringCommand
 from pyinfra.facts.files import Sha256File
 from pyinfra.operations import files, server
 
 from mailhost.dkim import host_key_path, kinds_for, selector_for
 from mailhost.facts import DebianPackageVersion
-from mailhost.host import template, units
+from mailhost.host import units, write_template
 from mailhost.host.users import aliases, chasquid_users, mailbox_root, sender_owners
 from mailhost.operations.secret_file import secret_file
 from mailhost.secrets import Secret, Secrets
@@ -43,12 +44,12 @@ def configure(settings: Settings, secrets: Secrets) -> bool:
                 groups=["vmail"], append=True)
     native = native_dkim()
     changed = [
-        _template("chasquid/chasquid.conf.j2", f"{CONFIG}/chasquid.conf", settings,
-                  deliver=DELIVER),
-        _template("chasquid/deliver.py.j2", DELIVER, settings, mode="755"),
-        _template("chasquid/post-data.py.j2", f"{CONFIG}/hooks/post-data", settings, mode="755",
-                  owners=sender_owners(settings),
-                  signing={} if native else _hook_signing(settings)),
+        write_template("chasquid/chasquid.conf.j2", f"{CONFIG}/chasquid.conf", settings,
+                       deliver=DELIVER),
+        write_template("chasquid/deliver.py.j2", DELIVER, settings, mode="755"),
+        write_template("chasquid/post-data.py.j2", f"{CONFIG}/hooks/post-data", settings,
+                       mode="755", owners=sender_owners(settings),
+                       signing={} if native else _hook_signing(settings)),
     ]
     all_aliases = aliases(settings)
     for domain in settings.mail_domains:
@@ -59,8 +60,8 @@ def configure(settings: Settings, secrets: Secrets) -> bool:
             content=Secret(chasquid_users(settings, secrets, domain)),
             path=f"{domain_dir}/users", group="chasquid", mode="640").will_change)
         domain_aliases = [(a, t) for a, t in all_aliases.items() if a.endswith("@" + domain)]
-        changed.append(_template("chasquid/aliases.j2", f"{domain_dir}/aliases", settings,
-                                 domain=domain, aliases=domain_aliases))
+        changed.append(write_template("chasquid/aliases.j2", f"{domain_dir}/aliases", settings,
+                                      domain=domain, aliases=domain_aliases))
         for address in settings.mail_users:
             if address.endswith("@" + domain):
                 _maildir(domain, address.split("@")[0])
@@ -110,8 +111,8 @@ def _certificate(settings: Settings) -> bool:
         source_sha = host.get_fact(Sha256File, path=source)
         # no source yet: a fresh host, whose links tls.configure makes earlier in this run
         if source_sha is None or source_sha != host.get_fact(Sha256File, path=copy):
-            server.shell(name=f"chasquid's copy of {source}", commands=[
-                f"install -o chasquid -g chasquid -m {mode} {source} {copy}"])
+            server.shell(name=f"chasquid's copy of {source}", commands=[StringCommand(
+                "install -o chasquid -g chasquid -m", mode, source, QuoteString(copy))])
             changed = True
     return changed
 
@@ -122,7 +123,3 @@ def _maildir(domain: str, user: str) -> None:
         files.directory(name=f"Maildir {path}", path=path, user="chasquid", group="vmail",
                         mode="2770")
 
-
-def _template(src: str, dest: str, settings: Settings, mode: str = "644", **data) -> bool:
-    return files.template(name=dest, src=template(src), dest=dest, mode=mode, s=settings,
-                          **data).will_change

@@ -11,7 +11,7 @@ from io import StringIO
 from pyinfra.operations import files, server, systemd
 
 from mailhost.dkim import host_key_path
-from mailhost.host import template, units
+from mailhost.host import units, write_template
 from mailhost.host.users import (
     alias_map,
     dovecot_users,
@@ -32,9 +32,9 @@ def configure(settings: Settings, secrets: Secrets) -> dict[str, bool]:
     mailbox_root()
 
     postfix_changed = any([
-        _template("postfix/main.cf.j2", "/etc/postfix/main.cf", settings,
-                  smtp_address_preference="any"),
-        _template("postfix/master.cf.j2", "/etc/postfix/master.cf", settings),
+        write_template("postfix/main.cf.j2", "/etc/postfix/main.cf", settings,
+                       smtp_address_preference="any"),
+        write_template("postfix/master.cf.j2", "/etc/postfix/master.cf", settings),
         *[_postmap(name, content) for name, content in [
             ("vmailbox", mailbox_map(settings)),
             ("virtual", alias_map(settings)),
@@ -44,20 +44,20 @@ def configure(settings: Settings, secrets: Secrets) -> dict[str, bool]:
 
     key_paths = {d: host_key_path(settings, d, "rsa") for d in settings.mail_domains}
     opendkim_changed = any([
-        _template("opendkim/opendkim.conf.j2", "/etc/opendkim.conf", settings),
-        _template("opendkim/KeyTable.j2", "/etc/opendkim/KeyTable", settings,
-                  key_paths=key_paths),
-        _template("opendkim/SigningTable.j2", "/etc/opendkim/SigningTable", settings),
-        _template("opendkim/TrustedHosts.j2", "/etc/opendkim/TrustedHosts", settings),
+        write_template("opendkim/opendkim.conf.j2", "/etc/opendkim.conf", settings),
+        write_template("opendkim/KeyTable.j2", "/etc/opendkim/KeyTable", settings,
+                       key_paths=key_paths),
+        write_template("opendkim/SigningTable.j2", "/etc/opendkim/SigningTable", settings),
+        write_template("opendkim/TrustedHosts.j2", "/etc/opendkim/TrustedHosts", settings),
     ])
 
     dovecot_changed = any([
-        _template("dovecot/dovecot.conf.j2", "/etc/dovecot/dovecot.conf", settings),
+        write_template("dovecot/dovecot.conf.j2", "/etc/dovecot/dovecot.conf", settings),
         secret_file(name="Dovecot users (password hashes)",
                     content=Secret(dovecot_users(settings, secrets)),
                     path="/etc/dovecot/mailhost-users", group="dovecot", mode="640").will_change,
     ])
-    srs_changed = _template("postfix/postsrsd.j2", "/etc/default/postsrsd", settings)
+    srs_changed = write_template("postfix/postsrsd.j2", "/etc/default/postsrsd", settings)
     return {"postfix": postfix_changed, "opendkim": opendkim_changed,
             "dovecot": dovecot_changed, "postsrsd": srs_changed}
 
@@ -74,10 +74,6 @@ def deactivate() -> None:
     for service in reversed(SERVICES):
         units.stopped(service)
 
-
-def _template(src: str, dest: str, settings: Settings, **data) -> bool:
-    return files.template(name=dest, src=template(src), dest=dest, mode="644", s=settings,
-                          **data).will_change
 
 
 def _postmap(name: str, content: str):

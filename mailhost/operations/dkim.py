@@ -11,6 +11,7 @@ from pyinfra.api import FunctionCommand, OperationError, QuoteString, StringComm
 from pyinfra.facts.files import File, Sha256File
 
 from mailhost.dkim import generate_key, read_local_key, save_local_key
+from mailhost.operations import run_or_fail
 
 
 @operation()
@@ -59,10 +60,10 @@ def _generate(kind: str, rsa_bits: int, local_path: str):
 def _upload(local_path: str, remote_path: str, owner: str):
     directory = PurePosixPath(remote_path).parent
     # the key's own directory is 0700 and root's until the key is in place, then the signer's
-    _run(StringCommand("mkdir -p -m 0755", QuoteString(str(directory.parent)),
-                       "&& mkdir -p -m 0700", QuoteString(str(directory)),
-                       "&& chown root", QuoteString(str(directory)),
-                       "&& chmod 0700", QuoteString(str(directory))))
+    run_or_fail(StringCommand("mkdir -p -m 0755", QuoteString(str(directory.parent)),
+                              "&& mkdir -p -m 0700", QuoteString(str(directory)),
+                              "&& chown root", QuoteString(str(directory)),
+                              "&& chmod 0700", QuoteString(str(directory))))
     pem = Path(local_path).read_bytes()
     if not host.put_file(io.BytesIO(pem), remote_path):
         raise OperationError(f"could not upload the DKIM key to {remote_path}")
@@ -71,8 +72,9 @@ def _upload(local_path: str, remote_path: str, owner: str):
 
 def _set_owner(remote_path: str, owner: str):
     directory = str(PurePosixPath(remote_path).parent)
-    _run(StringCommand("chmod 0600", QuoteString(remote_path), "&& chown",
-                       QuoteString(owner), QuoteString(remote_path), QuoteString(directory)))
+    run_or_fail(StringCommand("chmod 0600", QuoteString(remote_path), "&& chown",
+                              QuoteString(owner), QuoteString(remote_path),
+                              QuoteString(directory)))
 
 
 def _fetch(remote_path: str, local_path: str):
@@ -82,8 +84,3 @@ def _fetch(remote_path: str, local_path: str):
     save_local_key(Path(local_path), buffer.getvalue())
     logger.info(f"    read the host's DKIM key back into {local_path}")
 
-
-def _run(command: StringCommand):
-    status, output = host.run_shell_command(command)
-    if not status:
-        raise OperationError(f"command failed on the host: {command}")

@@ -9,6 +9,7 @@ from pyinfra import host
 from pyinfra.api import FunctionCommand, OperationError, QuoteString, StringCommand, operation
 from pyinfra.facts.files import File, Sha256File
 
+from mailhost.operations import run_or_fail
 from mailhost.secrets import Secret
 
 STAGING = "/etc/mailhost/private"
@@ -40,14 +41,9 @@ def secret_file(path: str, content: Secret, user: str = "root", group: str = "ro
 
 def _install(path: str, content: Secret, user: str, group: str, mode: str):
     staged = f"{STAGING}/{hashlib.sha256(path.encode()).hexdigest()[:16]}"
-    _run(StringCommand("mkdir -p -m 0700", STAGING, "&& chmod 0700", STAGING))
+    run_or_fail(StringCommand("mkdir -p -m 0700", STAGING, "&& chmod 0700", STAGING))
     if not host.put_file(io.BytesIO(content.reveal().encode()), staged):
         raise OperationError(f"could not upload {path}")
-    _run(StringCommand("install -o", QuoteString(user), "-g", QuoteString(group), "-m", mode,
-                       staged, QuoteString(path), "&& rm -f", staged))
+    run_or_fail(StringCommand("install -o", QuoteString(user), "-g", QuoteString(group),
+                              "-m", mode, staged, QuoteString(path), "&& rm -f", staged))
 
-
-def _run(command: StringCommand):
-    status, _ = host.run_shell_command(command)
-    if not status:
-        raise OperationError(f"command failed on the host: {command}")
