@@ -13,31 +13,30 @@ from pyinfra import host, inventory
 
 from mailhost.dkim import host_key_path, kinds_for, local_key_path
 from mailhost.facts import DkimPublicKey
-from mailhost.host import base, chasquid, firewall, postfix, tls
+from mailhost.host import base, firewall, tls, units
+from mailhost.host.mtas import mta_of, others
 from mailhost.operations import dkim, dns, verify
 from mailhost.run import current_run
 
 run = current_run(inventory)
 settings = run.settings[host.name]
 secrets = run.secrets[host.name]
-DKIM_SIGNER = {"postfix": "opendkim", "chasquid": "chasquid"}
-MTAS = {"postfix": postfix, "chasquid": chasquid}
-mta, other_mta = MTAS[settings.mta], MTAS["chasquid" if settings.mta == "postfix" else "postfix"]
+mta = mta_of(settings)
 
 
-def read_host_key(owner_settings, path):
-    """The public half of a DKIM key on the host whose settings these are (None: no key)."""
-    for name, candidate in run.settings.items():
-        if candidate is owner_settings and candidate.mail_manage_host:
-            return inventory.get_host(name).get_fact(DkimPublicKey, path=path)
-    return None
+def read_host_key(host_name: str, path: str) -> str | None:
+    """The public half of a DKIM key on a host of the inventory (None: no key, or the host is
+    not managed here)."""
+    if not run.settings[host_name].mail_manage_host:
+        return None
+    return inventory.get_host(host_name).get_fact(DkimPublicKey, path=path)
 
 
 if settings.mail_manage_host:
     base.configure_apt(settings)
     base.configure_identity(settings)
     base.configure_ipv6(settings)
-    base.install_packages(["ufw", *tls.packages(settings), *mta.PACKAGES])
+    base.install_packages(["ufw", *tls.packages(settings), *mta.packages])
     firewall.configure()
 
 for domain in settings.mail_domains:
@@ -49,14 +48,17 @@ for domain in settings.mail_domains:
             remote_path=host_key_path(settings, domain, kind) if on_host else None,
             kind=kind,
             rsa_bits=settings.rsa_bits,
-            owner=DKIM_SIGNER[settings.mta],
+            owner=mta.dkim_signer,
         )
 
 if settings.mail_manage_host:
-    tls.configure(settings, secrets)
+    tls.configure(settings, secrets, mta)
     restart = mta.configure(settings, secrets)
-    other_mta.deactivate()  # switching MTAs: the old one releases port 25 first
-    mta.activate(restart)
+    # switching MTAs: the old one's units stop first (port 25 released); certbot's renewal
+    # timer runs from here on
+    units.converge(running=[*mta.units, *tls.TIMERS],
+                   stopped=[u for other in others(settings) for u in other.units],
+                   restart=restart)
 
 for zone in run.zones_applied_by(host.name):
     dns.zone_records(
@@ -68,7 +70,6 @@ for zone in run.zones_applied_by(host.name):
 
 if settings.mail_manage_host:
     tls.obtain_certificate(settings)
-    tls.activate()
 
 if settings.mail_manage_host:
     verify.checks(name="Checks of the mail host", settings=settings, secrets=secrets)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mailhost.dkim import DkimPublicKeys
+from mailhost.dkim import DkimPublicKeys, record_name
 from mailhost.dnsplan import Ownership
-from mailhost.records import RecordSet
-from mailhost.settings import Settings, zone_of
+from mailhost.records import RecordSet, zone_of
+from mailhost.settings import Settings
 from mailhost.spf import spf_record
 
 
@@ -85,11 +85,11 @@ def domain_records(domain: str, hosts: list[MailHost]) -> list[RecordSet]:
     records = [
         RecordSet(domain, "MX", ttl, tuple(mx)),
         RecordSet(domain, "TXT", ttl, (spf,)),
-        RecordSet(f"{first.dkim_selector}._domainkey.{domain}", "TXT", ttl, (keys.rsa_txt(),)),
+        RecordSet(record_name(first.dkim_selector, domain), "TXT", ttl, (keys.rsa_txt(),)),
         RecordSet(f"_dmarc.{domain}", "TXT", ttl, (dmarc_record(first),)),
     ]
     if first.dkim_ed25519:
-        records.append(RecordSet(f"{first.ed25519_selector}._domainkey.{domain}", "TXT", ttl,
+        records.append(RecordSet(record_name(first.ed25519_selector, domain), "TXT", ttl,
                                  (keys.ed25519_txt(),)))
     if first.tlsrpt_rua:
         records.append(RecordSet(f"_smtp._tls.{domain}", "TXT", ttl, (tlsrpt_record(first),)))
@@ -111,7 +111,7 @@ def desired_by_zone(hosts: list[MailHost]) -> list[ZoneRecords]:
     for domain in _unique(d for h in hosts for d in h.settings.mail_domains):
         serving = [h for h in hosts if domain in h.settings.mail_domains]
         records += domain_records(domain, serving)
-        extra_owned.add((f"{serving[0].settings.ed25519_selector}._domainkey.{domain}", "TXT"))
+        extra_owned.add((record_name(serving[0].settings.ed25519_selector, domain), "TXT"))
         apexes.add(domain)
 
     all_zones = _unique(z for h in hosts for z in h.settings.zones)

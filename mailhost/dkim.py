@@ -4,6 +4,9 @@ A key is generated locally on the first real run (never during ``--dry``: genera
 only when operations execute), kept in ``secrets_dir/dkim/DOMAIN/SELECTOR.KIND.pem`` (0600),
 and uploaded to the host. When the local key is missing but the host has one, the host's key
 is read back instead of generating a new one: rebuilding a VPS never changes the DKIM record.
+
+This module is the one place for a DKIM record's name (``record_name``) and for reading a
+public half (``public_half``: the controller's key first, else the host's).
 """
 
 from __future__ import annotations
@@ -11,16 +14,17 @@ from __future__ import annotations
 import base64
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
+from mailhost.paths import HOST_DKIM_DIR
 from mailhost.settings import Settings
 
 KINDS = ("rsa", "ed25519")
-HOST_KEY_DIR = "/etc/mailhost/dkim"
 PENDING = "<new key, generated when applied>"
 
 
@@ -46,6 +50,15 @@ def selector_for(settings: Settings, kind: str) -> str:
     return settings.dkim_selector if kind == "rsa" else settings.ed25519_selector
 
 
+def record_name(selector: str, domain: str) -> str:
+    """The name of a DKIM TXT record: ``SELECTOR._domainkey.DOMAIN``."""
+    return f"{selector}._domainkey.{domain}"
+
+
+def record_name_for(settings: Settings, domain: str, kind: str) -> str:
+    return record_name(selector_for(settings, kind), domain)
+
+
 def kinds_for(settings: Settings) -> list[str]:
     return ["rsa", "ed25519"] if settings.dkim_ed25519 else ["rsa"]
 
@@ -56,7 +69,27 @@ def local_key_path(settings: Settings, domain: str, kind: str) -> Path:
 
 
 def host_key_path(settings: Settings, domain: str, kind: str) -> str:
-    return f"{HOST_KEY_DIR}/{domain}/{selector_for(settings, kind)}.{kind}.pem"
+    return f"{HOST_DKIM_DIR}/{domain}/{selector_for(settings, kind)}.{kind}.pem"
+
+
+# a key path on the host -> the base64 DER public half of the key there (None: no key)
+HostKeyReader = Callable[[str], "str | None"]
+
+
+def public_half(settings: Settings, domain: str, kind: str,
+                read_host_key: HostKeyReader | None = None) -> tuple[str | None, str]:
+    """The ``p=`` value of a domain's key and where it was read: the controller's key first
+    (the one a deploy uploads), else the host's (a new controller: the deploy reads it back),
+    else None. Without ``read_host_key`` only the controller's key is read."""
+    local = local_key_path(settings, domain, kind)
+    private = read_local_key(local)
+    if private is not None:
+        return public_value(private), str(local)
+    remote = host_key_path(settings, domain, kind)
+    der = read_host_key(remote) if read_host_key is not None else None
+    if der:
+        return public_value_from_spki(base64.b64decode(der)), remote
+    return None, str(local) if read_host_key is None else remote
 
 
 def generate_key(kind: str, rsa_bits: int = 2048) -> bytes:

@@ -6,50 +6,38 @@ provider holds at the owned keys -> plan (mailhost.dnsplan) -> print -> apply.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from mailhost.desired import MailHost, ZoneRecords, desired_by_zone
-from mailhost.dkim import (
-    DkimPublicKeys,
-    host_key_path,
-    kinds_for,
-    local_key_path,
-    public_value,
-    public_value_from_spki,
-    read_local_key,
-)
+from mailhost.dkim import DkimPublicKeys, HostKeyReader, kinds_for, public_half
 from mailhost.dnsplan import ZonePlan, check_safety, compute_plan
 from mailhost.providers import Provider
 from mailhost.settings import Settings
 
-# (settings of a host, key path on that host) -> its base64 DER public key, or None
-HostKeyReader = Callable[[Settings, str], str | None]
+# (a host's name, a key path on that host) -> its base64 DER public key, or None
+HostsKeyReader = Callable[[str, str], str | None]
 
 
 def public_keys(settings: Settings, domain: str, read_host_key: HostKeyReader) -> DkimPublicKeys:
-    """The DKIM public halves of a domain: from the local key, else the host's, else pending."""
-    values: dict[str, str | None] = {}
-    for kind in kinds_for(settings):
-        pem = read_local_key(local_key_path(settings, domain, kind))
-        if pem is not None:
-            values[kind] = public_value(pem)
-            continue
-        der = read_host_key(settings, host_key_path(settings, domain, kind))
-        values[kind] = public_value_from_spki(base64.b64decode(der)) if der else None
+    """The DKIM public halves of a domain (dkim.public_half: the local key, else the host's,
+    else pending)."""
+    values = {kind: public_half(settings, domain, kind, read_host_key)[0]
+              for kind in kinds_for(settings)}
     return DkimPublicKeys(values["rsa"], values.get("ed25519"))
 
 
-def mail_hosts(all_settings: list[Settings], read_host_key: HostKeyReader) -> list[MailHost]:
+def mail_hosts(hosts: dict[str, Settings], read_host_key: HostsKeyReader) -> list[MailHost]:
+    """Each host (by name) with its domains' public keys."""
     return [
-        MailHost(s, {d: public_keys(s, d, read_host_key) for d in s.mail_domains})
-        for s in all_settings
+        MailHost(s, {d: public_keys(s, d, partial(read_host_key, name)) for d in s.mail_domains})
+        for name, s in hosts.items()
     ]
 
 
-def zone_records(all_settings: list[Settings], read_host_key: HostKeyReader) -> list[ZoneRecords]:
-    return desired_by_zone(mail_hosts(all_settings, read_host_key))
+def zone_records(hosts: dict[str, Settings], read_host_key: HostsKeyReader) -> list[ZoneRecords]:
+    return desired_by_zone(mail_hosts(hosts, read_host_key))
 
 
 @dataclass

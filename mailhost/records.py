@@ -17,6 +17,12 @@ from dataclasses import dataclass, field
 TXT_CHUNK = 255
 
 
+def zone_of(name: str, zones) -> str | None:
+    """The longest zone that contains ``name``, or None."""
+    matches = [z for z in zones if name == z or name.endswith("." + z)]
+    return max(matches, key=len) if matches else None
+
+
 def normalize_name(name: str) -> str:
     """Lowercase, no trailing dot."""
     return name.strip().rstrip(".").lower()

@@ -9,7 +9,7 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.inventory import Inventory
 
 from mailhost.dnsplan import PlanError, ZonePlan
-from mailhost.dnssync import HostKeyReader, ZoneSync, zone_records
+from mailhost.dnssync import HostsKeyReader, ZoneSync, zone_records
 from mailhost.providers import ProviderError, make_provider
 from mailhost.secrets import Secrets, load_secrets
 from mailhost.settings import Settings, SettingsError, load_settings
@@ -17,7 +17,8 @@ from mailhost.settings import Settings, SettingsError, load_settings
 
 @dataclass
 class MailRun:
-    """The validated settings and secrets of every host of the inventory, in inventory order."""
+    """The validated settings and secrets of every host of the inventory, by host name, in
+    inventory order."""
 
     settings: dict[str, Settings]
     secrets: dict[str, Secrets]
@@ -42,14 +43,14 @@ class MailRun:
                 claimed.setdefault(zone, name)
         return [zone for zone, name in claimed.items() if name == host_name]
 
-    def zone_sync(self, zone: str, read_host_key: HostKeyReader) -> ZoneSync:
+    def zone_sync(self, zone: str, read_host_key: HostsKeyReader) -> ZoneSync:
         serving = [n for n, s in self.settings.items() if zone in s.zones]
         first = serving[0]
-        records = {r.zone: r for r in zone_records(list(self.settings.values()), read_host_key)}
+        records = {r.zone: r for r in zone_records(self.settings, read_host_key)}
         provider = make_provider(self.settings[first], self.secrets[first])
         return ZoneSync(records[zone], provider, force=self.settings[first].dns_force)
 
-    def preview(self, zone: str, read_host_key: HostKeyReader) -> ZonePlan:
+    def preview(self, zone: str, read_host_key: HostsKeyReader) -> ZonePlan:
         """Plan a zone while operations are prepared and print it (this is what --dry shows)."""
         if zone not in self.previews:
             try:

@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from mailhost.records import zone_of
 from mailhost.spf import MAX_DNS_LOOKUPS, spf_lookup_count
 
 LETSENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
@@ -289,12 +290,6 @@ class Settings(BaseModel):
     @property
     def acme_contact(self) -> str:
         return self.acme_email or f"postmaster@{self.mail_domains[0]}"
-
-
-def zone_of(name: str, zones) -> str | None:
-    """The longest zone that contains ``name``, or None."""
-    matches = [z for z in zones if name == z or name.endswith("." + z)]
-    return max(matches, key=len) if matches else None
 
 
 class _FieldError(ValueError):

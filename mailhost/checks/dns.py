@@ -16,15 +16,7 @@ import spf as pyspf
 from mailhost.checks import CheckResult, guarded, result
 from mailhost.checks.lookup import CheckResolver
 from mailhost.desired import caa_values, dmarc_record, tlsrpt_record
-from mailhost.dkim import (
-    host_key_path,
-    kinds_for,
-    local_key_path,
-    public_value,
-    public_value_from_spki,
-    read_local_key,
-    selector_for,
-)
+from mailhost.dkim import kinds_for, public_half, record_name_for
 from mailhost.settings import Settings
 from mailhost.spf import MAX_DNS_LOOKUPS
 
@@ -164,20 +156,16 @@ def dkim_tags(record: str) -> dict[str, str]:
 
 
 def key_of_host(settings, domain, kind, host) -> tuple[str | None, str]:
-    """The public half of the signing key (on the host when it is managed here) and where."""
+    """The public half of the signing key and where it was read (dkim.public_half: the
+    controller's key, else the host's when the host is managed here)."""
     from mailhost.facts import DkimPublicKey
 
-    if host is not None:
-        path = host_key_path(settings, domain, kind)
-        spki = host.get_fact(DkimPublicKey, path=path)
-        return (public_value_from_spki(base64.b64decode(spki)) if spki else None), path
-    path = local_key_path(settings, domain, kind)
-    private = read_local_key(path)
-    return (public_value(private) if private else None), str(path)
+    read = None if host is None else (lambda path: host.get_fact(DkimPublicKey, path=path))
+    return public_half(settings, domain, kind, read)
 
 
 def dkim_check(settings, resolver, domain, kind, host) -> CheckResult:
-    record_name = f"{selector_for(settings, kind)}._domainkey.{domain}"
+    record_name = record_name_for(settings, domain, kind)
     name = f"dns: DKIM {record_name}"
     advice = (f"the DKIM record at {record_name} does not match the key the host signs with: "
               f"receivers will fail every signature; " + REDEPLOY)

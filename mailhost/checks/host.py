@@ -1,27 +1,35 @@
-"""Checks run on the host through pyinfra (facts and commands, read-only): the mail services
-active and enabled, certbot's renewal timer, outbound port 25, the mail queue."""
+"""Checks run on the host through pyinfra (facts and commands, read-only): every unit of the
+MTA's components active and enabled, certbot's renewal timer, outbound port 25, the mail
+queue."""
 
 from __future__ import annotations
-
-import json
 
 from pyinfra.api import QuoteString, StringCommand
 
 from mailhost.checks import CheckResult, guarded, result
-from mailhost.facts import SystemdUnitState
+from mailhost.facts import SystemdUnitStates
+from mailhost.host import tls
+from mailhost.host.mtas import mta_of
 from mailhost.settings import Settings
 
-SERVICES = {"postfix": ["postfix", "opendkim", "dovecot"], "chasquid": ["chasquid"]}
-CHASQUID_QUEUE = "/var/lib/chasquid/queue"
 STUCK_SECONDS = 3600
 
 
 def checks(settings: Settings, host) -> list[CheckResult]:
-    found = [unit_check(host, unit) for unit in SERVICES[settings.mta]]
-    found.append(unit_check(host, "certbot.timer"))
+    all_units = [*mta_of(settings).units, *tls.TIMERS]
+    states = guarded_states(host, all_units)
+    found = [unit_check(unit, states) for unit in all_units]
     found.append(outbound_check(settings, host))
     found.append(queue_check(settings, host))
     return found
+
+
+def guarded_states(host, units: list[str]) -> dict | Exception:
+    """Every unit's state in one command, or the error that kept it from being read."""
+    try:
+        return host.get_fact(SystemdUnitStates, units=units)
+    except Exception as error:  # noqa: BLE001 - each unit's check reports it
+        return error
 
 
 def run(host, *parts) -> str:
@@ -33,13 +41,15 @@ def run(host, *parts) -> str:
     return output.stdout
 
 
-def unit_check(host, unit: str) -> CheckResult:
+def unit_check(unit: str, states: dict | Exception) -> CheckResult:
     name = f"host: {unit} active and enabled"
     advice = (f"start it and look at why it stopped: `systemctl enable --now {unit}`, "
               f"`journalctl -u {unit}`; the deploy starts and enables it")
 
     def check():
-        state = host.get_fact(SystemdUnitState, unit=unit) or {}
+        if isinstance(states, Exception):
+            raise states
+        state = states.get(unit) or {}
         found = ("active" if state.get("active") else "not active") + ", " + (
             "enabled" if state.get("enabled") else "not enabled")
         return result(name, state.get("active") and state.get("enabled"),
@@ -67,22 +77,15 @@ def outbound_check(settings: Settings, host) -> CheckResult:
 
 def queue_ages(settings: Settings, host) -> list[int]:
     """How long (seconds) each queued message has waited."""
-    if settings.mta == "postfix":
-        output = run(host, "date +%s; postqueue -j")
-        now, *lines = output.splitlines()
-        return [int(now) - json.loads(line)["arrival_time"] for line in lines if line.strip()]
-    output = run(host, "date +%s; find", QuoteString(CHASQUID_QUEUE),
-                 "-type f -printf '%T@\\n' 2>/dev/null || true")
-    now, *lines = output.splitlines()
-    return [int(now) - int(float(line)) for line in lines if line.strip()]
+    queue = mta_of(settings).queue
+    return queue.ages(run(host, queue.command))
 
 
 def queue_check(settings: Settings, host) -> CheckResult:
     name = "host: mail queue not stuck"
     expected = f"no message waiting more than {STUCK_SECONDS // 60} minutes"
-    advice = ("mail is not leaving: read why in the queue (`postqueue -p` for Postfix, "
-              f"{CHASQUID_QUEUE} for chasquid) and the mail log; often outbound port 25 is "
-              "blocked or a receiver refuses the host")
+    advice = (f"mail is not leaving: read why in the queue ({mta_of(settings).queue.where}) "
+              "and the mail log; often outbound port 25 is blocked or a receiver refuses the host")
 
     def check():
         ages = queue_ages(settings, host)

@@ -7,7 +7,8 @@ import dns.exception
 import dns.inet
 import dns.resolver
 
-from mailhost.settings import Settings, zone_of
+from mailhost.records import zone_of
+from mailhost.settings import Settings
 
 TIMEOUT = 5.0
 

@@ -14,6 +14,8 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from mailhost.checks import WARNING, CheckResult, guarded, result
+from mailhost.host.mtas import mta_of
+from mailhost.paths import TLS_DIR, live_certificate_dir
 from mailhost.secrets import Secrets
 from mailhost.settings import Settings
 
@@ -121,8 +123,8 @@ def certificate_check(settings: Settings, address: str, port: int) -> CheckResul
                 f"{MIN_DAYS} days")
     advice = (f"the MTA must present the ACME certificate of {settings.mail_hostname}: check "
               "`certbot certificates` and /var/log/letsencrypt on the host, that certbot.timer "
-              "renews it, and that /etc/mailhost/tls links point at "
-              f"/etc/letsencrypt/live/{settings.mail_hostname}; the deploy obtains it "
+              f"renews it, and that {TLS_DIR} links point at "
+              f"{live_certificate_dir(settings.mail_hostname)}; the deploy obtains it "
               "(it needs port 80 and the A/AAAA records)")
 
     def check():
@@ -144,11 +146,8 @@ def certificate_check(settings: Settings, address: str, port: int) -> CheckResul
 def old_tls_check(settings: Settings, address: str, port: int) -> CheckResult:
     name = f"smtp: {address} port {port} refuses TLS 1.0/1.1"
     expected = "the TLS 1.0 and 1.1 handshake refused"
-    advice = {"postfix": "the MTA must accept TLS 1.2 or newer only (Postfix: "
-                         "smtpd_tls_protocols and smtpd_tls_mandatory_protocols = >=TLSv1.2)",
-              "chasquid": "chasquid takes its TLS versions from the Go it was built with, and "
-                          "has no setting for them: use a build with Go 1.22 or newer, which "
-                          "refuses TLS 1.0/1.1 by default"}[settings.mta]
+    mta = mta_of(settings)
+    advice = mta.old_tls_advice
 
     def check():
         try:
@@ -156,7 +155,7 @@ def old_tls_check(settings: Settings, address: str, port: int) -> CheckResult:
                 version = client.sock.version()
         except ssl.SSLError as error:
             return result(name, True, expected, f"refused ({error.reason or error})", advice)
-        if settings.mta == "chasquid":  # nothing to configure: worth a look, not a failure
+        if not mta.old_tls_configurable:  # nothing to configure: worth a look, not a failure
             return CheckResult(name, WARNING, expected, f"accepted {version}", advice,
                                required=False)
         return result(name, False, expected, f"accepted {version}", advice)

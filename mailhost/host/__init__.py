@@ -1,8 +1,28 @@
-"""The host half of a deploy: one module per component, each install -> configure -> activate."""
+"""The host half of a deploy: an MTA is a list of components, each install -> configure ->
+activate.
 
+A component is a module with
+- ``PACKAGES``: the Debian packages it needs (install: every component's packages go into one
+  apt transaction, services held back until configured);
+- ``UNITS``: its systemd units, in start order;
+- ``configure(settings, secrets) -> set[str]``: writes its files; the units that must restart
+  because a file they read changed;
+and activate is the same for all (``units.activate``: running and enabled, restarted when
+``configure`` said so). An MTA (``Mta``) names its components and what the rest of the
+deploy, the checks and the certbot hook need to know about it: the user that signs DKIM,
+who reads the certificate and how each takes a renewal, how to read the queue, the TLS advice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 from pyinfra.operations import files
+
+from mailhost import paths
 
 TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
 
@@ -13,6 +33,59 @@ def template(name: str) -> str:
 
 
 def write_template(src: str, dest: str, settings, mode: str = "644", **data) -> bool:
-    """Render templates/SRC to DEST on the host (the settings as ``s``); whether it changes."""
+    """Render templates/SRC to DEST on the host (the settings as ``s``, the host paths as
+    ``p``); whether it changes."""
     return files.template(name=dest, src=template(src), dest=dest, mode=mode, s=settings,
-                          **data).will_change
+                          p=paths, **data).will_change
+
+
+@dataclass(frozen=True)
+class CertificateReader:
+    """A unit that reads the host's certificate (paths.TLS_CERT, TLS_KEY), and what it needs
+    after a renewal: ``reload`` or ``restart``. ``copy_to``: a directory where it reads its
+    own copies (COPY_TO/HOSTNAME/fullchain.pem, privkey.pem), owned by ``copy_owner``
+    (chasquid reads them as its own user)."""
+
+    unit: str
+    after_renewal: str = "reload"
+    copy_to: str | None = None
+    copy_owner: str = "root"
+
+
+@dataclass(frozen=True)
+class QueueReader:
+    """How to read the mail queue: a command printing the host's time (epoch seconds) on its
+    first line then one line per message, and how to turn that into each message's age."""
+
+    command: str
+    ages: Callable[[str], list[int]]
+    where: str  # where a person looks (named in the check's advice)
+
+
+@dataclass(frozen=True)
+class Mta:
+    """One MTA: its components and the facts about it that the deploy and the checks read."""
+
+    name: str
+    components: tuple[ModuleType, ...]
+    dkim_signer: str  # the user that owns the DKIM private keys
+    certificate_readers: tuple[CertificateReader, ...]
+    queue: QueueReader
+    old_tls_advice: str  # what to do when TLS 1.0/1.1 is accepted
+    old_tls_configurable: bool  # False: accepting TLS 1.0/1.1 is a warning, not a failure
+    ports: tuple[int, ...] = (25, 465, 587)
+
+    @property
+    def packages(self) -> list[str]:
+        return [p for component in self.components for p in component.PACKAGES]
+
+    @property
+    def units(self) -> list[str]:
+        return [u for component in self.components for u in component.UNITS]
+
+    def configure(self, settings, secrets) -> set[str]:
+        """Every component's files; the units to restart (those whose files changed)."""
+        restart: set[str] = set()
+        for component in self.components:
+            restart |= component.configure(settings, secrets)
+        return restart

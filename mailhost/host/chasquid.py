@@ -1,7 +1,7 @@
 """chasquid: the ``mta = "chasquid"`` mail host, with the same users, aliases, keys and
 certificate as the Postfix one.
 
-install -> configure -> activate. Debian's package listens through systemd sockets (25, 587,
+One component (mailhost.host.mtas). Debian's package listens through systemd sockets (25, 587,
 465 on IPv4 and IPv6). DKIM: chasquid signs by itself from 1.14 (a ``dkim:SELECTOR.pem`` in the
 domain directory); older versions (Debian 12 ships 1.11) sign in the post-data hook with dkimpy.
 The hook also refuses a sender address the authenticated user does not own.
@@ -16,19 +16,32 @@ from pyinfra.operations import files, server
 
 from mailhost.dkim import host_key_path, kinds_for, selector_for
 from mailhost.facts import DebianPackageVersion
-from mailhost.host import units, write_template
+from mailhost.host import CertificateReader, QueueReader, write_template
 from mailhost.host.users import aliases, chasquid_users, mailbox_root, sender_owners
 from mailhost.operations.secret_file import secret_file
+from mailhost.paths import (
+    CHASQUID_CONFIG,
+    CHASQUID_DELIVER,
+    CHASQUID_QUEUE,
+    TLS_CERT,
+    TLS_KEY,
+    maildir,
+)
 from mailhost.secrets import Secret, Secrets
 from mailhost.settings import Settings
 
 PACKAGES = ["chasquid", "python3-dkim"]
 UNITS = ["chasquid-smtp.socket", "chasquid-submission.socket",
          "chasquid-submission_tls.socket", "chasquid.service"]
+USER = "chasquid"  # signs DKIM itself (or in its hook) and owns the keys
 NATIVE_DKIM = (1, 14)
-CONFIG = "/etc/chasquid"
-DELIVER = "/usr/local/lib/mailhost/chasquid-deliver"
 ALGORITHMS = {"rsa": "rsa-sha256", "ed25519": "ed25519-sha256"}
+# chasquid reads its own copies of the certificate, as its own user, and has no reload
+CERTIFICATE_READERS = (CertificateReader("chasquid", after_renewal="restart",
+                                         copy_to=f"{CHASQUID_CONFIG}/certs", copy_owner=USER),)
+OLD_TLS_ADVICE = ("chasquid takes its TLS versions from the Go it was built with, and has no "
+                  "setting for them: use a build with Go 1.22 or newer, which refuses TLS "
+                  "1.0/1.1 by default")
 
 
 def native_dkim() -> bool:
@@ -37,23 +50,23 @@ def native_dkim() -> bool:
     return version is not None and version >= NATIVE_DKIM
 
 
-def configure(settings: Settings, secrets: Secrets) -> bool:
-    """Write every configuration file; returns whether chasquid must restart."""
+def configure(settings: Settings, secrets: Secrets) -> set[str]:
+    """Write every configuration file; what to restart (chasquid.service, not its sockets)."""
     mailbox_root()
     server.user(name="chasquid may deliver into the mailboxes (group vmail)", user="chasquid",
                 groups=["vmail"], append=True)
     native = native_dkim()
     changed = [
-        write_template("chasquid/chasquid.conf.j2", f"{CONFIG}/chasquid.conf", settings,
-                       deliver=DELIVER),
-        write_template("chasquid/deliver.py.j2", DELIVER, settings, mode="755"),
-        write_template("chasquid/post-data.py.j2", f"{CONFIG}/hooks/post-data", settings,
+        write_template("chasquid/chasquid.conf.j2", f"{CHASQUID_CONFIG}/chasquid.conf", settings,
+                       deliver=CHASQUID_DELIVER),
+        write_template("chasquid/deliver.py.j2", CHASQUID_DELIVER, settings, mode="755"),
+        write_template("chasquid/post-data.py.j2", f"{CHASQUID_CONFIG}/hooks/post-data", settings,
                        mode="755", owners=sender_owners(settings),
                        signing={} if native else _hook_signing(settings)),
     ]
     all_aliases = aliases(settings)
     for domain in settings.mail_domains:
-        domain_dir = f"{CONFIG}/domains/{domain}"
+        domain_dir = f"{CHASQUID_CONFIG}/domains/{domain}"
         files.directory(name=f"{domain_dir}", path=domain_dir, mode="755")
         changed.append(secret_file(
             name=f"chasquid users of {domain} (password hashes)",
@@ -75,19 +88,17 @@ def configure(settings: Settings, secrets: Secrets) -> bool:
                 changed.append(files.link(name=f"No {link} (signed in the hook)", path=link,
                                           present=False).will_change)
     changed.append(_certificate(settings))
-    return any(changed)
+    return {"chasquid.service"} if any(changed) else set()
 
 
-def activate(restart: bool) -> None:
-    """Sockets and service running and enabled; chasquid restarted if its files changed."""
-    for unit in UNITS:
-        units.running(unit, restart=restart and unit == "chasquid.service")
+def queue_ages(output: str) -> list[int]:
+    """`date +%s` then each queue file's mtime -> each queued message's age in seconds."""
+    now, *lines = output.splitlines()
+    return [int(now) - int(float(line)) for line in lines if line.strip()]
 
 
-def deactivate() -> None:
-    """Stop and disable chasquid and its sockets (the host now runs Postfix): ports released."""
-    for unit in reversed(UNITS):
-        units.stopped(unit)
+QUEUE = QueueReader(f"date +%s; find {CHASQUID_QUEUE} -type f -printf '%T@\\n' 2>/dev/null || true",
+                    queue_ages, where=CHASQUID_QUEUE)
 
 
 def _hook_signing(settings: Settings) -> dict[str, list[tuple[str, str, str]]]:
@@ -103,23 +114,22 @@ def _certificate(settings: Settings) -> bool:
     """chasquid reads certs/NAME/{fullchain,privkey}.pem as its own user: copies of the
     host's current certificate (the deploy hook copies renewals)."""
     changed = False
-    directory = f"{CONFIG}/certs/{settings.mail_hostname}"
-    files.directory(name=directory, path=directory, user="chasquid", group="chasquid",
-                    mode="700")
-    for name, mode in [("fullchain.pem", "644"), ("privkey.pem", "600")]:
-        source, copy = f"/etc/mailhost/tls/{name}", f"{directory}/{name}"
+    (reader,) = CERTIFICATE_READERS
+    directory = f"{reader.copy_to}/{settings.mail_hostname}"
+    files.directory(name=directory, path=directory, user=USER, group=USER, mode="700")
+    for source, mode in [(TLS_CERT, "644"), (TLS_KEY, "600")]:
+        copy = f"{directory}/{source.rsplit('/', 1)[1]}"
         source_sha = host.get_fact(Sha256File, path=source)
         # no source yet: a fresh host, whose links tls.configure makes earlier in this run
         if source_sha is None or source_sha != host.get_fact(Sha256File, path=copy):
             server.shell(name=f"chasquid's copy of {source}", commands=[StringCommand(
-                "install -o chasquid -g chasquid -m", mode, source, QuoteString(copy))])
+                "install -o", USER, "-g", USER, "-m", mode, source, QuoteString(copy))])
             changed = True
     return changed
 
 
 def _maildir(domain: str, user: str) -> None:
-    for path in [f"/var/mail/vhosts/{domain}", f"/var/mail/vhosts/{domain}/{user}",
-                 *[f"/var/mail/vhosts/{domain}/{user}/{sub}" for sub in ("tmp", "new", "cur")]]:
-        files.directory(name=f"Maildir {path}", path=path, user="chasquid", group="vmail",
+    top = maildir(domain, user)
+    for path in [top.rsplit("/", 1)[0], top, *[f"{top}/{sub}" for sub in ("tmp", "new", "cur")]]:
+        files.directory(name=f"Maildir {path}", path=path, user=USER, group="vmail",
                         mode="2770")
-

@@ -1,37 +1,33 @@
-"""Postfix + OpenDKIM + Dovecot (SASL only) + postsrsd: the ``mta = "postfix"`` mail host.
-
-install -> configure -> activate, like every component. Services are restarted only when a
-file they read changed, so a converged host shows no change.
+"""Postfix: the ``mta = "postfix"`` mail host's SMTP server (25, and submission on 587 and 465
+for the users Dovecot authenticates), with OpenDKIM, Dovecot (SASL only) and postsrsd as its
+other components (mailhost.host.mtas). Restarted only when a file it reads changed, so a
+converged host shows no change.
 """
 
 from __future__ import annotations
 
+import json
 from io import StringIO
 
-from pyinfra.operations import files, server, systemd
+from pyinfra.operations import files, server
 
-from mailhost.dkim import host_key_path
-from mailhost.host import units, write_template
-from mailhost.host.users import (
-    alias_map,
-    dovecot_users,
-    mailbox_map,
-    mailbox_root,
-    sender_login_map,
-)
-from mailhost.operations.secret_file import secret_file
-from mailhost.secrets import Secret, Secrets
+from mailhost.host import CertificateReader, QueueReader, write_template
+from mailhost.host.users import alias_map, mailbox_map, mailbox_root, sender_login_map
+from mailhost.secrets import Secrets
 from mailhost.settings import Settings
 
-PACKAGES = ["postfix", "opendkim", "dovecot-core", "postsrsd", "dns-root-data"]
-SERVICES = ["postsrsd", "opendkim", "dovecot", "postfix"]
+PACKAGES = ["postfix"]
+UNITS = ["postfix"]
+CERTIFICATE_READERS = (CertificateReader("postfix", after_renewal="reload"),)
+OLD_TLS_ADVICE = ("the MTA must accept TLS 1.2 or newer only (Postfix: smtpd_tls_protocols and "
+                  "smtpd_tls_mandatory_protocols = >=TLSv1.2)")
 
 
-def configure(settings: Settings, secrets: Secrets) -> dict[str, bool]:
-    """Write every configuration file; returns, per service, whether it must restart."""
+def configure(settings: Settings, secrets: Secrets) -> set[str]:
+    """main.cf, master.cf and the maps (mailboxes, aliases, who may send as whom); what to
+    restart."""
     mailbox_root()
-
-    postfix_changed = any([
+    changed = any([
         write_template("postfix/main.cf.j2", "/etc/postfix/main.cf", settings,
                        smtp_address_preference="any"),
         write_template("postfix/master.cf.j2", "/etc/postfix/master.cf", settings),
@@ -41,39 +37,16 @@ def configure(settings: Settings, secrets: Secrets) -> dict[str, bool]:
             ("sender_login", sender_login_map(settings)),
         ]],
     ])
-
-    key_paths = {d: host_key_path(settings, d, "rsa") for d in settings.mail_domains}
-    opendkim_changed = any([
-        write_template("opendkim/opendkim.conf.j2", "/etc/opendkim.conf", settings),
-        write_template("opendkim/KeyTable.j2", "/etc/opendkim/KeyTable", settings,
-                       key_paths=key_paths),
-        write_template("opendkim/SigningTable.j2", "/etc/opendkim/SigningTable", settings),
-        write_template("opendkim/TrustedHosts.j2", "/etc/opendkim/TrustedHosts", settings),
-    ])
-
-    dovecot_changed = any([
-        write_template("dovecot/dovecot.conf.j2", "/etc/dovecot/dovecot.conf", settings),
-        secret_file(name="Dovecot users (password hashes)",
-                    content=Secret(dovecot_users(settings, secrets)),
-                    path="/etc/dovecot/mailhost-users", group="dovecot", mode="640").will_change,
-    ])
-    srs_changed = write_template("postfix/postsrsd.j2", "/etc/default/postsrsd", settings)
-    return {"postfix": postfix_changed, "opendkim": opendkim_changed,
-            "dovecot": dovecot_changed, "postsrsd": srs_changed}
+    return set(UNITS) if changed else set()
 
 
-def activate(restart: dict[str, bool]) -> None:
-    """Start and enable every service; restart those whose configuration changed."""
-    for service in SERVICES:
-        systemd.service(name=f"{service} running and enabled", service=service, running=True,
-                        enabled=True, restarted=restart[service])
+def queue_ages(output: str) -> list[int]:
+    """`date +%s; postqueue -j` -> each queued message's age in seconds."""
+    now, *lines = output.splitlines()
+    return [int(now) - json.loads(line)["arrival_time"] for line in lines if line.strip()]
 
 
-def deactivate() -> None:
-    """Stop and disable every service (the host now runs another MTA): port 25 is released."""
-    for service in reversed(SERVICES):
-        units.stopped(service)
-
+QUEUE = QueueReader("date +%s; postqueue -j", queue_ages, where="`postqueue -p`")
 
 
 def _postmap(name: str, content: str):

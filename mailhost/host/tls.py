@@ -1,6 +1,6 @@
 """TLS: certbot on the host, a certificate for the mail hostname, renewal that reloads the MTA.
 
-The MTA always reads /etc/mailhost/tls/{fullchain,privkey}.pem. Until certbot has a
+The MTA always reads paths.TLS_CERT and paths.TLS_KEY. Until certbot has a
 certificate they point at the host's self-signed one (ssl-cert's snakeoil), so a CA that fails
 never leaves the host without mail; certbot's deploy hook then points them at the real one.
 """
@@ -12,20 +12,26 @@ from pyinfra.api import QuoteString, StringCommand
 from pyinfra.facts.files import File, Link
 from pyinfra.operations import files, server
 
-from mailhost.host import template, units
+from mailhost.host import Mta, write_template
 from mailhost.operations.secret_file import secret_file
+from mailhost.paths import (
+    ACME_CA_BUNDLE,
+    ACME_DIR,
+    ACME_DNS_CREDENTIALS,
+    TLS_CERT,
+    TLS_DEPLOY_HOOK,
+    TLS_DIR,
+    TLS_KEY,
+    live_certificate_dir,
+)
 from mailhost.secrets import Secret, Secrets
 from mailhost.settings import Settings
 
-TLS_DIR = "/etc/mailhost/tls"
-HOOK = "/etc/mailhost/tls/deploy-hook"
-CA_BUNDLE = "/etc/mailhost/acme-ca-bundle.pem"
 SNAKEOIL_CERT = "/etc/ssl/certs/ssl-cert-snakeoil.pem"
 SNAKEOIL_KEY = "/etc/ssl/private/ssl-cert-snakeoil.key"
 PACKAGES = ["certbot", "ssl-cert", "ca-certificates", "openssl"]
 DNS_PLUGINS = {"rfc2136": "python3-certbot-dns-rfc2136",
                "cloudflare": "python3-certbot-dns-cloudflare"}
-DNS_CREDENTIALS = "/etc/mailhost/acme/dns-credentials.ini"
 
 
 def packages(settings: Settings) -> list[str]:
@@ -36,30 +42,29 @@ def packages(settings: Settings) -> list[str]:
 
 
 def live_dir(settings: Settings) -> str:
-    return f"/etc/letsencrypt/live/{settings.mail_hostname}"
+    return live_certificate_dir(settings.mail_hostname)
 
 
-def configure(settings: Settings, secrets: Secrets) -> None:
-    """Links to a certificate that exists now (self-signed until certbot has one), the hook,
-    and for DNS-01 the provider credentials certbot's plugin reads (root only)."""
+def configure(settings: Settings, secrets: Secrets, mta: Mta) -> None:
+    """Links to a certificate that exists now (self-signed until certbot has one), the hook
+    (which hands a renewal to each of the MTA's certificate readers), and for DNS-01 the
+    provider credentials certbot's plugin reads (root only)."""
     files.directory(name="TLS directory", path=TLS_DIR, mode="755")
     has_certificate = host.get_fact(File, path=f"{live_dir(settings)}/fullchain.pem") is not None
-    for link, real, fallback in [("fullchain.pem", "fullchain.pem", SNAKEOIL_CERT),
-                                 ("privkey.pem", "privkey.pem", SNAKEOIL_KEY)]:
-        target = f"{live_dir(settings)}/{real}" if has_certificate else fallback
-        if (host.get_fact(Link, path=f"{TLS_DIR}/{link}") or {}).get("link_target") != target:
-            files.link(name=f"TLS {link} -> {target}", path=f"{TLS_DIR}/{link}", target=target,
-                       force=True)
-    files.template(name="certbot deploy hook", src=template("tls/deploy-hook.sh.j2"),
-                   dest=HOOK, mode="755", s=settings)
+    for link, fallback in [(TLS_CERT, SNAKEOIL_CERT), (TLS_KEY, SNAKEOIL_KEY)]:
+        name = link.rsplit("/", 1)[1]
+        target = f"{live_dir(settings)}/{name}" if has_certificate else fallback
+        if (host.get_fact(Link, path=link) or {}).get("link_target") != target:
+            files.link(name=f"TLS {name} -> {target}", path=link, target=target, force=True)
+    write_template("tls/deploy-hook.sh.j2", TLS_DEPLOY_HOOK, settings, mode="755", mta=mta)
     if settings.acme_challenge == "dns-01":
-        files.directory(name="ACME credentials directory", path="/etc/mailhost/acme",
-                        mode="700")
-        secret_file(name=f"DNS-01 credentials ({settings.dns_provider})", path=DNS_CREDENTIALS,
+        files.directory(name="ACME credentials directory", path=ACME_DIR, mode="700")
+        secret_file(name=f"DNS-01 credentials ({settings.dns_provider})",
+                    path=ACME_DNS_CREDENTIALS,
                     content=_dns_credentials(settings, secrets))
     if settings.acme_ca_bundle:
-        files.put(name="ACME server's CA bundle", src=settings.acme_ca_bundle, dest=CA_BUNDLE,
-                  mode="644")
+        files.put(name="ACME server's CA bundle", src=settings.acme_ca_bundle,
+                  dest=ACME_CA_BUNDLE, mode="644")
         files.put(
             name="certbot renewals trust the ACME server's CA",
             src=_renewal_environment(),
@@ -71,7 +76,7 @@ def configure(settings: Settings, secrets: Secrets) -> None:
 def _renewal_environment():
     from io import StringIO
 
-    return StringIO(f"[Service]\nEnvironment=REQUESTS_CA_BUNDLE={CA_BUNDLE}\n")
+    return StringIO(f"[Service]\nEnvironment=REQUESTS_CA_BUNDLE={ACME_CA_BUNDLE}\n")
 
 
 def _dns_credentials(settings: Settings, secrets: Secrets) -> Secret:
@@ -96,11 +101,11 @@ def obtain_certificate(settings: Settings) -> None:
     """
     if host.get_fact(File, path=f"{live_dir(settings)}/fullchain.pem") is not None:
         return
-    environment = f"REQUESTS_CA_BUNDLE={CA_BUNDLE} " if settings.acme_ca_bundle else ""
+    environment = f"REQUESTS_CA_BUNDLE={ACME_CA_BUNDLE} " if settings.acme_ca_bundle else ""
     if settings.acme_challenge == "dns-01":
         plugin = f"dns-{settings.dns_provider}"
         challenge = [
-            "--authenticator", plugin, f"--{plugin}-credentials", DNS_CREDENTIALS,
+            "--authenticator", plugin, f"--{plugin}-credentials", ACME_DNS_CREDENTIALS,
             f"--{plugin}-propagation-seconds", str(settings.acme_dns_propagation_seconds),
         ]
     else:
@@ -115,12 +120,10 @@ def obtain_certificate(settings: Settings) -> None:
         "--server", QuoteString(settings.acme_directory),
         "--email", QuoteString(settings.acme_contact),
         "-d", QuoteString(settings.mail_hostname),
-        "--deploy-hook", HOOK,
+        "--deploy-hook", TLS_DEPLOY_HOOK,
     )
     server.shell(name=f"Certificate for {settings.mail_hostname} from the ACME CA",
                  commands=[command])
 
 
-def activate() -> None:
-    """certbot's renewal timer active and enabled."""
-    units.running("certbot.timer")
+TIMERS = ["certbot.timer"]  # renewals: started with the MTA's units (units.converge)

@@ -1,5 +1,6 @@
 """systemd units of any type (services, sockets, timers): running and enabled, or stopped and
-disabled. pyinfra's systemd.service reads services only; these read SystemdUnitState."""
+disabled. Every component activates through here; the states of all the units concerned are
+read in one command (facts.SystemdUnitStates)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,25 @@ from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand
 from pyinfra.operations import server
 
-from mailhost.facts import SystemdUnitState
+from mailhost.facts import SystemdUnitStates
 
 
-def running(unit: str, restart: bool = False) -> None:
-    """Start and enable a unit; restart it (when it already runs) if its configuration changed."""
-    state = host.get_fact(SystemdUnitState, unit=unit)
+def converge(running: list[str], stopped: list[str] = (), restart: set[str] = frozenset()) -> None:
+    """Stop and disable ``stopped`` (in reverse order: their ports are released first), then
+    start and enable ``running`` in order, restarting those in ``restart`` that already run."""
+    states = host.get_fact(SystemdUnitStates, units=[*stopped, *running])
+    for unit in reversed(stopped):
+        _stop(unit, states[unit])
+    for unit in running:
+        _start(unit, states[unit], unit in restart)
+
+
+def activate(units: list[str], restart: set[str] = frozenset()) -> None:
+    """Start and enable units; restart those in ``restart`` if they already run."""
+    converge(units, restart=restart)
+
+
+def _start(unit: str, state: dict, restart: bool) -> None:
     if not (state["active"] and state["enabled"]):
         # reset-failed: a unit that hit its start limit in an earlier, failed run starts again
         server.shell(name=f"{unit} running and enabled", commands=[
@@ -23,9 +37,8 @@ def running(unit: str, restart: bool = False) -> None:
                      commands=[StringCommand("systemctl restart", QuoteString(unit))])
 
 
-def stopped(unit: str) -> None:
-    """Stop and disable a unit, if it exists and runs or is enabled (its ports are released)."""
-    state = host.get_fact(SystemdUnitState, unit=unit)
+def _stop(unit: str, state: dict) -> None:
+    """Stop and disable a unit, if it runs or is enabled (its ports are released)."""
     if state["active"] or state["enabled"]:
         # reset-failed: a daemon that exits non-zero on SIGTERM is left "inactive", not "failed"
         server.shell(name=f"{unit} stopped and disabled", commands=[

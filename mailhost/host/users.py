@@ -8,10 +8,10 @@ import subprocess
 
 from pyinfra.operations import files, server
 
+from mailhost.paths import MAILBOX_ROOT, VMAIL_GID, VMAIL_UID
 from mailhost.secrets import Secrets
 from mailhost.settings import Settings
 
-VMAIL_UID = 5000
 SALT_ALPHABET = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
@@ -33,7 +33,7 @@ def dovecot_users(settings: Settings, secrets: Secrets) -> str:
 
 
 def mailbox_map(settings: Settings) -> str:
-    """Postfix virtual_mailbox_maps: each user's Maildir under /var/mail/vhosts."""
+    """Postfix virtual_mailbox_maps: each user's Maildir under paths.MAILBOX_ROOT."""
     return "".join(
         f"{address} {address.split('@')[1]}/{address.split('@')[0]}/\n"
         for address in settings.mail_users
@@ -98,12 +98,12 @@ def _octal(data: bytes) -> str:
 
 
 def mailbox_root() -> None:
-    """The vmail user and group, and /var/mail/vhosts (setgid, as /var/mail is: mailbox
+    """The vmail user and group, and the mailbox root (setgid, as /var/mail is: mailbox
     directories inherit the group). Both MTAs deliver there."""
-    server.group(name="vmail group", group="vmail", gid=VMAIL_UID, system=True)
+    server.group(name="vmail group", group="vmail", gid=VMAIL_GID, system=True)
     server.user(name="vmail user", user="vmail", uid=VMAIL_UID, group="vmail",
-                home="/var/mail/vhosts", shell="/usr/sbin/nologin", system=True)
-    files.directory(name="Mailboxes", path="/var/mail/vhosts", user="vmail", group="vmail",
+                home=MAILBOX_ROOT, shell="/usr/sbin/nologin", system=True)
+    files.directory(name="Mailboxes", path=MAILBOX_ROOT, user="vmail", group="vmail",
                     mode="2750")
 
 

@@ -10,9 +10,8 @@ from pyinfra.api import FunctionCommand, OperationError, QuoteString, StringComm
 from pyinfra.facts.files import File, Sha256File
 
 from mailhost.operations import run_or_fail
+from mailhost.paths import SECRET_STAGING as STAGING
 from mailhost.secrets import Secret
-
-STAGING = "/etc/mailhost/private"
 
 
 @operation()

@@ -1,0 +1,28 @@
+"""OpenDKIM: signs the mail Postfix sends (milter on 127.0.0.1:8891) with each domain's RSA key.
+A component of the Postfix MTA (see mailhost.host)."""
+
+from __future__ import annotations
+
+from mailhost.dkim import host_key_path, record_name
+from mailhost.host import write_template
+from mailhost.secrets import Secrets
+from mailhost.settings import Settings
+
+PACKAGES = ["opendkim", "dns-root-data"]
+UNITS = ["opendkim"]
+USER = "opendkim"  # owns the DKIM private keys
+
+
+def configure(settings: Settings, secrets: Secrets) -> set[str]:
+    """The daemon's configuration, its key and signing tables; what to restart."""
+    keys = {domain: (record_name(settings.dkim_selector, domain),
+                     host_key_path(settings, domain, "rsa"))
+            for domain in settings.mail_domains}
+    changed = any([
+        write_template("opendkim/opendkim.conf.j2", "/etc/opendkim.conf", settings),
+        write_template("opendkim/KeyTable.j2", "/etc/opendkim/KeyTable", settings, keys=keys),
+        write_template("opendkim/SigningTable.j2", "/etc/opendkim/SigningTable", settings,
+                       keys=keys),
+        write_template("opendkim/TrustedHosts.j2", "/etc/opendkim/TrustedHosts", settings),
+    ])
+    return set(UNITS) if changed else set()

@@ -1,0 +1,17 @@
+"""postsrsd: rewrites the sender of forwarded mail (SRS) so that SPF passes at the receiver.
+A component of the Postfix MTA (see mailhost.host)."""
+
+from __future__ import annotations
+
+from mailhost.host import write_template
+from mailhost.secrets import Secrets
+from mailhost.settings import Settings
+
+PACKAGES = ["postsrsd"]
+UNITS = ["postsrsd"]
+
+
+def configure(settings: Settings, secrets: Secrets) -> set[str]:
+    """Its settings (the domains, the ports Postfix asks); what to restart."""
+    changed = write_template("postfix/postsrsd.j2", "/etc/default/postsrsd", settings)
+    return set(UNITS) if changed else set()

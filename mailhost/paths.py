@@ -1,0 +1,40 @@
+"""Paths and ids on the mail host, defined once: the host modules use these names and every
+template gets them as ``p`` (``{{ p.MAILBOX_ROOT }}``)."""
+
+from __future__ import annotations
+
+# Mailboxes: one Maildir per user, MAILBOX_ROOT/DOMAIN/USER, owned by vmail (both MTAs)
+VMAIL_UID = 5000
+VMAIL_GID = VMAIL_UID
+MAILBOX_ROOT = "/var/mail/vhosts"
+
+# mailhost's own directory on the host
+MAILHOST_ETC = "/etc/mailhost"
+# the certificate every MTA reads: links to certbot's live one, or to the self-signed fallback
+TLS_DIR = f"{MAILHOST_ETC}/tls"
+TLS_CERT = f"{TLS_DIR}/fullchain.pem"
+TLS_KEY = f"{TLS_DIR}/privkey.pem"
+TLS_DEPLOY_HOOK = f"{TLS_DIR}/deploy-hook"
+# DKIM private keys: HOST_DKIM_DIR/DOMAIN/SELECTOR.KIND.pem
+HOST_DKIM_DIR = f"{MAILHOST_ETC}/dkim"
+# secret files are staged here (root only) before they are installed
+SECRET_STAGING = f"{MAILHOST_ETC}/private"
+ACME_DIR = f"{MAILHOST_ETC}/acme"
+ACME_DNS_CREDENTIALS = f"{ACME_DIR}/dns-credentials.ini"
+ACME_CA_BUNDLE = f"{MAILHOST_ETC}/acme-ca-bundle.pem"
+LETSENCRYPT_LIVE = "/etc/letsencrypt/live"
+
+# chasquid
+CHASQUID_CONFIG = "/etc/chasquid"
+CHASQUID_DATA = "/var/lib/chasquid"
+CHASQUID_QUEUE = f"{CHASQUID_DATA}/queue"
+CHASQUID_DELIVER = "/usr/local/lib/mailhost/chasquid-deliver"
+
+
+def live_certificate_dir(hostname: str) -> str:
+    """Where certbot keeps the current certificate of a hostname."""
+    return f"{LETSENCRYPT_LIVE}/{hostname}"
+
+
+def maildir(domain: str, user: str) -> str:
+    return f"{MAILBOX_ROOT}/{domain}/{user}"
