@@ -12,8 +12,8 @@ of each zone, planned and applied once per zone (mailhost.dnssync) -> the ACME c
 from pyinfra import host, inventory
 
 from mailhost.dkim import host_key_path, kinds_for, local_key_path
-from mailhost.facts import DkimPublicKey
-from mailhost.host import base, firewall, tls, units
+from mailhost.facts import DkimPublicKey, read_paths
+from mailhost.host import base, firewall, tls, units, users
 from mailhost.host.mtas import mta_of, others
 from mailhost.operations import dkim, dns, verify
 from mailhost.run import current_run
@@ -33,6 +33,9 @@ def read_host_key(host_name: str, path: str) -> str | None:
 
 
 if settings.mail_manage_host:
+    # every file and directory the deploy writes, read in one command: what is in place
+    # already costs no further round trip
+    read_paths([*base.ROOTS, *tls.roots(settings), *users.ROOTS, *mta.roots])
     base.configure_apt(settings)
     base.configure_identity(settings)
     base.configure_ipv6(settings)

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import re
 
+from pyinfra import host
 from pyinfra.api import FactBase, QuoteString, StringCommand
+
+DEPTH = 3  # how far below a root read_paths looks
+# host name -> (roots read, their PathStates): what is known without another round trip
+_known: dict[str, tuple[tuple[str, ...], dict]] = {}
 
 
 class DkimPublicKey(FactBase):
@@ -71,3 +76,62 @@ def parse_debian_version(text: str) -> tuple[int, int] | None:
     if not re.match(r"^\d", upstream) or not numbers:
         return None
     return int(numbers[0]), int(numbers[1]) if len(numbers) > 1 else 0
+
+
+class PathStates(FactBase):
+    """Every path under some roots (the roots themselves included, ``depth`` levels down), in
+    one command: ``{path: {"type": "f" (file) | "d" | "l" | ..., "user", "group",
+    "mode": int (octal digits as written, 644), "sha256": a file's hash or None,
+    "target": a link's target or None}}``. A missing root adds nothing."""
+
+    def command(self, roots, depth=3):
+        quoted = [QuoteString(root) for root in roots]
+        return StringCommand(
+            "find", *quoted, "-maxdepth", str(int(depth)),
+            "-printf '%y|%u|%g|%m|%l|%p\\n' 2>/dev/null; echo '--';",
+            "find", *quoted, "-maxdepth", str(int(depth)),
+            "\\( -type f -o -type l \\) -exec sha256sum {} + 2>/dev/null; true",
+        )
+
+    def process(self, output):
+        states, hashing = {}, False
+        for line in output:
+            if line == "--":
+                hashing = True
+            elif hashing:
+                digest, _, path = line.partition("  ")
+                if path in states:
+                    states[path]["sha256"] = digest
+            elif line.count("|") >= 5:
+                kind, user, group, mode, target, path = line.split("|", 5)
+                states[path] = {"type": kind, "user": user, "group": group, "mode": int(mode),
+                                "sha256": None, "target": target or None}
+        return states
+
+
+def read_paths(roots: list[str]) -> None:
+    """Read every path under ``roots`` in one command (PathStates): a file or directory there
+    that is already as wanted then costs no operation and no further round trip."""
+    _known[host.name] = (tuple(roots), host.get_fact(PathStates, roots=roots, depth=DEPTH))
+
+
+def known_state(path: str) -> tuple[bool, dict | None]:
+    """(whether read_paths covered the path, its state: None when it does not exist)."""
+    roots, states = _known.get(host.name, ((), {}))
+    for root in roots:
+        root = root.rstrip("/")
+        if path == root or (path.startswith(root + "/")
+                            and path[len(root):].count("/") <= DEPTH):
+            return True, states.get(path)
+    return False, None
+
+
+def in_place(path: str, kind: str, mode: str | None = None, user: str | None = None,
+             group: str | None = None, sha256: str | None = None) -> bool:
+    """Whether read_paths saw PATH as wanted (a file "f" or directory "d"; mode, owner and
+    content where given). False when it was not read: the caller's operation decides."""
+    known, state = known_state(path)
+    return known and state is not None and state["type"] == kind and all(
+        wanted is None or state[field] == wanted for field, wanted in [
+            ("mode", None if mode is None else int(mode)), ("user", user), ("group", group),
+            ("sha256", sha256)])

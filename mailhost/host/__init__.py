@@ -5,6 +5,8 @@ A component is a module with
 - ``PACKAGES``: the Debian packages it needs (install: every component's packages go into one
   apt transaction, services held back until configured);
 - ``UNITS``: its systemd units, in start order;
+- ``ROOTS``: the files and directories it writes under (read in one command first, so that
+  what is already in place costs no round trip: facts.read_paths);
 - ``configure(settings, secrets) -> set[str]``: writes its files; the units that must restart
   because a file they read changed;
 and activate is the same for all (``units.activate``: running and enabled, restarted when
@@ -15,28 +17,49 @@ who reads the certificate and how each takes a renewal, how to read the queue, t
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from io import StringIO
 from pathlib import Path
 from types import ModuleType
 
+from pyinfra.api.util import get_template
 from pyinfra.operations import files
 
 from mailhost import paths
+from mailhost.facts import in_place
 
 TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
-
-
 def template(name: str) -> str:
     """The path of a template under templates/."""
     return str(TEMPLATES / name)
 
 
+def render(src: str, settings, **data) -> str:
+    """templates/SRC rendered as pyinfra renders it, with the settings as ``s`` and the host
+    paths as ``p``."""
+    return get_template(template(src)).render(s=settings, p=paths, **data)
+
+
+def put_text(dest: str, content: str, mode: str = "644", name: str | None = None) -> bool:
+    """DEST on the host holds CONTENT with MODE; whether it changes."""
+    if in_place(dest, "f", mode, sha256=hashlib.sha256(content.encode()).hexdigest()):
+        return False
+    return files.put(name=name or dest, src=StringIO(content), dest=dest,
+                     mode=mode).will_change
+
+
 def write_template(src: str, dest: str, settings, mode: str = "644", **data) -> bool:
-    """Render templates/SRC to DEST on the host (the settings as ``s``, the host paths as
-    ``p``); whether it changes."""
-    return files.template(name=dest, src=template(src), dest=dest, mode=mode, s=settings,
-                          p=paths, **data).will_change
+    """Render templates/SRC to DEST on the host (see ``render``); whether it changes."""
+    return put_text(dest, render(src, settings, **data), mode)
+
+
+def directory(path: str, user: str | None = None, group: str | None = None,
+              mode: str | None = None, name: str | None = None) -> None:
+    """A directory with that owner and mode (files.directory, unless already in place)."""
+    if not in_place(path, "d", mode, user, group):
+        files.directory(name=name or path, path=path, user=user, group=group, mode=mode)
 
 
 @dataclass(frozen=True)
@@ -78,6 +101,10 @@ class Mta:
     @property
     def packages(self) -> list[str]:
         return [p for component in self.components for p in component.PACKAGES]
+
+    @property
+    def roots(self) -> list[str]:
+        return [r for component in self.components for r in component.ROOTS]
 
     @property
     def units(self) -> list[str]:

@@ -11,20 +11,22 @@ from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import Directory
 from pyinfra.operations import apt, files, server
 
-from mailhost.host import template
+from mailhost.facts import known_state
+from mailhost.host import put_text, template
 from mailhost.settings import Settings
 
 POLICY_RC_D = "/usr/sbin/policy-rc.d"
+APT_PROXY = "/etc/apt/apt.conf.d/80mailhost-proxy"
+MAILNAME = "/etc/mailname"
+ROOTS = [APT_PROXY, MAILNAME]  # read with facts.read_paths
 
 
 def configure_apt(settings: Settings) -> None:
     """apt through the configured proxy (the lab's), or directly when none is set."""
-    path = "/etc/apt/apt.conf.d/80mailhost-proxy"
     if settings.apt_proxy:
-        proxy = f'Acquire::http::Proxy "{settings.apt_proxy}";\n'
-        files.put(name="apt proxy", src=StringIO(proxy), dest=path, mode="644")
-    else:
-        files.file(name="No apt proxy", path=path, present=False)
+        put_text(APT_PROXY, f'Acquire::http::Proxy "{settings.apt_proxy}";\n', name="apt proxy")
+    elif known_state(APT_PROXY) != (True, None):
+        files.file(name="No apt proxy", path=APT_PROXY, present=False)
 
 
 def install_packages(packages: list[str]) -> None:
@@ -46,8 +48,7 @@ def install_packages(packages: list[str]) -> None:
 
 def configure_identity(settings: Settings) -> None:
     server.hostname(name="Hostname as FQDN", hostname=settings.mail_hostname)
-    files.put(name="/etc/mailname", src=StringIO(settings.mail_hostname + "\n"),
-              dest="/etc/mailname", mode="644")
+    put_text(MAILNAME, settings.mail_hostname + "\n")
     short = settings.mail_hostname.split(".")[0]
     for address in filter(None, [settings.ipv4, settings.ipv6]):
         files.line(name=f"/etc/hosts: {address}", path="/etc/hosts",

@@ -15,8 +15,8 @@ from pyinfra.facts.files import Sha256File
 from pyinfra.operations import files, server
 
 from mailhost.dkim import host_key_path, kinds_for, selector_for
-from mailhost.facts import DebianPackageVersion
-from mailhost.host import CertificateReader, QueueReader, write_template
+from mailhost.facts import DebianPackageVersion, known_state
+from mailhost.host import CertificateReader, QueueReader, directory, write_template
 from mailhost.host.users import aliases, chasquid_users, mailbox_root, sender_owners
 from mailhost.operations.secret_file import secret_file
 from mailhost.paths import (
@@ -33,6 +33,7 @@ from mailhost.settings import Settings
 PACKAGES = ["chasquid", "python3-dkim"]
 UNITS = ["chasquid-smtp.socket", "chasquid-submission.socket",
          "chasquid-submission_tls.socket", "chasquid.service"]
+ROOTS = [CHASQUID_CONFIG, CHASQUID_DELIVER]
 USER = "chasquid"  # signs DKIM itself (or in its hook) and owns the keys
 NATIVE_DKIM = (1, 14)
 ALGORITHMS = {"rsa": "rsa-sha256", "ed25519": "ed25519-sha256"}
@@ -67,7 +68,7 @@ def configure(settings: Settings, secrets: Secrets) -> set[str]:
     all_aliases = aliases(settings)
     for domain in settings.mail_domains:
         domain_dir = f"{CHASQUID_CONFIG}/domains/{domain}"
-        files.directory(name=f"{domain_dir}", path=domain_dir, mode="755")
+        directory(domain_dir, mode="755")
         changed.append(secret_file(
             name=f"chasquid users of {domain} (password hashes)",
             content=Secret(chasquid_users(settings, secrets, domain)),
@@ -115,13 +116,13 @@ def _certificate(settings: Settings) -> bool:
     host's current certificate (the deploy hook copies renewals)."""
     changed = False
     (reader,) = CERTIFICATE_READERS
-    directory = f"{reader.copy_to}/{settings.mail_hostname}"
-    files.directory(name=directory, path=directory, user=USER, group=USER, mode="700")
+    copies = f"{reader.copy_to}/{settings.mail_hostname}"
+    directory(copies, user=USER, group=USER, mode="700")
     for source, mode in [(TLS_CERT, "644"), (TLS_KEY, "600")]:
-        copy = f"{directory}/{source.rsplit('/', 1)[1]}"
-        source_sha = host.get_fact(Sha256File, path=source)
+        copy = f"{copies}/{source.rsplit('/', 1)[1]}"
+        source_sha = _sha256(source)
         # no source yet: a fresh host, whose links tls.configure makes earlier in this run
-        if source_sha is None or source_sha != host.get_fact(Sha256File, path=copy):
+        if source_sha is None or source_sha != _sha256(copy):
             server.shell(name=f"chasquid's copy of {source}", commands=[StringCommand(
                 "install -o", USER, "-g", USER, "-m", mode, source, QuoteString(copy))])
             changed = True
@@ -131,5 +132,12 @@ def _certificate(settings: Settings) -> bool:
 def _maildir(domain: str, user: str) -> None:
     top = maildir(domain, user)
     for path in [top.rsplit("/", 1)[0], top, *[f"{top}/{sub}" for sub in ("tmp", "new", "cur")]]:
-        files.directory(name=f"Maildir {path}", path=path, user=USER, group="vmail",
-                        mode="2770")
+        directory(path, user=USER, group="vmail", mode="2770", name=f"Maildir {path}")
+
+
+def _sha256(path: str) -> str | None:
+    """A file's hash (through a link: the TLS links point at the certificate)."""
+    known, state = known_state(path)
+    if known and state is not None and state["sha256"]:
+        return state["sha256"]
+    return host.get_fact(Sha256File, path=path)

@@ -11,6 +11,7 @@ from mailhost.settings import Settings
 
 PACKAGES = ["dovecot-core"]
 UNITS = ["dovecot"]
+ROOTS = ["/etc/dovecot"]
 
 
 def configure(settings: Settings, secrets: Secrets) -> set[str]:

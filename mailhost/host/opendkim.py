@@ -10,6 +10,7 @@ from mailhost.settings import Settings
 
 PACKAGES = ["opendkim", "dns-root-data"]
 UNITS = ["opendkim"]
+ROOTS = ["/etc/opendkim.conf", "/etc/opendkim"]
 USER = "opendkim"  # owns the DKIM private keys
 
 

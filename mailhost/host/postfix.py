@@ -7,17 +7,17 @@ converged host shows no change.
 from __future__ import annotations
 
 import json
-from io import StringIO
 
-from pyinfra.operations import files, server
+from pyinfra.operations import server
 
-from mailhost.host import CertificateReader, QueueReader, write_template
+from mailhost.host import CertificateReader, QueueReader, put_text, write_template
 from mailhost.host.users import alias_map, mailbox_map, mailbox_root, sender_login_map
 from mailhost.secrets import Secrets
 from mailhost.settings import Settings
 
 PACKAGES = ["postfix"]
 UNITS = ["postfix"]
+ROOTS = ["/etc/postfix"]
 CERTIFICATE_READERS = (CertificateReader("postfix", after_renewal="reload"),)
 OLD_TLS_ADVICE = ("the MTA must accept TLS 1.2 or newer only (Postfix: smtpd_tls_protocols and "
                   "smtpd_tls_mandatory_protocols = >=TLSv1.2)")
@@ -51,7 +51,7 @@ QUEUE = QueueReader("date +%s; postqueue -j", queue_ages, where="`postqueue -p`"
 
 def _postmap(name: str, content: str):
     path = f"/etc/postfix/{name}"
-    changed = files.put(name=path, src=StringIO(content), dest=path, mode="644").will_change
+    changed = put_text(path, content)
     if changed:
         server.shell(name=f"postmap {path}", commands=[f"postmap {path}"])
     return changed

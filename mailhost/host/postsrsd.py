@@ -9,6 +9,7 @@ from mailhost.settings import Settings
 
 PACKAGES = ["postsrsd"]
 UNITS = ["postsrsd"]
+ROOTS = ["/etc/default/postsrsd"]
 
 
 def configure(settings: Settings, secrets: Secrets) -> set[str]:

@@ -7,17 +7,21 @@ never leaves the host without mail; certbot's deploy hook then points them at th
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand
 from pyinfra.facts.files import File, Link
 from pyinfra.operations import files, server
 
-from mailhost.host import Mta, write_template
+from mailhost.facts import known_state
+from mailhost.host import Mta, directory, put_text, write_template
 from mailhost.operations.secret_file import secret_file
 from mailhost.paths import (
     ACME_CA_BUNDLE,
     ACME_DIR,
     ACME_DNS_CREDENTIALS,
+    MAILHOST_ETC,
     TLS_CERT,
     TLS_DEPLOY_HOOK,
     TLS_DIR,
@@ -41,42 +45,55 @@ def packages(settings: Settings) -> list[str]:
     return PACKAGES
 
 
+RENEWAL_ENVIRONMENT = "/etc/systemd/system/certbot.service.d/mailhost-ca.conf"
+
+
 def live_dir(settings: Settings) -> str:
     return live_certificate_dir(settings.mail_hostname)
+
+
+def roots(settings: Settings) -> list[str]:
+    """What this module writes under or reads (facts.read_paths)."""
+    return [MAILHOST_ETC, RENEWAL_ENVIRONMENT, live_dir(settings)]
+
+
+def has_certificate(settings: Settings) -> bool:
+    """Whether certbot has the host's certificate."""
+    path = f"{live_dir(settings)}/fullchain.pem"
+    known, state = known_state(path)
+    return state is not None if known else host.get_fact(File, path=path) is not None
 
 
 def configure(settings: Settings, secrets: Secrets, mta: Mta) -> None:
     """Links to a certificate that exists now (self-signed until certbot has one), the hook
     (which hands a renewal to each of the MTA's certificate readers), and for DNS-01 the
     provider credentials certbot's plugin reads (root only)."""
-    files.directory(name="TLS directory", path=TLS_DIR, mode="755")
-    has_certificate = host.get_fact(File, path=f"{live_dir(settings)}/fullchain.pem") is not None
+    directory(TLS_DIR, mode="755", name="TLS directory")
+    certificate = has_certificate(settings)
     for link, fallback in [(TLS_CERT, SNAKEOIL_CERT), (TLS_KEY, SNAKEOIL_KEY)]:
         name = link.rsplit("/", 1)[1]
-        target = f"{live_dir(settings)}/{name}" if has_certificate else fallback
-        if (host.get_fact(Link, path=link) or {}).get("link_target") != target:
+        target = f"{live_dir(settings)}/{name}" if certificate else fallback
+        if _link_target(link) != target:
             files.link(name=f"TLS {name} -> {target}", path=link, target=target, force=True)
     write_template("tls/deploy-hook.sh.j2", TLS_DEPLOY_HOOK, settings, mode="755", mta=mta)
     if settings.acme_challenge == "dns-01":
-        files.directory(name="ACME credentials directory", path=ACME_DIR, mode="700")
+        directory(ACME_DIR, mode="700", name="ACME credentials directory")
         secret_file(name=f"DNS-01 credentials ({settings.dns_provider})",
                     path=ACME_DNS_CREDENTIALS,
                     content=_dns_credentials(settings, secrets))
     if settings.acme_ca_bundle:
-        files.put(name="ACME server's CA bundle", src=settings.acme_ca_bundle,
-                  dest=ACME_CA_BUNDLE, mode="644")
-        files.put(
-            name="certbot renewals trust the ACME server's CA",
-            src=_renewal_environment(),
-            dest="/etc/systemd/system/certbot.service.d/mailhost-ca.conf",
-            mode="644",
-        )
+        put_text(ACME_CA_BUNDLE, Path(settings.acme_ca_bundle).read_text(),
+                 name="ACME server's CA bundle")
+        put_text(RENEWAL_ENVIRONMENT,
+                 f"[Service]\nEnvironment=REQUESTS_CA_BUNDLE={ACME_CA_BUNDLE}\n",
+                 name="certbot renewals trust the ACME server's CA")
 
 
-def _renewal_environment():
-    from io import StringIO
-
-    return StringIO(f"[Service]\nEnvironment=REQUESTS_CA_BUNDLE={ACME_CA_BUNDLE}\n")
+def _link_target(path: str) -> str | None:
+    known, state = known_state(path)
+    if known:
+        return state["target"] if state is not None and state["type"] == "l" else None
+    return (host.get_fact(Link, path=path) or {}).get("link_target")
 
 
 def _dns_credentials(settings: Settings, secrets: Secrets) -> Secret:
@@ -99,7 +116,7 @@ def obtain_certificate(settings: Settings) -> None:
     writes the ``_acme-challenge`` TXT record; no port is opened.
     A failure stops the run with certbot's own message; mail keeps running on the fallback.
     """
-    if host.get_fact(File, path=f"{live_dir(settings)}/fullchain.pem") is not None:
+    if has_certificate(settings):
         return
     environment = f"REQUESTS_CA_BUNDLE={ACME_CA_BUNDLE} " if settings.acme_ca_bundle else ""
     if settings.acme_challenge == "dns-01":

@@ -6,12 +6,14 @@ import hashlib
 import hmac
 import subprocess
 
-from pyinfra.operations import files, server
+from pyinfra.operations import server
 
+from mailhost.host import directory
 from mailhost.paths import MAILBOX_ROOT, VMAIL_GID, VMAIL_UID
 from mailhost.secrets import Secrets
 from mailhost.settings import Settings
 
+ROOTS = [MAILBOX_ROOT]  # read with facts.read_paths
 SALT_ALPHABET = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
@@ -103,7 +105,6 @@ def mailbox_root() -> None:
     server.group(name="vmail group", group="vmail", gid=VMAIL_GID, system=True)
     server.user(name="vmail user", user="vmail", uid=VMAIL_UID, group="vmail",
                 home=MAILBOX_ROOT, shell="/usr/sbin/nologin", system=True)
-    files.directory(name="Mailboxes", path=MAILBOX_ROOT, user="vmail", group="vmail",
-                    mode="2750")
+    directory(MAILBOX_ROOT, user="vmail", group="vmail", mode="2750", name="Mailboxes")
 
 

@@ -11,6 +11,7 @@ from pyinfra.api import FunctionCommand, OperationError, QuoteString, StringComm
 from pyinfra.facts.files import File, Sha256File
 
 from mailhost.dkim import generate_key, read_local_key, save_local_key
+from mailhost.facts import in_place
 from mailhost.operations import run_or_fail
 
 
@@ -35,6 +36,10 @@ def key(local_path: str, remote_path: str | None, kind: str = "rsa", rsa_bits: i
     if remote_path is None:
         if local is None:
             yield FunctionCommand(_generate, (kind, rsa_bits, local_path), {})
+        return
+    if local is not None and in_place(remote_path, "f", "600", owner,
+                                      sha256=hashlib.sha256(local).hexdigest()):
+        host.noop(f"DKIM key {remote_path} is in place")  # read with facts.read_paths
         return
     remote_sha = host.get_fact(Sha256File, path=remote_path)
     if local is None and remote_sha is not None:

@@ -9,6 +9,7 @@ from pyinfra import host
 from pyinfra.api import FunctionCommand, OperationError, QuoteString, StringCommand, operation
 from pyinfra.facts.files import File, Sha256File
 
+from mailhost.facts import in_place
 from mailhost.operations import run_or_fail
 from mailhost.paths import SECRET_STAGING as STAGING
 from mailhost.secrets import Secret
@@ -29,7 +30,10 @@ def secret_file(path: str, content: Secret, user: str = "root", group: str = "ro
     owner and mode in one step, so it is never readable by others, even for a moment.
     """
     data = content.reveal().encode()
-    if host.get_fact(Sha256File, path=path) != hashlib.sha256(data).hexdigest():
+    digest = hashlib.sha256(data).hexdigest()
+    if in_place(path, "f", mode, user, group, digest):  # read with facts.read_paths
+        return
+    if host.get_fact(Sha256File, path=path) != digest:
         yield FunctionCommand(_install, (path, content, user, group, mode), {})
         return
     info = host.get_fact(File, path=path) or {}
