@@ -109,6 +109,41 @@ class PathStates(FactBase):
         return states
 
 
+class Accounts(FactBase):
+    """Users and groups from the account databases (getent), in one command:
+    ``{"users": {name: {"uid", "gid", "home", "shell"}}, "groups": {name: {"gid", "members"}}}``;
+    a missing one is left out."""
+
+    def command(self, users, groups):
+        return StringCommand("getent passwd", *[QuoteString(u) for u in users], "; getent group",
+                             *[QuoteString(g) for g in groups], "; true")
+
+    def process(self, output):
+        found = {"users": {}, "groups": {}}
+        for line in output:
+            fields = line.strip().split(":")
+            if len(fields) == 7:
+                found["users"][fields[0]] = {"uid": int(fields[2]), "gid": int(fields[3]),
+                                             "home": fields[5], "shell": fields[6]}
+            elif len(fields) == 4:
+                found["groups"][fields[0]] = {"gid": int(fields[2]),
+                                              "members": [m for m in fields[3].split(",") if m]}
+        return found
+
+
+class HostIdentity(FactBase):
+    """The hostname and the lines of /etc/hosts, in one command:
+    ``{"hostname": str, "hosts": [line, ...]}``."""
+
+    def command(self):
+        return "hostname; echo --; cat /etc/hosts 2>/dev/null || true"
+
+    def process(self, output):
+        lines = [line.rstrip("\n") for line in output]
+        split = lines.index("--") if "--" in lines else len(lines)
+        return {"hostname": "".join(lines[:split]).strip(), "hosts": lines[split + 1:]}
+
+
 def read_paths(roots: list[str]) -> None:
     """Read every path under ``roots`` in one command (PathStates): a file or directory there
     that is already as wanted then costs no operation and no further round trip."""

@@ -11,7 +11,7 @@ MAILBOX_ROOT = "/var/mail/vhosts"
 # mailhost's own directory on the host
 MAILHOST_ETC = "/etc/mailhost"
 # the certificate every MTA reads: links to certbot's live one, or to the self-signed fallback
-TLS_DIR = f"{MAILHOST_ETC}/tls"
+TLS_DIR = "/etc/mailhost/tls"
 TLS_CERT = f"{TLS_DIR}/fullchain.pem"
 TLS_KEY = f"{TLS_DIR}/privkey.pem"
 TLS_DEPLOY_HOOK = f"{TLS_DIR}/deploy-hook"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import textwrap
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 from mailhost.secrets import Secrets
@@ -64,13 +65,20 @@ def run_checks(settings: Settings, secrets: Secrets, host=None) -> list[CheckRes
         return [CheckResult("dns: authoritative servers", FAILED, "the zones' nameservers",
                             f"{type(error).__name__}: {error}",
                             "set check_nameservers, or check the zones' NS records")]
-    results = dns.checks(settings, resolver, host)
-    results += rdns.checks(settings, resolver)
-    results += smtp.checks(settings, secrets)
-    if host is not None:
-        results += host_checks.checks(settings, host)
-    results += blocklists.checks(settings, resolver)
-    return results
+    groups = [lambda: dns.checks(settings, resolver, host),
+              lambda: rdns.checks(settings, resolver),
+              *[lambda address=address: smtp.checks_of_address(settings, secrets, address)
+                for address in smtp.addresses(settings)],
+              lambda: blocklists.checks(settings, resolver)]
+    # the checks wait on the network, not the CPU: the groups run side by side, and the
+    # host's own checks (through pyinfra's connection) meanwhile here
+    with ThreadPoolExecutor(max_workers=len(groups)) as pool:
+        running = [pool.submit(group) for group in groups]
+        on_host = host_checks.checks(settings, host) if host is not None else []
+        dns_results, rdns_results, *smtp_results, blocklist_results = [
+            future.result() for future in running]
+    return [*dns_results, *rdns_results, *[r for group in smtp_results for r in group],
+            *on_host, *blocklist_results]
 
 
 def failure_line(host_name: str, results: list[CheckResult]) -> str:

@@ -25,18 +25,20 @@ MIN_DAYS = 14
 STARTTLS_PORTS, TLS_PORT = (25, 587), 465
 
 
-def checks(settings: Settings, secrets: Secrets) -> list[CheckResult]:
-    found = []
-    for address in [str(settings.ipv4)] + ([str(settings.ipv6)] if settings.ipv6 else []):
-        found.append(banner_check(settings, address))
-        for port in (*STARTTLS_PORTS, TLS_PORT):
-            found.append(certificate_check(settings, address, port))
-        for port in (*STARTTLS_PORTS, TLS_PORT):
-            found.append(old_tls_check(settings, address, port))
-        for port in STARTTLS_PORTS:
-            found.append(auth_after_tls_check(settings, address, port))
-        found.append(relay_check(settings, address))
-        found.append(submission_check(settings, secrets, address))
+def addresses(settings: Settings) -> list[str]:
+    return [str(settings.ipv4)] + ([str(settings.ipv6)] if settings.ipv6 else [])
+
+
+def checks_of_address(settings: Settings, secrets: Secrets, address: str) -> list[CheckResult]:
+    found = [banner_check(settings, address)]
+    for port in (*STARTTLS_PORTS, TLS_PORT):
+        found.append(certificate_check(settings, address, port))
+    for port in (*STARTTLS_PORTS, TLS_PORT):
+        found.append(old_tls_check(settings, address, port))
+    for port in STARTTLS_PORTS:
+        found.append(auth_after_tls_check(settings, address, port))
+    found.append(relay_check(settings, address))
+    found.append(submission_check(settings, secrets, address))
     return found
 
 

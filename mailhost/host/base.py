@@ -11,7 +11,7 @@ from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import Directory
 from pyinfra.operations import apt, files, server
 
-from mailhost.facts import known_state
+from mailhost.facts import HostIdentity, known_state
 from mailhost.host import put_text, template
 from mailhost.settings import Settings
 
@@ -47,13 +47,20 @@ def install_packages(packages: list[str]) -> None:
 
 
 def configure_identity(settings: Settings) -> None:
-    server.hostname(name="Hostname as FQDN", hostname=settings.mail_hostname)
+    """The hostname (the FQDN), /etc/mailname, and /etc/hosts naming the host's addresses;
+    the hostname and /etc/hosts are read in one command, and only what differs is changed."""
+    identity = host.get_fact(HostIdentity)
+    if identity["hostname"] != settings.mail_hostname:
+        server.hostname(name="Hostname as FQDN", hostname=settings.mail_hostname)
     put_text(MAILNAME, settings.mail_hostname + "\n")
     short = settings.mail_hostname.split(".")[0]
     for address in filter(None, [settings.ipv4, settings.ipv6]):
-        files.line(name=f"/etc/hosts: {address}", path="/etc/hosts",
-                   line=rf"^{re.escape(str(address))}\s.*",
-                   replace=f"{address} {settings.mail_hostname} {short}")
+        line = rf"^{re.escape(str(address))}\s.*"
+        wanted = f"{address} {settings.mail_hostname} {short}"
+        matching = [entry for entry in identity["hosts"] if re.match(line, entry)]
+        if not matching or any(entry != wanted for entry in matching):
+            files.line(name=f"/etc/hosts: {address}", path="/etc/hosts", line=line,
+                       replace=wanted)
 
 
 def configure_ipv6(settings: Settings) -> None:

@@ -53,9 +53,7 @@ def native_dkim() -> bool:
 
 def configure(settings: Settings, secrets: Secrets) -> set[str]:
     """Write every configuration file; what to restart (chasquid.service, not its sockets)."""
-    mailbox_root()
-    server.user(name="chasquid may deliver into the mailboxes (group vmail)", user="chasquid",
-                groups=["vmail"], append=True)
+    mailbox_root(delivering_user=USER)
     native = native_dkim()
     changed = [
         write_template("chasquid/chasquid.conf.j2", f"{CHASQUID_CONFIG}/chasquid.conf", settings,

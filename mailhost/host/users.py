@@ -6,14 +6,18 @@ import hashlib
 import hmac
 import subprocess
 
+from pyinfra import host
 from pyinfra.operations import server
 
+from mailhost.facts import Accounts
 from mailhost.host import directory
 from mailhost.paths import MAILBOX_ROOT, VMAIL_GID, VMAIL_UID
 from mailhost.secrets import Secrets
 from mailhost.settings import Settings
 
 ROOTS = [MAILBOX_ROOT]  # read with facts.read_paths
+NOLOGIN = "/usr/sbin/nologin"
+VMAIL_ACCOUNT = {"uid": VMAIL_UID, "gid": VMAIL_GID, "home": MAILBOX_ROOT, "shell": NOLOGIN}
 SALT_ALPHABET = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
@@ -99,12 +103,21 @@ def _octal(data: bytes) -> str:
     return "".join(f"\\{byte:03o}" for byte in data)
 
 
-def mailbox_root() -> None:
+def mailbox_root(delivering_user: str | None = None) -> None:
     """The vmail user and group, and the mailbox root (setgid, as /var/mail is: mailbox
-    directories inherit the group). Both MTAs deliver there."""
-    server.group(name="vmail group", group="vmail", gid=VMAIL_GID, system=True)
-    server.user(name="vmail user", user="vmail", uid=VMAIL_UID, group="vmail",
-                home=MAILBOX_ROOT, shell="/usr/sbin/nologin", system=True)
+    directories inherit the group). Both MTAs deliver there; ``delivering_user`` (chasquid)
+    joins the group. The accounts are read in one command: when they are as wanted, no
+    operation is added."""
+    found = host.get_fact(Accounts, users=["vmail"], groups=["vmail"])
+    group = found["groups"].get("vmail")
+    if group is None or group["gid"] != VMAIL_GID:
+        server.group(name="vmail group", group="vmail", gid=VMAIL_GID, system=True)
+    if found["users"].get("vmail") != VMAIL_ACCOUNT:
+        server.user(name="vmail user", user="vmail", uid=VMAIL_UID, group="vmail",
+                    home=MAILBOX_ROOT, shell=NOLOGIN, system=True)
+    if delivering_user and delivering_user not in (group or {}).get("members", []):
+        server.user(name=f"{delivering_user} may deliver into the mailboxes (group vmail)",
+                    user=delivering_user, groups=["vmail"], append=True)
     directory(MAILBOX_ROOT, user="vmail", group="vmail", mode="2750", name="Mailboxes")
 
 

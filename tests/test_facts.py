@@ -1,0 +1,102 @@
+"""Our pyinfra facts: each command run for real here (bash, find, openssl) where it can be,
+and each output parsed, every branch."""
+
+import subprocess
+
+import pytest
+
+from mailhost.dkim import generate_key, public_value, public_value_from_spki
+from mailhost.facts import (
+    DebianPackageVersion,
+    DkimPublicKey,
+    PathStates,
+    SystemdUnitStates,
+    parse_debian_version,
+)
+from mailhost.host.firewall import SshServerPort, UfwRules
+
+
+def shell(command, env=None) -> list[str]:
+    """Run a fact's command as pyinfra would (sh -c), its stdout as lines."""
+    value = command.get_raw_value() if hasattr(command, "get_raw_value") else command
+    result = subprocess.run(["sh", "-c", value], capture_output=True, text=True, env=env)
+    return result.stdout.splitlines()
+
+
+def test_dkim_public_key_reads_the_public_half_only(tmp_path):
+    import base64
+    pem = generate_key("rsa", 2048)
+    (tmp_path / "k.pem").write_bytes(pem)
+    fact = DkimPublicKey()
+    output = shell(fact.command(str(tmp_path / "k.pem")))
+    value = fact.process(output)
+    assert public_value_from_spki(base64.b64decode(value)) == public_value(pem)
+    assert "PRIVATE" not in "".join(output)
+    assert fact.process(shell(fact.command(str(tmp_path / "missing.pem")))) is None
+    assert fact.requires_command(str(tmp_path)) == "openssl"
+
+
+def test_path_states_reads_files_directories_and_links_in_one_command(tmp_path):
+    root = tmp_path / "etc"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "a.conf").write_text("hello\n")
+    (root / "sub" / "a.conf").chmod(0o640)
+    (root / "link").symlink_to(root / "sub" / "a.conf")
+    (root / "deep" / "er" / "est").mkdir(parents=True)
+    (root / "deep" / "er" / "est" / "far").write_text("x")
+    fact = PathStates()
+    states = fact.process(shell(fact.command([str(root), str(tmp_path / "missing")], depth=3)))
+    a = states[str(root / "sub" / "a.conf")]
+    assert a["type"] == "f" and a["mode"] == 640 and a["target"] is None
+    assert a["sha256"] == "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"
+    assert states[str(root)]["type"] == "d" and states[str(root)]["sha256"] is None
+    link = states[str(root / "link")]
+    assert link["type"] == "l" and link["target"] == str(root / "sub" / "a.conf")
+    assert link["sha256"] == a["sha256"]  # a link's hash is its target's
+    assert str(root / "deep" / "er" / "est") in states
+    assert str(root / "deep" / "er" / "est" / "far") not in states  # below depth
+    assert not any(path.startswith(str(tmp_path / "missing")) for path in states)
+
+
+def test_systemd_unit_states_one_line_per_unit():
+    fact = SystemdUnitStates()
+    command = fact.command(["postfix", "chasquid.socket"]).get_raw_value()
+    assert command.startswith("for u in postfix chasquid.socket ; do")
+    states = fact.process(["postfix active enabled", "", "chasquid.socket inactive",
+                           "certbot.timer failed disabled"])
+    assert states == {"postfix": {"active": True, "enabled": True},
+                      "chasquid.socket": {"active": False, "enabled": False},
+                      "certbot.timer": {"active": False, "enabled": False}}
+
+
+def test_systemd_unit_states_command_runs_with_a_stand_in_systemctl(tmp_path):
+    systemctl = tmp_path / "systemctl"
+    systemctl.write_text('#!/bin/sh\n[ "$2" = postfix ] && { [ "$1" = is-active ] && echo active'
+                         ' || echo enabled; exit 0; }\n[ "$1" = is-active ] && echo inactive\n'
+                         'exit 1\n')
+    systemctl.chmod(0o755)
+    fact = SystemdUnitStates()
+    output = shell(fact.command(["postfix", "gone"]), env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
+    assert fact.process(output) == {"postfix": {"active": True, "enabled": True},
+                                    "gone": {"active": False, "enabled": False}}
+
+
+@pytest.mark.parametrize(("text", "version"), [
+    ("1.11-2+b2", (1, 11)), ("1:1.14.0-1", (1, 14)), ("2", (2, 0)), ("(none)", None), ("", None),
+])
+def test_debian_versions(text, version):
+    assert parse_debian_version(text) == version
+    assert DebianPackageVersion().process([text]) == version
+
+
+def test_debian_package_version_command_asks_dpkg_then_apt():
+    command = DebianPackageVersion().command("chasquid").get_raw_value()
+    assert "dpkg-query -W" in command and "apt-cache policy chasquid" in command
+
+
+def test_ssh_server_port_and_ufw_rules():
+    assert SshServerPort().process(["198.51.100.1 52000 198.51.100.10 2222"]) == 2222
+    assert SshServerPort().process([""]) is None
+    assert shell(SshServerPort().command(), env={"SSH_CONNECTION": "a 1 b 22"}) == ["a 1 b 22"]
+    assert UfwRules().process(["Status: active ", " 22/tcp  ALLOW  Anywhere"]) == [
+        "Status: active", "22/tcp  ALLOW  Anywhere"]
