@@ -92,11 +92,13 @@ class Recorder:
     """Stands in for a pyinfra operation (server.shell, files.put...): records each call's
     arguments and answers ``will_change``/``did_change`` as a real one would."""
 
-    def __init__(self):
+    def __init__(self, label: str = "", log: list | None = None):
         self.calls: list[dict] = []
+        self.label, self.log = label, log if log is not None else []
 
     def __call__(self, **arguments):
         self.calls.append(arguments)
+        self.log.append(f"{self.label}: {arguments.get('name')}")
         return SimpleNamespace(will_change=True, did_change=lambda: True)
 
     @property
