@@ -1,0 +1,101 @@
+"""Run-time benchmark of the deploy (run it as ``scripts/bench-runs``; not a test): a no-change
+run and a --dry run of the lab's deployed host, side by side with a bare pyinfra run that only
+reads three facts (the floor: start-up, SSH connection, one round trip a fact).
+
+Each command runs once untimed (warm-up), then --runs times (default 5); wall seconds
+(a monotonic clock around the child) and CPU seconds (the child's user + system time) are
+printed as median, min and max. The no-change run must report no change: a run that changes
+something is reported, and the script exits 1.
+
+Needs the lab up and its host deployed once, under the lab lock (README, "The lab"):
+
+    flock /tmp/mailhost-lab.lock bash -c \\
+        'scripts/lab up && .venv/bin/pyinfra -y inventory/lab.py deploy.py; scripts/bench-runs;
+         scripts/lab down'
+
+Usage: scripts/bench-runs [--runs 5] [--inventory inventory/lab.py]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYINFRA = str(ROOT / ".venv" / "bin" / "pyinfra")
+
+
+def commands(inventory: str) -> dict[str, list[str]]:
+    return {
+        "no-change deploy": [PYINFRA, "-y", inventory, "deploy.py"],
+        "--dry": [PYINFRA, "-y", "--dry", inventory, "deploy.py"],
+        "bare pyinfra (3 facts)": [PYINFRA, "-y", inventory, "fact", "server.Os",
+                                   "server.Hostname", "deb.DebPackages"],
+    }
+
+
+def timed(command: list[str]) -> tuple[float, float, str]:
+    """(wall seconds, CPU seconds, output) of one run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.monotonic()
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    wall = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if result.returncode != 0:
+        sys.exit(f"bench-runs: `{' '.join(command)}` failed:\n{result.stdout[-2000:]}"
+                 f"{result.stderr[-2000:]}")
+    return wall, cpu, result.stdout + result.stderr
+
+
+def changed_operations(output: str) -> list[str]:
+    """Operations of a deploy's results table with a success (a change)."""
+    rows, in_table = [], False
+    for line in output.splitlines():
+        if line.strip().startswith("Operation") and "No Change" in line:
+            in_table = True
+            continue
+        if in_table:
+            fields = line.split()
+            if len(fields) < 5 or fields[0] == "Grand":
+                break
+            if fields[-3] not in ("-", "0"):
+                rows.append(" ".join(fields[:-4]))
+    return rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/bench-runs",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--inventory", default="inventory/lab.py")
+    args = parser.parse_args(argv)
+    rows, problems = [], []
+    for label, command in commands(args.inventory).items():
+        timed(command)  # warm-up
+        walls, cpus = [], []
+        for _ in range(args.runs):
+            wall, cpu, output = timed(command)
+            walls.append(wall)
+            cpus.append(cpu)
+            if label == "no-change deploy" and (changed := changed_operations(output)):
+                problems.append(f"the no-change run changed: {', '.join(changed)}")
+        rows.append((label, walls, cpus))
+    print(f"{'run':<24} {'wall s median':>13} {'min':>6} {'max':>6} {'CPU s median':>12}")
+    for label, walls, cpus in rows:
+        print(f"{label:<24} {statistics.median(walls):>13.2f} {min(walls):>6.2f} "
+              f"{max(walls):>6.2f} {statistics.median(cpus):>12.2f}")
+    print(f"({args.runs} runs each after one warm-up; {os.cpu_count()} cores)")
+    for problem in problems:
+        print(f"bench-runs: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
