@@ -8,18 +8,14 @@ import json
 import socket
 import ssl
 import threading
-from datetime import UTC, datetime, timedelta
 
 import dns.name
 import dns.query
 import dns.tsig
 import dns.update
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
-from sample import sample_settings
+from cryptography.hazmat.primitives import serialization
+from sample import sample_settings, self_signed_pem
 
 from mailhost.checks import (
     FAILED,
@@ -207,20 +203,10 @@ def test_resolver_for_rfc2136_asks_the_dns_server_at_its_port(world):
 # --- TLS: the legacy probe really offers TLS 1.0/1.1 ---
 
 def self_signed(tmp_path, name="mail.example.test", days=30):
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.now(UTC)
-    certificate = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                   .not_valid_before(now - timedelta(days=1))
-                   .not_valid_after(now + timedelta(days=days))
-                   .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), False)
-                   .sign(key, hashes.SHA256()))
+    certificate_pem, key_pem, certificate = self_signed_pem(name, -1, days)
     cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    cert_path.write_bytes(certificate_pem)
+    key_path.write_bytes(key_pem)
     return cert_path, key_path, certificate
 
 

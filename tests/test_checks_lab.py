@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 import tomllib
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dns.message
@@ -20,10 +19,7 @@ import dns.reversename
 import dns.tsig
 import dns.update
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
+from sample import self_signed_pem
 
 from mailhost.dkim import generate_key, public_value
 from mailhost.providers.rfc2136 import rdata_value, value_rdata
@@ -138,18 +134,8 @@ def test_a_second_deploy_changes_nothing_with_the_checks(world):
 
 
 def self_signed_expired() -> tuple[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOSTNAME)])
-    now = datetime.now(UTC)
-    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                   .not_valid_before(now - timedelta(days=100))
-                   .not_valid_after(now - timedelta(days=10))
-                   .add_extension(x509.SubjectAlternativeName([x509.DNSName(HOSTNAME)]), False)
-                   .sign(key, hashes.SHA256()))
-    return (certificate.public_bytes(serialization.Encoding.PEM).decode(),
-            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                              serialization.NoEncryption()).decode())
+    certificate, key, _ = self_signed_pem(HOSTNAME, -100, -10)
+    return certificate.decode(), key.decode()
 
 
 def point_tls_at(lab_: Lab, fullchain: str, privkey: str):
