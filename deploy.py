@@ -75,4 +75,4 @@ if settings.mail_manage_host:
     tls.obtain_certificate(settings)
 
 if settings.mail_manage_host:
-    verify.checks(name="Checks of the mail host", settings=settings, secrets=secrets)
+    verify.checks(name="Checks of the mail host", settings=settings, secrets=secrets, mta=mta)

@@ -24,6 +24,9 @@ ACME_DNS_CREDENTIALS = f"{ACME_DIR}/dns-credentials.ini"
 ACME_CA_BUNDLE = f"{MAILHOST_ETC}/acme-ca-bundle.pem"
 LETSENCRYPT_LIVE = "/etc/letsencrypt/live"
 
+# certbot's renewals
+CERTBOT_TIMER = "certbot.timer"
+
 # chasquid
 CHASQUID_CONFIG = "/etc/chasquid"
 CHASQUID_DATA = "/var/lib/chasquid"

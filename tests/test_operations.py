@@ -147,17 +147,17 @@ def test_verify_notes_at_prepare_and_runs_checks_when_executing(monkeypatch):
     from mailhost.checks import FAILED, OK, CheckResult
     host = FakeHost()
     with on(host):
-        assert list(verify.checks._inner(settings=None, secrets=None)) == []
+        assert list(verify.checks._inner(settings=None, secrets=None, mta=None)) == []
     assert host.noops == ["checks run after the changes"]
 
     passed = [CheckResult("dns: MX", OK, "x", "x")]
-    monkeypatch.setattr(verify, "run_checks", lambda settings, secrets, host: passed)
+    monkeypatch.setattr(verify, "run_checks", lambda settings, secrets, mta, host: passed)
     with on(host, executing=True):
-        assert list(verify.checks._inner(settings=None, secrets=None)) == []
+        assert list(verify.checks._inner(settings=None, secrets=None, mta=None)) == []
     failed = passed + [CheckResult("smtp: banner", FAILED, "x", "y")]
-    monkeypatch.setattr(verify, "run_checks", lambda settings, secrets, host: failed)
+    monkeypatch.setattr(verify, "run_checks", lambda settings, secrets, mta, host: failed)
     with on(host, executing=True):
-        commands = list(verify.checks._inner(settings=None, secrets=None))
+        commands = list(verify.checks._inner(settings=None, secrets=None, mta=None))
     assert [text(c) for c in commands] == ["<_fail>"]
     assert verify._fail(None, host, "one line") is False
 

@@ -52,9 +52,10 @@ def guarded(name: str, expected: str, advice: str, check: Callable[[], CheckResu
         return CheckResult(name, FAILED, expected, found, advice, required)
 
 
-def run_checks(settings: Settings, secrets: Secrets, host=None) -> list[CheckResult]:
-    """Every check of one mail host. ``host`` (a connected pyinfra Host) runs the host-side
-    ones; without it they are left out and the DKIM record is compared with the local key."""
+def run_checks(settings: Settings, secrets: Secrets, mta, host=None) -> list[CheckResult]:
+    """Every check of one mail host, whose MTA profile is ``mta`` (mailhost.host.Mta: its
+    units, queue, TLS advice). ``host`` (a connected pyinfra Host) runs the host-side ones;
+    without it they are left out and the DKIM record is compared with the local key."""
     from mailhost.checks import blocklists, dns, rdns, smtp
     from mailhost.checks import host as host_checks
     from mailhost.checks.lookup import resolver_for
@@ -67,14 +68,14 @@ def run_checks(settings: Settings, secrets: Secrets, host=None) -> list[CheckRes
                             "set check_nameservers, or check the zones' NS records")]
     groups = [lambda: dns.checks(settings, resolver, host),
               lambda: rdns.checks(settings, resolver),
-              *[lambda address=address: smtp.checks_of_address(settings, secrets, address)
+              *[lambda address=address: smtp.checks_of_address(settings, secrets, address, mta)
                 for address in smtp.addresses(settings)],
               lambda: blocklists.checks(settings, resolver)]
     # the checks wait on the network, not the CPU: the groups run side by side, and the
     # host's own checks (through pyinfra's connection) meanwhile here
     with ThreadPoolExecutor(max_workers=len(groups)) as pool:
         running = [pool.submit(group) for group in groups]
-        on_host = host_checks.checks(settings, host) if host is not None else []
+        on_host = host_checks.checks(settings, host, mta) if host is not None else []
         dns_results, rdns_results, *smtp_results, blocklist_results = [
             future.result() for future in running]
     return [*dns_results, *rdns_results, *[r for group in smtp_results for r in group],

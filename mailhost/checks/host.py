@@ -8,19 +8,18 @@ from pyinfra.api import QuoteString, StringCommand
 
 from mailhost.checks import CheckResult, guarded, result
 from mailhost.facts import SystemdUnitStates
-from mailhost.host import tls
-from mailhost.host.mtas import mta_of
+from mailhost.paths import CERTBOT_TIMER
 from mailhost.settings import Settings
 
 STUCK_SECONDS = 3600
 
 
-def checks(settings: Settings, host) -> list[CheckResult]:
-    all_units = [*mta_of(settings).units, *tls.TIMERS]
+def checks(settings: Settings, host, mta) -> list[CheckResult]:
+    all_units = [*mta.units, CERTBOT_TIMER]
     states = guarded_states(host, all_units)
     found = [unit_check(unit, states) for unit in all_units]
     found.append(outbound_check(settings, host))
-    found.append(queue_check(settings, host))
+    found.append(queue_check(mta.queue, host))
     return found
 
 
@@ -75,20 +74,19 @@ def outbound_check(settings: Settings, host) -> CheckResult:
     return guarded(name, expected, advice, check)
 
 
-def queue_ages(settings: Settings, host) -> list[int]:
-    """How long (seconds) each queued message has waited."""
-    queue = mta_of(settings).queue
+def queue_ages(queue, host) -> list[int]:
+    """How long (seconds) each queued message has waited (queue: the MTA's QueueReader)."""
     return queue.ages(run(host, queue.command))
 
 
-def queue_check(settings: Settings, host) -> CheckResult:
+def queue_check(queue, host) -> CheckResult:
     name = "host: mail queue not stuck"
     expected = f"no message waiting more than {STUCK_SECONDS // 60} minutes"
-    advice = (f"mail is not leaving: read why in the queue ({mta_of(settings).queue.where}) "
+    advice = (f"mail is not leaving: read why in the queue ({queue.where}) "
               "and the mail log; often outbound port 25 is blocked or a receiver refuses the host")
 
     def check():
-        ages = queue_ages(settings, host)
+        ages = queue_ages(queue, host)
         stuck = [age for age in ages if age > STUCK_SECONDS]
         found = f"{len(ages)} queued" + (
             f", {len(stuck)} waiting for more than {STUCK_SECONDS // 60} min (oldest "

@@ -14,7 +14,6 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from mailhost.checks import WARNING, CheckResult, guarded, result
-from mailhost.host.mtas import mta_of
 from mailhost.paths import TLS_DIR, live_certificate_dir
 from mailhost.secrets import Secrets
 from mailhost.settings import Settings
@@ -29,12 +28,14 @@ def addresses(settings: Settings) -> list[str]:
     return [str(settings.ipv4)] + ([str(settings.ipv6)] if settings.ipv6 else [])
 
 
-def checks_of_address(settings: Settings, secrets: Secrets, address: str) -> list[CheckResult]:
+def checks_of_address(settings: Settings, secrets: Secrets, address: str,
+                      mta) -> list[CheckResult]:
+    """Every SMTP check of one address (mta: the host's MTA profile, for its TLS advice)."""
     found = [banner_check(settings, address)]
     for port in (*STARTTLS_PORTS, TLS_PORT):
         found.append(certificate_check(settings, address, port))
     for port in (*STARTTLS_PORTS, TLS_PORT):
-        found.append(old_tls_check(settings, address, port))
+        found.append(old_tls_check(settings, address, port, mta))
     for port in STARTTLS_PORTS:
         found.append(auth_after_tls_check(settings, address, port))
     found.append(relay_check(settings, address))
@@ -145,10 +146,9 @@ def certificate_check(settings: Settings, address: str, port: int) -> CheckResul
     return guarded(name, expected, advice, check)
 
 
-def old_tls_check(settings: Settings, address: str, port: int) -> CheckResult:
+def old_tls_check(settings: Settings, address: str, port: int, mta) -> CheckResult:
     name = f"smtp: {address} port {port} refuses TLS 1.0/1.1"
     expected = "the TLS 1.0 and 1.1 handshake refused"
-    mta = mta_of(settings)
     advice = mta.old_tls_advice
 
     def check():

@@ -21,6 +21,7 @@ from mailhost.paths import (
     ACME_CA_BUNDLE,
     ACME_DIR,
     ACME_DNS_CREDENTIALS,
+    CERTBOT_TIMER,
     MAILHOST_ETC,
     TLS_CERT,
     TLS_DEPLOY_HOOK,
@@ -143,4 +144,4 @@ def obtain_certificate(settings: Settings) -> None:
                  commands=[command])
 
 
-TIMERS = ["certbot.timer"]  # renewals: started with the MTA's units (units.converge)
+TIMERS = [CERTBOT_TIMER]  # renewals: started with the MTA's units (units.converge)

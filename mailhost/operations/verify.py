@@ -12,13 +12,14 @@ from mailhost.settings import Settings
 
 
 @operation()
-def checks(settings: Settings, secrets: Secrets):
+def checks(settings: Settings, secrets: Secrets, mta):
     """
     Run every check of the mail host once the changes are made; never a change itself.
 
     + settings: the host's validated settings
     + secrets: the host's secrets (a mail user's password, for the submission check); give the
       operation a ``name=`` so that nothing of them reaches its label
+    + mta: the host's MTA profile (mailhost.host.Mta: its units, queue, TLS advice)
 
     pyinfra calls an operation's body twice: while it prepares (and for ``--dry``), where this
     only notes that the checks run later, and when it executes, where the checks run here, in
@@ -31,12 +32,13 @@ def checks(settings: Settings, secrets: Secrets):
 
     .. code:: python
 
-        verify.checks(name="Checks of the mail host", settings=settings, secrets=secrets)
+        verify.checks(name="Checks of the mail host", settings=settings, secrets=secrets,
+                      mta=mta)
     """
     if not state.is_executing:
         host.noop("checks run after the changes")
         return
-    results = run_checks(settings, secrets, host)
+    results = run_checks(settings, secrets, mta, host)
     for line in render_table(results).splitlines():
         logger.info(f"{host.print_prefix}{line}")
     failed = failure_line(host.name, results)

@@ -28,6 +28,7 @@ from mailhost.checks import (
     render_table,
     run_checks,
 )
+from mailhost.host.mtas import mta_of
 from mailhost.run import MailRun
 
 
@@ -55,7 +56,7 @@ def check_all(state: State, run: MailRun) -> dict[str, list[CheckResult]]:
                                 "could not connect: the checks on the host were not run",
                                 "check the inventory's ssh_* settings and that the host is up")]
         results[host.name] = lost + run_checks(settings, run.secrets[host.name],
-                                               host if on_host else None)
+                                               mta_of(settings), host if on_host else None)
     return results
 
 
