@@ -40,7 +40,7 @@ if settings.mail_manage_host:
     base.configure_identity(settings)
     base.configure_ipv6(settings)
     base.install_packages(["ufw", *tls.packages(settings), *mta.packages])
-    firewall.configure()
+    firewall.configure(mta.ports)
 
 for domain in settings.mail_domains:
     for kind in kinds_for(settings):

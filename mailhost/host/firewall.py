@@ -1,4 +1,5 @@
-"""The firewall (ufw): SSH, SMTP 25, submission 587 and 465; 80 only while HTTP-01 needs it.
+"""The firewall (ufw): SSH and the MTA's ports (SMTP 25, submission 587 and 465); 80 only while
+HTTP-01 needs it.
 
 The SSH port is read from the live connection ($SSH_CONNECTION), so a host on port 2222 is
 never locked out by a rule for 22.
@@ -9,9 +10,6 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import FactBase
 from pyinfra.operations import server
-
-MAIL_PORTS = [25, 465, 587]
-
 
 class SshServerPort(FactBase):
     """The port this SSH connection came in on (None when not connected over SSH)."""
@@ -34,14 +32,15 @@ class UfwRules(FactBase):
         return [line.strip() for line in output]
 
 
-def configure(ssh_port_fallback: int = 22) -> None:
-    """Allow SSH and the mail ports, deny the rest, enable ufw; idempotent."""
+def configure(mail_ports, ssh_port_fallback: int = 22) -> None:
+    """Allow SSH and the mail ports (the MTA profile's), deny the rest, enable ufw;
+    idempotent."""
     ssh_port = host.get_fact(SshServerPort) or int(host.data.get("ssh_port") or ssh_port_fallback)
     status = host.get_fact(UfwRules) or []
     active = any(line.startswith("Status: active") for line in status)
     allowed = {line.split()[0] for line in status if "ALLOW" in line}
     commands = []
-    for port in [ssh_port, *MAIL_PORTS]:
+    for port in [ssh_port, *mail_ports]:
         if f"{port}/tcp" not in allowed:
             commands.append(f"ufw allow {port}/tcp")
     if not active:
