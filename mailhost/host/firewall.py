@@ -11,6 +11,7 @@ from pyinfra import host
 from pyinfra.api import FactBase
 from pyinfra.operations import server
 
+
 class SshServerPort(FactBase):
     """The port this SSH connection came in on (None when not connected over SSH)."""
 
