@@ -36,6 +36,10 @@ class SystemdUnitStates(FactBase):
     """Whether each systemd unit of any type (a socket, a timer too) is active and enabled:
     ``{unit: {"active": bool, "enabled": bool}}``, all units in one command."""
 
+    @staticmethod
+    def default():
+        return {}
+
     def command(self, units):
         quoted = [QuoteString(unit) for unit in units]
         return StringCommand("for u in", *quoted, '; do echo "$u" $(systemctl is-active "$u")',
@@ -84,6 +88,10 @@ class PathStates(FactBase):
     "mode": int (octal digits as written, 644), "sha256": a file's hash or None,
     "target": a link's target or None}}``. A missing root adds nothing."""
 
+    @staticmethod
+    def default():
+        return {}  # no output: none of the roots exists
+
     def command(self, roots, depth=3):
         quoted = [QuoteString(root) for root in roots]
         return StringCommand(
@@ -114,6 +122,10 @@ class Accounts(FactBase):
     ``{"users": {name: {"uid", "gid", "home", "shell"}}, "groups": {name: {"gid", "members"}}}``;
     a missing one is left out."""
 
+    @staticmethod
+    def default():
+        return {"users": {}, "groups": {}}  # no output: none of them exists
+
     def command(self, users, groups):
         return StringCommand("getent passwd", *[QuoteString(u) for u in users], "; getent group",
                              *[QuoteString(g) for g in groups], "; true")
@@ -134,6 +146,10 @@ class Accounts(FactBase):
 class HostIdentity(FactBase):
     """The hostname and the lines of /etc/hosts, in one command:
     ``{"hostname": str, "hosts": [line, ...]}``."""
+
+    @staticmethod
+    def default():
+        return {"hostname": "", "hosts": []}
 
     def command(self):
         return "hostname; echo --; cat /etc/hosts 2>/dev/null || true"

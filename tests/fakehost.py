@@ -15,7 +15,8 @@ from mailhost import facts
 
 class FakeHost:
     """A host whose facts come from ``facts``: {FactClass: value} or {FactClass: {kwargs
-    tuple: value}} (kwargs as sorted (name, value) pairs, lists as tuples)."""
+    tuple: value}} (kwargs as sorted (name, value) pairs, lists as tuples); a fact not in the
+    table is what a fresh host gives: nothing printed, so the fact's default."""
 
     def __init__(self, facts_table=None, name="mail.example.test", data=None, shell_ok=True):
         self.name = name
@@ -33,8 +34,9 @@ class FakeHost:
         self.fact_calls.append((cls.__name__, kwargs))
         value = self.facts.get(cls)
         if isinstance(value, dict) and value and all(isinstance(k, tuple) for k in value):
-            return value.get(_key(kwargs))
-        return value
+            value = value.get(_key(kwargs))
+        # as pyinfra: a command that prints nothing gives the fact's default
+        return cls().default() if value is None else value
 
     def noop(self, message):
         self.noops.append(message)

@@ -237,3 +237,17 @@ def test_chasquid_signs_natively_from_1_14_and_copies_a_changed_certificate(ops)
         assert chasquid._certificate(settings) is True
     assert [c["name"] for c in ops["server.shell"].calls] == [
         f"chasquid's copy of {paths.TLS_KEY}"]
+
+
+def test_a_fresh_host_gets_every_file_account_and_unit(ops, monkeypatch):
+    """Facts that print nothing on a fresh host (no roots, no vmail, no units) give their
+    defaults, and every step adds its operations."""
+    with on(FakeHost()):
+        facts.read_paths(["/etc/postfix", "/var/mail/vhosts"])
+        users.mailbox_root()
+        units.converge(running=["postfix"], stopped=["chasquid"])
+        assert put_text("/etc/postfix/main.cf", "x\n") is True
+    assert called(ops) == ["group: vmail group", "user: vmail user", "directory: Mailboxes",
+                           "shell: postfix running and enabled", "put: /etc/postfix/main.cf"]
+    assert facts.PathStates().process([]) == {} and facts.PathStates.default() == {}
+    assert facts.Accounts.default() == {"users": {}, "groups": {}}

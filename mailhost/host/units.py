@@ -11,14 +11,17 @@ from pyinfra.operations import server
 from mailhost.facts import SystemdUnitStates
 
 
+NOT_THERE = {"active": False, "enabled": False}
+
+
 def converge(running: list[str], stopped: list[str] = (), restart: set[str] = frozenset()) -> None:
     """Stop and disable ``stopped`` (in reverse order: their ports are released first), then
     start and enable ``running`` in order, restarting those in ``restart`` that already run."""
     states = host.get_fact(SystemdUnitStates, units=[*stopped, *running])
     for unit in reversed(stopped):
-        _stop(unit, states[unit])
+        _stop(unit, states.get(unit, NOT_THERE))
     for unit in running:
-        _start(unit, states[unit], unit in restart)
+        _start(unit, states.get(unit, NOT_THERE), unit in restart)
 
 
 def activate(units: list[str], restart: set[str] = frozenset()) -> None:
