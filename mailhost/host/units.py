@@ -10,7 +10,6 @@ from pyinfra.operations import server
 
 from mailhost.facts import SystemdUnitStates
 
-
 NOT_THERE = {"active": False, "enabled": False}
 
 
