@@ -114,7 +114,10 @@ def test_ownership_covers_host_addresses_and_only_spf_at_the_apex():
     assert ("mail.example.test", "AAAA") in ownership.keys  # so a removed IPv6 is deleted
     assert ("example.test", "CNAME") not in ownership.keys
     apex = RecordSet("example.test", "TXT", 300, ("v=spf1 -all", "google-site-verification=x"))
-    assert ownership.ours(apex).values == ("v=spf1 -all",)
+    plan = compute_plan(zones[0].zone, zones[0].desired, [apex], ownership)
+    (txt,) = [c for c in plan.changes if (c.name, c.rtype) == ("example.test", "TXT")]
+    assert txt.old.values == ("v=spf1 -all",)
+    assert txt.removed_values == ("v=spf1 -all",)
 
 
 def test_plan_deletes_our_stale_aaaa_but_not_foreign_txt():

@@ -13,6 +13,7 @@ from mailhost.dnssync import ZoneSync
 from mailhost.providers import ProviderError
 
 RSA = public_value(generate_key("rsa", 2048))
+RSA2 = public_value(generate_key("rsa", 2048))
 
 
 @pytest.fixture(params=["knot_world", "cloudflare_world"])
@@ -20,9 +21,9 @@ def world(request):
     return request.getfixturevalue(request.param)
 
 
-def zone_sync(world, provider=None, force=False, **overrides) -> ZoneSync:
+def zone_sync(world, provider=None, force=False, rsa=RSA, **overrides) -> ZoneSync:
     settings = sample_settings(**overrides)
-    (records,) = desired_by_zone([MailHost(settings, {"example.test": DkimPublicKeys(RSA)})])
+    (records,) = desired_by_zone([MailHost(settings, {"example.test": DkimPublicKeys(rsa)})])
     return ZoneSync(records, provider or world.provider(), force=force)
 
 
@@ -105,10 +106,16 @@ def test_concurrent_change_between_plan_and_apply_is_detected(world):
     assert world.snapshot() == after_foreign
 
 
-def test_removed_ipv6_deletes_our_aaaa_only(world):
+def test_removed_ipv6_needs_force_then_deletes_our_aaaa_only(world):
     converge(world)
     world.add_foreign("www.example.test", "AAAA", "2001:db8::80")
-    sync = zone_sync(world, ipv6=None)
+    before = world.snapshot()
+    with pytest.raises(PlanError, match="nothing was written") as refused:
+        zone_sync(world, ipv6=None).plan()
+    shown = refused.value.plan.format()
+    assert "! CONFLICT AAAA  mail.example.test  2001:db8::10 exists but ipv6 is not set" in shown
+    assert world.snapshot() == before
+    sync = zone_sync(world, ipv6=None, force=True)
     plan = sync.plan()
     assert {(c.action, c.name, c.rtype) for c in plan.changes} >= {
         ("delete", "mail.example.test", "AAAA"),
@@ -123,10 +130,10 @@ def test_removed_ipv6_deletes_our_aaaa_only(world):
 
 def test_a_plan_rewriting_most_of_a_zone_is_refused_unless_forced(world):
     converge(world)
-    for i in range(4):
-        world.add_foreign(f"host{i}.example.test", "A", f"198.51.100.{100 + i}")
-    changed = dict(ipv4="198.51.100.11", ipv6="2001:db8::11", dmarc_policy="none",
-                   tlsrpt_rua=["mailto:tls2@example.test"], caa_issuers=["pebble.example"])
+    world.add_foreign("host.example.test", "A", "198.51.100.100")
+    # 4 of the zone's 12 or 13 records (ours, the NS and its address, one foreign host)
+    changed = dict(dmarc_policy="none", tlsrpt_rua=["mailto:tls2@example.test"],
+                   spf_all="-all", rsa=RSA2)
     before = world.snapshot()
     with pytest.raises(PlanError, match="over 30%"):
         zone_sync(world, **changed).plan()

@@ -78,7 +78,8 @@ def test_read_converts_to_record_sets(cloudflare_world):
     assert found[(ZONE, "MX")].values == ("10 mail.example.test",)
     assert found[(ZONE, "TXT")].values == ("google-site-verification=abc", "v=spf1 mx -all")
     assert (found[(MAIL, "A")].ttl, found[(MAIL, "A")].proxied) == (600, True)
-    assert provider.calls["read"] == 2  # zone lookup + one page of the whole (small) zone
+    # zone lookup + one name-filtered list per owned name, whatever the zone's size
+    assert provider.calls["read"] == 1 + len(OWNED_NAMES)
 
 
 def test_read_of_a_big_zone_does_not_page_through_it(cloudflare_world):
@@ -93,20 +94,20 @@ def test_read_of_a_big_zone_does_not_page_through_it(cloudflare_world):
     provider = world.provider()
     found = provider.read(ZONE, OWNERSHIP.keys)
     assert {r.key for r in found} == set(OWNERSHIP.keys)
-    # zone lookup + first page (it says: 21 pages) + one name-filtered list per owned name
-    assert provider.calls["read"] == 2 + len(OWNED_NAMES)
-    assert world.emulator.stats_dict()["total"] == 2 + len(OWNED_NAMES)
+    # zone lookup + one name-filtered list per owned name; no page of the whole zone
+    assert provider.calls["read"] == 1 + len(OWNED_NAMES)
+    assert world.emulator.stats_dict()["total"] == 1 + len(OWNED_NAMES)
     full_list_pages = [q for _m, p, q in world.emulator.request_log
                        if p.endswith("/dns_records") and "name.exact" not in q]
-    assert full_list_pages == ["page=1&per_page=500"]
+    assert full_list_pages == []
 
     plan = compute_plan(ZONE, desired(dmarc="v=DMARC1; p=reject"), found, OWNERSHIP)
     provider.apply(plan)
-    # the check before writing knows the zone is big: one name-filtered list, no full page
-    assert provider.calls["read"] == 2 + len(OWNED_NAMES) + 1
+    # the check before writing: one name-filtered list
+    assert provider.calls["read"] == 1 + len(OWNED_NAMES) + 1
     assert provider.calls["write"] == 1
     assert provider.count_records(ZONE) == 10_000 + 7
-    assert provider.calls["read"] == 2 + len(OWNED_NAMES) + 2
+    assert provider.calls["read"] == 1 + len(OWNED_NAMES) + 2
 
 
 def test_count_records_is_one_call(cloudflare_world):
@@ -158,19 +159,21 @@ def test_changes_patch_records_in_place(cloudflare_world):
 def test_removed_key_is_deleted(cloudflare_world):
     world = cloudflare_world
     run(world.provider())
-    without_caa = [r for r in desired() if r.rtype != "CAA"]
-    plan = run(world.provider(), without_caa)
+    without_dmarc = [r for r in desired() if r.name != "_dmarc." + ZONE]
+    plan = run(world.provider(), without_dmarc)
     assert plan.counts() == {"create": 0, "modify": 0, "delete": 1}
-    assert not [t for t in world.snapshot() if t[1] == "CAA"]
+    assert not [t for t in world.snapshot() if t[0] == "_dmarc." + ZONE]
 
 
 def test_spf_change_keeps_foreign_txt_at_the_apex(cloudflare_world):
     world = cloudflare_world
     world.add_foreign(ZONE, "TXT", "google-site-verification=abc", ttl=60)  # lower TTL than ours
     run(world.provider())
-    run(world.provider(), desired(spf="v=spf1 a mx -all"))
+    plan = run(world.provider(), desired(spf="v=spf1 a mx -all"))
+    assert "ttl 60 of the shared TXT set, not 300" in plan.format()
     apex_txt = {t[2:] for t in world.snapshot() if t[:2] == (ZONE, "TXT")}
-    assert apex_txt == {(60, "google-site-verification=abc"), (300, "v=spf1 a mx -all")}
+    # our SPF takes the TTL of the shared apex TXT set; the foreign record is untouched
+    assert apex_txt == {(60, "google-site-verification=abc"), (60, "v=spf1 a mx -all")}
     assert run(world.provider(), desired(spf="v=spf1 a mx -all")).empty
 
 
@@ -180,7 +183,9 @@ def test_proxied_mail_host_becomes_unproxied(cloudflare_world):
     world.set_proxied(MAIL, "A", IP)
     assert (MAIL, "A", 300, IP, "proxied") in world.snapshot()
     ids = record_ids(world)
-    plan = run(world.provider())
+    plan = run(world.provider())  # compute_plan alone: ZoneSync refuses it unless dns_force
+    assert [(c.rtype, c.name) for c in plan.conflicts] == [("A", MAIL)]
+    assert "proxied by Cloudflare" in plan.format()
     assert [(c.action, c.name, c.rtype) for c in plan.changes] == [(MODIFY, MAIL, "A")]
     assert world.snapshot() == expected_snapshot()
     assert record_ids(world) == ids
