@@ -224,7 +224,7 @@ class CloudflareProvider(Provider):
             codes = _error_codes(error)
             if 81044 in codes:
                 hint = ": a record to change no longer exists, the zone changed since it was read"
-            elif 81057 in codes:
+            elif codes & {81057, 81058}:
                 hint = (": a record to create already exists, the zone changed since it was read "
                         "or an interrupted run already wrote it")
             else:
