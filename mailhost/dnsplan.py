@@ -262,13 +262,22 @@ def _mx_part(whole: RecordSet, new: RecordSet | None, ownership: Ownership):
     return (whole.with_values(ours) if ours else None), new, kept, conflicts
 
 
+NO_WILDCARD_ISSUER = '0 issuewild ";"'
+
+
+def caa_beside(ours, found) -> list[str]:
+    """Our CAA values as published beside the ``found`` ones: without ``issuewild ";"`` when
+    another CA is named there (it would forbid that CA's wildcard certificates)."""
+    others = [v for v in found if v not in ours and v.split()[1] in ("issue", "issuewild")]
+    return [v for v in ours if not (others and v == NO_WILDCARD_ISSUER)]
+
+
 def _caa_part(whole: RecordSet, new: RecordSet | None):
     """Our CAA values are added beside the zone's; other CAs are never deleted."""
     wanted = set(new.values) if new else set()
     others = [v for v in whole.values if v not in wanted]
-    other_issuers = [v for v in others if v.split()[1] in ("issue", "issuewild")]
-    if new is not None and other_issuers:
-        values = tuple(v for v in new.values if v != '0 issuewild ";"')
+    if new is not None:
+        values = tuple(caa_beside(new.values, whole.values))
         new = RecordSet(new.name, new.rtype, new.ttl, values, new.proxied)
     ours = [v for v in whole.values if v in set(new.values if new else ())]
     return (whole.with_values(ours) if ours else None), new, tuple(others), []

@@ -25,6 +25,7 @@ from mailhost.dkim import (
     read_local_key,
     selector_for,
 )
+from mailhost.dnsplan import caa_beside
 from mailhost.settings import Settings
 from mailhost.spf import MAX_DNS_LOOKUPS
 
@@ -241,8 +242,10 @@ def caa_check(settings, resolver, domain) -> CheckResult:
 
     def check():
         found = sorted(r.to_text() for r in resolver.values(domain, "CAA"))
-        return result(name, found == expected, ", ".join(expected), ", ".join(found) or "none",
-                      "only these CAs may issue certificates for the domain (caa_issuers); "
+        wanted = caa_beside(expected, found)  # other CAs may stay (the DNS part keeps them)
+        return result(name, set(wanted) <= set(found), ", ".join(wanted),
+                      ", ".join(found) or "none",
+                      "these CAs must be allowed to issue for the domain (caa_issuers); "
                       + REDEPLOY)
     return guarded(name, ", ".join(expected), REDEPLOY, check)
 
