@@ -1,7 +1,11 @@
 """RFC 2136 dynamic updates with TSIG, for a primary server such as Knot, BIND or PowerDNS.
 
 Reads go straight to the primary over TCP, signed with the TSIG key, so no cache or
-secondary can hide a change. A plan is written as ONE update message per zone whose
+secondary can hide a change: one query per owned key on one connection, then one
+prerequisite-only UPDATE confirming that what was found really exists (prerequisites never
+match a wildcard), so a wildcard's synthesized answer is never taken for a record. A CNAME at
+an owned name or a DNAME above it is returned too, for the plan to refuse.
+A plan is written as ONE update message per zone whose
 prerequisites require every touched RRset to be exactly as it was read: a concurrent change
 makes the whole update fail (NXRRSET/YXRRSET) instead of being overwritten. Only our values
 are deleted (RR by RR), so foreign values sharing a name and type, such as a site
