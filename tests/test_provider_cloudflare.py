@@ -6,7 +6,9 @@ import socket
 
 import pytest
 
+from mailhost.desired import ZoneRecords
 from mailhost.dnsplan import CREATE, MODIFY, Ownership, compute_plan
+from mailhost.dnssync import ZoneSync
 from mailhost.providers.base import ProviderError
 from mailhost.providers.cloudflare import CloudflareProvider
 from mailhost.records import RecordSet
@@ -387,3 +389,61 @@ def test_world_foreign_records_and_snapshot(cloudflare_world):
                                 ("x." + ZONE, "TXT", 300, "hello world")}
     world.remove_foreign(ZONE, "MX", "20 backup.example.test")
     assert world.snapshot() == {("x." + ZONE, "TXT", 300, "hello world")}
+
+
+# ----- every error a user can hit is one line -----
+
+@pytest.mark.parametrize("status, expected", [
+    (401, "refused the API token"),
+    (403, "refused the API token"),
+    (429, "rate limit"),
+    (500, "HTTP 500"),
+    (502, "HTTP 502"),
+    (503, "HTTP 503"),
+])
+def test_api_errors_are_one_line_without_the_token(cloudflare_world, status, expected):
+    world = cloudflare_world
+    world.emulator.add_fault("GET", "/zones$", status=status, count=5, retry_after=0.01)
+    provider = world.provider()
+    with pytest.raises(ProviderError, match=expected) as raised:
+        provider.check_zone(ZONE)
+    assert "\n" not in str(raised.value)
+    assert world.token not in str(raised.value)
+
+
+def test_an_unreachable_api_is_one_line():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens there
+    provider = CloudflareProvider("some-token", base_url=f"http://127.0.0.1:{port}/client/v4",
+                                  max_retries=0, timeout=2)
+    with pytest.raises(ProviderError, match="connection to the Cloudflare API at 127.0.0.1"):
+        provider.check_zone(ZONE)
+
+
+def test_a_scoped_token_without_the_zone_is_told_so(cloudflare_world):
+    world = cloudflare_world
+    world.emulator.add_zone("other.test")
+    world.emulator.add_token("scoped-" + "x" * 20, ["other.test"])
+    provider = CloudflareProvider("scoped-" + "x" * 20, base_url=world.base_url)
+    with pytest.raises(ProviderError, match="zone example.test is not in this Cloudflare "
+                                            "account, or the API token cannot see it"):
+        provider.check_zone(ZONE)
+
+
+def test_a_change_slipping_in_between_re_read_and_batch_is_reported(cloudflare_world):
+    """The re-read and the batch are two calls: what changed in between is found by the
+    read-back after the write, and named."""
+    world = cloudflare_world
+    records = desired()
+    sync = ZoneSync(ZoneRecords(ZONE, records, OWNERSHIP), world.provider())
+    plan = sync.plan()
+    real_batch = sync.provider.client.dns.records.batch
+
+    def batch_after_someone_else(**fields):
+        world.add_foreign("_dmarc." + ZONE, "TXT", "v=DMARC1; p=none")
+        return real_batch(**fields)
+
+    sync.provider.client.dns.records.batch = batch_after_someone_else
+    with pytest.raises(ProviderError, match="did not keep TXT _dmarc.example.test as written"):
+        sync.apply(plan)
