@@ -324,3 +324,22 @@ def test_safety_threshold_boundaries(touched, size, refused):
         check_safety(plan_touching(touched), count, force=False)
     check_safety(plan_touching(touched), count, force=True)  # forced: never refused
     assert len(counted) == (0 if touched <= 3 else 1)  # counted only when it can matter
+
+
+def test_the_deploy_operation_applies_only_the_plan_it_showed(world):
+    """mailhost.operations.dns: the preview is what --dry printed; the run compares."""
+    from pyinfra.api import OperationError
+
+    from mailhost.operations.dns import _apply
+
+    world.clutter()
+    preview = zone_sync(world, **ADOPT).plan()
+    world.add_foreign("www2.example.test", "A", "198.51.100.83")  # elsewhere: not compared
+    world.add_foreign("example.test", "TXT", "ms=ms12345", ttl=3600)
+    after_foreign = zone_state(world)
+    with pytest.raises(OperationError, match="changed since the plan you saw: TXT example.test;"):
+        _apply(lambda: zone_sync(world, **ADOPT), preview)
+    assert zone_state(world) == after_foreign
+    world.remove_foreign("example.test", "TXT", "ms=ms12345")
+    _apply(lambda: zone_sync(world, **ADOPT), preview)  # as seen again: applied
+    assert zone_sync(world, **ADOPT).plan().empty
