@@ -396,3 +396,15 @@ def test_mirror_quotes_txt_on_its_own():
     ((key, (ttl, (text,))),) = pushed[0].items()
     # 13 bytes of text, then 242 x: the first string is 255 bytes, the rest goes in a second
     assert text == '"say \\"hi\\" \\\\o/ ' + "x" * 242 + '" "' + "x" * 8 + '"'
+
+
+def test_mirror_writes_names_in_rdata_as_absolute():
+    pushed = []
+    mirror = Rfc2136Mirror("127.0.0.1", 5354, ZONE, "provisioner", "c2VjcmV0", "hmac-sha256")
+    mirror.push = pushed.append
+    emulator = CloudflareEmulator(TOKEN, zones=[ZONE], on_write=mirror)
+    emulator.add_record(ZONE, "_sip._tcp.example.test", "SRV", "10 5 5060 sip.example.test")
+    emulator.add_record(ZONE, "www", "CNAME", "example.test")
+    emulator.add_record(ZONE, "@", "CAA", data={"flags": 0, "tag": "issue", "value": "ca.example"})
+    assert [list(p.values())[0][1] for p in pushed] == [
+        ["10 5 5060 sip.example.test."], ["example.test."], ['0 issue "ca.example"']]

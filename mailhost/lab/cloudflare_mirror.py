@@ -64,6 +64,8 @@ def _rrsets(records: list[dict]) -> dict:
                 content = f"{record['priority']} {content}."
             elif rtype in ("CNAME", "NS", "PTR"):
                 content += "."
+            elif rtype == "SRV" and not content.endswith("."):
+                content += "."  # the target: absolute, as Cloudflare serves it
             elif rtype == "TXT" and not content.startswith('"'):
                 content = _txt_strings(content)
             rdatas.append(content)

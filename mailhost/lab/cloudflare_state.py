@@ -188,7 +188,7 @@ class CloudflareState:
         zone: str,
         name: str,
         rtype: str,
-        content: str,
+        content: str | None = None,
         ttl: int = 300,
         proxied: bool = False,
         priority: int | None = None,
