@@ -67,7 +67,7 @@ from mailhost.dkim import DkimPublicKeys, generate_key, public_value
 from mailhost.dnsplan import DELETE, Change, ZonePlan
 from mailhost.dnssync import ZoneSync
 from mailhost.lab.knot import KNOTD, filler_records, knot_program, minimal_zone
-from mailhost.lab.worlds import CloudflareWorld, KnotWorld
+from mailhost.lab.worlds import SAMPLE_HOST, CloudflareWorld, KnotWorld
 from mailhost.providers.rfc2136 import value_rdata
 from mailhost.settings import load_settings
 
@@ -80,20 +80,6 @@ PROVIDERS = ("rfc2136", "cloudflare")
 # knotd drops a TCP peer that lags 500 ms behind; octoDNS parsing a 10,000-record AXFR can
 KNOT_IO_TIMEOUT_MS = 10_000
 
-# One mail host serving example.test, as the tests' sample host.
-SAMPLE_SETTINGS = {
-    "mail_hostname": "mail.example.test",
-    "mail_domains": ["example.test"],
-    "ipv4": "198.51.100.10",
-    "ipv6": "2001:db8::10",
-    "dns_provider": "rfc2136",
-    "dns_server": "127.0.0.1",
-    "dns_tsig_key_name": "mailhost",
-    "dmarc_policy": "quarantine",
-    "dmarc_rua": ["mailto:dmarc@example.test"],
-    "tlsrpt_rua": ["mailto:tlsrpt@example.test"],
-    "caa_issuers": ["letsencrypt.org"],
-}
 
 # ----- measuring -----
 
@@ -345,7 +331,7 @@ class OctoDns:
 def desired_records() -> ZoneRecords:
     """The sample host's records for example.test, with one RSA DKIM key made for this run."""
     rsa_key = public_value(generate_key("rsa", 2048))
-    settings = load_settings(dict(SAMPLE_SETTINGS))
+    settings = load_settings(dict(SAMPLE_HOST))
     (records,) = desired_by_zone([MailHost(settings, {ZONE: DkimPublicKeys(rsa_key)})])
     return records
 

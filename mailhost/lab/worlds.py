@@ -26,7 +26,6 @@ import os
 import secrets
 import subprocess
 import sys
-import tempfile
 import urllib.request
 
 import dns.message
@@ -43,6 +42,20 @@ from mailhost.providers.rfc2136 import Rfc2136Provider, canonical, value_rdata
 from mailhost.records import normalize_name, normalize_value
 
 ZONE = "example.test"
+# The host data of one mail host serving ZONE, as an inventory gives it (tests, benchmark).
+SAMPLE_HOST = {
+    "mail_hostname": "mail.example.test",
+    "mail_domains": ["example.test"],
+    "ipv4": "198.51.100.10",
+    "ipv6": "2001:db8::10",
+    "dns_provider": "rfc2136",
+    "dns_server": "127.0.0.1",
+    "dns_tsig_key_name": "mailhost",
+    "dmarc_policy": "quarantine",
+    "dmarc_rua": ["mailto:dmarc@example.test"],
+    "tlsrpt_rua": ["mailto:tlsrpt@example.test"],
+    "caa_issuers": ["letsencrypt.org"],
+}
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
 # A zone as most domains hold it before they get a mail host: a website (A, AAAA, www CNAME,
@@ -345,10 +358,6 @@ def _serve_emulator(size: int) -> None:
     print(emulator.base_url, flush=True)
     sys.stdin.read()
     emulator.stop()
-
-
-def temporary_workdir() -> str:
-    return tempfile.mkdtemp(prefix="mailhost-world-")
 
 
 if __name__ == "__main__":
