@@ -1,7 +1,12 @@
-"""The DNS plan: existing vs desired records of the keys this tool owns, as changes.
+"""The DNS plan: existing vs desired records of the keys this tool owns, as changes, and the
+conflicts that stop it.
 
 Shared by every provider. A ZonePlan is computed from what a provider read and what
-mailhost.desired computed; the provider then applies it.
+mailhost.desired computed; the provider then applies it. Where a found record may not be ours
+(another sender's SPF terms, a foreign MX, an address that is not this host's, a CNAME where
+we need a record) the plan holds a Conflict, one line, and check_conflicts refuses it before
+anything is written; values of others that can live beside ours (TXT at the apex, CAA, MX in
+``mx_keep``) are kept, and our part of such a shared set takes its TTL.
 """
 
 from __future__ import annotations
