@@ -408,3 +408,24 @@ def test_mirror_writes_names_in_rdata_as_absolute():
     emulator.add_record(ZONE, "@", "CAA", data={"flags": 0, "tag": "issue", "value": "ca.example"})
     assert [list(p.values())[0][1] for p in pushed] == [
         ["10 5 5060 sip.example.test."], ["example.test."], ['0 issue "ca.example"']]
+
+
+def test_the_calls_of_certbots_cloudflare_plugin(emulator):
+    """What certbot-dns-cloudflare (python3-cloudflare 2.x) sends for a DNS-01 challenge."""
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    api = emulator.base_url
+    status, zones = raw_request(f"{api}/zones?name={ZONE}&per_page=50", headers=auth)
+    assert status == 200 and [z["name"] for z in zones["result"]] == [ZONE]
+    zone = zones["result"][0]["id"]
+    name = f"_acme-challenge.{ZONE}"
+    status, created = raw_request(f"{api}/zones/{zone}/dns_records", "POST",
+                                  {"type": "TXT", "name": name, "content": "chal-1", "ttl": 120},
+                                  auth)
+    assert status == 200 and created["result"]["ttl"] == 120
+    status, listed = raw_request(
+        f"{api}/zones/{zone}/dns_records?type=TXT&name={name}&content=chal-1&per_page=100",
+        headers=auth)
+    assert [r["id"] for r in listed["result"]] == [created["result"]["id"]]
+    status, deleted = raw_request(f"{api}/zones/{zone}/dns_records/{created['result']['id']}",
+                                  "DELETE", headers=auth)
+    assert status == 200 and emulator.records(ZONE) == []
