@@ -447,3 +447,16 @@ def test_a_change_slipping_in_between_re_read_and_batch_is_reported(cloudflare_w
     sync.provider.client.dns.records.batch = batch_after_someone_else
     with pytest.raises(ProviderError, match="did not keep TXT _dmarc.example.test as written"):
         sync.apply(plan)
+
+
+def test_a_plan_over_the_batch_limit_is_written_in_several_batches(cloudflare_world):
+    from mailhost.dnsplan import Change, ZonePlan
+    from mailhost.providers.cloudflare import BATCH_LIMIT
+
+    world = cloudflare_world
+    records = [RecordSet(f"h{i}.{ZONE}", "TXT", 300, (f"t{i}",)) for i in range(BATCH_LIMIT + 50)]
+    plan = ZonePlan(ZONE, [Change(CREATE, r.name, "TXT", None, r) for r in records])
+    provider = world.provider()
+    provider.apply(plan)
+    assert provider.calls["write"] == 2
+    assert len(world.snapshot()) == BATCH_LIMIT + 50
