@@ -7,7 +7,11 @@ dns_ttl = 3600
 
 # SPF: the host's IPv4 and IPv6 are written explicitly; add includes for other senders.
 spf_all = "~all"                 # "-all" once you are sure every sender is listed
-spf_include = []
+spf_include = []                 # adopting another sender's SPF: list its includes here
+
+# MX: values of other servers to keep beside ours (a backup MX), e.g. ["20 backup.example.net"];
+# any other foreign MX value stops the run unless dns_force = True.
+mx_keep = []
 
 # DMARC: start with "none" and reports, then move to quarantine / reject.
 dmarc_policy = "none"
@@ -20,7 +24,7 @@ dkim_selector = "mail"
 dkim_key_type = "rsa-2048"
 dkim_ed25519 = False
 
-# Only these CAs may issue certificates for the mail domains.
+# These CAs may issue certificates for the mail domains (added beside CAs the zone names).
 caa_issuers = ["letsencrypt.org"]
 
 # ACME (certbot on the host): Let's Encrypt by default.

@@ -103,6 +103,7 @@ def desired_by_zone(hosts: list[MailHost]) -> list[ZoneRecords]:
     records: list[RecordSet] = []
     extra_owned: set[tuple[str, str]] = set()
     apexes: set[str] = set()
+    mx_keep: set[tuple[str, str]] = set()
     zones_of_host = {}
     for host in hosts:
         records += host_records(host.settings)
@@ -113,6 +114,7 @@ def desired_by_zone(hosts: list[MailHost]) -> list[ZoneRecords]:
         records += domain_records(domain, serving)
         extra_owned.add((record_name(serving[0].settings.ed25519_selector, domain), "TXT"))
         apexes.add(domain)
+        mx_keep |= {(domain, v) for h in serving for v in h.settings.mx_keep}
 
     all_zones = _unique(z for h in hosts for z in h.settings.zones)
     by_zone: dict[str, list[RecordSet]] = {}
@@ -123,7 +125,8 @@ def desired_by_zone(hosts: list[MailHost]) -> list[ZoneRecords]:
         keys = {r.key for r in zone_records}
         keys |= {k for k in extra_owned if zone_of(k[0], all_zones) == zone}
         shared = frozenset(a for a in apexes if zone_of(a, all_zones) == zone)
-        result.append(ZoneRecords(zone, zone_records, Ownership(frozenset(keys), shared)))
+        keep = frozenset(k for k in mx_keep if k[0] in shared)
+        result.append(ZoneRecords(zone, zone_records, Ownership(frozenset(keys), shared, keep)))
     return result
 
 

@@ -12,8 +12,15 @@ from functools import partial
 
 from mailhost.desired import MailHost, ZoneRecords, desired_by_zone
 from mailhost.dkim import DkimPublicKeys, HostKeyReader, kinds_for, public_half
-from mailhost.dnsplan import ZonePlan, check_safety, compute_plan
-from mailhost.providers import Provider
+from mailhost.dnsplan import (
+    PlanError,
+    ZonePlan,
+    changed_since,
+    check_conflicts,
+    check_safety,
+    compute_plan,
+)
+from mailhost.providers import Provider, ProviderError
 from mailhost.settings import Settings
 
 # (a host's name, a key path on that host) -> its base64 DER public key, or None
@@ -57,9 +64,39 @@ class ZoneSync:
         self.provider.check_zone(self.zone)
         found = self.provider.read(self.zone, self.records.ownership.keys)
         plan = compute_plan(self.zone, self.records.desired, found, self.records.ownership)
+        check_conflicts(plan, self.force)
         check_safety(plan, lambda: self.provider.count_records(self.zone), self.force)
         return plan
 
-    def apply(self, plan: ZonePlan) -> None:
-        if not plan.empty:
-            self.provider.apply(plan)
+    def apply(self, plan: ZonePlan, seen: ZonePlan | None = None) -> None:
+        """Write ``plan``, then read back what was written.
+
+        + seen: the plan the user was shown (the preview); when the zone read for ``plan``
+          differs from the one read for ``seen``, nothing is written.
+        """
+        if seen is not None:
+            changed = changed_since(seen, plan)
+            if changed:
+                raise PlanError(
+                    f"zone {self.zone} changed since the plan you saw: {', '.join(changed)}; "
+                    "nothing was written: check the new plan (--dry) and run again"
+                )
+        if plan.empty:
+            return
+        self.provider.apply(plan)
+        self.verify(plan)
+
+    def verify(self, plan: ZonePlan) -> None:
+        """Fail, naming the record, when the server did not keep what was written."""
+        keys = {(c.name, c.rtype) for c in plan.changes}
+        after = {rr.key: rr for rr in self.provider.read(self.zone, keys)}
+        for change in plan.changes:
+            key = (change.name, change.rtype)
+            have = frozenset(after[key].values) if key in after else frozenset()
+            want = change.expected_values()
+            if have != want:
+                shown = ", ".join(sorted(have)) or "nothing"
+                raise ProviderError(
+                    f"zone {self.zone}: the server did not keep {change.rtype} {change.name} "
+                    f"as written: it holds {shown}, expected {', '.join(sorted(want)) or 'nothing'}"
+                )

@@ -56,6 +56,9 @@ class MailRun:
             try:
                 self.previews[zone] = self.zone_sync(zone, read_host_key).plan()
             except (PlanError, ProviderError) as error:
+                if getattr(error, "plan", None) is not None:
+                    for line in error.plan.lines():
+                        logger.warning(line)
                 raise PyinfraError(f"DNS zone {zone}: {error}") from None
             for line in self.previews[zone].lines():
                 logger.info(line)

@@ -107,6 +107,13 @@ def _public_ipv6(value) -> ipaddress.IPv6Address:
     return address
 
 
+def _mx_value(value: str) -> str:
+    priority, _, host = value.strip().partition(" ")
+    if not (priority.isdigit() and int(priority) <= 65535):
+        raise ValueError("expected 'PRIORITY HOST', e.g. '20 backup-mx.example.net'")
+    return f"{int(priority)} {_fqdn(host)}"
+
+
 def _ip_address(value: str) -> str:
     return str(ipaddress.ip_address(value.strip()))
 
@@ -134,6 +141,7 @@ Selector = Annotated[str, AfterValidator(_selector)]
 IpAddress = Annotated[str, AfterValidator(_ip_address)]
 PemFile = Annotated[str, AfterValidator(_pem_file)]
 HostPort = Annotated[str, AfterValidator(_host_port)]
+MxValue = Annotated[str, AfterValidator(_mx_value)]
 
 
 class Settings(BaseModel):
@@ -169,6 +177,7 @@ class Settings(BaseModel):
     # records
     spf_all: Literal["~all", "-all"] = "~all"
     spf_include: list[DnsName] = []
+    mx_keep: list[MxValue] = []  # other servers' MX values to keep beside ours (backup MX)
     dmarc_policy: Literal["none", "quarantine", "reject"] = "none"
     dmarc_subdomain_policy: Literal["none", "quarantine", "reject"] | None = None
     dmarc_pct: int = Field(default=100, ge=0, le=100)

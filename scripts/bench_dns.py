@@ -17,8 +17,9 @@ Where the providers run:
 - rfc2136: a real knotd on 127.0.0.1 (mailhost.lab.knot.KnotServer), its zone file holding
   the filler records; knotd is a child process, stopped by its PID;
 - cloudflare: the CloudflareEmulator, seeded with the filler records through its Python API
-  (``add_records``), run in a child process of this script (``--serve-emulator``), so that
-  neither its memory nor its CPU (the GIL) is counted in our plan; stopped by its PID.
+  (``add_records``), run in a child process (``python -m mailhost.lab.worlds
+  serve-emulator``), so that neither its memory nor its CPU (the GIL) is counted in our
+  plan; stopped by its PID.
 
 Method: each timed step is repeated ``--repeat`` times (default 3) and the median is
 reported; the zone is put back between repeats (our records deleted, untimed) and one
@@ -31,7 +32,7 @@ zone by AXFR. Its desired zone is the whole zone as an octoDNS config would hold
 zone's records plus ours), so that it plans exactly our change (8 creates) and nothing else;
 what it plans when given only our records is reported too (it deletes everything else, and
 its own safety check refuses that). knotd runs with ``tcp-io-timeout`` raised to 10 s (see
-BenchKnotServer).
+KNOT_IO_TIMEOUT_MS). Both worlds are mailhost.lab.worlds, the ones the tests use.
 
 Usage: scripts/bench-dns [--sizes 10,1000,10000] [--repeat 3] [--json PATH]
        [--providers rfc2136,cloudflare]
@@ -45,13 +46,11 @@ import json
 import logging
 import os
 import platform
-import secrets
 import statistics
 import subprocess
 import sys
 import time
 import tracemalloc
-import urllib.request
 import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -63,139 +62,23 @@ import dns.query
 import dns.rdatatype
 import dns.zone
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from mailhost.desired import MailHost, ZoneRecords, desired_by_zone
+from mailhost.dkim import DkimPublicKeys, generate_key, public_value
+from mailhost.dnsplan import DELETE, Change, ZonePlan
+from mailhost.dnssync import ZoneSync
+from mailhost.lab.knot import KNOTD, filler_records, knot_program, minimal_zone
+from mailhost.lab.worlds import SAMPLE_HOST, CloudflareWorld, KnotWorld
+from mailhost.providers.rfc2136 import value_rdata
+from mailhost.settings import load_settings
 
-from mailhost.desired import MailHost, ZoneRecords, desired_by_zone  # noqa: E402
-from mailhost.dkim import DkimPublicKeys, generate_key, public_value  # noqa: E402
-from mailhost.dnsplan import compute_plan  # noqa: E402
-from mailhost.dnssync import ZoneSync  # noqa: E402
-from mailhost.lab.cloudflare_emulator import CloudflareEmulator  # noqa: E402
-from mailhost.lab.knot import (  # noqa: E402
-    KNOTD,
-    KnotServer,
-    TsigKey,
-    filler_records,
-    knot_program,
-    minimal_zone,
-)
-from mailhost.providers.cloudflare import CloudflareProvider  # noqa: E402
-from mailhost.providers.rfc2136 import Rfc2136Provider, value_rdata  # noqa: E402
-from mailhost.settings import load_settings  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 ZONE = "example.test"
 DEFAULT_SIZES = (10, 1000, 10000)
 DEFAULT_JSON = ROOT / "bench-results" / "dns.json"
 PROVIDERS = ("rfc2136", "cloudflare")
-WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
-
-# The sample host of the tests: one mail host serving example.test (tests/sample.py).
-sys.path.insert(0, str(ROOT / "tests"))
-from sample import BASE as SAMPLE_SETTINGS  # noqa: E402
-
-# ----- the worlds: a provider's server holding the zone, and fresh providers for it -----
-
-
-class BenchKnotServer(KnotServer):
-    """The lab's KnotServer with a longer TCP I/O timeout.
-
-    knotd 3.2 drops a TCP connection whose peer lags more than ``tcp-io-timeout`` (500 ms by
-    default) behind: a Python client that parses and TSIG-verifies an AXFR of 10,000 records
-    (octoDNS here) sometimes lags that much, and the transfer then ends mid-way (EOFError).
-    """
-
-    def config_text(self) -> str:
-        return super().config_text().replace("server:\n", "server:\n  tcp-io-timeout: 10000\n", 1)
-
-
-class KnotWorld:
-    """knotd on loopback serving example.test: SOA, NS, ns1 A and ``size`` filler A records."""
-
-    kind = "rfc2136"
-
-    def __init__(self, size: int):
-        self.size = size
-        self.zone_text = minimal_zone(ZONE) + filler_records(ZONE, size)
-        self.server = BenchKnotServer({ZONE: self.zone_text},
-                                      key=TsigKey.generate("mailhost-bench"))
-
-    def start(self) -> None:
-        self.server.start(timeout=30)
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    def provider(self) -> Rfc2136Provider:
-        key = self.server.key
-        return Rfc2136Provider(self.server.address, self.server.port, key.name, key.secret,
-                               key.algorithm, timeout=10)
-
-    def server_writes(self) -> int:
-        """The SOA serial: every accepted update bumps it."""
-        query = dns.message.make_query(ZONE + ".", dns.rdatatype.SOA)
-        answer = dns.query.tcp(query, self.server.address, port=self.server.port, timeout=5)
-        return answer.answer[0][0].serial
-
-
-class CloudflareWorld:
-    """The Cloudflare emulator in a child process, its zone seeded with ``size`` A records."""
-
-    kind = "cloudflare"
-
-    def __init__(self, size: int):
-        self.size = size
-        self.token = "bench-" + secrets.token_hex(16)
-        self.process: subprocess.Popen | None = None
-        self.base_url = ""
-
-    def start(self) -> None:
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("CLOUDFLARE_EMAIL", "CLOUDFLARE_API_KEY", "CLOUDFLARE_BASE_URL")}
-        env["CLOUDFLARE_EMULATOR_TOKEN"] = self.token
-        self.process = subprocess.Popen(
-            [sys.executable, __file__, "--serve-emulator", str(self.size)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True,
-        )
-        line = self.process.stdout.readline().strip()
-        if not line.startswith("http://"):
-            self.stop()
-            raise RuntimeError(f"the Cloudflare emulator did not start: {line!r}")
-        self.base_url = line
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        try:
-            self.process.stdin.close()  # the child stops its server and exits on EOF
-            self.process.wait(10)
-        except (OSError, subprocess.TimeoutExpired):
-            self.process.terminate()  # by its PID
-            self.process.wait()
-        self.process = None
-
-    def provider(self) -> CloudflareProvider:
-        return CloudflareProvider(self.token, base_url=self.base_url)
-
-    def server_writes(self) -> int:
-        """Write requests (POST/PUT/PATCH/DELETE) the emulator has served so far."""
-        admin = self.base_url.split("/client/v4")[0] + "/__emulator/stats"
-        with urllib.request.urlopen(admin, timeout=10) as response:
-            stats = json.load(response)
-        return sum(stats["requests"].get(method, 0) for method in WRITE_METHODS)
-
-
-def serve_emulator(size: int) -> None:
-    """Child process: seed the emulator through its Python API, serve until stdin closes."""
-    emulator = CloudflareEmulator(os.environ["CLOUDFLARE_EMULATOR_TOKEN"], zones=[ZONE])
-    emulator.add_records(ZONE, [
-        {"name": f"filler-{i:05d}.{ZONE}", "type": "A",
-         "content": f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", "ttl": 300}
-        for i in range(size)
-    ])
-    emulator.start()
-    print(emulator.base_url, flush=True)
-    sys.stdin.read()
-    emulator.stop()
+# knotd drops a TCP peer that lags 500 ms behind; octoDNS parsing a 10,000-record AXFR can
+KNOT_IO_TIMEOUT_MS = 10_000
 
 
 # ----- measuring -----
@@ -273,8 +156,9 @@ def records_read(world, function) -> int:
 def revert(world, records: ZoneRecords) -> None:
     """Delete our records again (untimed), back to the zone the run started with."""
     provider = world.provider()
-    found = provider.read(ZONE, records.ownership.keys)
-    provider.apply(compute_plan(ZONE, [], found, records.ownership))
+    found = provider.read(ZONE, records.ownership.keys)  # only ours: the zone holds no other
+    provider.apply(ZonePlan(ZONE, [Change(DELETE, rr.name, rr.rtype, rr, None, rr)
+                                   for rr in found]))
     leftover = world.provider().read(ZONE, records.ownership.keys)
     if leftover:
         raise RuntimeError(f"{world.kind}: could not put the zone back: {leftover}")
@@ -385,7 +269,8 @@ class OctoDns:
         ]
         # What the zone holds before our records: the same text Knot loaded, SOA aside
         # (octoDNS does not manage SOA).
-        parsed = dns.zone.from_text(world.zone_text, ZONE + ".", relativize=False)
+        zone_text = minimal_zone(ZONE) + filler_records(ZONE, world.size)
+        parsed = dns.zone.from_text(zone_text, ZONE + ".", relativize=False)
         theirs = [
             Rrset(name.to_text(), dns.rdatatype.to_text(rdataset.rdtype), rdataset.ttl,
                   [rdata.to_text() for rdata in rdataset])
@@ -446,7 +331,7 @@ class OctoDns:
 def desired_records() -> ZoneRecords:
     """The sample host's records for example.test, with one RSA DKIM key made for this run."""
     rsa_key = public_value(generate_key("rsa", 2048))
-    settings = load_settings(dict(SAMPLE_SETTINGS))
+    settings = load_settings(dict(SAMPLE_HOST))
     (records,) = desired_by_zone([MailHost(settings, {ZONE: DkimPublicKeys(rsa_key)})])
     return records
 
@@ -456,7 +341,10 @@ def run(sizes: list[int], providers: list[str], repeat: int) -> dict:
     results = []
     for kind in providers:
         for size in sizes:
-            world = KnotWorld(size) if kind == "rfc2136" else CloudflareWorld(size)
+            if kind == "rfc2136":
+                world = KnotWorld(size, io_timeout_ms=KNOT_IO_TIMEOUT_MS)
+            else:
+                world = CloudflareWorld(size, own_process=True)
             started = time.perf_counter()
             world.start()
             try:
@@ -598,11 +486,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per timed step (median)")
     parser.add_argument("--providers", default=",".join(PROVIDERS))
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write JSON")
-    parser.add_argument("--serve-emulator", type=int, metavar="SIZE", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.serve_emulator is not None:
-        serve_emulator(args.serve_emulator)
-        return 0
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     providers = [p.strip() for p in args.providers.split(",") if p.strip()]
     if args.repeat < 1 or not sizes or any(s < 0 for s in sizes):

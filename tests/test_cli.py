@@ -107,3 +107,29 @@ def test_wrong_tsig_secret_is_one_clear_line(cli, knot_world, monkeypatch):
     assert result.returncode != 0
     assert "DNS zone example.test:" in output and "mailhost" in output
     assert "d3Jvbmcgc2VjcmV0IHdyb25nIHNlY3JldA==" not in output
+
+
+def test_a_cluttered_zone_shows_its_conflicts_then_converges_once_adopted(cli, knot_world):
+    knot_world.clutter()
+    before = knot_world.zone_bytes()
+    code, output = cli("--dry")
+    assert code != 0
+    assert "Traceback" not in output
+    conflicts = [line.strip() for line in output.splitlines() if "! CONFLICT" in line]
+    assert len(conflicts) == 2, output
+    assert "list it in mx_keep to keep it (a backup MX)" in conflicts[0]
+    assert "add spf.newsletter.example to spf_include to keep them" in conflicts[1]
+    assert "DNS zone example.test: zone example.test: MX example.test: " in output
+    code, output = cli("-y")
+    assert code != 0
+    assert knot_world.zone_bytes() == before  # byte for byte, SOA serial included
+
+    adopt = ["--data", 'spf_include=["spf.newsletter.example"]',
+             "--data", 'mx_keep=["20 mx.oldprovider.example"]']
+    code, output = cli("-y", *adopt)
+    assert code == 0, output
+    applied = knot_world.zone_bytes()
+    code, output = cli("-y", *adopt)
+    assert code == 0, output
+    assert "= example.test: no DNS changes" in output
+    assert knot_world.zone_bytes() == applied

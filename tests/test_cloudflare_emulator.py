@@ -138,7 +138,7 @@ def test_identical_record_is_refused(client, zone_id):
         client.dns.records.create(zone_id=zone_id, name="a.example.test", type="A",
                                   content="10.0.0.1", ttl=600)
     assert caught.value.body["errors"] == [
-        {"code": 81057, "message": "An identical record already exists."}
+        {"code": 81058, "message": "An identical record already exists."}
     ]
 
 
@@ -323,3 +323,109 @@ def test_runs_as_a_module():
     finally:
         process.terminate()
         process.wait(timeout=5)
+
+
+# ----- the documented API rules the emulator enforces -----
+
+@pytest.mark.parametrize("body, code", [
+    ({"name": "a", "type": "A", "content": "10.0.0.1", "ttl": 30}, 9021),  # TTL 1 or >= 60
+    ({"name": "a", "type": "A", "content": "10.0.0.1", "ttl": 300, "proxied": "true"}, 9003),
+    ({"name": "@", "type": "CAA", "content": '0 issue "ca.example"', "ttl": 300}, 9101),
+    ({"name": "@", "type": "CAA", "data": {"flags": 0, "tag": "isue", "value": "x"}}, 9101),
+    ({"name": "t", "type": "TXT", "content": '"' + "x" * 256 + '"', "ttl": 300}, 9100),
+    ({"name": "t", "type": "TXT", "content": "x" * 2049, "ttl": 300}, 9100),
+])
+def test_documented_validation_rules(emulator, zone_id, body, code):
+    status, answer = raw_request(f"{emulator.base_url}/zones/{zone_id}/dns_records", "POST",
+                                 body, {"Authorization": f"Bearer {TOKEN}"})
+    assert (status, answer["errors"][0]["code"]) == (400, code)
+    assert emulator.records(ZONE) == []
+
+
+def test_caa_is_written_through_data_and_ttl_60_and_1_are_accepted(client, emulator, zone_id):
+    client.dns.records.create(zone_id=zone_id, name="@", type="CAA", ttl=60,
+                              data={"flags": 0, "tag": "issue", "value": "ca.example"})
+    client.dns.records.create(zone_id=zone_id, name="t", type="TXT", ttl=1,
+                              content='"' + "y" * 255 + '" "z"')
+    caa, txt = emulator.records(ZONE)
+    assert (caa["content"], caa["data"], caa["ttl"]) == (
+        '0 issue "ca.example"', {"flags": 0, "tag": "issue", "value": "ca.example"}, 60)
+    assert txt["content"] == '"' + "y" * 255 + '" "z"'  # stored as given
+
+
+def test_batch_over_the_limit_is_refused_whole(emulator, zone_id):
+    posts = [{"name": f"h{i}", "type": "A", "content": "10.0.0.1", "ttl": 300}
+             for i in range(201)]
+    status, answer = raw_request(f"{emulator.base_url}/zones/{zone_id}/dns_records/batch",
+                                 "POST", {"posts": posts}, {"Authorization": f"Bearer {TOKEN}"})
+    assert (status, answer["errors"][0]["code"]) == (400, 81061)
+    assert emulator.records(ZONE) == []
+
+
+def test_a_token_scoped_to_other_zones_gets_403(emulator):
+    other = emulator.add_zone("other.test")
+    emulator.add_token("scoped-token", ["other.test"])
+    scoped = Cloudflare(api_token="scoped-token", base_url=emulator.base_url, max_retries=0)
+    assert [z.name for z in scoped.zones.list().result] == ["other.test"]
+    assert scoped.dns.records.list(zone_id=other).result == []
+    with pytest.raises(cloudflare.PermissionDeniedError) as refused:
+        scoped.dns.records.list(zone_id=emulator.zone_id(ZONE))
+    assert refused.value.status_code == 403
+    assert refused.value.body["errors"][0]["code"] == 9109
+
+
+def test_a_failed_write_through_fails_the_request_and_keeps_nothing(client, emulator, zone_id):
+    def refuse(zone, old, new):
+        raise RuntimeError("RFC 2136 update refused: REFUSED")
+
+    emulator.on_write = refuse
+    with pytest.raises(cloudflare.InternalServerError):
+        client.with_options(max_retries=0).dns.records.create(
+            zone_id=zone_id, name="a", type="A", content="10.0.0.1", ttl=300)
+    assert emulator.records(ZONE) == []
+    assert emulator.hook_errors == ["RuntimeError: RFC 2136 update refused: REFUSED"]
+
+
+def test_mirror_quotes_txt_on_its_own():
+    """The mirror's TXT presentation, checked literally (not with the provider's helpers)."""
+    pushed = []
+    mirror = Rfc2136Mirror("127.0.0.1", 5354, ZONE, "provisioner", "c2VjcmV0", "hmac-sha256")
+    mirror.push = pushed.append
+    emulator = CloudflareEmulator(TOKEN, zones=[ZONE], on_write=mirror)
+    emulator.add_record(ZONE, "t", "TXT", 'say "hi" \\o/ ' + "x" * 250)
+    ((key, (ttl, (text,))),) = pushed[0].items()
+    # 13 bytes of text, then 242 x: the first string is 255 bytes, the rest goes in a second
+    assert text == '"say \\"hi\\" \\\\o/ ' + "x" * 242 + '" "' + "x" * 8 + '"'
+
+
+def test_mirror_writes_names_in_rdata_as_absolute():
+    pushed = []
+    mirror = Rfc2136Mirror("127.0.0.1", 5354, ZONE, "provisioner", "c2VjcmV0", "hmac-sha256")
+    mirror.push = pushed.append
+    emulator = CloudflareEmulator(TOKEN, zones=[ZONE], on_write=mirror)
+    emulator.add_record(ZONE, "_sip._tcp.example.test", "SRV", "10 5 5060 sip.example.test")
+    emulator.add_record(ZONE, "www", "CNAME", "example.test")
+    emulator.add_record(ZONE, "@", "CAA", data={"flags": 0, "tag": "issue", "value": "ca.example"})
+    assert [list(p.values())[0][1] for p in pushed] == [
+        ["10 5 5060 sip.example.test."], ["example.test."], ['0 issue "ca.example"']]
+
+
+def test_the_calls_of_certbots_cloudflare_plugin(emulator):
+    """What certbot-dns-cloudflare (python3-cloudflare 2.x) sends for a DNS-01 challenge."""
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    api = emulator.base_url
+    status, zones = raw_request(f"{api}/zones?name={ZONE}&per_page=50", headers=auth)
+    assert status == 200 and [z["name"] for z in zones["result"]] == [ZONE]
+    zone = zones["result"][0]["id"]
+    name = f"_acme-challenge.{ZONE}"
+    status, created = raw_request(f"{api}/zones/{zone}/dns_records", "POST",
+                                  {"type": "TXT", "name": name, "content": "chal-1", "ttl": 120},
+                                  auth)
+    assert status == 200 and created["result"]["ttl"] == 120
+    status, listed = raw_request(
+        f"{api}/zones/{zone}/dns_records?type=TXT&name={name}&content=chal-1&per_page=100",
+        headers=auth)
+    assert [r["id"] for r in listed["result"]] == [created["result"]["id"]]
+    status, deleted = raw_request(f"{api}/zones/{zone}/dns_records/{created['result']['id']}",
+                                  "DELETE", headers=auth)
+    assert status == 200 and emulator.records(ZONE) == []

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 
+import pytest
 from sample import sample_settings
 
 from mailhost.desired import MailHost, desired_by_zone
 from mailhost.dkim import PENDING, DkimPublicKeys, generate_key, public_value
 from mailhost.dnsplan import Ownership, compute_plan
 from mailhost.records import RecordSet, quote_txt, split_txt, unquote_txt
+from mailhost.settings import SettingsError
 
 RSA = public_value(generate_key("rsa", 2048))
 
@@ -114,7 +116,10 @@ def test_ownership_covers_host_addresses_and_only_spf_at_the_apex():
     assert ("mail.example.test", "AAAA") in ownership.keys  # so a removed IPv6 is deleted
     assert ("example.test", "CNAME") not in ownership.keys
     apex = RecordSet("example.test", "TXT", 300, ("v=spf1 -all", "google-site-verification=x"))
-    assert ownership.ours(apex).values == ("v=spf1 -all",)
+    plan = compute_plan(zones[0].zone, zones[0].desired, [apex], ownership)
+    (txt,) = [c for c in plan.changes if (c.name, c.rtype) == ("example.test", "TXT")]
+    assert txt.old.values == ("v=spf1 -all",)
+    assert txt.removed_values == ("v=spf1 -all",)
 
 
 def test_plan_deletes_our_stale_aaaa_but_not_foreign_txt():
@@ -155,3 +160,39 @@ def test_plan_lines_read_like_dnscontrol():
     assert compute_plan("example.test", desired, desired, ownership).lines() == [
         "= example.test: no DNS changes"
     ]
+
+
+def test_mx_keep_is_validated_and_owned_per_mail_domain():
+    settings = sample_settings(mx_keep=["20 Backup-MX.Example.NET."])
+    assert settings.mx_keep == ["20 backup-mx.example.net"]
+    _, zones = records_of(host(settings))
+    assert zones[0].ownership.mx_keep == {("example.test", "20 backup-mx.example.net")}
+    with pytest.raises(SettingsError, match=r"^settings: mx_keep\[0\] = 'backup.example.net': "
+                                            r"expected 'PRIORITY HOST'"):
+        sample_settings(mx_keep=["backup.example.net"])
+
+
+def plan_with(found, **overrides):
+    _, zones = records_of(host(sample_settings(**overrides)))
+    zone = zones[0]
+    return compute_plan(zone.zone, zone.desired, found, zone.ownership)
+
+
+def test_spf_terms_compare_without_qualifiers():
+    ours = "v=spf1 ip4:198.51.100.10 ip6:2001:db8::10 -all"
+    plan = plan_with([RecordSet("example.test", "TXT", 300, (ours,))])
+    assert plan.conflicts == []  # only the all qualifier differs: ours to rewrite
+    plan = plan_with([RecordSet("example.test", "TXT", 300, (ours.replace("-all", "+mx -all"),))])
+    assert [c.text.split(";")[0] for c in plan.conflicts] == [
+        f'SPF "{ours.replace("-all", "+mx -all")}" has terms that are not ours: +mx']
+
+
+def test_caa_keeps_other_cas_and_drops_the_wildcard_ban_only_beside_them():
+    plan = plan_with([RecordSet("example.test", "CAA", 300, ('0 iodef "mailto:x@example.test"',))])
+    (caa,) = [c for c in plan.changes if c.rtype == "CAA"]
+    assert caa.new.values == ('0 issue "letsencrypt.org"', '0 issuewild ";"')
+    assert caa.removed_values == ()
+    plan = plan_with([RecordSet("example.test", "CAA", 300, ('0 issuewild "sectigo.com"',))])
+    (caa,) = [c for c in plan.changes if c.rtype == "CAA"]
+    assert caa.new.values == ('0 issue "letsencrypt.org"',)
+    assert caa.expected_values() == {'0 issue "letsencrypt.org"', '0 issuewild "sectigo.com"'}

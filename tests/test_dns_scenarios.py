@@ -3,16 +3,20 @@ emulator through the official SDK. dnscontrol's rule: apply, plan again, expect 
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from sample import sample_settings
 
 from mailhost.desired import MailHost, desired_by_zone
 from mailhost.dkim import DkimPublicKeys, generate_key, public_value
-from mailhost.dnsplan import PlanError
+from mailhost.dnsplan import Change, PlanError, ZonePlan, check_safety, compute_plan
 from mailhost.dnssync import ZoneSync
 from mailhost.providers import ProviderError
+from mailhost.records import RecordSet
 
 RSA = public_value(generate_key("rsa", 2048))
+RSA2 = public_value(generate_key("rsa", 2048))
 
 
 @pytest.fixture(params=["knot_world", "cloudflare_world"])
@@ -20,9 +24,9 @@ def world(request):
     return request.getfixturevalue(request.param)
 
 
-def zone_sync(world, provider=None, force=False, **overrides) -> ZoneSync:
+def zone_sync(world, provider=None, force=False, rsa=RSA, **overrides) -> ZoneSync:
     settings = sample_settings(**overrides)
-    (records,) = desired_by_zone([MailHost(settings, {"example.test": DkimPublicKeys(RSA)})])
+    (records,) = desired_by_zone([MailHost(settings, {"example.test": DkimPublicKeys(rsa)})])
     return ZoneSync(records, provider or world.provider(), force=force)
 
 
@@ -105,10 +109,16 @@ def test_concurrent_change_between_plan_and_apply_is_detected(world):
     assert world.snapshot() == after_foreign
 
 
-def test_removed_ipv6_deletes_our_aaaa_only(world):
+def test_removed_ipv6_needs_force_then_deletes_our_aaaa_only(world):
     converge(world)
     world.add_foreign("www.example.test", "AAAA", "2001:db8::80")
-    sync = zone_sync(world, ipv6=None)
+    before = world.snapshot()
+    with pytest.raises(PlanError, match="nothing was written") as refused:
+        zone_sync(world, ipv6=None).plan()
+    shown = refused.value.plan.format()
+    assert "! CONFLICT AAAA  mail.example.test  2001:db8::10 exists but ipv6 is not set" in shown
+    assert world.snapshot() == before
+    sync = zone_sync(world, ipv6=None, force=True)
     plan = sync.plan()
     assert {(c.action, c.name, c.rtype) for c in plan.changes} >= {
         ("delete", "mail.example.test", "AAAA"),
@@ -123,10 +133,10 @@ def test_removed_ipv6_deletes_our_aaaa_only(world):
 
 def test_a_plan_rewriting_most_of_a_zone_is_refused_unless_forced(world):
     converge(world)
-    for i in range(4):
-        world.add_foreign(f"host{i}.example.test", "A", f"198.51.100.{100 + i}")
-    changed = dict(ipv4="198.51.100.11", ipv6="2001:db8::11", dmarc_policy="none",
-                   tlsrpt_rua=["mailto:tls2@example.test"], caa_issuers=["pebble.example"])
+    world.add_foreign("host.example.test", "A", "198.51.100.100")
+    # 4 of the zone's 12 or 13 records (ours, the NS and its address, one foreign host)
+    changed = dict(dmarc_policy="none", tlsrpt_rua=["mailto:tls2@example.test"],
+                   spf_all="-all", rsa=RSA2)
     before = world.snapshot()
     with pytest.raises(PlanError, match="over 30%"):
         zone_sync(world, **changed).plan()
@@ -134,3 +144,202 @@ def test_a_plan_rewriting_most_of_a_zone_is_refused_unless_forced(world):
     forced = zone_sync(world, force=True, **changed)
     forced.apply(forced.plan())
     assert zone_sync(world, **changed).plan().empty
+
+
+# ----- a realistic zone: a website, a newsletter sender, another provider, another CA -----
+
+ADOPT = dict(spf_include=["spf.newsletter.example"], mx_keep=["20 mx.oldprovider.example"],
+             dns_ttl=300)
+
+
+def zone_state(world):
+    """What must not move on a refused run: Knot's zone byte for byte (SOA serial included),
+    the emulator's records with their ids and timestamps."""
+    if hasattr(world, "zone_bytes"):
+        return world.zone_bytes()
+    return world.emulator.records(world.zone)
+
+
+def test_cluttered_zone_is_refused_with_one_line_per_conflict(world):
+    world.clutter()
+    before = zone_state(world)
+    with pytest.raises(PlanError) as refused:
+        zone_sync(world, dns_ttl=300).plan()
+    assert "\n" not in str(refused.value)
+    shown = refused.value.plan.format()
+    conflicts = [line.strip() for line in shown.splitlines() if line.strip().startswith("!")]
+    assert [" ".join(line.split()[:4]) for line in conflicts] == [
+        "! CONFLICT MX example.test", "! CONFLICT TXT example.test"], shown
+    assert conflicts[0].endswith(
+        "20 mx.oldprovider.example is not one of our mail hosts: list it in mx_keep to "
+        "keep it (a backup MX), or set dns_force = True to delete it")
+    assert conflicts[1].endswith(
+        'SPF "v=spf1 include:spf.newsletter.example -all" has terms that are not ours: '
+        "include:spf.newsletter.example; add spf.newsletter.example to spf_include to keep "
+        "them, or set dns_force = True to replace the record")
+    # the wildcard's answer is not taken for a record at the mail hostname
+    assert re.search(r"\+ CREATE  A     mail.example.test +198.51.100.10", shown)
+    assert "- DELETE" not in shown
+    assert zone_state(world) == before
+
+
+def test_cluttered_zone_adopted_keeps_every_foreign_record_byte_for_byte(world):
+    world.clutter()
+    foreign = {row for row in world.snapshot()}
+    sync = zone_sync(world, **ADOPT)
+    plan = sync.plan()
+    assert plan.conflicts == []
+    shown = plan.format()
+    # shared sets keep their TTL, and the plan says so
+    assert "ttl 3600 of the shared TXT set, not 300" in shown
+    assert "ttl 3600 of the shared MX set, not 300" in shown
+    assert "ttl 3600 of the shared CAA set, not 300" in shown
+    assert "issuewild" not in shown  # never forbid wildcards when another CA issues
+    sync.apply(plan)
+    after = world.snapshot()
+    # every foreign record is still there, TTL included, except the replaced SPF
+    replaced = ("example.test", "TXT", 3600, "v=spf1 include:spf.newsletter.example -all")
+    assert foreign - {replaced} <= after
+    apex = {(t[1], t[2], t[3]) for t in after if t[0] == "example.test"}
+    assert ("TXT", 3600, "v=spf1 ip4:198.51.100.10 ip6:2001:db8::10 "
+            "include:spf.newsletter.example ~all") in apex
+    assert {v for t, _ttl, v in apex if t == "CAA"} == {
+        '0 issue "sectigo.com"', '0 issue "letsencrypt.org"'}
+    assert {(ttl, v) for t, ttl, v in apex if t == "MX"} == {
+        (3600, "20 mx.oldprovider.example"), (3600, "10 mail.example.test")}
+    assert ("mail.example.test", "A", 300, "198.51.100.10") in after
+    again = zone_sync(world, **ADOPT)
+    assert again.plan().empty
+    assert again.provider.calls["write"] == 0
+
+
+def test_forced_run_replaces_the_foreign_spf_and_mx_but_keeps_the_rest(world):
+    world.clutter()
+    sync = zone_sync(world, dns_ttl=300, force=True)
+    plan = sync.plan()
+    assert len(plan.conflicts) == 2  # shown, then overridden by dns_force
+    sync.apply(plan)
+    after = {(t[0], t[1], t[3]) for t in world.snapshot()}
+    assert ("example.test", "MX", "20 mx.oldprovider.example") not in after
+    assert ("example.test", "TXT", "google-site-verification=Xk2v9Q") in after
+    assert ("example.test", "CAA", '0 issue "sectigo.com"') in after
+    assert zone_sync(world, dns_ttl=300).plan().empty
+
+
+def test_cname_at_the_mail_hostname_is_refused_even_when_forced(world):
+    world.clutter()
+    world.add_foreign("mail.example.test", "CNAME", "ghs.hosting.example")
+    before = zone_state(world)
+    with pytest.raises(PlanError, match="no other record can sit beside a CNAME") as refused:
+        zone_sync(world, force=True, **ADOPT).plan()
+    assert re.search(r"! CONFLICT CNAME mail.example.test +-> ghs.hosting.example",
+                     refused.value.plan.format())
+    assert zone_state(world) == before
+
+
+def test_mail_hostname_at_the_apex_is_refused(world):
+    world.clutter()
+    before = zone_state(world)
+    with pytest.raises(PlanError, match="is the apex of a mail domain") as refused:
+        zone_sync(world, mail_hostname="example.test", **ADOPT).plan()
+    shown = refused.value.plan.format()
+    assert "198.51.100.80 is not this host's address" in shown  # the website's A
+    assert zone_state(world) == before
+
+
+def test_a_foreign_address_at_the_mail_hostname_needs_force(world):
+    world.add_foreign("mail.example.test", "A", "198.51.100.99")
+    before = zone_state(world)
+    with pytest.raises(PlanError, match="198.51.100.99 is not this host's address"):
+        zone_sync(world).plan()
+    assert zone_state(world) == before
+    converge(world, force=True)
+    assert ("mail.example.test", "A", 3600, "198.51.100.10") in world.snapshot()
+
+
+def test_a_change_between_preview_and_apply_stops_the_run(world):
+    world.clutter()
+    sync = zone_sync(world, **ADOPT)
+    preview = sync.plan()
+    world.add_foreign("example.test", "TXT", "ms=ms12345", ttl=3600)
+    after_foreign = zone_state(world)
+    fresh = sync.plan()
+    with pytest.raises(PlanError, match="changed since the plan you saw: TXT example.test"):
+        sync.apply(fresh, seen=preview)
+    assert zone_state(world) == after_foreign
+
+
+def test_a_dname_above_an_owned_name_is_refused(knot_world):
+    knot_world.add_foreign("_domainkey.example.test", "DNAME", "_domainkey.newsletter.example.")
+    with pytest.raises(PlanError, match="redirects mail._domainkey.example.test"):
+        zone_sync(knot_world).plan()
+
+
+def test_an_update_the_server_silently_ignores_is_reported(knot_world):
+    """RFC 2136 3.4.2.2: an A added at a CNAME's name is ignored, and the update succeeds."""
+    knot_world.add_foreign("mail.example.test", "CNAME", "ghs.hosting.example")
+    sync = zone_sync(knot_world)
+    unseen = [rr for rr in sync.provider.read(sync.zone, sync.records.ownership.keys)
+              if rr.rtype != "CNAME"]  # as a provider that did not see the CNAME would read
+    plan = compute_plan(sync.zone, sync.records.desired, unseen, sync.records.ownership)
+    with pytest.raises(ProviderError, match="did not keep A mail.example.test as written"):
+        sync.apply(plan)
+
+
+def test_wildcards_are_not_taken_for_records(knot_world):
+    knot_world.add_foreign("*.example.test", "TXT", "v=DMARC1; p=none")
+    knot_world.add_foreign("*.example.test", "A", "198.51.100.80")
+    provider = knot_world.provider()
+    assert provider.read("example.test", [("_dmarc.example.test", "TXT"),
+                                          ("mail.example.test", "A")]) == []
+    converge(knot_world)
+    assert zone_sync(knot_world).plan().empty
+
+
+# ----- the 30% threshold (octoDNS): its boundaries -----
+
+def plan_touching(count: int) -> ZonePlan:
+    """A plan that modifies ``count`` records."""
+    old = RecordSet("example.test", "TXT", 300, tuple(f"old{i}" for i in range(count)))
+    new = RecordSet("example.test", "TXT", 300, ("new",))
+    return ZonePlan("example.test", [Change("modify", "example.test", "TXT", old, new, old)])
+
+
+@pytest.mark.parametrize("touched, size, refused", [
+    (29, 100, False), (30, 100, False), (31, 100, True),  # 29%, 30%, 31%
+    (4, 9, False), (4, 10, True), (4, 11, True),  # zones of 9, 10, 11 records
+    (3, 10, False),  # 30% of 10: never counted
+])
+def test_safety_threshold_boundaries(touched, size, refused):
+    counted = []
+
+    def count():
+        counted.append(size)
+        return size
+
+    if refused:
+        with pytest.raises(PlanError, match=f"updates or deletes {touched} of {size} records"):
+            check_safety(plan_touching(touched), count, force=False)
+    else:
+        check_safety(plan_touching(touched), count, force=False)
+    check_safety(plan_touching(touched), count, force=True)  # forced: never refused
+    assert len(counted) == (0 if touched <= 3 else 1)  # counted only when it can matter
+
+
+def test_the_deploy_operation_applies_only_the_plan_it_showed(world):
+    """mailhost.operations.dns: the preview is what --dry printed; the run compares."""
+    from pyinfra.api import OperationError
+
+    from mailhost.operations.dns import _apply
+
+    world.clutter()
+    preview = zone_sync(world, **ADOPT).plan()
+    world.add_foreign("www2.example.test", "A", "198.51.100.83")  # elsewhere: not compared
+    world.add_foreign("example.test", "TXT", "ms=ms12345", ttl=3600)
+    after_foreign = zone_state(world)
+    with pytest.raises(OperationError, match="changed since the plan you saw: TXT example.test;"):
+        _apply(lambda: zone_sync(world, **ADOPT), preview)
+    assert zone_state(world) == after_foreign
+    world.remove_foreign("example.test", "TXT", "ms=ms12345")
+    _apply(lambda: zone_sync(world, **ADOPT), preview)  # as seen again: applied
+    assert zone_sync(world, **ADOPT).plan().empty

@@ -6,7 +6,9 @@ import socket
 
 import pytest
 
+from mailhost.desired import ZoneRecords
 from mailhost.dnsplan import CREATE, MODIFY, Ownership, compute_plan
+from mailhost.dnssync import ZoneSync
 from mailhost.providers.base import ProviderError
 from mailhost.providers.cloudflare import CloudflareProvider
 from mailhost.records import RecordSet
@@ -78,7 +80,8 @@ def test_read_converts_to_record_sets(cloudflare_world):
     assert found[(ZONE, "MX")].values == ("10 mail.example.test",)
     assert found[(ZONE, "TXT")].values == ("google-site-verification=abc", "v=spf1 mx -all")
     assert (found[(MAIL, "A")].ttl, found[(MAIL, "A")].proxied) == (600, True)
-    assert provider.calls["read"] == 2  # zone lookup + one page of the whole (small) zone
+    # zone lookup + one name-filtered list per owned name, whatever the zone's size
+    assert provider.calls["read"] == 1 + len(OWNED_NAMES)
 
 
 def test_read_of_a_big_zone_does_not_page_through_it(cloudflare_world):
@@ -93,20 +96,20 @@ def test_read_of_a_big_zone_does_not_page_through_it(cloudflare_world):
     provider = world.provider()
     found = provider.read(ZONE, OWNERSHIP.keys)
     assert {r.key for r in found} == set(OWNERSHIP.keys)
-    # zone lookup + first page (it says: 21 pages) + one name-filtered list per owned name
-    assert provider.calls["read"] == 2 + len(OWNED_NAMES)
-    assert world.emulator.stats_dict()["total"] == 2 + len(OWNED_NAMES)
+    # zone lookup + one name-filtered list per owned name; no page of the whole zone
+    assert provider.calls["read"] == 1 + len(OWNED_NAMES)
+    assert world.emulator.stats_dict()["total"] == 1 + len(OWNED_NAMES)
     full_list_pages = [q for _m, p, q in world.emulator.request_log
                        if p.endswith("/dns_records") and "name.exact" not in q]
-    assert full_list_pages == ["page=1&per_page=500"]
+    assert full_list_pages == []
 
     plan = compute_plan(ZONE, desired(dmarc="v=DMARC1; p=reject"), found, OWNERSHIP)
     provider.apply(plan)
-    # the check before writing knows the zone is big: one name-filtered list, no full page
-    assert provider.calls["read"] == 2 + len(OWNED_NAMES) + 1
+    # the check before writing: one name-filtered list
+    assert provider.calls["read"] == 1 + len(OWNED_NAMES) + 1
     assert provider.calls["write"] == 1
     assert provider.count_records(ZONE) == 10_000 + 7
-    assert provider.calls["read"] == 2 + len(OWNED_NAMES) + 2
+    assert provider.calls["read"] == 1 + len(OWNED_NAMES) + 2
 
 
 def test_count_records_is_one_call(cloudflare_world):
@@ -158,19 +161,21 @@ def test_changes_patch_records_in_place(cloudflare_world):
 def test_removed_key_is_deleted(cloudflare_world):
     world = cloudflare_world
     run(world.provider())
-    without_caa = [r for r in desired() if r.rtype != "CAA"]
-    plan = run(world.provider(), without_caa)
+    without_dmarc = [r for r in desired() if r.name != "_dmarc." + ZONE]
+    plan = run(world.provider(), without_dmarc)
     assert plan.counts() == {"create": 0, "modify": 0, "delete": 1}
-    assert not [t for t in world.snapshot() if t[1] == "CAA"]
+    assert not [t for t in world.snapshot() if t[0] == "_dmarc." + ZONE]
 
 
 def test_spf_change_keeps_foreign_txt_at_the_apex(cloudflare_world):
     world = cloudflare_world
     world.add_foreign(ZONE, "TXT", "google-site-verification=abc", ttl=60)  # lower TTL than ours
     run(world.provider())
-    run(world.provider(), desired(spf="v=spf1 a mx -all"))
+    plan = run(world.provider(), desired(spf="v=spf1 a mx -all"))
+    assert "ttl 60 of the shared TXT set, not 300" in plan.format()
     apex_txt = {t[2:] for t in world.snapshot() if t[:2] == (ZONE, "TXT")}
-    assert apex_txt == {(60, "google-site-verification=abc"), (300, "v=spf1 a mx -all")}
+    # our SPF takes the TTL of the shared apex TXT set; the foreign record is untouched
+    assert apex_txt == {(60, "google-site-verification=abc"), (60, "v=spf1 a mx -all")}
     assert run(world.provider(), desired(spf="v=spf1 a mx -all")).empty
 
 
@@ -180,7 +185,9 @@ def test_proxied_mail_host_becomes_unproxied(cloudflare_world):
     world.set_proxied(MAIL, "A", IP)
     assert (MAIL, "A", 300, IP, "proxied") in world.snapshot()
     ids = record_ids(world)
-    plan = run(world.provider())
+    plan = run(world.provider())  # compute_plan alone: ZoneSync refuses it unless dns_force
+    assert [(c.rtype, c.name) for c in plan.conflicts] == [("A", MAIL)]
+    assert "proxied by Cloudflare" in plan.format()
     assert [(c.action, c.name, c.rtype) for c in plan.changes] == [(MODIFY, MAIL, "A")]
     assert world.snapshot() == expected_snapshot()
     assert record_ids(world) == ids
@@ -382,3 +389,74 @@ def test_world_foreign_records_and_snapshot(cloudflare_world):
                                 ("x." + ZONE, "TXT", 300, "hello world")}
     world.remove_foreign(ZONE, "MX", "20 backup.example.test")
     assert world.snapshot() == {("x." + ZONE, "TXT", 300, "hello world")}
+
+
+# ----- every error a user can hit is one line -----
+
+@pytest.mark.parametrize("status, expected", [
+    (401, "refused the API token"),
+    (403, "refused the API token"),
+    (429, "rate limit"),
+    (500, "HTTP 500"),
+    (502, "HTTP 502"),
+    (503, "HTTP 503"),
+])
+def test_api_errors_are_one_line_without_the_token(cloudflare_world, status, expected):
+    world = cloudflare_world
+    world.emulator.add_fault("GET", "/zones$", status=status, count=5, retry_after=0.01)
+    provider = world.provider()
+    with pytest.raises(ProviderError, match=expected) as raised:
+        provider.check_zone(ZONE)
+    assert "\n" not in str(raised.value)
+    assert world.token not in str(raised.value)
+
+
+def test_an_unreachable_api_is_one_line():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens there
+    provider = CloudflareProvider("some-token", base_url=f"http://127.0.0.1:{port}/client/v4",
+                                  max_retries=0, timeout=2)
+    with pytest.raises(ProviderError, match="connection to the Cloudflare API at 127.0.0.1"):
+        provider.check_zone(ZONE)
+
+
+def test_a_scoped_token_without_the_zone_is_told_so(cloudflare_world):
+    world = cloudflare_world
+    world.emulator.add_zone("other.test")
+    world.emulator.add_token("scoped-" + "x" * 20, ["other.test"])
+    provider = CloudflareProvider("scoped-" + "x" * 20, base_url=world.base_url)
+    with pytest.raises(ProviderError, match="zone example.test is not in this Cloudflare "
+                                            "account, or the API token cannot see it"):
+        provider.check_zone(ZONE)
+
+
+def test_a_change_slipping_in_between_re_read_and_batch_is_reported(cloudflare_world):
+    """The re-read and the batch are two calls: what changed in between is found by the
+    read-back after the write, and named."""
+    world = cloudflare_world
+    records = desired()
+    sync = ZoneSync(ZoneRecords(ZONE, records, OWNERSHIP), world.provider())
+    plan = sync.plan()
+    real_batch = sync.provider.client.dns.records.batch
+
+    def batch_after_someone_else(**fields):
+        world.add_foreign("_dmarc." + ZONE, "TXT", "v=DMARC1; p=none")
+        return real_batch(**fields)
+
+    sync.provider.client.dns.records.batch = batch_after_someone_else
+    with pytest.raises(ProviderError, match="did not keep TXT _dmarc.example.test as written"):
+        sync.apply(plan)
+
+
+def test_a_plan_over_the_batch_limit_is_written_in_several_batches(cloudflare_world):
+    from mailhost.dnsplan import Change, ZonePlan
+    from mailhost.providers.cloudflare import BATCH_LIMIT
+
+    world = cloudflare_world
+    records = [RecordSet(f"h{i}.{ZONE}", "TXT", 300, (f"t{i}",)) for i in range(BATCH_LIMIT + 50)]
+    plan = ZonePlan(ZONE, [Change(CREATE, r.name, "TXT", None, r) for r in records])
+    provider = world.provider()
+    provider.apply(plan)
+    assert provider.calls["write"] == 2
+    assert len(world.snapshot()) == BATCH_LIMIT + 50

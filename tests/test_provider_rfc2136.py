@@ -58,7 +58,7 @@ def test_apply_then_plan_again_is_empty(knot_world):
     assert second.empty, second.format()
     again.apply(second)
     assert again.calls["write"] == 0
-    assert again.calls["read"] == len(OWNERSHIP.keys)
+    assert again.calls["read"] == len(OWNERSHIP.keys) + 1  # + one existence check
     assert {
         (ZONE, "MX", 300, "10 mail.example.test"),
         (f"mail.{ZONE}", "A", 300, "198.51.100.10"),
@@ -222,3 +222,15 @@ def test_silent_server_times_out_clearly():
         )
         with pytest.raises(ProviderError, match="did not answer within 0.3s"):
             provider.read(ZONE, OWNERSHIP.keys)
+
+
+def test_an_update_of_a_zone_the_server_does_not_serve_is_one_line(knot_world):
+    from mailhost.dnsplan import Change, ZonePlan
+
+    provider = knot_world.provider()
+    record = RecordSet("mail.other.test", "A", 300, ("198.51.100.10",))
+    plan = ZonePlan("other.test", [Change(CREATE, record.name, "A", None, record)])
+    with pytest.raises(ProviderError) as raised:
+        provider.apply(plan)
+    assert "\n" not in str(raised.value)
+    assert "does not serve zone other.test" in str(raised.value)  # Knot: NOTAUTH, unsigned

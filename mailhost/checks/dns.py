@@ -17,6 +17,7 @@ from mailhost.checks import CheckResult, guarded, result
 from mailhost.checks.lookup import CheckResolver
 from mailhost.desired import caa_values, dmarc_record, tlsrpt_record
 from mailhost.dkim import kinds_for, public_half, record_name_for
+from mailhost.dnsplan import caa_beside
 from mailhost.settings import Settings
 from mailhost.spf import MAX_DNS_LOOKUPS
 
@@ -229,8 +230,10 @@ def caa_check(settings, resolver, domain) -> CheckResult:
 
     def check():
         found = sorted(r.to_text() for r in resolver.values(domain, "CAA"))
-        return result(name, found == expected, ", ".join(expected), ", ".join(found) or "none",
-                      "only these CAs may issue certificates for the domain (caa_issuers); "
+        wanted = caa_beside(expected, found)  # other CAs may stay (the DNS part keeps them)
+        return result(name, set(wanted) <= set(found), ", ".join(wanted),
+                      ", ".join(found) or "none",
+                      "these CAs must be allowed to issue for the domain (caa_issuers); "
                       + REDEPLOY)
     return guarded(name, ", ".join(expected), REDEPLOY, check)
 

@@ -22,7 +22,8 @@ import dns.rdatatype
 import dns.tsigkeyring
 import dns.zone
 
-from .cloudflare_emulator import CloudflareEmulator, Rfc2136Mirror
+from .cloudflare_emulator import CloudflareEmulator
+from .cloudflare_mirror import Rfc2136Mirror
 from .common import TSIG_KEY_NAME
 
 SKIPPED_AT_APEX = ("SOA", "NS")
@@ -49,6 +50,9 @@ def records_from_dns(zone: str, server: str, port: int, keyring) -> list[dict]:
                     body["content"] = rdata.target.derelativize(origin).to_text().rstrip(".")
                 elif rtype == "TXT":
                     body["content"] = b"".join(rdata.strings).decode()
+                elif rtype == "CAA":
+                    body["data"] = {"flags": rdata.flags, "tag": rdata.tag.decode(),
+                                    "value": rdata.value.decode()}
                 else:
                     body["content"] = rdata.to_text(origin=origin, relativize=False)
                 bodies.append(body)

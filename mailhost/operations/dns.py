@@ -23,16 +23,17 @@ def zone_records(zone: str, preview: ZonePlan, refresh: Callable[[], ZoneSync]):
     + refresh: rebuilds the ZoneSync when the operation runs, so that a DKIM key generated
       earlier in the same run is the one published
 
-    The plan is read again when the operation runs and applied in one provider write (one
-    UPDATE message, one Cloudflare batch), which fails rather than overwrite a concurrent change.
+    The zone is read again when the operation runs: if it differs from the read the preview
+    was made from, nothing is written. The plan is applied in one provider write (one UPDATE
+    message, one Cloudflare batch per 200 records), then read back.
     """
     if preview.empty:
         host.noop(preview.lines()[0])
         return
-    yield FunctionCommand(_apply, (refresh,), {})
+    yield FunctionCommand(_apply, (refresh, preview), {})
 
 
-def _apply(refresh: Callable[[], ZoneSync]):
+def _apply(refresh: Callable[[], ZoneSync], preview: ZonePlan):
     sync = refresh()
     if any(r.rtype == "TXT" and PENDING in v for r in sync.records.desired for v in r.values):
         raise OperationError(f"DNS zone {sync.zone}: a DKIM key is missing on the controller")
@@ -40,6 +41,6 @@ def _apply(refresh: Callable[[], ZoneSync]):
         plan = sync.plan()
         for line in plan.lines():
             logger.info(f"    {line}")
-        sync.apply(plan)
+        sync.apply(plan, seen=preview)
     except (PlanError, ProviderError) as error:
         raise OperationError(f"DNS zone {sync.zone}: {error}") from None

@@ -1,9 +1,11 @@
 """Cloudflare DNS through the official ``cloudflare`` SDK (5.9).
 
-Reads cost as few API calls as the zone allows: a zone that fits in one page is read with one
-full list; a bigger one with one name-filtered list per owned name. A plan is written with one
-``dns.records.batch`` call per zone, which Cloudflare applies as one transaction, after a
-re-read that makes sure nothing we touch changed since the plan was read.
+Reads are one name-filtered list per owned name, whatever the size of the zone; the zone is
+counted (one 5-record page) only when the safety threshold could apply. A plan is written with
+one ``dns.records.batch`` call (all or nothing) per 200 changes, right after a re-read that
+makes sure nothing we touch changed since the plan was read. The re-read and the batch are two
+calls, not one transaction: a change made between them is not prevented, it is found by the
+read-back after the write (mailhost.dnssync.ZoneSync.verify) and reported.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from mailhost.records import RecordSet, normalize_name, quote_txt, unquote_txt
 LEGACY_AUTH_VARIABLES = ("CLOUDFLARE_EMAIL", "CLOUDFLARE_API_KEY")
 PROXIABLE = ("A", "AAAA", "CNAME")
 NEVER_PROXIED = ("A", "AAAA")  # the mail host's addresses: SMTP cannot go through the proxy
+# Cloudflare documents at most 200 changes per dns_records/batch call on the Free plan (3,500
+# on paid plans); a bigger plan is written in several batches, each all or nothing.
+BATCH_LIMIT = 200
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,7 @@ class CloudflareProvider(Provider):
     """DNS records of Cloudflare zones.
 
     ``api_token`` comes from the caller (env CLOUDFLARE_API_TOKEN); ``base_url`` points the SDK
-    at another server (the lab emulator). ``page_size`` is the per_page of full-zone lists.
+    at another server (the lab emulator). ``page_size`` is the per_page of name lists.
     """
 
     kind = "cloudflare"
@@ -68,7 +73,6 @@ class CloudflareProvider(Provider):
             api_token=api_token, base_url=base_url, max_retries=max_retries, timeout=timeout
         )
         self._zone_ids: dict[str, str] = {}
-        self._zone_sizes: dict[str, int] = {}  # total_count seen by the last full list
         self._found: dict[str, dict[tuple[str, str], list[FoundRecord]]] = {}
 
     # ----- the Provider interface -----
@@ -98,16 +102,16 @@ class CloudflareProvider(Provider):
             deletes += change_deletes
             patches += change_patches
             posts += change_posts
-        self._call(
-            "write",
-            f"writing {len(plan.changes)} changes to zone {zone}",
-            lambda: self.client.dns.records.batch(
-                zone_id=zone_id, deletes=deletes, patches=patches, posts=posts
-            ),
-        )
+        for part in _batches(deletes, patches, posts):
+            self._call(
+                "write",
+                f"writing {len(plan.changes)} changes to zone {zone}",
+                lambda part=part: self.client.dns.records.batch(zone_id=zone_id, **part),
+            )
         self._found.pop(zone, None)
 
     def count_records(self, zone: str) -> int:
+        """The zone's size from total_count of the smallest page the API allows (5 records)."""
         zone_id = self._zone_id(zone)
         page = self._call(
             "read",
@@ -117,7 +121,6 @@ class CloudflareProvider(Provider):
         total = _total_count(page)
         if total is None:
             raise self._error(f"Cloudflare did not return a record count for zone {zone}")
-        self._zone_sizes[zone] = total
         return total
 
     # ----- reading -----
@@ -139,32 +142,22 @@ class CloudflareProvider(Provider):
         return self._zone_ids[zone]
 
     def _fetch(self, zone: str, keys: set[tuple[str, str]]):
-        """The records at ``keys``, grouped by key, in as few list calls as the zone allows.
+        """The records at ``keys`` (and any CNAME at their names), grouped by key.
 
-        A zone known to be bigger than one page is read name by name; otherwise the first
-        page of a full list comes back with total_count, and the rest is read either page by
-        page or name by name, whichever takes fewer calls. Never O(zone) calls.
+        One name-filtered list per owned name: the cost follows what we own, never the size
+        of the zone. Cloudflare lists a wildcard under its own name ``*.zone``, so nothing
+        here is synthesized.
         """
         if not keys:
             return {}
         zone_id = self._zone_id(zone)
         names = sorted({name for name, _rtype in keys})
-        records = None
-        if self._zone_sizes.get(zone, 0) <= self.page_size:
-            records, total_pages = self._list_page(zone, zone_id, 1, None)
-            if total_pages > 1 and total_pages - 1 <= len(names):
-                for page_number in range(2, total_pages + 1):
-                    records += self._list_page(zone, zone_id, page_number, None)[0]
-            elif total_pages > 1:
-                records = None
-        if records is None:
-            records = []
-            for name in names:
-                records += self._list_name(zone, zone_id, name)
+        wanted = set(keys) | {(name, "CNAME") for name in names}
         grouped: dict[tuple[str, str], list[FoundRecord]] = {}
-        for record in records:
-            if (record.name, record.rtype) in keys:
-                grouped.setdefault((record.name, record.rtype), []).append(record)
+        for name in names:
+            for record in self._list_name(zone, zone_id, name):
+                if (record.name, record.rtype) in wanted:
+                    grouped.setdefault((record.name, record.rtype), []).append(record)
         return grouped
 
     def _list_page(self, zone: str, zone_id: str, page_number: int, name: str | None):
@@ -176,8 +169,6 @@ class CloudflareProvider(Provider):
             query["name"] = {"exact": name}
             what = f"listing the records of {name}"
         page = self._call("read", what, lambda: self.client.dns.records.list(**query))
-        if name is None:
-            self._zone_sizes[zone] = _total_count(page) or 0
         total_pages = getattr(page.result_info, "total_pages", None)
         if total_pages is None:  # derive it from total_count when the API leaves it out
             total_pages = -(-(_total_count(page) or 0) // self.page_size)
@@ -233,7 +224,7 @@ class CloudflareProvider(Provider):
             codes = _error_codes(error)
             if 81044 in codes:
                 hint = ": a record to change no longer exists, the zone changed since it was read"
-            elif 81057 in codes:
+            elif codes & {81057, 81058}:
                 hint = (": a record to create already exists, the zone changed since it was read "
                         "or an interrupted run already wrote it")
             else:
@@ -254,6 +245,19 @@ class CloudflareProvider(Provider):
         return ProviderError(" ".join(message.replace(self._token, "[token]").split()))
 
 
+def _batches(deletes: list, patches: list, posts: list) -> list[dict]:
+    """The operations in batches of at most BATCH_LIMIT, deletes first, then patches, posts."""
+    items = [("deletes", d) for d in deletes] + [("patches", p) for p in patches]
+    items += [("posts", p) for p in posts]
+    batches = []
+    for start in range(0, len(items), BATCH_LIMIT):
+        batch: dict[str, list] = {"deletes": [], "patches": [], "posts": []}
+        for kind, item in items[start:start + BATCH_LIMIT]:
+            batch[kind].append(item)
+        batches.append(batch)
+    return batches
+
+
 def _describe(error: cloudflare.APIStatusError) -> str:
     body = error.body if isinstance(error.body, dict) else {}
     errors = body.get("errors") or []
@@ -272,21 +276,32 @@ def _total_count(page) -> int | None:
     return getattr(page.result_info, "total_count", None)
 
 
+def record_value(rtype: str, content: str | None, priority=None, data=None) -> str:
+    """A Cloudflare record's fields as a value in records.py form (the one converter).
+
+    MX is "priority target"; TXT content is unquoted (Cloudflare accepts and returns both
+    quoted and bare content); CAA comes from ``data`` when the API gives it.
+    """
+    content = content or ""
+    if rtype == "MX":
+        return f"{int(priority or 0)} {content}"
+    if rtype == "TXT":
+        return unquote_txt(content)
+    if rtype == "CAA" and isinstance(data, dict) and data.get("tag"):
+        return f'{int(data.get("flags") or 0)} {data["tag"]} "{data.get("value", "")}"'
+    return content
+
+
 def _found_record(record) -> FoundRecord:
     """An SDK record as a FoundRecord, its value in records.py form."""
-    rtype = record.type
-    content = record.content or ""
-    if rtype == "MX":
-        value = f"{int(record.priority or 0)} {content}"
-    elif rtype == "TXT":
-        value = unquote_txt(content)
-    else:
-        value = content
+    data = getattr(record, "data", None)
+    if data is not None and not isinstance(data, dict):
+        data = data.model_dump() if hasattr(data, "model_dump") else dict(data)
     return FoundRecord(
         id=record.id,
         name=normalize_name(record.name),
-        rtype=rtype,
-        value=value,
+        rtype=record.type,
+        value=record_value(record.type, record.content, getattr(record, "priority", None), data),
         ttl=int(record.ttl),
         proxied=bool(record.proxied),
     )

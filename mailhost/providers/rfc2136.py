@@ -1,7 +1,11 @@
 """RFC 2136 dynamic updates with TSIG, for a primary server such as Knot, BIND or PowerDNS.
 
 Reads go straight to the primary over TCP, signed with the TSIG key, so no cache or
-secondary can hide a change. A plan is written as ONE update message per zone whose
+secondary can hide a change: one query per owned key on one connection, then one
+prerequisite-only UPDATE confirming that what was found really exists (prerequisites never
+match a wildcard), so a wildcard's synthesized answer is never taken for a record. A CNAME at
+an owned name or a DNAME above it is returned too, for the plan to refuse.
+A plan is written as ONE update message per zone whose
 prerequisites require every touched RRset to be exactly as it was read: a concurrent change
 makes the whole update fail (NXRRSET/YXRRSET) instead of being overwritten. Only our values
 are deleted (RR by RR), so foreign values sharing a name and type, such as a site
@@ -154,8 +158,13 @@ class Rfc2136Provider(Provider):
         zone = normalize_name(zone)
         keys = sorted({(normalize_name(name), rtype.upper()) for name, rtype in owned})
         if len(keys) > AXFR_ABOVE_KEYS:
-            wanted = set(keys)
-            found = {k: v for k, v in self._transfer(zone).items() if k[:2] in wanted}
+            wanted = set(keys) | {(name, "CNAME") for name, _rtype in keys}
+            names = {name for name, _rtype in keys}
+            found = {
+                k: v for k, v in self._transfer(zone).items()
+                if k[:2] in wanted
+                or (k[1] == "DNAME" and any(n.endswith("." + k[0]) for n in names))
+            }
         else:
             found = self._query_each(zone, keys)
         for key in keys:
@@ -204,7 +213,13 @@ class Rfc2136Provider(Provider):
     # -- helpers --
 
     def _query_each(self, zone: str, keys: list[tuple[str, str]]) -> dict:
-        """One TSIG-signed query per key, all on one TCP connection."""
+        """One TSIG-signed query per key, all on one TCP connection, then one existence check.
+
+        An answer may come from a wildcard, or through a CNAME at the name or a DNAME above
+        it: the CNAME and DNAME sets are kept (the plan refuses them), and everything found is
+        confirmed by a prerequisite-only UPDATE, which never matches a wildcard (RFC 2136
+        2.4); what the server only synthesized is dropped.
+        """
         found = {}
         with (
             self._talking(zone),
@@ -221,15 +236,37 @@ class Rfc2136Provider(Provider):
                         f"DNS server {self.where} answered {dns.rcode.to_text(rcode)} "
                         f"to a query for {name} {rtype} (does it serve zone {zone}?)"
                     )
-                rrset = answer.get_rrset(
-                    answer.answer,
-                    dns.name.from_text(name),
-                    dns.rdataclass.IN,
-                    dns.rdatatype.from_text(rtype),
-                )
-                if rrset is not None:
-                    found[(name, rtype, rrset.ttl)] = list(rrset)
-        return found
+                for rrset in answer.answer:
+                    owner = normalize_name(rrset.name.to_text())
+                    kind = dns.rdatatype.to_text(rrset.rdtype)
+                    if (owner == name and kind in (rtype, "CNAME")) or kind == "DNAME":
+                        found[(owner, kind, rrset.ttl)] = list(rrset)
+            real = self._existing(zone, [key[:2] for key in found], connection)
+        return {key: rdatas for key, rdatas in found.items() if key[:2] in real}
+
+    def _existing(self, zone: str, keys: list[tuple[str, str]], connection) -> set:
+        """The keys that really exist: one prerequisite-only UPDATE for all, one per key when
+        that fails (only when something was synthesized)."""
+        if not keys:
+            return set()
+        if self._all_exist(zone, keys, connection):
+            return set(keys)
+        return {key for key in keys if self._all_exist(zone, [key], connection)}
+
+    def _all_exist(self, zone: str, keys: list[tuple[str, str]], connection) -> bool:
+        check = dns.update.UpdateMessage(
+            zone + ".", keyring={self._key.name: self._key}, keyname=self._key.name
+        )
+        for name, rtype in keys:
+            check.present(dns.name.from_text(name), rtype)
+        self.calls["read"] += 1
+        answer = dns.query.tcp(check, self.address, timeout=self.timeout, sock=connection)
+        rcode = answer.rcode()
+        if rcode in (dns.rcode.NXRRSET, dns.rcode.NXDOMAIN):
+            return False
+        if rcode != dns.rcode.NOERROR:
+            self._check_update_rcode(zone, rcode)
+        return True
 
     def _transfer(self, zone: str) -> dict:
         """The whole zone by AXFR, as {(name, rtype, ttl): [rdata]} (SOA once)."""
