@@ -134,12 +134,12 @@ def test_put_text_and_directory_skip_what_read_paths_saw_in_place(ops):
 
 
 def test_firewall_opens_what_is_missing_and_enables_once(ops):
-    with on(FakeHost({firewall.SshServerPort: 2222, firewall.UfwRules: [
-            "Status: active", "2222/tcp ALLOW Anywhere", "25/tcp ALLOW Anywhere"]})):
+    with on(FakeHost({firewall.FirewallState: {"ssh_port": 2222, "rules": [
+            "Status: active", "2222/tcp ALLOW Anywhere", "25/tcp ALLOW Anywhere"]}})):
         firewall.configure(POSTFIX.ports)
     assert ops["server.shell"].calls[0]["commands"] == ["ufw allow 465/tcp", "ufw allow 587/tcp"]
     ops["server.shell"].calls.clear()
-    with on(FakeHost({firewall.SshServerPort: None, firewall.UfwRules: []}, data={})):
+    with on(FakeHost(data={})):
         firewall.configure(CHASQUID.ports)
     commands = ops["server.shell"].calls[0]["commands"]
     assert commands[0] == "ufw allow 22/tcp" and commands[-1] == "ufw --force enable"
