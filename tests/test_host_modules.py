@@ -251,3 +251,18 @@ def test_a_fresh_host_gets_every_file_account_and_unit(ops, monkeypatch):
                            "shell: postfix running and enabled", "put: /etc/postfix/main.cf"]
     assert facts.PathStates().process([]) == {} and facts.PathStates.default() == {}
     assert facts.Accounts.default() == {"users": {}, "groups": {}}
+
+
+def test_chasquid_dkim_links_read_with_read_paths():
+    link = "/etc/chasquid/domains/example.test/dkim:mail.pem"
+    key = "/etc/mailhost/dkim/example.test/mail.rsa.pem"
+    state = {link: {"type": "l", "target": key, "user": "root", "group": "root", "mode": 777,
+                    "sha256": None}}
+    with on(FakeHost({facts.PathStates: state})):
+        facts.read_paths([paths.CHASQUID_CONFIG])
+        assert chasquid._link_in_place(link, key)
+        assert not chasquid._link_in_place(link, "/elsewhere")
+        assert not chasquid._link_in_place(link, None)  # there, and should not be
+        assert chasquid._link_in_place(link.replace("example.test", "example.net"), None)
+    with on(FakeHost()):
+        assert not chasquid._link_in_place(link, None)  # not read: the operation decides
