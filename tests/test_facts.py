@@ -13,7 +13,7 @@ from mailhost.facts import (
     SystemdUnitStates,
     parse_debian_version,
 )
-from mailhost.host.firewall import SshServerPort, UfwRules
+from mailhost.host.firewall import FirewallState
 
 
 def shell(command, env=None) -> list[str]:
@@ -94,9 +94,11 @@ def test_debian_package_version_command_asks_dpkg_then_apt():
     assert "dpkg-query -W" in command and "apt-cache policy chasquid" in command
 
 
-def test_ssh_server_port_and_ufw_rules():
-    assert SshServerPort().process(["198.51.100.1 52000 198.51.100.10 2222"]) == 2222
-    assert SshServerPort().process([""]) is None
-    assert shell(SshServerPort().command(), env={"SSH_CONNECTION": "a 1 b 22"}) == ["a 1 b 22"]
-    assert UfwRules().process(["Status: active ", " 22/tcp  ALLOW  Anywhere"]) == [
-        "Status: active", "22/tcp  ALLOW  Anywhere"]
+def test_firewall_state_ssh_port_and_ufw_rules():
+    fact = FirewallState()
+    assert fact.process(["198.51.100.1 52000 198.51.100.10 2222", "Status: active ",
+                         " 22/tcp  ALLOW  Anywhere"]) == {
+        "ssh_port": 2222, "rules": ["Status: active", "22/tcp  ALLOW  Anywhere"]}
+    assert fact.process([""]) == {"ssh_port": None, "rules": []} == fact.default()
+    output = shell(fact.command(), env={"SSH_CONNECTION": "a 1 b 22", "PATH": "/usr/bin:/bin"})
+    assert fact.process(output) == {"ssh_port": 22, "rules": []}  # no ufw here

@@ -134,12 +134,12 @@ def test_put_text_and_directory_skip_what_read_paths_saw_in_place(ops):
 
 
 def test_firewall_opens_what_is_missing_and_enables_once(ops):
-    with on(FakeHost({firewall.SshServerPort: 2222, firewall.UfwRules: [
-            "Status: active", "2222/tcp ALLOW Anywhere", "25/tcp ALLOW Anywhere"]})):
+    with on(FakeHost({firewall.FirewallState: {"ssh_port": 2222, "rules": [
+            "Status: active", "2222/tcp ALLOW Anywhere", "25/tcp ALLOW Anywhere"]}})):
         firewall.configure(POSTFIX.ports)
     assert ops["server.shell"].calls[0]["commands"] == ["ufw allow 465/tcp", "ufw allow 587/tcp"]
     ops["server.shell"].calls.clear()
-    with on(FakeHost({firewall.SshServerPort: None, firewall.UfwRules: []}, data={})):
+    with on(FakeHost(data={})):
         firewall.configure(CHASQUID.ports)
     commands = ops["server.shell"].calls[0]["commands"]
     assert commands[0] == "ufw allow 22/tcp" and commands[-1] == "ufw --force enable"
@@ -251,3 +251,18 @@ def test_a_fresh_host_gets_every_file_account_and_unit(ops, monkeypatch):
                            "shell: postfix running and enabled", "put: /etc/postfix/main.cf"]
     assert facts.PathStates().process([]) == {} and facts.PathStates.default() == {}
     assert facts.Accounts.default() == {"users": {}, "groups": {}}
+
+
+def test_chasquid_dkim_links_read_with_read_paths():
+    link = "/etc/chasquid/domains/example.test/dkim:mail.pem"
+    key = "/etc/mailhost/dkim/example.test/mail.rsa.pem"
+    state = {link: {"type": "l", "target": key, "user": "root", "group": "root", "mode": 777,
+                    "sha256": None}}
+    with on(FakeHost({facts.PathStates: state})):
+        facts.read_paths([paths.CHASQUID_CONFIG])
+        assert chasquid._link_in_place(link, key)
+        assert not chasquid._link_in_place(link, "/elsewhere")
+        assert not chasquid._link_in_place(link, None)  # there, and should not be
+        assert chasquid._link_in_place(link.replace("example.test", "example.net"), None)
+    with on(FakeHost()):
+        assert not chasquid._link_in_place(link, None)  # not read: the operation decides

@@ -9,10 +9,11 @@ A component is a module with
   what is already in place costs no round trip: facts.read_paths);
 - ``configure(settings, secrets) -> set[str]``: writes its files; the units that must restart
   because a file they read changed;
-and activate is the same for all (``units.activate``: running and enabled, restarted when
-``configure`` said so). An MTA (``Mta``) names its components and what the rest of the
-deploy, the checks and the certbot hook need to know about it: the user that signs DKIM,
-who reads the certificate and how each takes a renewal, how to read the queue, the TLS advice.
+and activate is the same for all (``units.converge``: running and enabled, restarted when
+``configure`` said so, the other MTA's units stopped first). An MTA (``Mta``) names its
+components and what the rest of the deploy, the checks and the certbot hook need to know about
+it: the user that signs DKIM, who reads the certificate and how each takes a renewal, how to
+read the queue, the TLS advice, its ports.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from mailhost import paths
 from mailhost.facts import in_place
 
 TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
+
+
 def template(name: str) -> str:
     """The path of a template under templates/."""
     return str(TEMPLATES / name)

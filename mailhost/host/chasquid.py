@@ -79,10 +79,12 @@ def configure(settings: Settings, secrets: Secrets) -> set[str]:
                 _maildir(domain, address.split("@")[0])
         for kind in kinds_for(settings):
             link = f"{domain_dir}/dkim:{selector_for(settings, kind)}.pem"
+            target = host_key_path(settings, domain, kind) if native else None
+            if _link_in_place(link, target):
+                continue
             if native:
                 changed.append(files.link(name=f"chasquid signs with {link}", path=link,
-                                          target=host_key_path(settings, domain, kind)
-                                          ).will_change)
+                                          target=target).will_change)
             else:
                 changed.append(files.link(name=f"No {link} (signed in the hook)", path=link,
                                           present=False).will_change)
@@ -131,6 +133,16 @@ def _maildir(domain: str, user: str) -> None:
     top = maildir(domain, user)
     for path in [top.rsplit("/", 1)[0], top, *[f"{top}/{sub}" for sub in ("tmp", "new", "cur")]]:
         directory(path, user=USER, group="vmail", mode="2770", name=f"Maildir {path}")
+
+
+def _link_in_place(link: str, target: str | None) -> bool:
+    """Whether read_paths saw LINK pointing at TARGET (None: saw no LINK at all)."""
+    known, state = known_state(link)
+    if not known:
+        return False
+    if target is None:
+        return state is None
+    return state is not None and state["type"] == "l" and state["target"] == target
 
 
 def _sha256(path: str) -> str | None:

@@ -12,32 +12,31 @@ from pyinfra.api import FactBase
 from pyinfra.operations import server
 
 
-class SshServerPort(FactBase):
-    """The port this SSH connection came in on (None when not connected over SSH)."""
+class FirewallState(FactBase):
+    """In one command: the port this SSH connection came in on (None when not connected over
+    SSH) and the ``ufw status`` lines (none when ufw is inactive or missing):
+    ``{"ssh_port": int | None, "rules": [line, ...]}``."""
+
+    @staticmethod
+    def default():
+        return {"ssh_port": None, "rules": []}
 
     def command(self):
-        return "echo ${SSH_CONNECTION:-}"
+        return "echo ${SSH_CONNECTION:-}; ufw status 2>/dev/null || true"
 
     def process(self, output):
-        fields = "".join(output).split()
-        return int(fields[3]) if len(fields) == 4 else None
-
-
-class UfwRules(FactBase):
-    """``ufw status`` lines; empty when ufw is inactive."""
-
-    def command(self):
-        return "ufw status 2>/dev/null || true"
-
-    def process(self, output):
-        return [line.strip() for line in output]
+        lines = list(output) or [""]
+        fields = lines[0].split()
+        return {"ssh_port": int(fields[3]) if len(fields) == 4 else None,
+                "rules": [line.strip() for line in lines[1:] if line.strip()]}
 
 
 def configure(mail_ports, ssh_port_fallback: int = 22) -> None:
     """Allow SSH and the mail ports (the MTA profile's), deny the rest, enable ufw;
     idempotent."""
-    ssh_port = host.get_fact(SshServerPort) or int(host.data.get("ssh_port") or ssh_port_fallback)
-    status = host.get_fact(UfwRules) or []
+    state = host.get_fact(FirewallState)
+    ssh_port = state["ssh_port"] or int(host.data.get("ssh_port") or ssh_port_fallback)
+    status = state["rules"]
     active = any(line.startswith("Status: active") for line in status)
     allowed = {line.split()[0] for line in status if "ALLOW" in line}
     commands = []
