@@ -27,6 +27,8 @@ mail_hosts = [
             "ssh_known_hosts_file": str(_lab / "ssh" / "known_hosts"),
             "ssh_strict_host_key_checking": "yes",
 
+            # a lab: documentation-range addresses and http:// API URLs are accepted
+            "lab_allowances": True,
             # the mail host
             "mail_hostname": "mail.example.test",
             "mail_domains": ["example.test"],

@@ -14,6 +14,7 @@ BASE = {
     "dmarc_rua": ["mailto:dmarc@example.test"],
     "tlsrpt_rua": ["mailto:tlsrpt@example.test"],
     "caa_issuers": ["letsencrypt.org"],
+    "lab_allowances": True,  # documentation addresses
 }
 
 

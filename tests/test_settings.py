@@ -41,7 +41,7 @@ BAD_INPUTS = [
     ("dkim_ed25519_selector", "mail", "different from dkim_selector"),
     ("tlsrpt_rua", ["tls@example.test"], "mailto:"),
     ("caa_issuers", ["lets encrypt"], "fully qualified"),
-    ("acme_directory", "ftp://acme.example", "http:// or https://"),
+    ("acme_directory", "ftp://acme.example", "https://"),
     ("acme_ca_bundle", "/nonexistent/ca.pem", "PEM file"),
     ("acme_challenge", "tls-alpn-01", "'http-01' or 'dns-01'"),
     ("acme_email", "postmaster", "e-mail address"),
