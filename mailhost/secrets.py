@@ -18,10 +18,13 @@ import os
 import re
 import stat
 import tomllib
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailhost.settings import Settings, SettingsError
+
+MIN_PASSWORD_LENGTH = 12
 
 
 class Secret:
@@ -88,8 +91,20 @@ def load_secrets(settings: Settings, environ=None) -> Secrets:
                 f"secrets: {password_variable(address)}: no password for mail user {address}; "
                 f"export it, or add it under [passwords] in {settings.secrets_file}"
             )
-        passwords[address] = Secret(value)
+        passwords[address] = Secret(_checked_password(address, value))
     return Secrets(token, tsig, passwords)
+
+
+def _checked_password(address: str, value) -> str:
+    """A password of MIN_PASSWORD_LENGTH+ characters, none a control character; the refusal
+    names the user, never the password."""
+    if not isinstance(value, str) or len(value) < MIN_PASSWORD_LENGTH:
+        raise SettingsError(f"secrets: password of {address}: expected at least "
+                            f"{MIN_PASSWORD_LENGTH} characters")
+    if any(unicodedata.category(c) == "Cc" for c in value):
+        raise SettingsError(f"secrets: password of {address}: expected no control characters "
+                            "(newline, tab...)")
+    return value
 
 
 def _read_file(path: Path) -> dict:

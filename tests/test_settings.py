@@ -101,15 +101,16 @@ def test_pyinfra_connection_keys_are_ignored():
 
 def test_secrets_come_from_environment_then_file(tmp_path):
     secrets_file = tmp_path / "secrets.toml"
-    secrets_file.write_text('tsig_secret = "ZmlsZQ=="\n[passwords]\n"a@example.test" = "pw"\n')
+    secrets_file.write_text(
+        'tsig_secret = "ZmlsZQ=="\n[passwords]\n"a@example.test" = "pw-long-enough"\n')
     secrets_file.chmod(0o600)
     settings = sample_settings(secrets_file=str(secrets_file), mail_users=["a@example.test"])
     loaded = load_secrets(settings, environ={})
     assert loaded.tsig_secret.reveal() == "ZmlsZQ=="
-    assert loaded.passwords["a@example.test"].reveal() == "pw"
+    assert loaded.passwords["a@example.test"].reveal() == "pw-long-enough"
     from_env = load_secrets(settings, environ={"MAILHOST_TSIG_SECRET": "ZW52"})
     assert from_env.tsig_secret.reveal() == "ZW52"
-    assert "ZW52" not in repr(from_env) and "pw" not in str(loaded)
+    assert "ZW52" not in repr(from_env) and "pw-long" not in str(loaded)
     assert password_variable("a.b@example.test") == "MAILHOST_PASSWORD_A_B_EXAMPLE_TEST"
     assert repr(Secret("x")) == "Secret('***')"
 

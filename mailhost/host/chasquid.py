@@ -17,7 +17,7 @@ from pyinfra.operations import files, server
 from mailhost.dkim import host_key_path, kinds_for, selector_for
 from mailhost.facts import DebianPackageVersion
 from mailhost.host import units, write_template
-from mailhost.host.users import aliases, chasquid_users, mailbox_root, sender_owners
+from mailhost.host.users import aliases, host_chasquid_users, mailbox_root, sender_owners
 from mailhost.operations.secret_file import secret_file
 from mailhost.secrets import Secret, Secrets
 from mailhost.settings import Settings
@@ -57,7 +57,7 @@ def configure(settings: Settings, secrets: Secrets) -> bool:
         files.directory(name=f"{domain_dir}", path=domain_dir, mode="755")
         changed.append(secret_file(
             name=f"chasquid users of {domain} (password hashes)",
-            content=Secret(chasquid_users(settings, secrets, domain)),
+            content=Secret(host_chasquid_users(settings, secrets, domain)),
             path=f"{domain_dir}/users", group="chasquid", mode="640").will_change)
         domain_aliases = [(a, t) for a, t in all_aliases.items() if a.endswith("@" + domain)]
         changed.append(write_template("chasquid/aliases.j2", f"{domain_dir}/aliases", settings,

@@ -14,7 +14,7 @@ from mailhost.dkim import host_key_path
 from mailhost.host import units, write_template
 from mailhost.host.users import (
     alias_map,
-    dovecot_users,
+    host_dovecot_users,
     mailbox_map,
     mailbox_root,
     sender_login_map,
@@ -54,7 +54,7 @@ def configure(settings: Settings, secrets: Secrets) -> dict[str, bool]:
     dovecot_changed = any([
         write_template("dovecot/dovecot.conf.j2", "/etc/dovecot/dovecot.conf", settings),
         secret_file(name="Dovecot users (password hashes)",
-                    content=Secret(dovecot_users(settings, secrets)),
+                    content=Secret(host_dovecot_users(settings, secrets)),
                     path="/etc/dovecot/mailhost-users", group="dovecot", mode="640").will_change,
     ])
     srs_changed = write_template("postfix/postsrsd.j2", "/etc/default/postsrsd", settings)
