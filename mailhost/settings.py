@@ -108,7 +108,11 @@ def _address(value, foreign: bool = False) -> str:
         chars = "letters, digits, '.', '_', '-'" + (", '+', '='" if foreign else "")
         raise ValueError(f"expected an e-mail address such as postmaster@example.com "
                          f"(local part: {chars})")
-    return f"{local.lower()}@{domain_name(domain)}"
+    try:
+        return f"{local.lower()}@{domain_name(domain)}"
+    except ValueError:
+        raise ValueError("expected an e-mail address such as postmaster@example.com "
+                         "(domain: a fully qualified domain name)") from None
 
 
 def _email(value) -> str:
@@ -222,7 +226,7 @@ def _public_ipv6(value) -> ipaddress.IPv6Address:
     except ValueError:
         raise ValueError(expected) from None
     if ("%" in text or address.scope_id or address.ipv4_mapped or address.sixtofour
-            or address.teredo or address.is_multicast
+            or address.teredo or address.is_multicast or address.is_site_local
             or not (address.is_global or _is_documentation(address))):
         raise ValueError(expected)
     return address

@@ -17,12 +17,17 @@ from mailhost.settings import Settings
 POLICY_RC_D = "/usr/sbin/policy-rc.d"
 
 
+def apt_proxy_conf(settings: Settings) -> str:
+    """The apt.conf line that sends apt through apt_proxy."""
+    return f'Acquire::http::Proxy "{settings.apt_proxy}";\n'
+
+
 def configure_apt(settings: Settings) -> None:
     """apt through the configured proxy (the lab's), or directly when none is set."""
     path = "/etc/apt/apt.conf.d/80mailhost-proxy"
     if settings.apt_proxy:
-        proxy = f'Acquire::http::Proxy "{settings.apt_proxy}";\n'
-        files.put(name="apt proxy", src=StringIO(proxy), dest=path, mode="644")
+        files.put(name="apt proxy", src=StringIO(apt_proxy_conf(settings)), dest=path,
+                  mode="644")
     else:
         files.file(name="No apt proxy", path=path, present=False)
 
