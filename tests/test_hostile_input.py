@@ -239,7 +239,8 @@ MAIN_CF_KEYS = [
     "smtp_address_preference", "biff", "append_dot_mydomain", "recipient_delimiter",
     "message_size_limit", "smtpd_banner", "virtual_mailbox_domains", "virtual_mailbox_base",
     "virtual_mailbox_maps", "virtual_alias_maps", "virtual_uid_maps", "virtual_gid_maps",
-    "virtual_mailbox_limit",
+    "virtual_mailbox_limit", "smtpd_tls_auth_only", "smtpd_helo_required", "disable_vrfy_command",
+    "smtpd_client_auth_rate_limit", "tls_high_cipherlist",
 ]
 
 
