@@ -165,6 +165,9 @@ BAD = [
     ("check_outbound_smtp", "mx.example.net:0", "HOST:PORT", {}),
     ("check_outbound_smtp", "mx.example.net:25 x", "HOST:PORT", {}),
     ("lab_allowances", "yes please", "valid boolean", {}),
+    ("acme_tsig_secret", "c2VjcmV0LXZhbHVl", "never read from the inventory", {}),
+    ("cloudflare_acme_api_token", "token-value-1234", "never read from the inventory", {}),
+    ("dns_acme_tsig_key_name", "vps acme", "DNS name", {}),
 ]
 
 
@@ -193,6 +196,8 @@ def test_bad_input_is_refused_with_one_line(key, value, expected, others, no_con
     assert "\n" not in line, line
     assert line.startswith(f"settings: {key}"), line
     assert expected in line, line
+    if "secret" in key or "token" in key:
+        assert str(value) not in line  # a secret is never echoed back
 
 
 BAD_PASSWORDS = ["short", "eleven char", "twelve chars\n", "a tab\tin the middle",

@@ -145,3 +145,13 @@ def test_dns01_needs_what_certbots_plugins_can_use():
         sample_settings(acme_challenge="dns-01", dns_provider="cloudflare",
                         cloudflare_api_url="http://198.51.100.1:8443/client/v4")
     assert "api.cloudflare.com" in str(error.value)
+
+
+def test_dns01_with_its_own_key_needs_its_secret(tmp_path):
+    settings = sample_settings(acme_challenge="dns-01", dns_acme_tsig_key_name="vps-acme",
+                               secrets_file=str(tmp_path / "none.toml"))
+    with pytest.raises(SettingsError, match="MAILHOST_ACME_TSIG_SECRET: not set.*vps-acme"):
+        load_secrets(settings, environ={"MAILHOST_TSIG_SECRET": "eA=="})
+    loaded = load_secrets(settings, environ={"MAILHOST_TSIG_SECRET": "eA==",
+                                             "MAILHOST_ACME_TSIG_SECRET": "eQ=="})
+    assert loaded.acme_tsig_secret.reveal() == "eQ==" and loaded.tsig_secret.reveal() == "eA=="
