@@ -99,7 +99,7 @@ def test_password_change_rewrites_only_that_users_hash_and_no_secret_on_a_comman
     before = hashes()
     monkeypatch.setenv("MAILHOST_PASSWORD_BOB_EXAMPLE_TEST", NEW_PASSWORD)
     with CommandLines() as commands:
-        output = deploy(lab_host, "-y", "-vvv")  # -vvv: every command pyinfra runs is shown
+        output = deploy(lab_host, "-y", "-vv")  # -vv: every command pyinfra runs is shown
     after = hashes()
     assert after["alice@example.test"] == before["alice@example.test"]
     assert after["bob@example.test"] != before["bob@example.test"]
