@@ -242,7 +242,7 @@ BREAKAGES = [
     (blocklisted, {f"blocklist: {a} in {BLOCKLIST}" for a in (VPS4, VPS6)}, "removal"),
     (port_587_closed, {f"smtp: {a} port 587 {what}" for a in (VPS4, VPS6) for what in (
         "STARTTLS certificate", "refuses TLS 1.0/1.1", "no AUTH before TLS",
-        "authenticated submission")}, ""),
+        "authenticated submission", "refuses CBC ciphers")}, ""),
 ]
 
 
