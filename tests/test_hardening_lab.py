@@ -65,7 +65,7 @@ class CommandLines:
                                       .decode(errors="replace"))
                     except OSError:
                         pass
-            time.sleep(0.05)
+            time.sleep(0.1)
 
     def __enter__(self):
         self._thread.start()
