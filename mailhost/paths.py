@@ -7,6 +7,8 @@ from __future__ import annotations
 VMAIL_UID = 5000
 VMAIL_GID = VMAIL_UID
 MAILBOX_ROOT = "/var/mail/vhosts"
+# the users and their password hashes (Dovecot passwd-file; Postfix SASL asks Dovecot)
+DOVECOT_USERS = "/etc/dovecot/mailhost-users"
 
 # mailhost's own directory on the host
 MAILHOST_ETC = "/etc/mailhost"

@@ -4,11 +4,15 @@ The secrets file is TOML, kept out of git (``secrets/secrets.toml`` by default, 
 
     cloudflare_api_token = "..."
     tsig_secret = "..."
+    acme_tsig_secret = "..."            # DNS-01: the VPS's key (dns_acme_tsig_key_name)
+    cloudflare_acme_api_token = "..."   # DNS-01: the VPS's token (Zone:DNS:Edit, mail zones)
     [passwords]
     "alice@example.com" = "..."
 
-The environment wins over the file: CLOUDFLARE_API_TOKEN, MAILHOST_TSIG_SECRET and
-MAILHOST_PASSWORD_<USER>_<DOMAIN> (address upper-cased, every other character as ``_``).
+The environment wins over the file: CLOUDFLARE_API_TOKEN, MAILHOST_TSIG_SECRET,
+MAILHOST_ACME_TSIG_SECRET, CLOUDFLARE_ACME_API_TOKEN and MAILHOST_PASSWORD_<USER>_<DOMAIN>
+(address upper-cased, every other character as ``_``). Only the two ACME credentials go to
+the VPS (for certbot's DNS-01); without them the VPS gets the provisioning credential.
 No value read here is ever printed: Secret hides itself in repr and str.
 """
 
@@ -18,10 +22,13 @@ import os
 import re
 import stat
 import tomllib
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailhost.settings import Settings, SettingsError
+
+MIN_PASSWORD_LENGTH = 12
 
 
 class Secret:
@@ -52,6 +59,8 @@ class Secrets:
     cloudflare_api_token: Secret | None = None
     tsig_secret: Secret | None = None
     passwords: dict[str, Secret] = field(default_factory=dict)
+    acme_tsig_secret: Secret | None = None
+    cloudflare_acme_api_token: Secret | None = None
 
 
 def password_variable(address: str) -> str:
@@ -79,6 +88,15 @@ def load_secrets(settings: Settings, environ=None) -> Secrets:
             f"secrets: MAILHOST_TSIG_SECRET: not set; export the base64 secret of TSIG key "
             f"{settings.dns_tsig_key_name}, or put tsig_secret in {settings.secrets_file}"
         )
+    acme_tsig = pick("MAILHOST_ACME_TSIG_SECRET", "acme_tsig_secret")
+    acme_token = pick("CLOUDFLARE_ACME_API_TOKEN", "cloudflare_acme_api_token")
+    if (settings.acme_challenge == "dns-01" and settings.dns_provider == "rfc2136"
+            and settings.dns_acme_tsig_key_name and acme_tsig is None):
+        raise SettingsError(
+            f"secrets: MAILHOST_ACME_TSIG_SECRET: not set; export the base64 secret of TSIG key "
+            f"{settings.dns_acme_tsig_key_name}, or put acme_tsig_secret in "
+            f"{settings.secrets_file}"
+        )
     passwords = {}
     file_passwords = from_file.get("passwords", {})
     for address in settings.mail_users:
@@ -88,8 +106,20 @@ def load_secrets(settings: Settings, environ=None) -> Secrets:
                 f"secrets: {password_variable(address)}: no password for mail user {address}; "
                 f"export it, or add it under [passwords] in {settings.secrets_file}"
             )
-        passwords[address] = Secret(value)
-    return Secrets(token, tsig, passwords)
+        passwords[address] = Secret(_checked_password(address, value))
+    return Secrets(token, tsig, passwords, acme_tsig, acme_token)
+
+
+def _checked_password(address: str, value) -> str:
+    """A password of MIN_PASSWORD_LENGTH+ characters, none a control character; the refusal
+    names the user, never the password."""
+    if not isinstance(value, str) or len(value) < MIN_PASSWORD_LENGTH:
+        raise SettingsError(f"secrets: password of {address}: expected at least "
+                            f"{MIN_PASSWORD_LENGTH} characters")
+    if any(unicodedata.category(c) == "Cc" for c in value):
+        raise SettingsError(f"secrets: password of {address}: expected no control characters "
+                            "(newline, tab...)")
+    return value
 
 
 def _read_file(path: Path) -> dict:

@@ -118,7 +118,7 @@ def test_a_healthy_host_passes_every_check_and_the_deploy_shows_them(world):
 def test_json_is_one_entry_per_check(world):
     _, entries, _, _ = check()
     names = [e["name"] for e in entries]
-    assert len(names) == len(set(names)) == 43  # 10 DNS, 2 PTR, 22 SMTP, 6 host, 3 blocklist
+    assert len(names) == len(set(names)) == 49  # 10 DNS, 2 PTR, 28 SMTP, 6 host, 3 blocklist
     assert all(set(e) == {"host", "name", "status", "expected", "found", "advice", "required"}
                for e in entries)
     assert {e["host"] for e in entries} == {HOSTNAME}
@@ -228,7 +228,7 @@ BREAKAGES = [
     (blocklisted, {f"blocklist: {a} in {BLOCKLIST}" for a in (VPS4, VPS6)}, "removal"),
     (port_587_closed, {f"smtp: {a} port 587 {what}" for a in (VPS4, VPS6) for what in (
         "STARTTLS certificate", "refuses TLS 1.0/1.1", "no AUTH before TLS",
-        "authenticated submission")}, ""),
+        "authenticated submission", "refuses CBC ciphers")}, ""),
 ]
 
 

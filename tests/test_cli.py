@@ -21,6 +21,7 @@ def cli(knot_world, tmp_path):
 hosts = [("@local", {{
     "mail_hostname": "mail.example.test",
     "mail_domains": ["example.test"],
+    "lab_allowances": True,
     "ipv4": "198.51.100.10",
     "ipv6": "2001:db8::10",
     "mail_manage_host": False,

@@ -41,6 +41,7 @@ def test_bench_requirements_pin_the_bench_extra():
 def test_every_third_party_import_is_declared():
     """A package imported by mailhost/ is a dependency (import name -> distribution)."""
     distributions = {"dns": "dnspython", "spf": "pyspf", "dkim": "dkimpy", "nacl": "pynacl",
+                         "passlib": "libpass",
                      "pyinfra_cli": "pyinfra", "yaml": None}
     declared = set(pins(project()["dependencies"]))
     for extra in project()["optional-dependencies"].values():

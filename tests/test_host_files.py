@@ -7,7 +7,7 @@ import re
 from sample import sample_settings
 
 from mailhost.facts import parse_debian_version
-from mailhost.host.users import aliases, chasquid_users, sender_owners
+from mailhost.host.users import aliases, chasquid_users, parse_chasquid_users, sender_owners
 from mailhost.secrets import Secret, Secrets
 
 USERS = {"mail_users": ["alice@example.test", "bob@example.test"],
@@ -15,7 +15,7 @@ USERS = {"mail_users": ["alice@example.test", "bob@example.test"],
                           "fwd@example.test": ["inbox@example.net"]}}
 
 
-def secrets(alice="correct horse", bob="battery staple"):
+def secrets(alice="correct horse battery", bob="battery staple horse"):
     return Secrets(None, None, {"alice@example.test": Secret(alice),
                                 "bob@example.test": Secret(bob)})
 
@@ -32,17 +32,21 @@ def test_chasquid_users_hold_scrypt_hashes_chasquid_can_check():
     salt = unescape(re.search(r'salt: "([^"]*)"', alice).group(1))
     encrypted = unescape(re.search(r'encrypted: "([^"]*)"', alice).group(1))
     assert len(salt) == 16
-    assert encrypted == hashlib.scrypt(b"correct horse", salt=salt, n=2**14, r=8, p=1, dklen=32)
+    assert encrypted == hashlib.scrypt(b"correct horse battery", salt=salt, n=2**14, r=8, p=1,
+                                       dklen=32)
     assert "correct horse" not in database
 
 
-def test_chasquid_users_are_stable_and_follow_password_changes():
+def test_chasquid_users_keep_verified_hashes_and_salt_randomly():
     settings = sample_settings(**USERS)
     first = chasquid_users(settings, secrets(), "example.test")
-    assert chasquid_users(settings, secrets(), "example.test") == first  # no change on rerun
-    changed = chasquid_users(settings, secrets(bob="new password"), "example.test")
+    assert chasquid_users(settings, secrets(), "example.test") != first  # random salts
+    existing = parse_chasquid_users(first.splitlines())
+    assert set(existing) == {"alice", "bob"}
+    assert chasquid_users(settings, secrets(), "example.test", existing) == first  # no change
+    changed = chasquid_users(settings, secrets(bob="new password!"), "example.test", existing)
     assert changed.split('key: "bob"')[0] == first.split('key: "bob"')[0]
-    assert changed != first
+    assert changed.split('key: "bob"')[1] != first.split('key: "bob"')[1]
 
 
 def test_aliases_add_postmaster_and_owners_cover_local_aliases_only():

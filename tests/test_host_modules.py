@@ -133,16 +133,19 @@ def test_put_text_and_directory_skip_what_read_paths_saw_in_place(ops):
                                                                  "/var/mail/vhosts/x/y/z/deeper"]
 
 
-def test_firewall_opens_what_is_missing_and_enables_once(ops):
+def test_firewall_resets_to_our_ports_from_any_other_state(ops):
     with on(FakeHost({firewall.FirewallState: {"ssh_port": 2222, "rules": [
             "Status: active", "2222/tcp ALLOW Anywhere", "25/tcp ALLOW Anywhere"]}})):
         firewall.configure(POSTFIX.ports)
-    assert ops["server.shell"].calls[0]["commands"] == ["ufw allow 465/tcp", "ufw allow 587/tcp"]
+    assert ops["server.shell"].calls[0]["commands"] == [
+        "ufw --force reset >/dev/null", "ufw default deny incoming", "ufw default allow outgoing",
+        "ufw allow 2222/tcp", "ufw allow 25/tcp", "ufw allow 465/tcp", "ufw allow 587/tcp",
+        "ufw --force enable"]
     ops["server.shell"].calls.clear()
     with on(FakeHost(data={})):
         firewall.configure(CHASQUID.ports)
     commands = ops["server.shell"].calls[0]["commands"]
-    assert commands[0] == "ufw allow 22/tcp" and commands[-1] == "ufw --force enable"
+    assert "ufw allow 22/tcp" in commands and commands[-1] == "ufw --force enable"
 
 
 def test_identity_changes_only_what_differs(ops):

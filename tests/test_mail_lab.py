@@ -251,6 +251,10 @@ def test_certbot_used_the_worlds_challenge_and_keeps_secrets_private(lab_host):
                                    "stat: cannot statx '/etc/mailhost/acme/dns-credentials.ini': "
                                    "No such file or directory")
     secrets = tomllib.loads(Path(lab_host["secrets_file"]).read_text())
+    if challenge == "dns-01":  # the VPS holds the key Knot lets write only _acme-challenge
+        ini = ssh("cat /etc/mailhost/acme/dns-credentials.ini")
+        assert "dns_rfc2136_name = mailhost-lab-acme" in ini
+        assert secrets["tsig_secret"] not in ini and secrets["acme_tsig_secret"] in ini
     output = lab_host["dry_output"] + lab_host["first_deploy"]
     for secret in [secrets["tsig_secret"], secrets["cloudflare_api_token"],
                    *secrets["passwords"].values()]:

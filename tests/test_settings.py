@@ -41,7 +41,7 @@ BAD_INPUTS = [
     ("dkim_ed25519_selector", "mail", "different from dkim_selector"),
     ("tlsrpt_rua", ["tls@example.test"], "mailto:"),
     ("caa_issuers", ["lets encrypt"], "fully qualified"),
-    ("acme_directory", "ftp://acme.example", "http:// or https://"),
+    ("acme_directory", "ftp://acme.example", "https://"),
     ("acme_ca_bundle", "/nonexistent/ca.pem", "PEM file"),
     ("acme_challenge", "tls-alpn-01", "'http-01' or 'dns-01'"),
     ("acme_email", "postmaster", "e-mail address"),
@@ -101,15 +101,16 @@ def test_pyinfra_connection_keys_are_ignored():
 
 def test_secrets_come_from_environment_then_file(tmp_path):
     secrets_file = tmp_path / "secrets.toml"
-    secrets_file.write_text('tsig_secret = "ZmlsZQ=="\n[passwords]\n"a@example.test" = "pw"\n')
+    secrets_file.write_text(
+        'tsig_secret = "ZmlsZQ=="\n[passwords]\n"a@example.test" = "pw-long-enough"\n')
     secrets_file.chmod(0o600)
     settings = sample_settings(secrets_file=str(secrets_file), mail_users=["a@example.test"])
     loaded = load_secrets(settings, environ={})
     assert loaded.tsig_secret.reveal() == "ZmlsZQ=="
-    assert loaded.passwords["a@example.test"].reveal() == "pw"
+    assert loaded.passwords["a@example.test"].reveal() == "pw-long-enough"
     from_env = load_secrets(settings, environ={"MAILHOST_TSIG_SECRET": "ZW52"})
     assert from_env.tsig_secret.reveal() == "ZW52"
-    assert "ZW52" not in repr(from_env) and "pw" not in str(loaded)
+    assert "ZW52" not in repr(from_env) and "pw-long" not in str(loaded)
     assert password_variable("a.b@example.test") == "MAILHOST_PASSWORD_A_B_EXAMPLE_TEST"
     assert repr(Secret("x")) == "Secret('***')"
 
@@ -144,3 +145,13 @@ def test_dns01_needs_what_certbots_plugins_can_use():
         sample_settings(acme_challenge="dns-01", dns_provider="cloudflare",
                         cloudflare_api_url="http://198.51.100.1:8443/client/v4")
     assert "api.cloudflare.com" in str(error.value)
+
+
+def test_dns01_with_its_own_key_needs_its_secret(tmp_path):
+    settings = sample_settings(acme_challenge="dns-01", dns_acme_tsig_key_name="vps-acme",
+                               secrets_file=str(tmp_path / "none.toml"))
+    with pytest.raises(SettingsError, match="MAILHOST_ACME_TSIG_SECRET: not set.*vps-acme"):
+        load_secrets(settings, environ={"MAILHOST_TSIG_SECRET": "eA=="})
+    loaded = load_secrets(settings, environ={"MAILHOST_TSIG_SECRET": "eA==",
+                                             "MAILHOST_ACME_TSIG_SECRET": "eQ=="})
+    assert loaded.acme_tsig_secret.reveal() == "eQ==" and loaded.tsig_secret.reveal() == "eA=="

@@ -40,6 +40,7 @@ def checks_of_address(settings: Settings, secrets: Secrets, address: str,
         found.append(auth_after_tls_check(settings, address, port))
     found.append(relay_check(settings, address))
     found.append(submission_check(settings, secrets, address))
+    found.extend(hardening_checks(settings, address, mta))
     return found
 
 
@@ -157,7 +158,7 @@ def old_tls_check(settings: Settings, address: str, port: int, mta) -> CheckResu
                 version = client.sock.version()
         except ssl.SSLError as error:
             return result(name, True, expected, f"refused ({error.reason or error})", advice)
-        if not mta.old_tls_configurable:  # nothing to configure: worth a look, not a failure
+        if not mta.tls_configurable:  # nothing to configure: worth a look, not a failure
             return CheckResult(name, WARNING, expected, f"accepted {version}", advice,
                                required=False)
         return result(name, False, expected, f"accepted {version}", advice)
@@ -228,3 +229,55 @@ def submission_check(settings: Settings, secrets: Secrets, address: str) -> Chec
         return result(name, mail_code == 250 and code in (250, 251), expected, found, advice)
     return guarded(name, expected, advice, check)
 
+
+
+# --- hardening: VRFY off; submission (587, 465) on Mozilla's "intermediate" TLS profile ---
+
+SUBMISSION_PORTS = (587, TLS_PORT)
+# non-AEAD (CBC) suites only, TLS 1.2 at most: a port on the intermediate profile refuses them
+CBC_CIPHERS = "AES+SHA1:AES+SHA256:AES+SHA384:CAMELLIA:3DES:!AESGCM:!AESCCM:@SECLEVEL=0"
+
+
+def hardening_checks(settings: Settings, address: str, mta) -> list[CheckResult]:
+    return [vrfy_check(settings, address),
+            *[cbc_refused_check(settings, address, port, mta) for port in SUBMISSION_PORTS]]
+
+
+def cbc_context() -> ssl.SSLContext:
+    """A TLS 1.2 client that offers only CBC ciphers."""
+    context = unverified_context()
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(CBC_CIPHERS)
+    return context
+
+
+def vrfy_check(settings: Settings, address: str) -> CheckResult:
+    name = f"smtp: {address} port 25 VRFY refused"
+    probe = f"postmaster@{settings.mail_domains[0]}"
+    expected = f"VRFY {probe} refused (5xx): nobody learns which addresses exist"
+    advice = "turn VRFY off (Postfix: disable_vrfy_command = yes)"
+
+    def check():
+        with open_smtp(settings, address, 25) as client:
+            code, message = client.verify(probe)
+        found = f"{code} {message.decode(errors='replace')}"
+        return result(name, code >= 500, expected, found, advice)
+    return guarded(name, expected, advice, check)
+
+
+def cbc_refused_check(settings: Settings, address: str, port: int, mta) -> CheckResult:
+    name = f"smtp: {address} port {port} refuses CBC ciphers"
+    expected = "a TLS 1.2 client offering only CBC ciphers refused (Mozilla intermediate)"
+    advice = mta.cbc_advice
+
+    def check():
+        try:
+            with open_smtp(settings, address, port, cbc_context()) as client:
+                cipher = client.sock.cipher()[0]
+        except ssl.SSLError as error:
+            return result(name, True, expected, f"refused ({error.reason or error})", advice)
+        if not mta.tls_configurable:  # nothing to configure: worth a look, not a failure
+            return CheckResult(name, WARNING, expected, f"accepted {cipher}", advice,
+                               required=False)
+        return result(name, False, expected, f"accepted {cipher}", advice)
+    return guarded(name, expected, advice, check)

@@ -98,7 +98,8 @@ class Mta:
     certificate_readers: tuple[CertificateReader, ...]
     queue: QueueReader
     old_tls_advice: str  # what to do when TLS 1.0/1.1 is accepted
-    old_tls_configurable: bool  # False: accepting TLS 1.0/1.1 is a warning, not a failure
+    cbc_advice: str  # what to do when submission accepts CBC ciphers
+    tls_configurable: bool  # False: TLS versions/ciphers are no setting (a warning, not failure)
     ports: tuple[int, ...] = (25, 465, 587)
 
     @property

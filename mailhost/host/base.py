@@ -21,10 +21,15 @@ MAILNAME = "/etc/mailname"
 ROOTS = [APT_PROXY, MAILNAME]  # read with facts.read_paths
 
 
+def apt_proxy_conf(settings: Settings) -> str:
+    """The apt.conf line that sends apt through apt_proxy."""
+    return f'Acquire::http::Proxy "{settings.apt_proxy}";\n'
+
+
 def configure_apt(settings: Settings) -> None:
     """apt through the configured proxy (the lab's), or directly when none is set."""
     if settings.apt_proxy:
-        put_text(APT_PROXY, f'Acquire::http::Proxy "{settings.apt_proxy}";\n', name="apt proxy")
+        put_text(APT_PROXY, apt_proxy_conf(settings), name="apt proxy")
     elif known_state(APT_PROXY) != (True, None):
         files.file(name="No apt proxy", path=APT_PROXY, present=False)
 

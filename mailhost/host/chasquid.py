@@ -17,7 +17,7 @@ from pyinfra.operations import files, server
 from mailhost.dkim import host_key_path, kinds_for, selector_for
 from mailhost.facts import DebianPackageVersion, known_state
 from mailhost.host import CertificateReader, QueueReader, directory, write_template
-from mailhost.host.users import aliases, chasquid_users, mailbox_root, sender_owners
+from mailhost.host.users import aliases, host_chasquid_users, mailbox_root, sender_owners
 from mailhost.operations.secret_file import secret_file
 from mailhost.paths import (
     CHASQUID_CONFIG,
@@ -43,6 +43,8 @@ CERTIFICATE_READERS = (CertificateReader("chasquid", after_renewal="restart",
 OLD_TLS_ADVICE = ("chasquid takes its TLS versions from the Go it was built with, and has no "
                   "setting for them: use a build with Go 1.22 or newer, which refuses TLS "
                   "1.0/1.1 by default")
+CBC_ADVICE = ("chasquid takes its ciphers from Go and has no setting for them: a newer Go build "
+              "drops CBC suites")
 
 
 def native_dkim() -> bool:
@@ -69,7 +71,7 @@ def configure(settings: Settings, secrets: Secrets) -> set[str]:
         directory(domain_dir, mode="755")
         changed.append(secret_file(
             name=f"chasquid users of {domain} (password hashes)",
-            content=Secret(chasquid_users(settings, secrets, domain)),
+            content=Secret(host_chasquid_users(settings, secrets, domain)),
             path=f"{domain_dir}/users", group="chasquid", mode="640").will_change)
         domain_aliases = [(a, t) for a, t in all_aliases.items() if a.endswith("@" + domain)]
         changed.append(write_template("chasquid/aliases.j2", f"{domain_dir}/aliases", settings,

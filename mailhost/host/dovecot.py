@@ -4,8 +4,9 @@ A component of the Postfix MTA (see mailhost.host)."""
 from __future__ import annotations
 
 from mailhost.host import write_template
-from mailhost.host.users import dovecot_users
+from mailhost.host.users import host_dovecot_users
 from mailhost.operations.secret_file import secret_file
+from mailhost.paths import DOVECOT_USERS
 from mailhost.secrets import Secret, Secrets
 from mailhost.settings import Settings
 
@@ -19,7 +20,7 @@ def configure(settings: Settings, secrets: Secrets) -> set[str]:
     changed = any([
         write_template("dovecot/dovecot.conf.j2", "/etc/dovecot/dovecot.conf", settings),
         secret_file(name="Dovecot users (password hashes)",
-                    content=Secret(dovecot_users(settings, secrets)),
-                    path="/etc/dovecot/mailhost-users", group="dovecot", mode="640").will_change,
+                    content=Secret(host_dovecot_users(settings, secrets)),
+                    path=DOVECOT_USERS, group="dovecot", mode="640").will_change,
     ])
     return set(UNITS) if changed else set()

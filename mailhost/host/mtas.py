@@ -13,7 +13,8 @@ POSTFIX = Mta(
     certificate_readers=postfix.CERTIFICATE_READERS,
     queue=postfix.QUEUE,
     old_tls_advice=postfix.OLD_TLS_ADVICE,
-    old_tls_configurable=True,
+    cbc_advice=postfix.CBC_ADVICE,
+    tls_configurable=True,
 )
 CHASQUID = Mta(
     name="chasquid",
@@ -22,7 +23,8 @@ CHASQUID = Mta(
     certificate_readers=chasquid.CERTIFICATE_READERS,
     queue=chasquid.QUEUE,
     old_tls_advice=chasquid.OLD_TLS_ADVICE,
-    old_tls_configurable=False,
+    cbc_advice=chasquid.CBC_ADVICE,
+    tls_configurable=False,
 )
 MTAS = {mta.name: mta for mta in (POSTFIX, CHASQUID)}
 

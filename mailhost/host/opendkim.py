@@ -14,11 +14,16 @@ ROOTS = ["/etc/opendkim.conf", "/etc/opendkim"]
 USER = "opendkim"  # owns the DKIM private keys
 
 
-def configure(settings: Settings, secrets: Secrets) -> set[str]:
-    """The daemon's configuration, its key and signing tables; what to restart."""
-    keys = {domain: (record_name(settings.dkim_selector, domain),
+def signing_keys(settings: Settings) -> dict[str, tuple[str, str]]:
+    """Per domain: the DKIM record name and the host path of the key OpenDKIM signs with."""
+    return {domain: (record_name(settings.dkim_selector, domain),
                      host_key_path(settings, domain, "rsa"))
             for domain in settings.mail_domains}
+
+
+def configure(settings: Settings, secrets: Secrets) -> set[str]:
+    """The daemon's configuration, its key and signing tables; what to restart."""
+    keys = signing_keys(settings)
     changed = any([
         write_template("opendkim/opendkim.conf.j2", "/etc/opendkim.conf", settings),
         write_template("opendkim/KeyTable.j2", "/etc/opendkim/KeyTable", settings, keys=keys),

@@ -21,6 +21,9 @@ ROOTS = ["/etc/postfix"]
 CERTIFICATE_READERS = (CertificateReader("postfix", after_renewal="reload"),)
 OLD_TLS_ADVICE = ("the MTA must accept TLS 1.2 or newer only (Postfix: smtpd_tls_protocols and "
                   "smtpd_tls_mandatory_protocols = >=TLSv1.2)")
+CBC_ADVICE = ("submission must use only AEAD ciphers with forward secrecy (Postfix: "
+              "-o smtpd_tls_mandatory_ciphers=high in master.cf and tls_high_cipherlist from "
+              "Mozilla's intermediate profile)")
 
 
 def configure(settings: Settings, secrets: Secrets) -> set[str]:

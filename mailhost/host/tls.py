@@ -98,13 +98,20 @@ def _link_target(path: str) -> str | None:
 
 
 def _dns_credentials(settings: Settings, secrets: Secrets) -> Secret:
+    """What certbot's plugin on the VPS reads: the DNS-01 credential when one is set (a key
+    or token that may only write _acme-challenge records), else the provisioning one."""
     if settings.dns_provider == "cloudflare":
-        return Secret(f"dns_cloudflare_api_token = {secrets.cloudflare_api_token.reveal()}\n")
+        token = secrets.cloudflare_acme_api_token or secrets.cloudflare_api_token
+        return Secret(f"dns_cloudflare_api_token = {token.reveal()}\n")
+    if settings.dns_acme_tsig_key_name:
+        name, secret = settings.dns_acme_tsig_key_name, secrets.acme_tsig_secret
+    else:
+        name, secret = settings.dns_tsig_key_name, secrets.tsig_secret
     return Secret(
         f"dns_rfc2136_server = {settings.dns_server}\n"
         f"dns_rfc2136_port = {settings.dns_port}\n"
-        f"dns_rfc2136_name = {settings.dns_tsig_key_name}\n"
-        f"dns_rfc2136_secret = {secrets.tsig_secret.reveal()}\n"
+        f"dns_rfc2136_name = {name}\n"
+        f"dns_rfc2136_secret = {secret.reveal()}\n"
         f"dns_rfc2136_algorithm = {settings.dns_tsig_algorithm.upper()}\n"
     )
 

@@ -34,6 +34,7 @@ DNSBL_ZONE = "bl.lab.test"
 NS_NAME = "ns.lab.test"
 ACME_NAME = "acme.lab.test"
 TSIG_KEY_NAME = "mailhost-lab"
+ACME_TSIG_KEY_NAME = "mailhost-lab-acme"  # DNS-01 only: the _acme-challenge TXT record
 
 # --- ports ---
 DNS_PORT = 53

@@ -126,6 +126,8 @@ class KnotServer:
 
     + zones: zone name -> zone file text (see ``minimal_zone`` and ``filler_records``)
     + key: the TSIG key allowed to update and transfer every zone (generated if omitted)
+    + acme_key: a second key that may only add and delete TXT records at ``acme_names``
+      (absolute ``_acme-challenge.NAME.`` names): the least a DNS-01 client needs
     + listen: addresses to listen on, IPv4 and/or IPv6 (default 127.0.0.1)
     + port: one port for every address (default: a free one; 53 needs root or CAP_NET_BIND)
     + workdir: where config, zone files, journal and log go (default: a temporary directory,
@@ -142,9 +144,12 @@ class KnotServer:
         port: int | None = None,
         workdir: str | Path | None = None,
         command_prefix: Sequence[str] = (),
+        acme_key: TsigKey | None = None,
+        acme_names: Sequence[str] = (),
     ):
         self.zones = {zone.rstrip(".").lower(): text for zone, text in zones.items()}
         self.key = key or TsigKey.generate()
+        self.acme_key, self.acme_names = acme_key, list(acme_names)
         self.listen = list(listen)
         self.port = port
         self.command_prefix = list(command_prefix)
@@ -168,7 +173,20 @@ class KnotServer:
     def config_text(self) -> str:
         """The knotd config, in block style."""
         listen = ", ".join(f"{address}@{self.port}" for address in self.listen)
-        zones = "".join(f"  - domain: {zone}\n    acl: update-transfer\n" for zone in self.zones)
+        acls = "[ update-transfer, acme-challenge ]" if self.acme_key else "update-transfer"
+        zones = "".join(f"  - domain: {zone}\n    acl: {acls}\n" for zone in self.zones)
+        acme_key, acme_acl = "", ""
+        if self.acme_key:
+            acme_key = (f"  - id: {self.acme_key.name}\n"
+                        f"    algorithm: {self.acme_key.algorithm}\n"
+                        f"    secret: {self.acme_key.secret}\n")
+            acme_acl = ("  - id: acme-challenge\n"
+                        f"    key: {self.acme_key.name}\n"
+                        "    action: update\n"
+                        "    update-type: [ TXT ]\n"
+                        "    update-owner: name\n"
+                        "    update-owner-match: equal\n"
+                        f"    update-owner-name: [ {', '.join(self.acme_names)} ]\n")
         return (
             "server:\n"
             f'  rundir: "{self.workdir / "run"}"\n'
@@ -183,11 +201,13 @@ class KnotServer:
             f"  - id: {self.key.name}\n"
             f"    algorithm: {self.key.algorithm}\n"
             f"    secret: {self.key.secret}\n"
-            "acl:\n"
+            + acme_key
+            + "acl:\n"
             "  - id: update-transfer\n"
             f"    key: {self.key.name}\n"
             "    action: [ update, transfer ]\n"
-            "template:\n"
+            + acme_acl
+            + "template:\n"
             "  - id: default\n"
             f'    storage: "{self.workdir / "zones"}"\n'
             '    file: "%s.zone"\n'

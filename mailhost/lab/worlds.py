@@ -55,6 +55,7 @@ SAMPLE_HOST = {
     "dmarc_rua": ["mailto:dmarc@example.test"],
     "tlsrpt_rua": ["mailto:tlsrpt@example.test"],
     "caa_issuers": ["letsencrypt.org"],
+    "lab_allowances": True,  # documentation addresses (198.51.100.0/24, 2001:db8::/32)
 }
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 

@@ -16,6 +16,7 @@ import dns.reversename
 
 from .common import (
     ACME_NAME,
+    ACME_TSIG_KEY_NAME,
     DNS_PORT,
     DNSBL_ZONE,
     HOST4,
@@ -81,16 +82,20 @@ def zones() -> dict[str, str]:
     }
 
 
-def start_knot(paths: Paths, tsig_secret: str) -> Proc:
-    """Start knotd on the bridge (port 53, IPv4 and IPv6) with fresh zones; return its PID."""
+def start_knot(paths: Paths, tsig_secret: str, acme_secret: str | None = None) -> Proc:
+    """Start knotd on the bridge (port 53, IPv4 and IPv6) with fresh zones; return its PID.
+    With ``acme_secret``, key ACME_TSIG_KEY_NAME may only write the mail host's
+    _acme-challenge TXT record (the key the VPS's certbot gets for DNS-01)."""
     import shutil
 
     from .knot import KnotServer, TsigKey
 
     if paths.knot.exists():
         shutil.rmtree(paths.knot)  # every start serves the zones as written above
+    acme_key = TsigKey(ACME_TSIG_KEY_NAME, acme_secret) if acme_secret else None
     server = KnotServer(zones(), key=TsigKey(TSIG_KEY_NAME, tsig_secret), listen=[HOST4, HOST6],
-                        port=DNS_PORT, workdir=paths.knot)
+                        port=DNS_PORT, workdir=paths.knot, acme_key=acme_key,
+                        acme_names=[f"_acme-challenge.{MAIL_HOSTNAME}."])
     command = server.prepare()
     log = paths.logs / "knotd.log"
     proc = spawn(command, log)  # detached: it outlives `lab up`

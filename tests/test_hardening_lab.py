@@ -1,0 +1,179 @@
+"""The hardened host in the lab (Postfix, RFC 2136, HTTP-01): ufw denies incoming but SSH, 25,
+465 and 587, and a firewall of its own is reset; VRFY is refused; password hashes have random
+salts, a second deploy changes nothing, a password change rewrites exactly that user's hash,
+and no password or salt is ever on a command line; AUTH brute force on 587 is cut off.
+
+Run under the lab lock:  flock /tmp/mailhost-lab.lock .venv/bin/python -m pytest \
+tests/test_hardening_lab.py"""
+
+from __future__ import annotations
+
+import json
+import os
+import smtplib
+import threading
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+from passlib.hash import sha512_crypt
+from test_mail_lab import HOSTNAME, VPS4, deploy, lab, ssh, tls_context
+
+pytestmark = pytest.mark.lab
+
+USERS_FILE = "/etc/dovecot/mailhost-users"
+NEW_PASSWORD = "a new password for bob, 2026"
+
+
+@pytest.fixture(scope="module")
+def lab_host():
+    lab("down")
+    lab("up")
+    status = json.loads(lab("status", "--json").stdout)
+    status["world"] = ("postfix", "rfc2136", "http-01")
+    status["passwords"] = tomllib.loads(Path(status["secrets_file"]).read_text())["passwords"]
+    status["first_deploy"] = deploy(status, "-y")
+    yield status
+    lab("down")
+
+
+def hashes() -> dict[str, str]:
+    lines = ssh(f"cat {USERS_FILE}").splitlines()
+    return {line.split(":")[0]: line.split("}", 1)[1] for line in lines if line}
+
+
+def no_change(output: str) -> bool:
+    total = [line for line in output.splitlines() if "Grand total" in line][0].split()
+    return total[3] == "-" and total[4] == "-"
+
+
+class CommandLines:
+    """Every command line on the controller, sampled from /proc while a deploy runs."""
+
+    def __init__(self):
+        self.seen: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self):
+        while not self._stop.is_set():
+            for entry in Path("/proc").iterdir():
+                if entry.name.isdigit():
+                    try:
+                        self.seen.add((entry / "cmdline").read_bytes().replace(b"\0", b" ")
+                                      .decode(errors="replace"))
+                    except OSError:
+                        pass
+            time.sleep(0.1)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def test_hashes_use_random_salts_and_verify(lab_host):
+    found = hashes()
+    assert set(found) == {"alice@example.test", "bob@example.test"}
+    salts = {h.split("$")[3] if h.startswith("$6$rounds=") else h.split("$")[2]
+             for h in found.values()}
+    assert len(salts) == 2 and all(len(salt) >= 16 for salt in salts)
+    for address, value in found.items():
+        assert sha512_crypt.verify(lab_host["passwords"][address], value)
+    assert "openssl passwd" not in lab_host["first_deploy"]
+
+
+def test_second_deploy_changes_nothing(lab_host):
+    before = hashes()
+    output = deploy(lab_host, "-y")
+    assert no_change(output), output[-2000:]
+    assert hashes() == before
+
+
+def test_password_change_rewrites_only_that_users_hash_and_no_secret_on_a_command_line(
+        lab_host, monkeypatch):
+    before = hashes()
+    monkeypatch.setenv("MAILHOST_PASSWORD_BOB_EXAMPLE_TEST", NEW_PASSWORD)
+    with CommandLines() as commands:
+        output = deploy(lab_host, "-y", "-vv")  # -vv: every command pyinfra runs is shown
+    after = hashes()
+    assert after["alice@example.test"] == before["alice@example.test"]
+    assert after["bob@example.test"] != before["bob@example.test"]
+    assert sha512_crypt.verify(NEW_PASSWORD, after["bob@example.test"])
+    secrets = [NEW_PASSWORD, *lab_host["passwords"].values(),
+               *[h.split("$")[-2] for h in after.values()]]  # passwords and salts
+    assert len(commands.seen) > 10
+    for secret in secrets:
+        assert not any(secret in line for line in commands.seen)
+        assert secret not in output
+    with smtplib.SMTP(VPS4, 587, timeout=30) as client:
+        client._host = HOSTNAME
+        client.starttls(context=tls_context(lab_host))
+        client.login("bob@example.test", NEW_PASSWORD)
+    monkeypatch.delenv("MAILHOST_PASSWORD_BOB_EXAMPLE_TEST")
+    deploy(lab_host, "-y")  # back to the lab's password for the tests after this one
+
+
+def ufw_rules() -> tuple[list[str], set[str]]:
+    lines = [line.strip() for line in ssh("ufw status verbose").splitlines()]
+    start = next(i for i, line in enumerate(lines) if line.startswith("--")) + 1
+    return lines[:start], {line.split()[0] for line in lines[start:] if line}
+
+
+def test_ufw_denies_incoming_but_ssh_and_mail_ports_and_resets_a_firewall_of_its_own(lab_host):
+    head, ports = ufw_rules()
+    assert "Status: active" in head
+    assert any(line.startswith("Default: deny (incoming), allow (outgoing)") for line in head)
+    assert ports == {"22/tcp", "25/tcp", "465/tcp", "587/tcp"}
+    ssh("ufw allow 8080/tcp && ufw allow from 198.51.100.1 to any port 3306 && "
+        "ufw default allow incoming")
+    assert "8080/tcp" in ufw_rules()[1]
+    output = deploy(lab_host, "-y")
+    assert "Firewall: deny incoming but SSH (22)" in output
+    head, ports = ufw_rules()
+    assert any(line.startswith("Default: deny (incoming)") for line in head)
+    assert ports == {"22/tcp", "25/tcp", "465/tcp", "587/tcp"}
+    assert no_change(deploy(lab_host, "-y"))
+
+
+def test_vrfy_is_refused(lab_host):
+    with smtplib.SMTP(VPS4, 25, timeout=30) as client:
+        client.ehlo("probe.example.org")
+        code, reply = client.verify("alice@example.test")
+    assert code == 502, reply
+    assert b"disabled" in reply.lower()
+
+
+def test_auth_brute_force_on_587_is_delayed_then_refused(lab_host):
+    """Runs last: afterwards this client may not AUTH for a minute."""
+    failures, delays, refusal = 0, [], None
+    while refusal is None and failures < 40:
+        with smtplib.SMTP(VPS4, 587, timeout=60) as client:
+            client._host = HOSTNAME
+            client.starttls(context=tls_context(lab_host))
+            client.ehlo("probe.example.org")
+            for _ in range(5):
+                started = time.monotonic()
+                code, reply = client.docmd("AUTH", "PLAIN AGFsaWNlQGV4YW1wbGUudGVzdABndWVzcw==")
+                if code == 535:
+                    failures += 1
+                    delays.append(time.monotonic() - started)
+                    continue
+                refusal = (code, reply.decode(errors="replace"))
+                break
+    print(f"\nAUTH brute force: {failures} failures, delays {min(delays):.1f}-"
+          f"{max(delays):.1f} s each, then {refusal}")
+    assert refusal is not None and failures <= 12
+    assert refusal[0] in (421, 450, 454) and "too many" in refusal[1].lower()
+    assert min(delays) >= 1.0  # every failure answered only after Dovecot's delay
+    # the right password is refused too while the limit holds: guessing is cut off
+    with smtplib.SMTP(VPS4, 587, timeout=60) as client:
+        client._host = HOSTNAME
+        client.starttls(context=tls_context(lab_host))
+        with pytest.raises(smtplib.SMTPException):
+            client.login("alice@example.test", lab_host["passwords"]["alice@example.test"])
+    assert os.environ.get("MAILHOST_PASSWORD_BOB_EXAMPLE_TEST") is None

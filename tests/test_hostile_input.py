@@ -1,0 +1,383 @@
+"""Hostile input: every bad value is refused with one line naming the field and what is
+expected, before any connection; values that pass cannot change the structure of a file."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+
+import pytest
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from passlib.hash import sha512_crypt
+from sample import BASE
+
+from mailhost import paths
+from mailhost.host import TEMPLATES, opendkim
+from mailhost.host.base import apt_proxy_conf
+from mailhost.host.users import (
+    alias_map,
+    aliases,
+    chasquid_users,
+    dovecot_users,
+    mailbox_map,
+    parse_dovecot_users,
+    sender_login_map,
+    sender_owners,
+)
+from mailhost.secrets import Secret, Secrets, load_secrets
+from mailhost.settings import SettingsError, load_settings
+
+INJECTION = "2001:db8::10%x\nalways_bcc = spy@evil.example\nrelayhost = [relay.evil.example]:25"
+APT_HOOK = 'http://198.51.100.1:3128";\nDPkg::Pre-Invoke {"touch /tmp/pwned";};'
+# a production host: global addresses (only strings here: nothing is sent to them)
+PRODUCTION = {"lab_allowances": False, "ipv4": "80.80.80.80", "ipv6": "2a01:4f8::10"}
+
+BAD = [
+    # (key, value, text the line must contain, other settings)
+    # the issue's reproductions
+    ("ipv6", INJECTION, "control characters", {}),
+    ("ipv6", "2001:db8::10%eth0", "no %scope", {}),
+    ("mail_users", ["alice@example.test\n"], "control characters", {}),
+    ("mail_users", ["alice@example.test\nrelayhost = x"], "control characters", {}),
+    ("mail_aliases", {"sales@example.test": ["alice@example.test\nbcc@evil.example"]},
+     "control characters", {}),
+    ("dkim_selector", "mail\n", "control characters", {}),
+    ("dkim_selector", "mail\nX", "control characters", {}),
+    ("mail_hostname", "mail.example.test\n", "control characters", {}),
+    ("mail_domains", ["example.test\n"], "control characters", {}),
+    ("check_outbound_smtp", "mx.example.net:25\n", "control characters", {}),
+    ("dns_port", "53\n", "whole number", {}),
+    ("dns_ttl", "300\n", "whole number", {}),
+    ("apt_proxy", APT_HOOK, "control characters", {}),
+    ("apt_proxy", 'http://198.51.100.1:3128"; DPkg::Pre-Invoke {"id";}; "', "URL", {}),
+    ("apt_proxy", 'http://198.51.100.1/"x', "URL", {}),
+    ("dmarc_rua", ["mailto:d@x!1m; pct=0"], "mailto:", {}),
+    ("dmarc_rua", ["mailto:d@example.test!1m; pct=0"], "mailto:", {}),
+    ("dmarc_rua", ["mailto:d@example.test,mailto:e@example.test"], "mailto:", {}),
+    ("dns_tsig_key_name", "mailhost\ndns_rfc2136_server = 198.51.100.99", "control characters",
+     {}),
+    ("dns_tsig_key_name", "mailhost = x", "DNS name", {}),
+    ("dns_tsig_key_name", "key name", "DNS name", {}),
+    ("mail_users", ["../../../../etc/cron.d@example.test"], "local part", {}),
+    ("mail_users", ["a|b@example.test"], "local part", {}),
+    ("mail_users", ["a#b@example.test"], "local part", {}),
+    ("mail_users", ["o'brien@example.test"], "local part", {}),
+    ("mail_users", ["$user@example.test"], "local part", {}),
+    ("mail_users", ["a/b@example.test"], "local part", {}),
+    ("mail_users", ["a b@example.test"], "local part", {}),
+    ("mail_users", ['"a"@example.test'], "local part", {}),
+    ("mail_users", ["a:b@example.test"], "local part", {}),
+    ("mail_users", ["a,b@example.test"], "local part", {}),
+    ("mail_users", ["a+b@example.test"], "local part", {}),
+    ("mail_users", [".a@example.test"], "local part", {}),
+    ("mail_users", ["a..b@example.test"], "local part", {}),
+    ("mail_users", ["a.@example.test"], "local part", {}),
+    ("mail_users", ["-a@example.test"], "local part", {}),
+    ("mail_users", ["x" * 65 + "@example.test"], "local part", {}),
+    ("mail_users", ["@example.test"], "e-mail address", {}),
+    ("mail_users", ["alice@example.test", "Alice@example.test"], "each user once", {}),
+    # addresses
+    ("ipv4", "10.1.2.3", "public IPv4", {}),
+    ("ipv4", "172.16.0.1", "public IPv4", {}),
+    ("ipv4", "192.168.1.1", "public IPv4", {}),
+    ("ipv4", "169.254.1.1", "public IPv4", {}),
+    ("ipv4", "255.255.255.255", "public IPv4", {}),
+    ("ipv4", "100.64.0.1", "public IPv4", {}),
+    ("ipv4", "0.0.0.0", "public IPv4", {}),
+    ("ipv4", "224.0.0.1", "public IPv4", {}),
+    ("ipv4", "240.0.0.1", "public IPv4", {}),
+    ("ipv4", "127.0.0.1", "public IPv4", {}),
+    ("ipv4", "198.51.100.300", "public IPv4", {}),
+    ("ipv4", "198.51.100.10\t", "public IPv4", {}),
+    ("ipv4", "198.51.100.10", "documentation ranges are only for a lab", PRODUCTION),
+    ("ipv6", "::ffff:198.51.100.10", "global IPv6", {}),
+    ("ipv6", "fc00::1", "global IPv6", {}),
+    ("ipv6", "fd12:3456::1", "global IPv6", {}),
+    ("ipv6", "fe80::1", "global IPv6", {}),
+    ("ipv6", "fec0::1", "global IPv6", {}),
+    ("ipv6", "ff02::1", "global IPv6", {}),
+    ("ipv6", "::1", "global IPv6", {}),
+    ("ipv6", "::", "global IPv6", {}),
+    ("ipv6", "2002:c633:640a::1", "global IPv6", {}),
+    ("ipv6", "2001:db8::zz", "global IPv6", {}),
+    ("ipv6", "2001:db8::10", "documentation ranges are only for a lab", PRODUCTION),
+    ("dns_server", "198.51.100.1%eth0", "host name or an IP address", {}),
+    ("dns_server", "ns1.example.test;rm", "host name or an IP address", {}),
+    ("check_resolver", "0.0.0.0", "not unspecified", {}),
+    ("check_resolver", "198.51.100.1%1", "without %scope", {}),
+    ("check_nameservers", ["198.51.100.1\n"], "control characters", {}),
+    # names
+    ("mail_hostname", "mail..example.test", "fully qualified", {}),
+    ("mail_hostname", "mail_x.example.test", "fully qualified", {}),
+    ("mail_hostname", "mail.example.test/x", "fully qualified", {}),
+    ("mail_hostname", "x" * 64 + ".example.test", "fully qualified", {}),
+    ("mail_hostname", "mail.example.123", "not an IP address", {}),
+    ("mail_hostname", "mail.ex\u00e4mple\u2044.test", "international name", {}),
+    ("mail_domains", ["example-.test"], "fully qualified", {}),
+    ("mail_domains", ["a" * 250 + ".test"], "fully qualified", {}),
+    ("spf_include", ["_spf .example.org"], "fully qualified", {}),
+    ("caa_issuers", ['letsencrypt.org" 0 issue "evil.example'], "fully qualified", {}),
+    ("dnsbl_zones", ["zen.spamhaus.org\n"], "control characters", {}),
+    ("dkim_selector", "mail;x", "one DNS label", {}),
+    ("dkim_selector", "mail.x", "one DNS label", {}),
+    ("dkim_ed25519_selector", "ed 1", "one DNS label", {}),
+    # URIs and URLs
+    ("dmarc_rua", ["mailto:d@example.test!"], "mailto:", {}),
+    ("dmarc_rua", ["mailto:d@example.test!1x"], "mailto:", {}),
+    ("dmarc_rua", ["https://example.test/dmarc"], "mailto:", {}),
+    ("dmarc_ruf", ["mailto:d@example.test?subject=x"], "mailto:", {}),
+    ("tlsrpt_rua", ["mailto:t@example.test!10m"], "mailto:ADDRESS or an https://", {}),
+    ("tlsrpt_rua", ["http://example.test/tlsrpt"], "mailto:ADDRESS or an https://", {}),
+    ("tlsrpt_rua", ["https://example.test/r;x=1"], "https://", {}),
+    ("tlsrpt_rua", ["https://example.test/r?x=1"], "https://", {}),
+    ("caa_iodef", 'mailto:sec@example.test"', "mailto:ADDRESS", {}),
+    ("acme_directory", "http://acme.example.test/dir", "https:// URL", PRODUCTION),
+    ("acme_directory", "https://user:pw@acme.example.test/dir", "no user", {}),
+    ("acme_directory", "https://acme.example.test/dir#x", "no user, query or fragment", {}),
+    ("acme_directory", "https://acme.example.test:99999/dir", "https://", {}),
+    ("acme_directory", "https:///dir", "https://", {}),
+    ("acme_directory", "https://acme example.test/dir", "https://", {}),
+    ("cloudflare_api_url", "http://api.example.test/client/v4", "https:// URL", PRODUCTION),
+    ("cloudflare_api_url", "https://api.example.test/client/v4?x=1", "https://", {}),
+    ("apt_proxy", "ftp://198.51.100.1:3128", "URL", {}),
+    ("apt_proxy", "http://user:secret@198.51.100.1:3128", "no user", {}),
+    # users and aliases
+    ("mail_users", ["alice@other.test"], "in mail_domains", {}),
+    ("mail_aliases", {"sales@other.test": ["alice@example.test"]}, "in mail_domains", {}),
+    ("mail_aliases", {"a@example.test": ["a@example.test"]}, "alias loop", {}),
+    ("mail_aliases", {"a@example.test": ["b@example.test"], "b@example.test": ["c@example.test"],
+                      "c@example.test": ["a@example.test"]}, "alias loop", {}),
+    ("mail_aliases", {"sales@example.test": ["not an address"]}, "e-mail address", {}),
+    ("mail_aliases", {"sales@example.test": ["a@b@example.test"]}, "e-mail address", {}),
+    ("mail_aliases", {"sales@example.test": []}, "at least one target", {}),
+    ("acme_email", "postmaster@example.test>", "e-mail address", {}),
+    ("check_outside_recipient", "a|b@example.net", "local part", {}),
+    # numbers, choices, paths
+    ("dns_port", True, "whole number", {}),
+    ("dns_port", "0x35", "whole number", {}),
+    ("dns_port", 0, "from 1 to 65535", {}),
+    ("dmarc_pct", 50.5, "whole number", {}),
+    ("ipv6_prefixlen", 129, "from 8 to 128", {}),
+    ("dns_tsig_algorithm", "HMAC-SHA256\n", "hmac-sha256", {}),
+    ("mta", "postfix\n", "'postfix' or 'chasquid'", {}),
+    ("secrets_file", "secrets.toml\nx", "control characters", {}),
+    ("check_outbound_smtp", "mx.example.net:0", "HOST:PORT", {}),
+    ("check_outbound_smtp", "mx.example.net:25 x", "HOST:PORT", {}),
+    ("lab_allowances", "yes please", "valid boolean", {}),
+    ("acme_tsig_secret", "c2VjcmV0LXZhbHVl", "never read from the inventory", {}),
+    ("cloudflare_acme_api_token", "token-value-1234", "never read from the inventory", {}),
+    ("dns_acme_tsig_key_name", "vps acme", "DNS name", {}),
+]
+
+
+@pytest.fixture
+def no_connections(monkeypatch):
+    """Any connection attempt fails the test: settings are refused before any."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("a connection was attempted while validating settings")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(subprocess, "Popen", refuse)
+
+
+def test_the_table_is_large_enough():
+    assert len(BAD) >= 80
+
+
+@pytest.mark.parametrize(("key", "value", "expected", "others"), BAD,
+                         ids=[f"{k}={v!r}"[:70] for k, v, _, _ in BAD])
+def test_bad_input_is_refused_with_one_line(key, value, expected, others, no_connections):
+    data = {**BASE, **others, key: value}
+    with pytest.raises(SettingsError) as raised:
+        load_settings(data)
+    line = str(raised.value)
+    assert "\n" not in line, line
+    assert line.startswith(f"settings: {key}"), line
+    assert expected in line, line
+    if "secret" in key or "token" in key:
+        assert str(value) not in line  # a secret is never echoed back
+
+
+BAD_PASSWORDS = ["short", "eleven char", "twelve chars\n", "a tab\tin the middle",
+                 "nul\x00in the middle", "delete \x7f character", "\nleading newline ok?"]
+
+
+@pytest.mark.parametrize("password", BAD_PASSWORDS, ids=range(len(BAD_PASSWORDS)))
+def test_bad_password_names_the_user_never_the_password(password, tmp_path, no_connections):
+    settings = load_settings({**BASE, "mail_users": ["alice@example.test"],
+                              "secrets_file": str(tmp_path / "none.toml")})
+    environ = {"MAILHOST_TSIG_SECRET": "eA==", "MAILHOST_PASSWORD_ALICE_EXAMPLE_TEST": password}
+    with pytest.raises(SettingsError) as raised:
+        load_secrets(settings, environ=environ)
+    line = str(raised.value)
+    assert line.startswith("secrets: password of alice@example.test: expected"), line
+    assert "\n" not in line and password not in line and password.strip() not in line
+
+
+# --- values that pass, as nasty as the types allow, render files of the same structure ---
+
+NASTY = {
+    **BASE,
+    "mail_hostname": "M" * 63 + ".B\u00fccher.example",
+    "mail_domains": ["b\u00fccher.example", "a-b.example", "x" * 63 + ".example"],
+    "ipv4": "198.51.100.254",
+    "ipv6": "2001:db8:ffff:ffff:ffff:ffff:ffff:fffe",
+    "ipv6_prefixlen": "128",
+    "mail_users": ["a.b_c-d@b\u00fccher.example", "z" * 64 + "@a-b.example",
+                   "0_-.-_9@" + "x" * 63 + ".example"],
+    "mail_aliases": {
+        "sales@a-b.example": ["a.b_c-d@xn--bcher-kva.example", "x+y=z@foreign.example"],
+        "info@a-b.example": ["sales@a-b.example", "z" * 64 + "@a-b.example"],
+        "postmaster@b\u00fccher.example": ["a.b_c-d@b\u00fccher.example"],
+    },
+    "apt_proxy": "http://[2001:db8::1]:65535/a-b_c.d~e/",
+    "dkim_selector": "s" + "-" * 61 + "0",
+    "dmarc_rua": ["mailto:a.b_c-d@b\u00fccher.example!999999999999999t"],
+    "tlsrpt_rua": ["https://r.b\u00fccher.example:1/p/q-r_s.t~u%20v"],
+}
+
+MAIN_CF_KEYS = [
+    "compatibility_level", "myhostname", "myorigin", "mydestination", "mynetworks",
+    "inet_interfaces", "inet_protocols", "smtp_bind_address", "smtp_bind_address6",
+    "smtp_address_preference", "biff", "append_dot_mydomain", "recipient_delimiter",
+    "message_size_limit", "smtpd_banner", "virtual_mailbox_domains", "virtual_mailbox_base",
+    "virtual_mailbox_maps", "virtual_alias_maps", "virtual_uid_maps", "virtual_gid_maps",
+    "virtual_mailbox_limit", "smtpd_tls_auth_only", "smtpd_helo_required", "disable_vrfy_command",
+    "smtpd_client_auth_rate_limit", "tls_high_cipherlist",
+]
+
+
+def render(name: str, settings, **data) -> str:
+    environment = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined,
+                              keep_trailing_newline=True)
+    return environment.get_template(name).render(s=settings, p=paths, **data)
+
+
+def settings_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+@pytest.fixture(scope="module")
+def nasty():
+    settings = load_settings(NASTY)
+    passwords = {a: Secret('p\u00e4ss "w0rd" : {SHA512-CRYPT} $6$ \\ ,#') for a in
+                 settings.mail_users}
+    return settings, Secrets(None, None, passwords)
+
+
+def test_nasty_values_pass_and_are_normalized(nasty):
+    settings, _ = nasty
+    assert settings.mail_hostname == "m" * 63 + ".xn--bcher-kva.example"
+    assert settings.mail_users[0] == "a.b_c-d@xn--bcher-kva.example"
+    assert settings.apt_proxy == "http://[2001:db8::1]:65535/a-b_c.d~e"
+
+
+def test_main_cf_has_one_line_per_key(nasty):
+    settings, _ = nasty
+    text = render("postfix/main.cf.j2", settings, smtp_address_preference="any")
+    lines = settings_lines(text)
+    keys = [line.split(" = ")[0] for line in lines]
+    assert all(re.fullmatch(r"[A-Za-z0-9_]+ = \S.*", line) for line in lines), lines
+    assert len(keys) == len(set(keys))  # no key twice: nothing overrides a line above it
+    assert set(MAIN_CF_KEYS) <= set(keys)
+    assert f"virtual_mailbox_domains = {' '.join(settings.mail_domains)}" in lines
+    assert f"smtp_bind_address6 = {settings.ipv6}" in lines
+
+
+def test_master_cf_services_and_options(nasty):
+    settings, _ = nasty
+    lines = settings_lines(render("postfix/master.cf.j2", settings))
+    services = [line.split()[0] for line in lines if not line[0].isspace()]
+    assert services.count("smtp") == 2  # smtpd (inet) and the smtp client (unix)
+    assert len(set(services)) == len(services) - 1
+    assert {"smtp", "submission", "submissions", "anvil"} <= set(services)
+    for line in lines:
+        if line[0].isspace():
+            assert re.fullmatch(r"\s+-o [a-z0-9_]+=\S+", line), line
+        else:
+            assert len(line.split()) >= 8, line
+
+
+def test_maps_have_one_entry_per_line(nasty):
+    settings, _ = nasty
+    mailboxes = mailbox_map(settings).splitlines()
+    assert len(mailboxes) == len(settings.mail_users)
+    assert all(len(line.split()) == 2 and ".." not in line for line in mailboxes)
+    alias_lines = alias_map(settings).splitlines()
+    assert len(alias_lines) == len(aliases(settings))
+    for line, (address, targets) in zip(alias_lines, aliases(settings).items(), strict=True):
+        assert line == f"{address} {', '.join(targets)}"
+        assert re.fullmatch(r"\S+ \S+(, \S+)*", line)
+    logins = sender_login_map(settings).splitlines()
+    assert len(logins) == len(sender_owners(settings))
+    assert all(re.fullmatch(r"\S+ \S+(, \S+)*", line) for line in logins)
+
+
+def test_dovecot_passwd_has_one_line_per_user_with_a_random_salt(nasty):
+    settings, secrets = nasty
+    text = dovecot_users(settings, secrets, {})
+    lines = text.splitlines()
+    assert len(lines) == len(settings.mail_users)
+    for line, address in zip(lines, settings.mail_users, strict=True):
+        login, scheme_hash = line.split(":")  # exactly one field separator
+        assert login == address and scheme_hash.startswith("{SHA512-CRYPT}$6$")
+        assert sha512_crypt.verify(secrets.passwords[address].reveal(),
+                                   scheme_hash.removeprefix("{SHA512-CRYPT}"))
+    salts = {line.split("$")[3] for line in lines}
+    assert len(salts) == len(lines)  # same password, a different salt each
+    assert dovecot_users(settings, secrets, {}) != text  # and a new one each time
+    assert dovecot_users(settings, secrets, parse_dovecot_users(lines)) == text  # kept
+
+
+def test_dovecot_passwd_rewrites_only_the_changed_user(nasty):
+    settings, secrets = nasty
+    first = dovecot_users(settings, secrets, {})
+    changed = dict(secrets.passwords)
+    changed[settings.mail_users[1]] = Secret("a brand new password")
+    second = dovecot_users(settings, Secrets(None, None, changed),
+                           parse_dovecot_users(first.splitlines()))
+    differ = [a != b for a, b in zip(first.splitlines(), second.splitlines(), strict=True)]
+    assert differ == [False, True, False]
+
+
+def test_opendkim_tables_one_line_per_domain(nasty):
+    settings, _ = nasty
+    keys = opendkim.signing_keys(settings)
+    key_table = settings_lines(render("opendkim/KeyTable.j2", settings, keys=keys))
+    signing = settings_lines(render("opendkim/SigningTable.j2", settings, keys=keys))
+    trusted = settings_lines(render("opendkim/TrustedHosts.j2", settings))
+    assert len(key_table) == len(signing) == len(settings.mail_domains)
+    assert all(len(line.split()) == 2 and line.count(":") == 2 for line in key_table)
+    assert all(len(line.split()) == 2 for line in signing)
+    assert trusted[-1] == settings.mail_hostname and len(trusted) == 4
+
+
+def test_netplan_and_apt_conf(nasty):
+    settings, _ = nasty
+    netplan = render("base/netplan-ipv6.yaml.j2", settings).splitlines()
+    assert netplan[-1] == f'        - "{settings.ipv6}/128"'
+    assert len(netplan) == 9
+    apt = apt_proxy_conf(settings)
+    assert apt == 'Acquire::http::Proxy "http://[2001:db8::1]:65535/a-b_c.d~e";\n'
+
+
+def test_chasquid_files(nasty):
+    settings, secrets = nasty
+    conf = settings_lines(render("chasquid/chasquid.conf.j2", settings, deliver="/x/deliver"))
+    assert all(re.fullmatch(r'[a-z_]+: ("[^"\n]*"|\d+)', line) for line in conf), conf
+    assert f'hostname: "{settings.mail_hostname}"' in conf
+    all_aliases = aliases(settings)
+    for domain in settings.mail_domains:
+        entries = [(a, t) for a, t in all_aliases.items() if a.endswith("@" + domain)]
+        lines = settings_lines(render("chasquid/aliases.j2", settings, domain=domain,
+                                      aliases=entries))
+        assert len(lines) == len(entries)
+        assert all(re.fullmatch(r"[a-z0-9._-]+: \S+(, \S+)*", line) for line in lines), lines
+        users = chasquid_users(settings, secrets, domain)
+        count = sum(a.endswith("@" + domain) for a in settings.mail_users)
+        assert users.count("users: {") == count and len(users.splitlines()) == 13 * count
+    hook = render("chasquid/post-data.py.j2", settings, owners=sender_owners(settings),
+                  signing={})
+    compile(hook, "post-data", "exec")  # still Python
