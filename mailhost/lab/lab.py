@@ -22,7 +22,7 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import certs, images, network, pebble, proxy, vps, zones
+from . import api_front, certs, images, network, pebble, proxy, vps, zones
 from .common import (
     CHECKOUT,
     CLOUDFLARE_PORT,
@@ -58,7 +58,8 @@ RX_NS = network.Namespace(RX_NETNS, RX4, RX6)
 NAMESPACES = [VPS_NS, RX_NS]
 CLOUDFLARE_URL = f"http://{HOST4}:{CLOUDFLARE_PORT}/client/v4"
 # stopped in this order by `down`; the VPS first, Knot last
-COMPONENTS = ["vps", "vps_init", "receiver", "cloudflare", "pebble", "proxy", "knot"]
+COMPONENTS = ["vps", "vps_init", "receiver", "api_front", "cloudflare", "pebble", "proxy",
+              "knot"]
 
 
 # --- small probes, also used by the tests ---
@@ -224,6 +225,8 @@ def up(paths: Paths, fresh: bool = False, image_name: str | None = None,
             _record(paths, state, "pebble", pebble.start(paths))
         if not _alive(state, "cloudflare"):
             _record(paths, state, "cloudflare", start_cloudflare(paths))
+        if not _alive(state, "api_front"):
+            _record(paths, state, "api_front", api_front.start(paths))
         if not _alive(state, "receiver"):
             _record(paths, state, "receiver", start_receiver(paths))
         if fresh or not _alive(state, "vps"):
@@ -323,6 +326,8 @@ def status(paths: Paths) -> dict:
             "zones": [MAIL_DOMAIN],
             "token_in": f"{paths.secrets_file} (key cloudflare_api_token)",
             "mirrors_to": f"{HOST4}:{DNS_PORT} (RFC 2136, TSIG {TSIG_KEY_NAME})",
+            "api_host_front": f"https://{api_front.API_HOSTNAME} (on the VPS) = "
+                              f"https://{HOST4}:{api_front.API_PORT} (stunnel, lab CA)",
         },
         "acme": {
             "directory_url": pebble.DIRECTORY_URL,
@@ -367,6 +372,7 @@ def describe(info: dict) -> str:
         f"             zones: {', '.join(dns_['zones'])}",
         f"  Cloudflare {cf['base_url']}  zone {', '.join(cf['zones'])} -> Knot (RFC 2136)  "
         f"{pids.get('cloudflare', missing)}",
+        f"             {cf['api_host_front']}  {pids.get('api_front', missing)}",
         f"  ACME       Pebble {acme['directory_url']}  {pids.get('pebble', missing)}",
         f"             root CA {acme['root_ca_file']}, CA bundle {acme['ca_bundle']}",
         f"  Receiver   {rx['hostname']} ({rx['domain']})  {rx['ipv4']}  {rx['ipv6']}  port 25 "

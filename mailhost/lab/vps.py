@@ -17,7 +17,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from . import images
+from . import api_front, images
 from .common import (
     HOST4,
     MAIL_HOSTNAME,
@@ -75,7 +75,9 @@ def prepare_rootfs(paths: Paths, image: Image, mac: str, dpkg_lock_seconds: int 
     _write(root / "etc/hostname", SHORT_HOSTNAME + "\n")
     _write(root / "etc/hosts",
            "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n"
-           f"{VPS4} {MAIL_HOSTNAME} {SHORT_HOSTNAME}\n{VPS6} {MAIL_HOSTNAME} {SHORT_HOSTNAME}\n")
+           f"{VPS4} {MAIL_HOSTNAME} {SHORT_HOSTNAME}\n{VPS6} {MAIL_HOSTNAME} {SHORT_HOSTNAME}\n"
+           f"# the lab: the Cloudflare API's name is the emulator's TLS front\n"
+           f"{HOST4} {api_front.API_HOSTNAME}\n")
     _write(root / "etc/resolv.conf", f"nameserver {HOST4}\n")
     _write(root / "etc/apt/apt.conf.d/00mailhost-lab-proxy",
            f'// mailhost lab: the VPS has no route out; apt goes through tinyproxy\n'
