@@ -167,7 +167,7 @@ def start_vps(paths: Paths, state: dict, image: images.Image, dpkg_lock_seconds:
     """(Re)build the VPS rootfs from the cache and boot it; wait until systemd is up."""
     stop_vps(paths, state)
     network.reset_vps_link(VPS_NS, ipv6_off=image.network == "netplan")
-    vps.prepare_rootfs(paths, image, network.mac_address(VPS_NS), dpkg_lock_seconds)
+    vps.prepare_rootfs(paths, image, dpkg_lock_seconds)
     state["image"] = image.name
     state["dpkg_lock_seconds"] = dpkg_lock_seconds
     vps.write_ssh_config(paths)

@@ -100,6 +100,9 @@ def up(namespaces: list[Namespace]) -> None:
     run("ip", "addr", "replace", f"{HOST4}/24", "dev", BRIDGE)
     run("ip", "-6", "addr", "replace", f"{HOST6}/64", "dev", BRIDGE, "nodad")
     run("ip", "link", "set", BRIDGE, "up")
+    # the VPS's default route points here: nothing arriving on the bridge is ever forwarded
+    run("sysctl", "-q", "-w", f"net.ipv4.conf.{BRIDGE}.forwarding=0",
+        f"net.ipv6.conf.{BRIDGE}.forwarding=0")
     for ns in namespaces:
         if not ns.path.exists():
             run("ip", "netns", "add", ns.name)
@@ -114,11 +117,6 @@ def up(namespaces: list[Namespace]) -> None:
         run("ip", "-n", ns.name, "addr", "replace", f"{ns.ipv4}/24", "dev", "eth0")
         run("ip", "-n", ns.name, "-6", "addr", "replace", f"{ns.ipv6}/64", "dev", "eth0", "nodad")
         run("ip", "-n", ns.name, "link", "set", "eth0", "up")
-
-
-def mac_address(ns: Namespace) -> str:
-    """The MAC address of eth0 in the namespace (what cloud-init's netplan matches on)."""
-    return _ip_json("-n", ns.name, "link", "show", "eth0")[0]["address"]
 
 
 def reset_vps_link(ns: Namespace, ipv6_off: bool) -> None:

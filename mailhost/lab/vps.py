@@ -59,14 +59,14 @@ def remove_rootfs(paths: Paths) -> None:
     run("rm", "-rf", "--one-file-system", str(paths.vps_rootfs), timeout=300)
 
 
-def prepare_rootfs(paths: Paths, image: Image, mac: str, dpkg_lock_seconds: int = 0) -> None:
+def prepare_rootfs(paths: Paths, image: Image, dpkg_lock_seconds: int = 0) -> None:
     """A fresh working copy of the image's pristine rootfs, customised for the lab: the
     network as the provider's cloud-init writes it, apt sources as a cloud image has them,
     and optionally a dpkg lock held after boot (unattended-upgrades on a new VPS)."""
     remove_rootfs(paths)
     run("cp", "-a", "--reflink=auto", str(image.pristine), str(paths.vps_rootfs), timeout=600)
     root = paths.vps_rootfs
-    write_network(root, image, mac)
+    write_network(root, image)
     _write(root / "etc/apt/sources.list", "# as the provider's cloud image has it\n"
            + images.vps_sources(image))
     for deb822 in (root / "etc/apt/sources.list.d").glob("*.sources"):
@@ -97,22 +97,21 @@ def prepare_rootfs(paths: Paths, image: Image, mac: str, dpkg_lock_seconds: int 
     _write(ssh_dir / "authorized_keys", paths.ssh_key.with_suffix(".pub").read_text(), 0o600)
 
 
-def write_network(root: Path, image: Image, mac: str) -> None:
+def write_network(root: Path, image: Image) -> None:
     """The VPS configures its own addresses, as a rented one does.
 
     netplan images: ``/etc/netplan/50-cloud-init.yaml`` as cloud-init writes it (IPv4 address
-    and default route, systemd-networkd renderer); the "provider" routes the IPv6 address to
-    the VPS, but the image ships with IPv6 disabled by sysctl and no IPv6 address: enabling
-    it is the deploy's job. networkd images (Debian): a systemd-networkd ``.network`` file
-    with both addresses, IPv6 on.
+    and default route, systemd-networkd renderer), matching eth0 by name (cloud-init matches
+    the MAC address, which netplan reads as the permanent one, which a veth does not have).
+    The "provider" routes the IPv6 address to the VPS, but the image ships with IPv6 disabled
+    by sysctl and no IPv6 address: enabling it is the deploy's job. networkd images (Debian):
+    a systemd-networkd ``.network`` file with both addresses, IPv6 on.
     """
     if image.network == "netplan":
         _write(root / "etc/netplan/50-cloud-init.yaml",
                "# written by the provider's cloud-init (the mailhost lab)\n"
                "network:\n  version: 2\n  renderer: networkd\n  ethernets:\n"
                "    eth0:\n"
-               f"      match:\n        macaddress: \"{mac}\"\n"
-               "      set-name: eth0\n"
                f"      addresses:\n        - \"{VPS4}/24\"\n"
                f"      routes:\n        - to: default\n          via: {VPS_GATEWAY4}\n",
                0o600)
