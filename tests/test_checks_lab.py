@@ -38,7 +38,8 @@ REVERSE4 = "100.51.198.in-addr.arpa"
 TLS_DIR = "/etc/mailhost/tls"
 # (VPS image, MTA, DNS provider, ACME challenge): the breakages below are Postfix's
 WORLDS = [("ubuntu-24.04", "postfix", "rfc2136", "http-01"),
-          ("ubuntu-24.04", "postfix", "cloudflare", "http-01")]
+          ("ubuntu-24.04", "postfix", "cloudflare", "http-01"),
+          ("ubuntu-24.04", "postfix", "cloudflare", "dns-01")]
 ENV = dict(os.environ)  # the world's settings are added by the fixture
 
 
