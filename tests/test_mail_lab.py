@@ -184,6 +184,22 @@ def test_the_deploy_waited_for_the_dpkg_lock_of_a_first_boot(lab_host):
     assert ssh("test -e /usr/sbin/policy-rc.d && echo left").strip() == ""
 
 
+# who signs DKIM for chasquid: chasquid itself from 1.14 (Debian 13), else the post-data hook
+CHASQUID_SIGNER = {"ubuntu-24.04": "hook", "debian-12": "hook", "debian-13": "chasquid"}
+
+
+def test_dkim_signer_follows_the_images_chasquid(lab_host):
+    image, mta = lab_host["world"][:2]
+    if mta != "chasquid":
+        assert "active" in ssh("systemctl is-active opendkim")
+        return
+    link = ssh("ls /etc/chasquid/domains/example.test/ 2>&1")
+    signer = "chasquid" if "dkim:mail.pem" in link else "hook"
+    assert signer == CHASQUID_SIGNER[image], (image, link)
+    message = received(lab_host, submit(lab_host, 587))
+    assert message.verdicts["dkim"] == "pass"
+
+
 def test_dry_run_on_a_fresh_vps_lists_changes_and_changes_nothing(lab_host):
     output = lab_host["dry_output"]
     assert "+ CREATE  MX    example.test" in output
