@@ -340,6 +340,11 @@ def test_receiver_checks_dkim_spf_dmarc_against_lab_dns(lab, probe_domain, addre
     if case != "signed":
         signed = signed.replace(b"hello from the lab", b"hello from a forger")
     mail_from = "bounce@example.net" if case == "forged" else "bounce@probe.example.test"
+    if ":" in address:  # the Ubuntu image starts with IPv6 off: turn it on as the deploy does
+        on = ssh("sysctl -qw net.ipv6.conf.all.disable_ipv6=0 && "
+                 "ip addr replace 2001:db8::10/64 dev eth0 && sleep 2 && "
+                 "ip -6 addr show to 2001:db8::10", text=True)
+        assert "2001:db8::10" in on.stdout, on.stderr
     _send_from_vps(signed, address, mail_from)
     got = wait_for_message(lab["receiver"]["messages_dir"],
                            lambda m: token in str(m.message["Subject"]), timeout=30)

@@ -360,10 +360,14 @@ def unit_states(units):
                          for u in units)).splitlines()
 
 
-def test_switch_to_the_other_mta_and_back(lab_host):
+def test_switch_to_the_other_mta_and_back(lab_host, request):
     """Runs last in each world: the old MTA stopped and disabled, the new one on 25/587/465
     (IPv4 and IPv6) passing dkim/spf/dmarc; back again, and then a run changes nothing."""
     image, mta, provider, challenge = lab_host["world"]
+    if image == "debian-13":  # strict: this fails the suite the day it starts to pass
+        request.applymarker(pytest.mark.xfail(strict=True, reason=(
+            "Postfix on Debian 13: Dovecot 2.4 does not start with the 2.3 configuration "
+            "(templates/dovecot); not a target of the product yet")))
     other = "chasquid" if mta == "postfix" else "postfix"
     for new, old in [(other, mta), (mta, other)]:
         deploy(dict(lab_host, world=(image, new, provider, challenge)), "-y")

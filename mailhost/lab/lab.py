@@ -178,6 +178,8 @@ def start_vps(paths: Paths, state: dict, image: images.Image, dpkg_lock_seconds:
     init = wait_for(lambda: vps.container_init(nspawn), 20, "VPS init", proc=nspawn, log=log)
     _record(paths, state, "vps_init", init)
     state["vps_state"] = vps.wait_running(paths, nspawn, log)
+    # nspawn's first child may have been a short-lived helper: record the container's init
+    _record(paths, state, "vps_init", vps.container_init(nspawn) or init)
     state["vps_booted_at"] = time.time()
     save_state(paths, state)
 
