@@ -53,6 +53,9 @@ mail_hosts = [
             "dns_acme_tsig_key_name": "mailhost-lab-acme",
             # ...or the Cloudflare API emulator, which writes every change through to Knot
             "cloudflare_api_url": "http://198.51.100.1:8443/client/v4",
+            # on the VPS api.cloudflare.com is the lab's TLS front of the same emulator, so
+            # certbot's Cloudflare plugin can do DNS-01 (MAILHOST_LAB_ACME_CHALLENGE=dns-01)
+            "cloudflare_api_url_is_api_host": True,
             "dns_ttl": 300,
 
             # records

@@ -343,6 +343,9 @@ class Settings(BaseModel):
         "hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1"
     ] = "hmac-sha256"
     cloudflare_api_url: Url = CLOUDFLARE_API
+    # the host's api.cloudflare.com reaches the same API as cloudflare_api_url (the lab's TLS
+    # front): certbot's Cloudflare plugin, which only knows that name, may then do DNS-01
+    cloudflare_api_url_is_api_host: bool = False
     dns_ttl: Number = Field(default=3600, ge=60, le=86400)
     dns_force: bool = False
 
@@ -450,7 +453,8 @@ class Settings(BaseModel):
                 raise _FieldError("dns_server", self.dns_server,
                                   "expected an IP address with acme_challenge = 'dns-01' "
                                   "(certbot's rfc2136 plugin takes no host name)") from None
-        elif self.cloudflare_api_url != CLOUDFLARE_API:
+        elif (self.cloudflare_api_url != CLOUDFLARE_API
+              and not self.cloudflare_api_url_is_api_host):
             raise _FieldError("acme_challenge", self.acme_challenge,
                               "expected 'http-01' with a custom cloudflare_api_url (certbot's "
                               "Cloudflare plugin only talks to api.cloudflare.com)")
@@ -596,6 +600,7 @@ _EXPECTED = {
     "acme_dns_propagation_seconds": "seconds from 0 to 3600",
     "ipv6_prefixlen": "a prefix length from 8 to 128",
     "dns_force": "True or False",
+    "cloudflare_api_url_is_api_host": "True or False",
     "dkim_ed25519": "True or False",
     "mail_manage_host": "True or False",
     "check_resolver": "the IP address of a recursive DNS resolver, or None",

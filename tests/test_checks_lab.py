@@ -32,7 +32,11 @@ VPS4, VPS6 = "198.51.100.10", "2001:db8::10"
 HOSTNAME, DOMAIN, BLOCKLIST = "mail.example.test", "example.test", "bl.lab.test"
 REVERSE4 = "100.51.198.in-addr.arpa"
 TLS_DIR = "/etc/mailhost/tls"
-ENV = dict(os.environ, MAILHOST_LAB_PROVIDER="rfc2136", MAILHOST_LAB_MTA="postfix")
+# (VPS image, MTA, DNS provider, ACME challenge): the breakages below are Postfix's
+WORLDS = [("ubuntu-24.04", "postfix", "rfc2136", "http-01"),
+          ("ubuntu-24.04", "postfix", "cloudflare", "http-01"),
+          ("ubuntu-24.04", "postfix", "cloudflare", "dns-01")]
+ENV = dict(os.environ)  # the world's settings are added by the fixture
 
 
 def lab(*args, timeout=900):
@@ -90,11 +94,14 @@ class Lab:
         assert dns.query.tcp(update, self.server, timeout=5).rcode() == 0
 
 
-@pytest.fixture(scope="module")
-def world():
+@pytest.fixture(scope="module", params=WORLDS, ids=["-".join(w) for w in WORLDS])
+def world(request):
     """A fresh lab, deployed once; removed at the end."""
+    image, mta, provider, challenge = request.param
+    ENV.update(MAILHOST_LAB_MTA=mta, MAILHOST_LAB_PROVIDER=provider,
+               MAILHOST_LAB_ACME_CHALLENGE=challenge)
     lab("down")
-    lab("up")
+    lab("up", "--image", image)
     status = json.loads(lab("status", "--json").stdout)
     code, output = deploy()
     assert code == 0, output[-4000:]

@@ -356,7 +356,7 @@ def test_opendkim_tables_one_line_per_domain(nasty):
 
 def test_netplan_and_apt_conf(nasty):
     settings, _ = nasty
-    netplan = render("base/netplan-ipv6.yaml.j2", settings).splitlines()
+    netplan = render("base/netplan-ipv6.yaml.j2", settings, interface="eth0").splitlines()
     assert netplan[-1] == f'        - "{settings.ipv6}/128"'
     assert len(netplan) == 9
     apt = apt_proxy_conf(settings)

@@ -109,21 +109,45 @@ def test_up_twice_is_harmless(lab):
     assert after["processes"] == before  # nothing restarted
 
 
-def test_vps_runs_systemd_and_sshd_on_both_addresses(lab):
-    for address in ("198.51.100.10", "2001:db8::10"):
-        result = ssh("systemctl is-system-running", address, text=True)
-        assert result.stdout.strip() in ("running", "degraded"), (address, result.stderr)
+def test_vps_runs_systemd_and_sshd(lab):
+    result = ssh("systemctl is-system-running", text=True)
+    assert result.stdout.strip() in ("running", "degraded"), result.stderr
+
+
+def remote_json(command: str, address: str = "198.51.100.10"):
+    return json.loads(ssh(command, address, text=True).stdout)
+
+
+def global_addresses(address: str = "198.51.100.10") -> set[str]:
+    return {info["local"] for link in remote_json("ip -j addr show eth0", address)
+            for info in link["addr_info"] if info.get("scope") == "global"}
+
+
+def test_default_vps_is_ubuntu_24_04_as_a_provider_ships_it(lab):
+    """cloud-init's netplan (networkd) with the IPv4 address and default route; IPv6 routed
+    to the VPS by the "provider" but off by sysctl, no IPv6 address: the deploy's job."""
+    assert lab["vps"]["image"] == "ubuntu-24.04" and lab["vps"]["network"] == "netplan"
+    assert lab["vps"]["os_release"]["VERSION_ID"] == "24.04"
+    assert 'VERSION_ID="24.04"' in ssh("cat /etc/os-release", text=True).stdout
+    netplan = ssh("netplan get ethernets.eth0", text=True).stdout
+    assert "198.51.100.10/24" in netplan and "2001:db8" not in netplan
+    assert ssh("networkctl list eth0", text=True).stdout.count("configured") == 1
+    assert ssh("sysctl -n net.ipv6.conf.all.disable_ipv6", text=True).stdout.strip() == "1"
+    assert global_addresses() == {"198.51.100.10"}
+    assert ssh("true", "2001:db8::10", timeout=30).returncode != 0
+    # cloud image apt sources: main, universe, -updates, -security
+    sources = ssh("cat /etc/apt/sources.list", text=True).stdout
+    for suite in ("noble", "noble-updates", "noble-security"):
+        assert f" {suite} main restricted universe multiverse" in sources
 
 
 def test_vps_network_resolver_and_no_route_out(lab):
-    def remote_json(command: str):
-        return json.loads(ssh(command, text=True).stdout)
-
-    local = {info["local"] for link in remote_json("ip -j addr show eth0")
-             for info in link["addr_info"]}
-    assert {"198.51.100.10", "2001:db8::10"} <= local
-    routes = remote_json("ip -j route") + remote_json("ip -j -6 route")
-    assert routes and "default" not in [r["dst"] for r in routes]  # never routed outside
+    routes = remote_json("ip -j route")
+    assert [r.get("gateway") for r in routes if r["dst"] == "default"] == ["198.51.100.1"]
+    # the "provider's" gateway is the lab bridge, which forwards nothing anywhere
+    forwarding = [Path(f"/proc/sys/net/{key}").read_text().strip() for key in
+                  ("ipv4/conf/mhlab0/forwarding", "ipv6/conf/mhlab0/forwarding")]
+    assert forwarding == ["0", "0"]
     assert "nameserver 198.51.100.1" in ssh("cat /etc/resolv.conf", text=True).stdout
     assert ssh("hostname -f", text=True).stdout.strip() == "mail.example.test"
     # root manages its own network namespace, as on a real VPS (firewall, sysctls)
@@ -316,6 +340,11 @@ def test_receiver_checks_dkim_spf_dmarc_against_lab_dns(lab, probe_domain, addre
     if case != "signed":
         signed = signed.replace(b"hello from the lab", b"hello from a forger")
     mail_from = "bounce@example.net" if case == "forged" else "bounce@probe.example.test"
+    if ":" in address:  # the Ubuntu image starts with IPv6 off: turn it on as the deploy does
+        on = ssh("sysctl -qw net.ipv6.conf.all.disable_ipv6=0 && "
+                 "ip addr replace 2001:db8::10/64 dev eth0 && sleep 2 && "
+                 "ip -6 addr show to 2001:db8::10", text=True)
+        assert "2001:db8::10" in on.stdout, on.stderr
     _send_from_vps(signed, address, mail_from)
     got = wait_for_message(lab["receiver"]["messages_dir"],
                            lambda m: token in str(m.message["Subject"]), timeout=30)
@@ -327,6 +356,33 @@ def test_receiver_checks_dkim_spf_dmarc_against_lab_dns(lab, probe_domain, addre
     assert header.startswith("mx.example.net;")
     assert f"dkim={expected['dkim']} header.d=probe.example.test" in header
     assert f"dmarc={expected['dmarc']}" in header and f"spf={expected['spf']}" in header
+
+
+@pytest.mark.parametrize("image,version,network_unit", [
+    ("debian-12", "12", "systemd-networkd"), ("debian-13", "13", "systemd-networkd"),
+    ("ubuntu-22.04", "22.04", "netplan"), ("ubuntu-24.04", "24.04", "netplan")])
+def test_each_image_boots_with_its_network_and_apt(lab, image, version, network_unit):
+    """Another image rebuilds the VPS. Debian images configure both addresses with
+    systemd-networkd (no netplan; IPv6 on); the Ubuntu ones start with IPv4 only."""
+    result = lab_cli("up", "--image", image)
+    assert result.returncode == 0, result.stderr
+    status = status_json()
+    assert status["vps"]["image"] == image and status["vps"]["os_release"]["VERSION_ID"] == version
+    assert f'VERSION_ID="{version}"' in ssh("cat /etc/os-release", text=True).stdout
+    if network_unit == "netplan":
+        assert global_addresses() == {"198.51.100.10"}
+    else:
+        assert "No such file" in ssh("ls /etc/netplan 2>&1", text=True).stdout
+        assert ssh("systemctl is-active systemd-networkd", text=True).stdout.strip() == "active"
+        assert global_addresses() == {"198.51.100.10", "2001:db8::10"}
+        assert global_addresses("2001:db8::10") == {"198.51.100.10", "2001:db8::10"}
+    # the proxy lets through exactly the hosts of this image's mirrors
+    sources = ssh("cat /etc/apt/sources.list", text=True).stdout
+    hosts = sorted({line.split()[1].split("/")[2] for line in sources.splitlines()
+                    if line.startswith("deb ")})
+    assert status["apt_proxy_allows"] == hosts
+    result = ssh("apt-get -q update", text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-500:] + result.stderr[-500:]
 
 
 def test_fresh_rebuilds_the_vps(lab):

@@ -1,6 +1,7 @@
-"""The mail host end to end in the lab, for each MTA (Postfix + OpenDKIM, chasquid) and each
-DNS provider: a fresh VPS deployed with pyinfra, sending to the lab's receiver, which checks
-DKIM, SPF and DMARC against the lab DNS; then a rebuild of the VPS and a switch of MTA."""
+"""The mail host end to end in the lab, in each world (VPS image, MTA, DNS provider, ACME
+challenge): a fresh VPS deployed with pyinfra (IPv6 enabled by the deploy on the provider-like
+Ubuntu images), sending to the lab's receiver, which checks DKIM, SPF and DMARC against the lab
+DNS; then a rebuild of the VPS and a switch of MTA."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def lab(*args, timeout=900):
 
 def deploy(lab_host, *args):
     """pyinfra inventory/lab.py deploy.py ARGS for this world's MTA and DNS provider."""
-    mta, provider, challenge = lab_host["world"]
+    _, mta, provider, challenge = lab_host["world"]
     result = subprocess.run([PYINFRA, "inventory/lab.py", "deploy.py", *args], cwd=ROOT,
                             capture_output=True, text=True, timeout=900,
                             env=dict(os.environ, MAILHOST_LAB_MTA=mta,
@@ -63,9 +64,18 @@ def zone_text(status):
     return "\n".join(str(rrset) for message in messages for rrset in message.answer)
 
 
-# (MTA, DNS provider, ACME challenge): every test runs in each world, from a fresh lab
-WORLDS = [("postfix", "rfc2136", "http-01"), ("postfix", "cloudflare", "http-01"),
-          ("chasquid", "rfc2136", "dns-01")]
+# (VPS image, MTA, DNS provider, ACME challenge): every test runs in each world, from a fresh lab
+WORLDS = [("ubuntu-24.04", "postfix", "rfc2136", "http-01"),
+          ("ubuntu-24.04", "postfix", "cloudflare", "http-01"),
+          ("ubuntu-24.04", "chasquid", "rfc2136", "dns-01"),
+          # certbot's own Cloudflare plugin, to https://api.cloudflare.com: the lab's TLS front
+          ("ubuntu-24.04", "postfix", "cloudflare", "dns-01"),
+          ("ubuntu-22.04", "postfix", "rfc2136", "http-01"),
+          ("debian-12", "chasquid", "rfc2136", "dns-01"),  # chasquid 1.11: DKIM by the hook
+          ("debian-13", "chasquid", "rfc2136", "dns-01")]  # chasquid 1.15: DKIM by chasquid
+# the first world's VPS starts with dpkg locked, as unattended-upgrades does after a first boot
+DPKG_LOCK_SECONDS = 60
+IPV6_STATE = "sysctl -n net.ipv6.conf.all.disable_ipv6; ip -6 -o addr show dev eth0 scope global"
 MTA_FILE = {"postfix": "/etc/postfix/main.cf", "chasquid": "/etc/chasquid/chasquid.conf"}
 MTA_UNITS = {"postfix": ["postfix", "opendkim", "dovecot", "postsrsd"],
              "chasquid": ["chasquid.service", "chasquid-smtp.socket"]}
@@ -76,9 +86,11 @@ LISTENER = {"postfix": '"master"', "chasquid": '"chasquid"'}
 def lab_host(request):
     """A fresh lab (new VPS, empty zones): --dry first (must change nothing), then the deploy."""
     lab("down")
-    lab("up")
+    lock = DPKG_LOCK_SECONDS if request.param == WORLDS[0] else 0
+    lab("up", "--image", request.param[0], "--dpkg-lock-seconds", str(lock))
     status = json.loads(lab("status", "--json").stdout)
     status["world"] = request.param
+    status["ipv6_before"] = ssh(IPV6_STATE)
     before_zone = zone_text(status)
     before_host = ssh("ls /etc/postfix /etc/mailhost 2>&1; dpkg -l | wc -l")
     output = deploy(status, "--dry")
@@ -86,10 +98,13 @@ def lab_host(request):
     status["dry_unchanged"] = (zone_text(status) == before_zone,
                                ssh("ls /etc/postfix /etc/mailhost 2>&1; dpkg -l | wc -l")
                                == before_host)
+    status["dpkg_locked_at_deploy"] = ssh("systemctl is-active mailhost-lab-dpkg-lock").strip()
     started = time.monotonic()
     status["first_deploy"] = deploy(status, "-y")
     status["first_deploy_seconds"] = time.monotonic() - started
     status["passwords"] = tomllib.loads(Path(status["secrets_file"]).read_text())["passwords"]
+    status["ipv6_after"] = ssh(IPV6_STATE)
+    print(f"\n{'-'.join(request.param)}: first deploy {status['first_deploy_seconds']:.0f} s")
     yield status
     lab("down")
 
@@ -136,11 +151,60 @@ def received(status, message_id):
                             lambda m: message_id in m.message.get("Message-ID", ""), timeout=60)
 
 
+def test_the_vps_runs_the_worlds_image(lab_host):
+    image = lab_host["world"][0]
+    name, version = image.split("-")
+    os_release = ssh("cat /etc/os-release")
+    assert f"ID={name}" in os_release and f'VERSION_ID="{version}"' in os_release
+    assert lab_host["vps"]["image"] == image
+    assert lab_host["vps"]["os_release"]["VERSION_ID"] == version
+
+
+def test_the_deploy_enabled_ipv6_on_the_provider_like_image(lab_host):
+    """Ubuntu images come as a provider ships them: IPv6 off by sysctl, no IPv6 address (the
+    Debian images configure both addresses with systemd-networkd). After the deploy: on, the
+    address in netplan, and a file that keeps it on after a reboot."""
+    after = lab_host["ipv6_after"].splitlines()
+    assert after[0] == "0" and "inet6 2001:db8::10/64" in after[1], after
+    if lab_host["vps"]["network"] == "netplan":
+        assert lab_host["ipv6_before"].strip() == "1", lab_host["ipv6_before"]
+        assert "eth0:" in ssh("cat /etc/netplan/60-mailhost-ipv6.yaml")
+        assert "2001:db8::10/64" in ssh("netplan get ethernets.eth0.addresses")
+    else:
+        assert lab_host["ipv6_before"].splitlines() == after
+    assert "disable_ipv6 = 0" in ssh("cat /etc/sysctl.d/99-zz-mailhost-ipv6.conf")
+
+
+def test_the_deploy_waited_for_the_dpkg_lock_of_a_first_boot(lab_host):
+    if lab_host["world"] != WORLDS[0]:
+        assert lab_host["dpkg_locked_at_deploy"] != "active"
+        return
+    assert lab_host["dpkg_locked_at_deploy"] == "active"  # still locked when the deploy began
+    assert "waits up to 900 s for the dpkg lock" in lab_host["first_deploy"]
+    assert ssh("test -e /usr/sbin/policy-rc.d && echo left").strip() == ""
+
+
+# who signs DKIM for chasquid: chasquid itself from 1.14 (Debian 13), else the post-data hook
+CHASQUID_SIGNER = {"ubuntu-24.04": "hook", "debian-12": "hook", "debian-13": "chasquid"}
+
+
+def test_dkim_signer_follows_the_images_chasquid(lab_host):
+    image, mta = lab_host["world"][:2]
+    if mta != "chasquid":
+        assert "active" in ssh("systemctl is-active opendkim")
+        return
+    link = ssh("ls /etc/chasquid/domains/example.test/ 2>&1")
+    signer = "chasquid" if "dkim:mail.pem" in link else "hook"
+    assert signer == CHASQUID_SIGNER[image], (image, link)
+    message = received(lab_host, submit(lab_host, 587))
+    assert message.verdicts["dkim"] == "pass"
+
+
 def test_dry_run_on_a_fresh_vps_lists_changes_and_changes_nothing(lab_host):
     output = lab_host["dry_output"]
     assert "+ CREATE  MX    example.test" in output
     assert "<new key, generated when applied>" in output or "v=DKIM1; k=rsa; p=MII" in output
-    assert "Install ufw, certbot" in output and MTA_FILE[lab_host["world"][0]] in output
+    assert "Install ufw, certbot" in output and MTA_FILE[lab_host["world"][1]] in output
     assert lab_host["dry_unchanged"] == (True, True)
 
 
@@ -200,7 +264,7 @@ def test_forwarded_mail_leaves_with_a_rewritten_sender_and_passes_spf(lab_host):
     receiver's SPF check passes for our host."""
     message = received(lab_host, send_from_outside("fwd@example.test", "forwarded"))
     mail_from = message.meta["mail_from"]
-    if lab_host["world"][0] == "postfix":
+    if lab_host["world"][1] == "postfix":
         assert mail_from.startswith("SRS0=")
         assert mail_from.endswith("=example.org=friend@example.test")
     else:
@@ -241,9 +305,9 @@ def test_certificate_chains_to_pebble_and_names_the_host(lab_host, port):
 
 
 def test_certbot_used_the_worlds_challenge_and_keeps_secrets_private(lab_host):
-    challenge = lab_host["world"][2]
+    _, _, provider, challenge = lab_host["world"]
     renewal = ssh("cat /etc/letsencrypt/renewal/mail.example.test.conf")
-    plugin = "dns-rfc2136" if challenge == "dns-01" else "standalone"
+    plugin = f"dns-{provider}" if challenge == "dns-01" else "standalone"
     expected = f"authenticator = {plugin}"
     assert expected in renewal
     credentials = ssh("stat -c '%U %a' /etc/mailhost/acme/dns-credentials.ini 2>&1")
@@ -264,7 +328,9 @@ def test_certbot_used_the_worlds_challenge_and_keeps_secrets_private(lab_host):
 def test_second_deploy_changes_nothing_and_writes_no_dns(lab_host):
     status = lab_host
     zone_before = zone_text(status)
+    started = time.monotonic()
     output = deploy(status, "-y")
+    print(f"\n{'-'.join(status['world'])}: no-change re-run {time.monotonic() - started:.0f} s")
     assert "= example.test: no DNS changes" in output
     total = [line for line in output.splitlines() if "Grand total" in line][0].split()
     assert total[3] == "-" and total[4] == "-", total  # no success (change), no error
@@ -298,13 +364,17 @@ def unit_states(units):
                          for u in units)).splitlines()
 
 
-def test_switch_to_the_other_mta_and_back(lab_host):
+def test_switch_to_the_other_mta_and_back(lab_host, request):
     """Runs last in each world: the old MTA stopped and disabled, the new one on 25/587/465
     (IPv4 and IPv6) passing dkim/spf/dmarc; back again, and then a run changes nothing."""
-    mta, provider, challenge = lab_host["world"]
+    image, mta, provider, challenge = lab_host["world"]
+    if image == "debian-13":  # strict: this fails the suite the day it starts to pass
+        request.applymarker(pytest.mark.xfail(strict=True, reason=(
+            "Postfix on Debian 13: Dovecot 2.4 does not start with the 2.3 configuration "
+            "(templates/dovecot); not a target of the product yet")))
     other = "chasquid" if mta == "postfix" else "postfix"
     for new, old in [(other, mta), (mta, other)]:
-        deploy(dict(lab_host, world=(new, provider, challenge)), "-y")
+        deploy(dict(lab_host, world=(image, new, provider, challenge)), "-y")
         assert all(line.startswith("inactive disabled") or line.startswith("inactive not-found")
                    for line in unit_states(MTA_UNITS[old])), unit_states(MTA_UNITS[old])
         listeners = ssh("ss -ltnpH '( sport = :25 or sport = :587 or sport = :465 )'")

@@ -145,6 +145,11 @@ def test_dns01_needs_what_certbots_plugins_can_use():
         sample_settings(acme_challenge="dns-01", dns_provider="cloudflare",
                         cloudflare_api_url="http://198.51.100.1:8443/client/v4")
     assert "api.cloudflare.com" in str(error.value)
+    # the lab: api.cloudflare.com on the host is a TLS front of the same emulator
+    lab = sample_settings(acme_challenge="dns-01", dns_provider="cloudflare",
+                          cloudflare_api_url="http://198.51.100.1:8443/client/v4",
+                          cloudflare_api_url_is_api_host=True)
+    assert lab.cloudflare_api_url_is_api_host is True
 
 
 def test_dns01_with_its_own_key_needs_its_secret(tmp_path):

@@ -1,5 +1,6 @@
-"""Base of the mail host: apt (proxy, packages installed without half-configured services),
-hostname as FQDN, /etc/mailname, /etc/hosts, IPv6 kept on."""
+"""Base of the mail host: apt (proxy, packages installed without half-configured services,
+waiting for a dpkg lock held after first boot), hostname as FQDN, /etc/mailname, /etc/hosts,
+IPv6 enabled (sysctl, netplan)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import re
 from io import StringIO
 
 from pyinfra import host
+from pyinfra.api.exceptions import DeployError
 from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import Directory
+from pyinfra.facts.server import Command
 from pyinfra.operations import apt, files, server
 
 from mailhost.facts import HostIdentity, known_state
@@ -19,6 +22,12 @@ POLICY_RC_D = "/usr/sbin/policy-rc.d"
 APT_PROXY = "/etc/apt/apt.conf.d/80mailhost-proxy"
 MAILNAME = "/etc/mailname"
 ROOTS = [APT_PROXY, MAILNAME]  # read with facts.read_paths
+# a new VPS runs unattended-upgrades after its first boot: apt waits this long for the lock
+DPKG_LOCK_WAIT_SECONDS = 900
+# after any file of the image that turns IPv6 off (sysctl.d files apply in name order)
+IPV6_SYSCTL_FILE = "/etc/sysctl.d/99-zz-mailhost-ipv6.conf"
+NETPLAN_FILE = "/etc/netplan/60-mailhost-ipv6.yaml"
+INTERFACE_NAME = re.compile(r"[A-Za-z0-9._-]{1,15}")  # a Linux interface name
 
 
 def apt_proxy_conf(settings: Settings) -> str:
@@ -37,17 +46,25 @@ def configure_apt(settings: Settings) -> None:
 def install_packages(packages: list[str]) -> None:
     """Install packages with services held back (policy-rc.d), so none starts half-configured.
 
-    The hold and its removal are only added when something is missing: a converged host
-    shows no change here.
+    apt waits up to DPKG_LOCK_WAIT_SECONDS for the dpkg lock (``DPkg::Lock::Timeout``), the
+    time unattended-upgrades may hold it after a new VPS boots; the operation's name says so.
+    The hold is added only when something is missing, and its release runs on every run: a
+    hold left behind by an interrupted install goes on the next run; on a converged host
+    neither shows a change.
+
+    + packages: Debian package names
     """
     installed = host.get_fact(DebPackages) or {}
     missing = [p for p in packages if p not in installed]
-    if not missing:
-        return
-    files.put(name="Hold services during package install", src=StringIO("#!/bin/sh\nexit 101\n"),
-              dest=POLICY_RC_D, mode="755")
-    apt.packages(name=f"Install {', '.join(missing)}", packages=missing, update=True,
-                 no_recommends=True)
+    if missing:
+        files.put(name="Hold services during package install",
+                  src=StringIO("#!/bin/sh\nexit 101\n"), dest=POLICY_RC_D, mode="755")
+        apt.packages(
+            name=f"Install {', '.join(missing)} (waits up to {DPKG_LOCK_WAIT_SECONDS} s for "
+                 "the dpkg lock: unattended-upgrades runs after a VPS's first boot)",
+            packages=missing, update=True, no_recommends=True,
+            extra_install_args=f"-o DPkg::Lock::Timeout={DPKG_LOCK_WAIT_SECONDS}",
+        )
     files.file(name="Release the service hold", path=POLICY_RC_D, present=False)
 
 
@@ -69,18 +86,48 @@ def configure_identity(settings: Settings) -> None:
 
 
 def configure_ipv6(settings: Settings) -> None:
-    """IPv6 not disabled by sysctl; a static address for netplan where the host uses it."""
+    """IPv6 enabled, now and after a reboot, and on a netplan host the static address.
+
+    Many VPS images ship with IPv6 disabled by sysctl and no IPv6 address (the provider routes
+    the address to the VPS; configuring it is left to the customer). The sysctl file sorts
+    after the image's, so a reboot keeps IPv6 on. The address goes into netplan under the ID
+    of the interface holding the default route (cloud-init names it after the interface), so
+    netplan merges it into the provider's definition instead of a second one networkd would
+    ignore. It is applied with ``netplan generate`` + ``networkctl reload`` where networkd
+    renders (VPS images): addresses are added in place, the SSH session stays; ``netplan
+    apply`` would also re-trigger udev (it fails in a container) and restart the links.
+    """
     if not settings.ipv6:
         return
-    server.sysctl(name="IPv6 enabled", key="net.ipv6.conf.all.disable_ipv6", value=0,
-                  persist=True, persist_file="/etc/sysctl.d/60-mailhost-ipv6.conf")
+    for scope in ("all", "default"):
+        server.sysctl(name=f"IPv6 enabled ({scope})", key=f"net.ipv6.conf.{scope}.disable_ipv6",
+                      value=0, persist=True, persist_file=IPV6_SYSCTL_FILE)
     if host.get_fact(Directory, path="/etc/netplan") is None:
-        return  # not a netplan host (the lab's Debian VPS): its network config stays as it is
+        return  # not a netplan host (Debian's networkd/ifupdown): its own config has the address
+    interface = host.get_fact(
+        Command, command="ip -o -4 route show default | awk '{print $5; exit}'") or "eth0"
+    if not INTERFACE_NAME.fullmatch(interface):
+        raise DeployError(f"IPv6: the default route's interface {interface!r} is not an "
+                          "interface name (1-15 of A-Z a-z 0-9 . _ -)")
     netplan = files.template(
-        name="netplan: static IPv6 address",
+        name=f"netplan: static IPv6 address on {interface}",
         src=template("base/netplan-ipv6.yaml.j2"),
-        dest="/etc/netplan/60-mailhost-ipv6.yaml",
+        dest=NETPLAN_FILE,
         mode="600",
         s=settings,
+        interface=interface,
     )
-    server.shell(name="netplan apply", commands=["netplan apply"], _if=netplan.did_change)
+    address = str(settings.ipv6)
+    server.shell(
+        name="netplan: apply the IPv6 address (generate, networkctl reload; SSH stays up)",
+        commands=[
+            "netplan generate",
+            "if systemctl is-active --quiet systemd-networkd; then networkctl reload; "
+            "else netplan apply; fi",
+            # until the address is usable (duplicate address detection done)
+            f"for i in $(seq 50); do ip -6 addr show to {address} | grep -q inet6 && "
+            f"! ip -6 addr show to {address} tentative | grep -q inet6 && exit 0; sleep 0.2; "
+            f"done; echo 'IPv6 address {address} not configured after 10 s' >&2; exit 1",
+        ],
+        _if=netplan.did_change,
+    )

@@ -1,4 +1,5 @@
-"""python -m mailhost.lab up [--fresh] | down | status [--json] | ssh [COMMAND...]"""
+"""python -m mailhost.lab up [--fresh] [--image IMAGE] [--dpkg-lock-seconds N] | down
+| status [--json] | ssh [COMMAND...]"""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import os
 import sys
 
-from . import lab
+from . import images, lab
 from .common import LabError, Paths
 
 
@@ -17,6 +18,13 @@ def main(argv: list[str] | None = None) -> int:
     up = commands.add_parser("up", help="start the lab (what is not running yet)")
     up.add_argument("--fresh", action="store_true",
                     help="also rebuild the VPS from the cached rootfs and reboot it")
+    up.add_argument("--image", choices=list(images.IMAGES),
+                    help=f"the VPS image (default: the running VPS's, else "
+                         f"{images.DEFAULT_IMAGE}); another one rebuilds the VPS")
+    up.add_argument("--dpkg-lock-seconds", type=int,
+                    default=int(os.environ.get("MAILHOST_LAB_DPKG_LOCK_SECONDS", "0")),
+                    help="a new VPS holds dpkg's lock this long after boot, as "
+                         "unattended-upgrades does (default $MAILHOST_LAB_DPKG_LOCK_SECONDS or 0)")
     up.add_argument("--json", action="store_true", help="print the status as JSON")
     commands.add_parser("down", help="stop everything the lab started and remove what it made")
     status = commands.add_parser("status", help="what runs where (exit 3 if not running)")
@@ -31,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     paths = Paths.for_checkout()
     try:
         if args.command == "up":
-            info = lab.up(paths, fresh=args.fresh)
+            info = lab.up(paths, fresh=args.fresh, image_name=args.image,
+                          dpkg_lock_seconds=args.dpkg_lock_seconds)
             print(json.dumps(info, indent=2) if args.json else lab.describe(info))
             return 0 if info["running"] else 1
         if args.command == "down":

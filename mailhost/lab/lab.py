@@ -1,7 +1,9 @@
 """``scripts/lab up|down|status``: bring the whole lab up, describe it, take it down.
 
 ``up`` starts what is not already running (so running it twice is harmless) and records every
-PID in ``.lab/state.json``; ``up --fresh`` also rebuilds the VPS from the cached rootfs.
+PID in ``.lab/state.json``; ``up --fresh`` also rebuilds the VPS from the cached rootfs, and so
+does ``up --image`` naming another image than the running one (default: the running one, else
+ubuntu-24.04).
 ``down`` stops those PIDs, deletes the namespaces, links and the VPS rootfs, and checks that
 nothing is left behind. ``status --json`` is what tests and tools read.
 """
@@ -20,7 +22,7 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import certs, network, pebble, proxy, vps, zones
+from . import api_front, certs, images, network, pebble, proxy, vps, zones
 from .common import (
     CHECKOUT,
     CLOUDFLARE_PORT,
@@ -51,12 +53,13 @@ from .common import (
 )
 from .vps import mounts_under
 
-VPS_NS = network.Namespace(VPS_NETNS, VPS4, VPS6)
+VPS_NS = network.Namespace(VPS_NETNS, VPS4, VPS6, addressed_inside=True)
 RX_NS = network.Namespace(RX_NETNS, RX4, RX6)
 NAMESPACES = [VPS_NS, RX_NS]
 CLOUDFLARE_URL = f"http://{HOST4}:{CLOUDFLARE_PORT}/client/v4"
 # stopped in this order by `down`; the VPS first, Knot last
-COMPONENTS = ["vps", "vps_init", "receiver", "cloudflare", "pebble", "proxy", "knot"]
+COMPONENTS = ["vps", "vps_init", "receiver", "api_front", "cloudflare", "pebble", "proxy",
+              "knot"]
 
 
 # --- small probes, also used by the tests ---
@@ -165,10 +168,13 @@ def start_receiver(paths: Paths) -> Proc:
     return proc
 
 
-def start_vps(paths: Paths, state: dict) -> None:
+def start_vps(paths: Paths, state: dict, image: images.Image, dpkg_lock_seconds: int) -> None:
     """(Re)build the VPS rootfs from the cache and boot it; wait until systemd is up."""
     stop_vps(paths, state)
-    vps.prepare_rootfs(paths)
+    network.reset_vps_link(VPS_NS, ipv6_off=image.network == "netplan")
+    vps.prepare_rootfs(paths, image, dpkg_lock_seconds)
+    state["image"] = image.name
+    state["dpkg_lock_seconds"] = dpkg_lock_seconds
     vps.write_ssh_config(paths)
     log = paths.logs / "vps-console.log"
     log.unlink(missing_ok=True)
@@ -177,6 +183,8 @@ def start_vps(paths: Paths, state: dict) -> None:
     init = wait_for(lambda: vps.container_init(nspawn), 20, "VPS init", proc=nspawn, log=log)
     _record(paths, state, "vps_init", init)
     state["vps_state"] = vps.wait_running(paths, nspawn, log)
+    # nspawn's first child may have been a short-lived helper: record the container's init
+    _record(paths, state, "vps_init", vps.container_init(nspawn) or init)
     state["vps_booted_at"] = time.time()
     save_state(paths, state)
 
@@ -189,34 +197,48 @@ def stop_vps(paths: Paths, state: dict) -> None:
     _record(paths, state, "vps_init", None)
 
 
-def up(paths: Paths, fresh: bool = False) -> dict:
-    """Start every part of the lab that is not running; return status()."""
+def up(paths: Paths, fresh: bool = False, image_name: str | None = None,
+       dpkg_lock_seconds: int = 0) -> dict:
+    """Start every part of the lab that is not running; return status().
+
+    + fresh: rebuild the VPS from the image's cached rootfs even if it runs
+    + image_name: the VPS image (images.IMAGES); another one than the running VPS's rebuilds it
+    + dpkg_lock_seconds: the new VPS holds dpkg's lock this long after boot (0: not at all)
+    """
     started = time.monotonic()
     with locked(paths):
         state = load_state(paths)
+        running_image = state.get("image") if _alive(state, "vps") else None
+        image = images.image(image_name or running_image or images.DEFAULT_IMAGE)
+        fresh = fresh or (running_image is not None and running_image != image.name)
         state["checkout"] = str(CHECKOUT)
         paths.logs.mkdir(parents=True, exist_ok=True)
         ensure_secrets(paths)
         vps.ensure_ssh_key(paths)
         certs.ensure_ca(paths.ca)
-        vps.build_cache(paths.logs / "debootstrap.log")
+        images.build_cache(image, paths.logs / "debootstrap.log")
         network.up(NAMESPACES)
+        mirror_hosts = images.mirror_hosts(image)
         tsig_secret = read_secrets(paths)["tsig_secret"]
         acme_secret = read_secrets(paths)["acme_tsig_secret"]
         if not _alive(state, "knot"):
             _record(paths, state, "knot", zones.start_knot(paths, tsig_secret, acme_secret))
             if _alive(state, "cloudflare"):  # re-seed it from the fresh zones
                 _proc(state, "cloudflare").stop()
+        if _alive(state, "proxy") and proxy.allowed_hosts(paths) != mirror_hosts:
+            _proc(state, "proxy").stop()  # another image's mirrors
         if not _alive(state, "proxy"):
-            _record(paths, state, "proxy", proxy.start(paths))
+            _record(paths, state, "proxy", proxy.start(paths, mirror_hosts))
         if not _alive(state, "pebble"):
             _record(paths, state, "pebble", pebble.start(paths))
         if not _alive(state, "cloudflare"):
             _record(paths, state, "cloudflare", start_cloudflare(paths))
+        if not _alive(state, "api_front"):
+            _record(paths, state, "api_front", api_front.start(paths))
         if not _alive(state, "receiver"):
             _record(paths, state, "receiver", start_receiver(paths))
         if fresh or not _alive(state, "vps"):
-            start_vps(paths, state)
+            start_vps(paths, state, image, dpkg_lock_seconds)
         state["up_seconds"] = round(time.monotonic() - started, 1)
         save_state(paths, state)
     return status(paths)
@@ -261,7 +283,8 @@ def down(paths: Paths) -> dict[str, list]:
         network.down(NAMESPACES)
         vps.remove_rootfs(paths)
         state["stopped_procs"] = stopped
-        state.pop("vps_state", None)
+        for key in ("vps_state", "image", "dpkg_lock_seconds"):
+            state.pop(key, None)
         save_state(paths, state)
         return leftovers(paths, state)
 
@@ -272,6 +295,7 @@ def status(paths: Paths) -> dict:
     parts = {name: {**data, "alive": Proc.from_json(data).alive()}
              for name, data in state.get("procs", {}).items()}
     running = all(_alive(state, name) for name in COMPONENTS)
+    image = images.IMAGES.get(state.get("image", ""))
     return {
         "running": running,
         "checkout": str(CHECKOUT),
@@ -289,7 +313,11 @@ def status(paths: Paths) -> dict:
             "ssh_config": str(paths.ssh_config),
             "ssh_command": f"ssh -F {paths.ssh_config} {MAIL_HOSTNAME}",
             "rootfs": str(paths.vps_rootfs),
-            "rootfs_cache": str(vps.PRISTINE),
+            "image": image.name if image else None,
+            "os_release": images.os_release(paths.vps_rootfs) if image else {},
+            "network": image.network if image else None,
+            "dpkg_lock_seconds": state.get("dpkg_lock_seconds", 0),
+            "rootfs_cache": str(image.pristine) if image else None,
             "console_log": str(paths.logs / "vps-console.log"),
         },
         "dns": {
@@ -306,6 +334,8 @@ def status(paths: Paths) -> dict:
             "zones": [MAIL_DOMAIN],
             "token_in": f"{paths.secrets_file} (key cloudflare_api_token)",
             "mirrors_to": f"{HOST4}:{DNS_PORT} (RFC 2136, TSIG {TSIG_KEY_NAME})",
+            "api_host_front": f"https://{api_front.API_HOSTNAME} (on the VPS) = "
+                              f"https://{HOST4}:{api_front.API_PORT} (stunnel, lab CA)",
         },
         "acme": {
             "directory_url": pebble.DIRECTORY_URL,
@@ -323,6 +353,7 @@ def status(paths: Paths) -> dict:
             "messages_dir": str(paths.received),
         },
         "apt_proxy": f"http://{HOST4}:{PROXY_PORT}",
+        "apt_proxy_allows": proxy.allowed_hosts(paths),
         "secrets_file": str(paths.secrets_file),
         "secrets_dir": str(paths.secrets_dir),
         "inventory": str(CHECKOUT / "inventory" / "lab.py"),
@@ -341,18 +372,22 @@ def describe(info: dict) -> str:
         + (f" (last up took {info['up_seconds']}s)" if info.get("up_seconds") else ""),
         f"  VPS        {vps_['hostname']}  {vps_['ipv4']}  {vps_['ipv6']}  "
         f"netns {vps_['netns']}, systemd-nspawn {pids.get('vps', missing)}",
+        f"             image {vps_['image']}: {vps_['os_release'].get('PRETTY_NAME', '?')}, "
+        f"network by {vps_['network']}",
         f"             {vps_['ssh_command']}",
         f"  DNS        Knot {dns_['server']}:53 [{dns_['server_ipv6']}]:53  TSIG key "
         f"{dns_['tsig_key_name']}  {pids.get('knot', missing)}",
         f"             zones: {', '.join(dns_['zones'])}",
         f"  Cloudflare {cf['base_url']}  zone {', '.join(cf['zones'])} -> Knot (RFC 2136)  "
         f"{pids.get('cloudflare', missing)}",
+        f"             {cf['api_host_front']}  {pids.get('api_front', missing)}",
         f"  ACME       Pebble {acme['directory_url']}  {pids.get('pebble', missing)}",
         f"             root CA {acme['root_ca_file']}, CA bundle {acme['ca_bundle']}",
         f"  Receiver   {rx['hostname']} ({rx['domain']})  {rx['ipv4']}  {rx['ipv6']}  port 25 "
         f"STARTTLS  netns {rx['netns']}, {pids.get('receiver', missing)}",
         f"             messages in {rx['messages_dir']}",
-        f"  apt proxy  tinyproxy {info['apt_proxy']}  {pids.get('proxy', missing)}",
+        f"  apt proxy  tinyproxy {info['apt_proxy']} to {', '.join(info['apt_proxy_allows'])}  "
+        f"{pids.get('proxy', missing)}",
         f"  Secrets    {info['secrets_file']} (tsig_secret, cloudflare_api_token)",
         f"  Inventory  {info['inventory']} (MAILHOST_LAB_PROVIDER=cloudflare for the emulator)",
         f"  Logs       {info['logs']}",

@@ -6,9 +6,10 @@
                    |-- mhlab-vps0 == eth0 in netns mhlab-vps  198.51.100.10, 2001:db8::10
                    `-- mhlab-rx0  == eth0 in netns mhlab-rx   198.51.100.20, 2001:db8::20
 
-The namespaces get no default route: they reach the bridge's subnet and nothing else, and the
-host does not forward or NAT for them. Before adding an address, ``check_ranges`` makes sure the
-lab ranges collide with no route or address the machine already has.
+The receiver's addresses are set from here; the VPS sets its own from inside (netplan or
+systemd-networkd, as a rented VPS does), with a default route to the bridge, which neither
+forwards nor NATs: they reach the bridge's subnet and nothing else. Before adding an address,
+``check_ranges`` makes sure the lab ranges collide with no route or address the machine has.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class Namespace:
     name: str
     ipv4: str
     ipv6: str
+    addressed_inside: bool = False  # the host in the namespace configures its own addresses
 
     @property
     def host_link(self) -> str:
@@ -98,6 +100,9 @@ def up(namespaces: list[Namespace]) -> None:
     run("ip", "addr", "replace", f"{HOST4}/24", "dev", BRIDGE)
     run("ip", "-6", "addr", "replace", f"{HOST6}/64", "dev", BRIDGE, "nodad")
     run("ip", "link", "set", BRIDGE, "up")
+    # the VPS's default route points here: nothing arriving on the bridge is ever forwarded
+    run("sysctl", "-q", "-w", f"net.ipv4.conf.{BRIDGE}.forwarding=0",
+        f"net.ipv6.conf.{BRIDGE}.forwarding=0")
     for ns in namespaces:
         if not ns.path.exists():
             run("ip", "netns", "add", ns.name)
@@ -107,10 +112,22 @@ def up(namespaces: list[Namespace]) -> None:
             run("ip", "-n", ns.name, "link", "set", ns.peer_link, "name", "eth0")
         run("ip", "link", "set", ns.host_link, "master", BRIDGE, "up")
         run("ip", "-n", ns.name, "link", "set", "lo", "up")
+        if ns.addressed_inside:
+            continue
         run("ip", "-n", ns.name, "addr", "replace", f"{ns.ipv4}/24", "dev", "eth0")
         run("ip", "-n", ns.name, "-6", "addr", "replace", f"{ns.ipv6}/64", "dev", "eth0", "nodad")
         run("ip", "-n", ns.name, "link", "set", "eth0", "up")
 
+
+def reset_vps_link(ns: Namespace, ipv6_off: bool) -> None:
+    """eth0 as a new VPS finds it: down, no address, no route; IPv6 disabled if ``ipv6_off``
+    (the image's sysctl, applied before boot: the container's systemd-sysctl may not run)."""
+    run("ip", "-n", ns.name, "link", "set", "eth0", "down")
+    run("ip", "-n", ns.name, "addr", "flush", "dev", "eth0")
+    value = "1" if ipv6_off else "0"
+    for scope in ("all", "default", "eth0"):
+        run("ip", "netns", "exec", ns.name, "sysctl", "-q", "-w",
+            f"net.ipv6.conf.{scope}.disable_ipv6={value}")
 
 def namespace_pids(name: str) -> list[int]:
     """PIDs of processes still running in a lab namespace."""

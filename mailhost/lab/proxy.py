@@ -1,16 +1,27 @@
 """The VPS's only way out: tinyproxy on the host side of its link (198.51.100.1:3128), for apt.
 
 It listens on the lab address only, serves only the lab subnet, and only forwards to the
-package mirrors in ``ALLOWED_HOSTS``.
+hosts of the package mirrors the VPS image uses (``images.mirror_hosts``).
 """
 
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 from .common import HOST4, LAB_NET4, LAB_NET6, PROXY_PORT, Paths, Proc, spawn, wait_for
 
-ALLOWED_HOSTS = ("deb.debian.org", "security.debian.org", "pypi.org", "files.pythonhosted.org")
+
+def allow_list(paths: Paths) -> Path:
+    return paths.proxy / "allowed-hosts"
+
+
+def allowed_hosts(paths: Paths) -> list[str]:
+    """The hosts the running proxy lets through ([] before it first started)."""
+    try:
+        return allow_list(paths).read_text().split()
+    except OSError:
+        return []
 
 
 def config_text(paths: Paths) -> str:
@@ -20,7 +31,7 @@ def config_text(paths: Paths) -> str:
         "Timeout 600\nMaxClients 50\nLogLevel Info\n"
         f"Allow {LAB_NET4}\nAllow {LAB_NET6}\n"
         "ConnectPort 443\nDisableViaHeader Yes\n"
-        f'Filter "{paths.proxy / "allowed-hosts"}"\n'
+        f'Filter "{allow_list(paths)}"\n'
         "FilterType fnmatch\nFilterDefaultDeny Yes\n"
     )
 
@@ -33,10 +44,11 @@ def listening() -> bool:
         return False
 
 
-def start(paths: Paths) -> Proc:
-    """Start tinyproxy in the foreground (it logs to our log file); return its PID."""
+def start(paths: Paths, hosts: list[str]) -> Proc:
+    """Start tinyproxy in the foreground (it logs to our log file), forwarding to ``hosts``
+    only (exact names); return its PID."""
     paths.proxy.mkdir(parents=True, exist_ok=True)
-    (paths.proxy / "allowed-hosts").write_text("".join(h + "\n" for h in ALLOWED_HOSTS))
+    allow_list(paths).write_text("".join(h + "\n" for h in hosts))
     config = paths.proxy / "tinyproxy.conf"
     config.write_text(config_text(paths))
     log = paths.logs / "tinyproxy.log"

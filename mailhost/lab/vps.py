@@ -1,11 +1,12 @@
-"""The lab's VPS: a Debian 12 root filesystem booted with systemd-nspawn in netns mhlab-vps.
+"""The lab's VPS: an image's root filesystem (images.py) booted with systemd-nspawn in netns
+mhlab-vps.
 
-The pristine rootfs is built once with debootstrap into ``/var/cache/mailhost-lab/`` (outside
-the checkout, about 2.5 minutes) and copied to ``.lab/vps-rootfs`` for every boot, so each
+The pristine rootfs is built once per image with debootstrap into ``/var/cache/mailhost-lab/``
+(outside the checkout, about a minute) and copied to ``.lab/vps-rootfs`` for every boot, so each
 ``lab up`` (or ``lab up --fresh``) starts from a freshly installed machine. Into the copy go:
 new SSH host keys (written to ``.lab/ssh/known_hosts``), root's authorized key, a resolver
-pointing at the lab DNS, and an apt proxy (tinyproxy on the host side of the link).
-Addresses are set from the host side on the namespace's eth0; nothing inside touches them.
+pointing at the lab DNS, an apt proxy (tinyproxy on the host side of the link), apt sources
+and a network configuration as the provider's image has them (``write_network``).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import signal
 import subprocess
 from pathlib import Path
 
+from . import api_front, images
 from .common import (
-    CACHE_DIR,
     HOST4,
     MAIL_HOSTNAME,
     PROXY_PORT,
@@ -27,46 +28,15 @@ from .common import (
     LabError,
     Paths,
     Proc,
-    log_tail,
     run,
     spawn,
     wait_for,
 )
+from .images import Image
 
-SUITE = "bookworm"
-MIRROR = "http://deb.debian.org/debian"
-INCLUDE = "systemd,systemd-sysv,dbus,openssh-server,python3,iproute2,ca-certificates"
-PRISTINE = CACHE_DIR / f"{SUITE}-rootfs"
-STAMP = CACHE_DIR / f"{SUITE}-rootfs.done"  # holds INCLUDE; written when debootstrap succeeded
 SHORT_HOSTNAME = MAIL_HOSTNAME.split(".")[0]
-
-
-def cache_ready() -> bool:
-    return PRISTINE.is_dir() and STAMP.is_file() and STAMP.read_text().strip() == INCLUDE
-
-
-def build_cache(log: Path) -> None:
-    """debootstrap the pristine rootfs into the cache unless it is already there."""
-    if cache_ready():
-        return
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    building = CACHE_DIR / f"{SUITE}-rootfs.tmp"
-    for stale in (building, PRISTINE):
-        if stale.exists():
-            shutil.rmtree(stale)
-    STAMP.unlink(missing_ok=True)
-    print(f"lab: building the Debian {SUITE} rootfs cache in {PRISTINE} (about 2.5 minutes)",
-          flush=True)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
-        result = subprocess.run(
-            ["debootstrap", f"--include={INCLUDE}", SUITE, str(building), MIRROR],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )
-    if result.returncode != 0:
-        raise LabError(f"debootstrap failed ({result.returncode}); see {log}:\n{log_tail(log)}")
-    building.rename(PRISTINE)
-    STAMP.write_text(INCLUDE + "\n")
+VPS_GATEWAY4 = HOST4  # the "provider's" router: the lab bridge (which forwards nothing)
+DPKG_LOCK_HOLDER = "mailhost-lab-dpkg-lock.service"
 
 
 def mounts_under(path: Path) -> list[str]:
@@ -89,15 +59,25 @@ def remove_rootfs(paths: Paths) -> None:
     run("rm", "-rf", "--one-file-system", str(paths.vps_rootfs), timeout=300)
 
 
-def prepare_rootfs(paths: Paths) -> None:
-    """A fresh working copy of the pristine rootfs, customised for the lab."""
+def prepare_rootfs(paths: Paths, image: Image, dpkg_lock_seconds: int = 0) -> None:
+    """A fresh working copy of the image's pristine rootfs, customised for the lab: the
+    network as the provider's cloud-init writes it, apt sources as a cloud image has them,
+    and optionally a dpkg lock held after boot (unattended-upgrades on a new VPS)."""
     remove_rootfs(paths)
-    run("cp", "-a", "--reflink=auto", str(PRISTINE), str(paths.vps_rootfs), timeout=600)
+    run("cp", "-a", "--reflink=auto", str(image.pristine), str(paths.vps_rootfs), timeout=600)
     root = paths.vps_rootfs
+    write_network(root, image)
+    _write(root / "etc/apt/sources.list", "# as the provider's cloud image has it\n"
+           + images.vps_sources(image))
+    for deb822 in (root / "etc/apt/sources.list.d").glob("*.sources"):
+        deb822.unlink()  # the same sources, as written by a newer debootstrap
+    write_dpkg_lock_holder(root, dpkg_lock_seconds)
     _write(root / "etc/hostname", SHORT_HOSTNAME + "\n")
     _write(root / "etc/hosts",
            "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n"
-           f"{VPS4} {MAIL_HOSTNAME} {SHORT_HOSTNAME}\n{VPS6} {MAIL_HOSTNAME} {SHORT_HOSTNAME}\n")
+           f"{VPS4} {MAIL_HOSTNAME} {SHORT_HOSTNAME}\n{VPS6} {MAIL_HOSTNAME} {SHORT_HOSTNAME}\n"
+           f"# the lab: the Cloudflare API's name is the emulator's TLS front\n"
+           f"{HOST4} {api_front.API_HOSTNAME}\n")
     _write(root / "etc/resolv.conf", f"nameserver {HOST4}\n")
     _write(root / "etc/apt/apt.conf.d/00mailhost-lab-proxy",
            f'// mailhost lab: the VPS has no route out; apt goes through tinyproxy\n'
@@ -115,6 +95,56 @@ def prepare_rootfs(paths: Paths) -> None:
     ssh_dir = root / "root/.ssh"
     ssh_dir.mkdir(mode=0o700, exist_ok=True)
     _write(ssh_dir / "authorized_keys", paths.ssh_key.with_suffix(".pub").read_text(), 0o600)
+
+
+def write_network(root: Path, image: Image) -> None:
+    """The VPS configures its own addresses, as a rented one does.
+
+    netplan images: ``/etc/netplan/50-cloud-init.yaml`` as cloud-init writes it (IPv4 address
+    and default route, systemd-networkd renderer), matching eth0 by name (cloud-init matches
+    the MAC address, which netplan reads as the permanent one, which a veth does not have).
+    The "provider" routes the IPv6 address to the VPS, but the image ships with IPv6 disabled
+    by sysctl and no IPv6 address: enabling it is the deploy's job. networkd images (Debian):
+    a systemd-networkd ``.network`` file with both addresses, IPv6 on.
+    """
+    if image.network == "netplan":
+        _write(root / "etc/netplan/50-cloud-init.yaml",
+               "# written by the provider's cloud-init (the mailhost lab)\n"
+               "network:\n  version: 2\n  renderer: networkd\n  ethernets:\n"
+               "    eth0:\n"
+               f"      addresses:\n        - \"{VPS4}/24\"\n"
+               f"      routes:\n        - to: default\n          via: {VPS_GATEWAY4}\n",
+               0o600)
+        _write(root / "etc/sysctl.d/99-disable-ipv6.conf",
+               "# the provider's image: IPv6 off until the customer enables it\n"
+               "net.ipv6.conf.all.disable_ipv6 = 1\n"
+               "net.ipv6.conf.default.disable_ipv6 = 1\n")
+        return
+    _write(root / "etc/systemd/network/10-eth0.network",
+           "[Match]\nName=eth0\n\n[Network]\n"
+           f"Address={VPS4}/24\nGateway={VPS_GATEWAY4}\nAddress={VPS6}/64\n"
+           "IPv6AcceptRA=no\n")
+    run("systemctl", f"--root={root}", "enable", "systemd-networkd.service")
+
+
+def write_dpkg_lock_holder(root: Path, seconds: int) -> None:
+    """A unit holding dpkg's locks for ``seconds`` after boot, as apt-daily-upgrade does."""
+    if seconds <= 0:
+        return
+    _write(root / "usr/local/sbin/mailhost-lab-hold-dpkg-lock",
+           "#!/usr/bin/python3\n"
+           "# the mailhost lab: hold dpkg's locks for a while, like unattended-upgrades\n"
+           "import fcntl, sys, time\n"
+           "files = [open(f'/var/lib/dpkg/{name}', 'w') for name in ('lock-frontend', 'lock')]\n"
+           "for file in files:\n"
+           "    fcntl.lockf(file, fcntl.LOCK_EX)\n"
+           "time.sleep(float(sys.argv[1]))\n", 0o755)
+    _write(root / f"etc/systemd/system/{DPKG_LOCK_HOLDER}",
+           "[Unit]\nDescription=mailhost lab: dpkg locked after boot (unattended-upgrades)\n\n"
+           "[Service]\nType=simple\n"
+           f"ExecStart=/usr/local/sbin/mailhost-lab-hold-dpkg-lock {seconds}\n\n"
+           "[Install]\nWantedBy=multi-user.target\n")
+    run("systemctl", f"--root={root}", "enable", DPKG_LOCK_HOLDER)
 
 
 def _write(path: Path, text: str, mode: int = 0o644) -> None:
