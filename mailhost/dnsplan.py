@@ -78,21 +78,24 @@ class Change:
     note: str = ""
 
     @property
+    def ttl_or_proxy_changes(self) -> bool:
+        """Old and new differ in TTL or proxy flag: all our values go and are written again."""
+        return bool(self.old and self.new and (self.old.ttl != self.new.ttl
+                                               or self.old.proxied != self.new.proxied))
+
+    @property
     def removed_values(self) -> tuple[str, ...]:
         """Our values to take away (all of them when the TTL or proxy flag changes)."""
         old = self.old.values if self.old else ()
-        if self.new is None:
-            return old
-        if self.old and (self.old.ttl != self.new.ttl or self.old.proxied != self.new.proxied):
+        if self.new is None or self.ttl_or_proxy_changes:
             return old
         return tuple(v for v in old if v not in self.new.values)
 
     @property
     def added_values(self) -> tuple[str, ...]:
+        """Our values to write (all of them when the TTL or proxy flag changes)."""
         new = self.new.values if self.new else ()
-        if self.old is None:
-            return new
-        if self.new and (self.old.ttl != self.new.ttl or self.old.proxied != self.new.proxied):
+        if self.old is None or self.ttl_or_proxy_changes:
             return new
         return tuple(v for v in new if v not in self.old.values)
 
