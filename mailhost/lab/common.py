@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -176,6 +177,15 @@ def log_tail(log: Path, lines: int = 8) -> str:
         return "\n".join(log.read_text(errors="replace").strip().splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+def accepts_connections(address: str, port: int) -> bool:
+    """Whether something accepts a TCP connection at ``address``, ``port`` (within a second)."""
+    try:
+        with socket.create_connection((address, port), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def wait_for(check, timeout: float, what: str, proc: Proc | None = None,
