@@ -147,10 +147,11 @@ def certificate_check(settings: Settings, address: str, port: int) -> CheckResul
     return guarded(name, expected, advice, check)
 
 
-def refused_client_check(settings: Settings, address: str, port: int, mta, name: str,
+def refused_client_check(settings: Settings, address: str, port: int, mta, refuses: str,
                          expected: str, advice: str, client_context, accepted) -> CheckResult:
     """Passes when the port refuses the TLS client ``client_context()`` makes; where it is let
     in, ``accepted(sock)`` says what was agreed (a warning where the MTA has no TLS settings)."""
+    name = f"smtp: {address} port {port} refuses {refuses}"
 
     def check():
         try:
@@ -167,12 +168,9 @@ def refused_client_check(settings: Settings, address: str, port: int, mta, name:
 
 def old_tls_check(settings: Settings, address: str, port: int, mta) -> CheckResult:
     return refused_client_check(
-        settings, address, port, mta,
-        name=f"smtp: {address} port {port} refuses TLS 1.0/1.1",
-        expected="the TLS 1.0 and 1.1 handshake refused",
-        advice=mta.old_tls_advice,
-        client_context=legacy_context,
-        accepted=lambda sock: sock.version())
+        settings, address, port, mta, refuses="TLS 1.0/1.1",
+        expected="the TLS 1.0 and 1.1 handshake refused", advice=mta.old_tls_advice,
+        client_context=legacy_context, accepted=lambda sock: sock.version())
 
 
 def auth_after_tls_check(settings: Settings, address: str, port: int) -> CheckResult:
@@ -277,9 +275,6 @@ def vrfy_check(settings: Settings, address: str) -> CheckResult:
 
 def cbc_refused_check(settings: Settings, address: str, port: int, mta) -> CheckResult:
     return refused_client_check(
-        settings, address, port, mta,
-        name=f"smtp: {address} port {port} refuses CBC ciphers",
+        settings, address, port, mta, refuses="CBC ciphers",
         expected="a TLS 1.2 client offering only CBC ciphers refused (Mozilla intermediate)",
-        advice=mta.cbc_advice,
-        client_context=cbc_context,
-        accepted=lambda sock: sock.cipher()[0])
+        advice=mta.cbc_advice, client_context=cbc_context, accepted=lambda sock: sock.cipher()[0])
