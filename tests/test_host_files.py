@@ -73,7 +73,7 @@ def test_debian_versions_decide_native_dkim():
 
 
 def test_chasquid_hook_hands_dkimpy_a_pkcs1_rsa_key():
-    """The post-data hook signs with dkimpy; before 1.0.6 (Ubuntu 22.04) it reads only PKCS#1,
+    """The post-data hook signs with dkimpy; Ubuntu 22.04's (1.0.5) reads only PKCS#1,
     so the hook unwraps our PKCS#8 key: the same key as PKCS#1, and it signs."""
     hook = render("chasquid/post-data.py.j2", sample_settings(), owners={}, signing={})
     functions = [node for node in ast.parse(hook).body if isinstance(node, ast.FunctionDef)]
