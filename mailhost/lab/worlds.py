@@ -62,21 +62,35 @@ WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 # A zone as most domains hold it before they get a mail host: a website (A, AAAA, www CNAME,
 # a wildcard), site verifications and a newsletter sender's SPF in the apex TXT set, another
 # provider's MX and DKIM CNAME, SRV records, another CA in CAA, records at other subdomains.
+# One record a line as a zone file writes it: name relative to the zone ("@" for the apex),
+# TTL, type, value in records.py form ("{zone}" stands for the zone).
+CLUTTER_LINES = """
+@                 3600 A     198.51.100.80
+@                 3600 AAAA  2001:db8::80
+www               3600 CNAME {zone}
+*                 3600 A     198.51.100.80
+@                 3600 TXT   google-site-verification=Xk2v9Q
+@                 3600 TXT   v=spf1 include:spf.newsletter.example -all
+@                 3600 MX    20 mx.oldprovider.example
+news._domainkey   3600 CNAME news.dkim.newsletter.example
+_sip._tcp         3600 SRV   10 5 5060 sip.{zone}
+@                 3600 CAA   0 issue "sectigo.com"
+shop               600 A     198.51.100.82
+blog               600 TXT   v=spf1 -all
+"""
+
+
+def parse_records(lines: str) -> tuple[tuple[str, str, str, int], ...]:
+    """Lines of "name TTL type value" as (name, type, value, TTL) tuples."""
+    records = []
+    for line in lines.strip().splitlines():
+        name, ttl, rtype, value = line.split(maxsplit=3)
+        records.append((name, rtype, value, int(ttl)))
+    return tuple(records)
+
+
 # (name relative to the zone, "@" for the apex; type; value in records.py form; TTL)
-CLUTTER = (
-    ("@", "A", "198.51.100.80", 3600),
-    ("@", "AAAA", "2001:db8::80", 3600),
-    ("www", "CNAME", "{zone}", 3600),
-    ("*", "A", "198.51.100.80", 3600),
-    ("@", "TXT", "google-site-verification=Xk2v9Q", 3600),
-    ("@", "TXT", "v=spf1 include:spf.newsletter.example -all", 3600),
-    ("@", "MX", "20 mx.oldprovider.example", 3600),
-    ("news._domainkey", "CNAME", "news.dkim.newsletter.example", 3600),
-    ("_sip._tcp", "SRV", "10 5 5060 sip.{zone}", 3600),
-    ("@", "CAA", '0 issue "sectigo.com"', 3600),
-    ("shop", "A", "198.51.100.82", 600),
-    ("blog", "TXT", "v=spf1 -all", 600),
-)
+CLUTTER = parse_records(CLUTTER_LINES)
 
 
 def clutter_records(zone: str = ZONE) -> list[tuple[str, str, str, int]]:
