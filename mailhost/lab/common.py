@@ -94,6 +94,17 @@ def run(*args: str, check: bool = True, capture: bool = True, timeout: float = 1
     return result
 
 
+class StartStop:
+    """``with thing:`` starts it (``start()``, which returns it) and stops it at the end
+    (``stop()``)."""
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
 # --- processes: start detached, remember (pid, start time), stop by PID ---
 
 def start_time(pid: int) -> int | None:

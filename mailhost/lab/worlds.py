@@ -36,6 +36,7 @@ import dns.tsig
 import dns.update
 
 from mailhost.lab.cloudflare_emulator import CloudflareEmulator
+from mailhost.lab.common import StartStop
 from mailhost.lab.knot import KnotServer, TsigKey, filler_records, minimal_zone
 from mailhost.providers.cloudflare import CloudflareProvider, record_value
 from mailhost.providers.rfc2136 import Rfc2136Provider, canonical, value_rdata
@@ -102,7 +103,7 @@ def clutter_records(zone: str = ZONE) -> list[tuple[str, str, str, int]]:
     return rows
 
 
-class KnotWorld:
+class KnotWorld(StartStop):
     """A fresh knotd on loopback serving ``zone``: SOA, NS, ns1 A and ``size`` filler A
     records, with a TSIG key allowed to update and transfer it."""
 
@@ -126,12 +127,6 @@ class KnotWorld:
 
     def stop(self) -> None:
         self.server.stop()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
     def provider(self, timeout: float = 10) -> Rfc2136Provider:
         key = self.server.key
@@ -227,7 +222,7 @@ def _absolute(name: str) -> dns.name.Name:
     return dns.name.from_text(normalize_name(name) + ".")
 
 
-class CloudflareWorld:
+class CloudflareWorld(StartStop):
     """An emulated Cloudflare account holding ``zone`` (and ``size`` filler A records).
 
     In this process by default (``emulator`` is then reachable for faults and raw records);
@@ -276,12 +271,6 @@ class CloudflareWorld:
                 self.process.terminate()  # by its PID
                 self.process.wait()
             self.process = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
     def provider(self, **options) -> CloudflareProvider:
         return CloudflareProvider(self.token, base_url=self.base_url, **options)
