@@ -62,6 +62,15 @@ class Conflict:
         return f"! CONFLICT {self.rtype:<5} {self.name:<{width_name}}  {self.text}"
 
 
+def values_only_in(this: RecordSet | None, other: RecordSet | None) -> tuple[str, ...]:
+    """``this``'s values that ``other`` lacks: all of them when there is no ``other`` or the
+    two differ in TTL or proxy flag (a set is written whole)."""
+    values = this.values if this else ()
+    if other is None or (this and (this.ttl != other.ttl or this.proxied != other.proxied)):
+        return values
+    return tuple(v for v in values if v not in other.values)
+
+
 @dataclass(frozen=True)
 class Change:
     """One RecordSet change. ``old``/``new`` are our part; ``found`` is the whole set as read.
@@ -80,21 +89,12 @@ class Change:
     @property
     def removed_values(self) -> tuple[str, ...]:
         """Our values to take away (all of them when the TTL or proxy flag changes)."""
-        old = self.old.values if self.old else ()
-        if self.new is None:
-            return old
-        if self.old and (self.old.ttl != self.new.ttl or self.old.proxied != self.new.proxied):
-            return old
-        return tuple(v for v in old if v not in self.new.values)
+        return values_only_in(self.old, self.new)
 
     @property
     def added_values(self) -> tuple[str, ...]:
-        new = self.new.values if self.new else ()
-        if self.old is None:
-            return new
-        if self.new and (self.old.ttl != self.new.ttl or self.old.proxied != self.new.proxied):
-            return new
-        return tuple(v for v in new if v not in self.old.values)
+        """Our values to write (all of them when the TTL or proxy flag changes)."""
+        return values_only_in(self.new, self.old)
 
     def expected_values(self) -> frozenset[str]:
         """Every value at the key once the change is written: foreign ones included."""

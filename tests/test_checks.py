@@ -210,13 +210,16 @@ def self_signed(tmp_path, name="mail.example.test", days=30):
     return cert_path, key_path, certificate
 
 
-def tls_server(tmp_path, minimum: ssl.TLSVersion):
-    """A TLS server on loopback accepting versions from ``minimum``; returns its port."""
+def tls_server(tmp_path, minimum: ssl.TLSVersion | None = None,
+               ciphers: str = "ALL:@SECLEVEL=0") -> int:
+    """A TLS server on loopback for three handshakes, offering ``ciphers`` and accepting versions
+    from ``minimum`` (else Python's default); returns its port."""
     cert, key, _ = self_signed(tmp_path)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
-    context.set_ciphers("ALL:@SECLEVEL=0")
-    context.minimum_version = minimum
+    context.set_ciphers(ciphers)
+    if minimum is not None:
+        context.minimum_version = minimum
     listener = socket.create_server(("127.0.0.1", 0))
 
     def serve():

@@ -3,11 +3,10 @@
 
 import socket
 import ssl
-import threading
 
 import pytest
 from sample import sample_settings
-from test_checks import self_signed
+from test_checks import tls_server
 from test_hostile_input import render, settings_lines
 
 from mailhost.checks import smtp
@@ -49,25 +48,6 @@ def test_postfix_hardening_settings():
     assert main["smtpd_sasl_auth_enable"] == "no"
 
 
-def tls_server(tmp_path, ciphers: str) -> int:
-    cert, key, _ = self_signed(tmp_path)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    context.set_ciphers(ciphers)
-    listener = socket.create_server(("127.0.0.1", 0))
-
-    def serve():
-        for _ in range(2):
-            connection, _ = listener.accept()
-            try:
-                with context.wrap_socket(connection, server_side=True) as tls:
-                    tls.sendall(b"hello")
-            except (ssl.SSLError, OSError):
-                pass
-    threading.Thread(target=serve, daemon=True).start()
-    return listener.getsockname()[1]
-
-
 def handshake(port: int, context: ssl.SSLContext) -> tuple[str, str]:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
         with context.wrap_socket(raw) as tls:
@@ -75,10 +55,10 @@ def handshake(port: int, context: ssl.SSLContext) -> tuple[str, str]:
 
 
 def test_cbc_probe_is_refused_by_the_intermediate_profile_only(tmp_path):
-    intermediate = tls_server(tmp_path, main_cf()["tls_high_cipherlist"])
+    intermediate = tls_server(tmp_path, ciphers=main_cf()["tls_high_cipherlist"])
     with pytest.raises(ssl.SSLError):
         handshake(intermediate, smtp.cbc_context())
     assert handshake(intermediate, smtp.unverified_context())[0] in ("TLSv1.2", "TLSv1.3")
-    broad = tls_server(tmp_path, "ALL:@SECLEVEL=0")
+    broad = tls_server(tmp_path)
     version, cipher = handshake(broad, smtp.cbc_context())
     assert version == "TLSv1.2" and "GCM" not in cipher and "CHACHA" not in cipher

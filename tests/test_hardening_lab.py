@@ -24,14 +24,15 @@ pytestmark = pytest.mark.lab
 
 USERS_FILE = "/etc/dovecot/mailhost-users"
 NEW_PASSWORD = "a new password for bob, 2026"
+WORLD = ("ubuntu-24.04", "postfix", "rfc2136", "http-01")  # image, MTA, DNS, ACME
 
 
 @pytest.fixture(scope="module")
 def lab_host():
     lab("down")
-    lab("up")
+    lab("up", "--image", WORLD[0])
     status = json.loads(lab("status", "--json").stdout)
-    status["world"] = ("postfix", "rfc2136", "http-01")
+    status["world"] = WORLD
     status["passwords"] = tomllib.loads(Path(status["secrets_file"]).read_text())["passwords"]
     status["first_deploy"] = deploy(status, "-y")
     yield status

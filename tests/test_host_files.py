@@ -1,12 +1,18 @@
 """Files the host modules write, computed on the controller: chasquid's users database,
 aliases, sender ownership, and the version that decides how chasquid signs."""
 
+import ast
+import base64
 import hashlib
 import re
 
+import dkim as dkimpy
+from cryptography.hazmat.primitives import serialization
 from sample import sample_settings
 
+from mailhost.dkim import generate_key
 from mailhost.facts import parse_debian_version
+from mailhost.host import render
 from mailhost.host.users import aliases, chasquid_users, parse_chasquid_users, sender_owners
 from mailhost.secrets import Secret, Secrets
 
@@ -64,3 +70,24 @@ def test_debian_versions_decide_native_dkim():
     assert parse_debian_version("(none)") is None
     assert parse_debian_version("") is None
     assert parse_debian_version("1.11-2+b2") < (1, 14) <= parse_debian_version("1.15.1-1")
+
+
+def test_chasquid_hook_hands_dkimpy_a_pkcs1_rsa_key():
+    """The post-data hook signs with dkimpy; Ubuntu 22.04's (1.0.5) reads only PKCS#1,
+    so the hook unwraps our PKCS#8 key: the same key as PKCS#1, and it signs."""
+    hook = render("chasquid/post-data.py.j2", sample_settings(), owners={}, signing={})
+    functions = [node for node in ast.parse(hook).body if isinstance(node, ast.FunctionDef)]
+    namespace = {"base64": base64}
+    exec(compile(ast.Module(functions, type_ignores=[]), "post-data", "exec"), namespace)
+    pkcs8 = generate_key("rsa", 2048)
+    der = base64.b64decode(b"".join(pkcs8.strip().splitlines()[1:-1]))
+    pkcs1 = namespace["pkcs1_pem"](der)
+    key = serialization.load_pem_private_key(pkcs8, None)
+    wanted = key.private_bytes(serialization.Encoding.DER,
+                               serialization.PrivateFormat.TraditionalOpenSSL,
+                               serialization.NoEncryption())
+    assert pkcs1.startswith(b"-----BEGIN RSA PRIVATE KEY-----\n")
+    assert base64.b64decode(b"".join(pkcs1.strip().splitlines()[1:-1])) == wanted
+    signature = dkimpy.sign(b"From: a@example.test\r\n\r\nhi\r\n", b"mail", b"example.test",
+                            pkcs1)
+    assert signature.startswith(b"DKIM-Signature:")

@@ -147,22 +147,30 @@ def certificate_check(settings: Settings, address: str, port: int) -> CheckResul
     return guarded(name, expected, advice, check)
 
 
-def old_tls_check(settings: Settings, address: str, port: int, mta) -> CheckResult:
-    name = f"smtp: {address} port {port} refuses TLS 1.0/1.1"
-    expected = "the TLS 1.0 and 1.1 handshake refused"
-    advice = mta.old_tls_advice
+def refused_client_check(settings: Settings, address: str, port: int, mta, refuses: str,
+                         expected: str, advice: str, client_context, accepted) -> CheckResult:
+    """Passes when the port refuses the TLS client ``client_context()`` makes; where it is let
+    in, ``accepted(sock)`` says what was agreed (a warning where the MTA has no TLS settings)."""
+    name = f"smtp: {address} port {port} refuses {refuses}"
 
     def check():
         try:
-            with open_smtp(settings, address, port, legacy_context()) as client:
-                version = client.sock.version()
+            with open_smtp(settings, address, port, client_context()) as client:
+                agreed = accepted(client.sock)
         except ssl.SSLError as error:
             return result(name, True, expected, f"refused ({error.reason or error})", advice)
         if not mta.tls_configurable:  # nothing to configure: worth a look, not a failure
-            return CheckResult(name, WARNING, expected, f"accepted {version}", advice,
+            return CheckResult(name, WARNING, expected, f"accepted {agreed}", advice,
                                required=False)
-        return result(name, False, expected, f"accepted {version}", advice)
+        return result(name, False, expected, f"accepted {agreed}", advice)
     return guarded(name, expected, advice, check)
+
+
+def old_tls_check(settings: Settings, address: str, port: int, mta) -> CheckResult:
+    return refused_client_check(
+        settings, address, port, mta, refuses="TLS 1.0/1.1",
+        expected="the TLS 1.0 and 1.1 handshake refused", advice=mta.old_tls_advice,
+        client_context=legacy_context, accepted=lambda sock: sock.version())
 
 
 def auth_after_tls_check(settings: Settings, address: str, port: int) -> CheckResult:
@@ -266,18 +274,7 @@ def vrfy_check(settings: Settings, address: str) -> CheckResult:
 
 
 def cbc_refused_check(settings: Settings, address: str, port: int, mta) -> CheckResult:
-    name = f"smtp: {address} port {port} refuses CBC ciphers"
-    expected = "a TLS 1.2 client offering only CBC ciphers refused (Mozilla intermediate)"
-    advice = mta.cbc_advice
-
-    def check():
-        try:
-            with open_smtp(settings, address, port, cbc_context()) as client:
-                cipher = client.sock.cipher()[0]
-        except ssl.SSLError as error:
-            return result(name, True, expected, f"refused ({error.reason or error})", advice)
-        if not mta.tls_configurable:  # nothing to configure: worth a look, not a failure
-            return CheckResult(name, WARNING, expected, f"accepted {cipher}", advice,
-                               required=False)
-        return result(name, False, expected, f"accepted {cipher}", advice)
-    return guarded(name, expected, advice, check)
+    return refused_client_check(
+        settings, address, port, mta, refuses="CBC ciphers",
+        expected="a TLS 1.2 client offering only CBC ciphers refused (Mozilla intermediate)",
+        advice=mta.cbc_advice, client_context=cbc_context, accepted=lambda sock: sock.cipher()[0])

@@ -3,29 +3,27 @@ an MTA is one module and one entry in its ``components``."""
 
 from __future__ import annotations
 
+from types import ModuleType
+
 from mailhost.host import Mta, chasquid, dovecot, opendkim, postfix, postsrsd
 from mailhost.settings import Settings
 
-POSTFIX = Mta(
-    name="postfix",
-    components=(postsrsd, opendkim, dovecot, postfix),  # start order: postfix last
-    dkim_signer=opendkim.USER,
-    certificate_readers=postfix.CERTIFICATE_READERS,
-    queue=postfix.QUEUE,
-    old_tls_advice=postfix.OLD_TLS_ADVICE,
-    cbc_advice=postfix.CBC_ADVICE,
-    tls_configurable=True,
-)
-CHASQUID = Mta(
-    name="chasquid",
-    components=(chasquid,),
-    dkim_signer=chasquid.USER,
-    certificate_readers=chasquid.CERTIFICATE_READERS,
-    queue=chasquid.QUEUE,
-    old_tls_advice=chasquid.OLD_TLS_ADVICE,
-    cbc_advice=chasquid.CBC_ADVICE,
-    tls_configurable=False,
-)
+
+def served_by(server: ModuleType, name: str, components: tuple[ModuleType, ...],
+              dkim_signer: str, tls_configurable: bool) -> Mta:
+    """The MTA whose SMTP server is the module ``server``: it declares CERTIFICATE_READERS,
+    QUEUE, OLD_TLS_ADVICE and CBC_ADVICE."""
+    return Mta(name=name, components=components, dkim_signer=dkim_signer,
+               certificate_readers=server.CERTIFICATE_READERS, queue=server.QUEUE,
+               old_tls_advice=server.OLD_TLS_ADVICE, cbc_advice=server.CBC_ADVICE,
+               tls_configurable=tls_configurable)
+
+
+POSTFIX = served_by(postfix, name="postfix",
+                    components=(postsrsd, opendkim, dovecot, postfix),  # start order: postfix last
+                    dkim_signer=opendkim.USER, tls_configurable=True)
+CHASQUID = served_by(chasquid, name="chasquid", components=(chasquid,),
+                     dkim_signer=chasquid.USER, tls_configurable=False)
 MTAS = {mta.name: mta for mta in (POSTFIX, CHASQUID)}
 
 

@@ -9,13 +9,12 @@ passes the plain HTTP on to the emulator's port. The emulator itself is unchange
 
 from __future__ import annotations
 
-import socket
 from urllib.parse import urlsplit
 
 from mailhost.settings import CLOUDFLARE_API
 
 from . import certs
-from .common import CLOUDFLARE_PORT, HOST4, Paths, Proc, spawn, wait_for
+from .common import CLOUDFLARE_PORT, HOST4, Paths, Proc, accepts_connections, spawn, wait_for
 
 API_HOSTNAME = urlsplit(CLOUDFLARE_API).hostname
 API_PORT = 443
@@ -36,11 +35,7 @@ def config_text(paths: Paths, cert, key) -> str:
 
 
 def listening() -> bool:
-    try:
-        with socket.create_connection((HOST4, API_PORT), timeout=1):
-            return True
-    except OSError:
-        return False
+    return accepts_connections(HOST4, API_PORT)
 
 
 def start(paths: Paths) -> Proc:

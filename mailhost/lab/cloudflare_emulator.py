@@ -23,11 +23,12 @@ import time
 from mailhost.lab.cloudflare_http import serve
 from mailhost.lab.cloudflare_mirror import Rfc2136Mirror
 from mailhost.lab.cloudflare_state import API_PREFIX, ApiError, CloudflareState, Fault
+from mailhost.lab.common import StartStop
 
 __all__ = ["ApiError", "CloudflareEmulator", "Fault", "Rfc2136Mirror"]
 
 
-class CloudflareEmulator(CloudflareState):
+class CloudflareEmulator(StartStop, CloudflareState):
     """The emulator: its state (CloudflareState) served over HTTP in a thread."""
 
     _server = None
@@ -42,12 +43,6 @@ class CloudflareEmulator(CloudflareState):
             self._server.shutdown()
             self._server.server_close()
             self._server = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
     @property
     def url(self) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -91,6 +92,17 @@ def run(*args: str, check: bool = True, capture: bool = True, timeout: float = 1
         detail = (result.stderr or result.stdout or "").strip() if capture else ""
         raise LabError(f"{' '.join(args)} failed ({result.returncode}): {detail}")
     return result
+
+
+class StartStop:
+    """``with thing:`` starts it (``start()``, which returns it) and stops it at the end
+    (``stop()``)."""
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
 
 
 # --- processes: start detached, remember (pid, start time), stop by PID ---
@@ -176,6 +188,15 @@ def log_tail(log: Path, lines: int = 8) -> str:
         return "\n".join(log.read_text(errors="replace").strip().splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+def accepts_connections(address: str, port: int) -> bool:
+    """Whether something accepts a TCP connection at ``address``, ``port`` (within a second)."""
+    try:
+        with socket.create_connection((address, port), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def wait_for(check, timeout: float, what: str, proc: Proc | None = None,

@@ -37,6 +37,8 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 
+from mailhost.lab.common import StartStop
+
 KNOTD = "knotd"
 KNOTC = "knotc"
 
@@ -121,7 +123,7 @@ def _family(address: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
 
 
-class KnotServer:
+class KnotServer(StartStop):
     """One knotd process serving ``zones`` ({zone name: zone file text}) with one TSIG key.
 
     + zones: zone name -> zone file text (see ``minimal_zone`` and ``filler_records``)
@@ -318,9 +320,3 @@ class KnotServer:
         if self._own_workdir and self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None
-
-    def __enter__(self) -> KnotServer:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()

@@ -6,10 +6,19 @@ hosts of the package mirrors the VPS image uses (``images.mirror_hosts``).
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
-from .common import HOST4, LAB_NET4, LAB_NET6, PROXY_PORT, Paths, Proc, spawn, wait_for
+from .common import (
+    HOST4,
+    LAB_NET4,
+    LAB_NET6,
+    PROXY_PORT,
+    Paths,
+    Proc,
+    accepts_connections,
+    spawn,
+    wait_for,
+)
 
 
 def allow_list(paths: Paths) -> Path:
@@ -37,11 +46,7 @@ def config_text(paths: Paths) -> str:
 
 
 def listening() -> bool:
-    try:
-        with socket.create_connection((HOST4, PROXY_PORT), timeout=1):
-            return True
-    except OSError:
-        return False
+    return accepts_connections(HOST4, PROXY_PORT)
 
 
 def start(paths: Paths, hosts: list[str]) -> Proc:

@@ -36,6 +36,7 @@ import dns.tsig
 import dns.update
 
 from mailhost.lab.cloudflare_emulator import CloudflareEmulator
+from mailhost.lab.common import StartStop
 from mailhost.lab.knot import KnotServer, TsigKey, filler_records, minimal_zone
 from mailhost.providers.cloudflare import CloudflareProvider, record_value
 from mailhost.providers.rfc2136 import Rfc2136Provider, canonical, value_rdata
@@ -62,21 +63,35 @@ WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 # A zone as most domains hold it before they get a mail host: a website (A, AAAA, www CNAME,
 # a wildcard), site verifications and a newsletter sender's SPF in the apex TXT set, another
 # provider's MX and DKIM CNAME, SRV records, another CA in CAA, records at other subdomains.
+# One record a line as a zone file writes it: name relative to the zone ("@" for the apex),
+# TTL, type, value in records.py form ("{zone}" stands for the zone).
+CLUTTER_LINES = """
+@                 3600 A     198.51.100.80
+@                 3600 AAAA  2001:db8::80
+www               3600 CNAME {zone}
+*                 3600 A     198.51.100.80
+@                 3600 TXT   google-site-verification=Xk2v9Q
+@                 3600 TXT   v=spf1 include:spf.newsletter.example -all
+@                 3600 MX    20 mx.oldprovider.example
+news._domainkey   3600 CNAME news.dkim.newsletter.example
+_sip._tcp         3600 SRV   10 5 5060 sip.{zone}
+@                 3600 CAA   0 issue "sectigo.com"
+shop               600 A     198.51.100.82
+blog               600 TXT   v=spf1 -all
+"""
+
+
+def parse_records(lines: str) -> tuple[tuple[str, str, str, int], ...]:
+    """Lines of "name TTL type value" as (name, type, value, TTL) tuples."""
+    records = []
+    for line in lines.strip().splitlines():
+        name, ttl, rtype, value = line.split(maxsplit=3)
+        records.append((name, rtype, value, int(ttl)))
+    return tuple(records)
+
+
 # (name relative to the zone, "@" for the apex; type; value in records.py form; TTL)
-CLUTTER = (
-    ("@", "A", "198.51.100.80", 3600),
-    ("@", "AAAA", "2001:db8::80", 3600),
-    ("www", "CNAME", "{zone}", 3600),
-    ("*", "A", "198.51.100.80", 3600),
-    ("@", "TXT", "google-site-verification=Xk2v9Q", 3600),
-    ("@", "TXT", "v=spf1 include:spf.newsletter.example -all", 3600),
-    ("@", "MX", "20 mx.oldprovider.example", 3600),
-    ("news._domainkey", "CNAME", "news.dkim.newsletter.example", 3600),
-    ("_sip._tcp", "SRV", "10 5 5060 sip.{zone}", 3600),
-    ("@", "CAA", '0 issue "sectigo.com"', 3600),
-    ("shop", "A", "198.51.100.82", 600),
-    ("blog", "TXT", "v=spf1 -all", 600),
-)
+CLUTTER = parse_records(CLUTTER_LINES)
 
 
 def clutter_records(zone: str = ZONE) -> list[tuple[str, str, str, int]]:
@@ -88,7 +103,7 @@ def clutter_records(zone: str = ZONE) -> list[tuple[str, str, str, int]]:
     return rows
 
 
-class KnotWorld:
+class KnotWorld(StartStop):
     """A fresh knotd on loopback serving ``zone``: SOA, NS, ns1 A and ``size`` filler A
     records, with a TSIG key allowed to update and transfer it."""
 
@@ -112,12 +127,6 @@ class KnotWorld:
 
     def stop(self) -> None:
         self.server.stop()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
     def provider(self, timeout: float = 10) -> Rfc2136Provider:
         key = self.server.key
@@ -213,7 +222,7 @@ def _absolute(name: str) -> dns.name.Name:
     return dns.name.from_text(normalize_name(name) + ".")
 
 
-class CloudflareWorld:
+class CloudflareWorld(StartStop):
     """An emulated Cloudflare account holding ``zone`` (and ``size`` filler A records).
 
     In this process by default (``emulator`` is then reachable for faults and raw records);
@@ -262,12 +271,6 @@ class CloudflareWorld:
                 self.process.terminate()  # by its PID
                 self.process.wait()
             self.process = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
     def provider(self, **options) -> CloudflareProvider:
         return CloudflareProvider(self.token, base_url=self.base_url, **options)
