@@ -236,10 +236,18 @@ def container_init(nspawn: Proc) -> Proc | None:
 
 
 def wait_running(paths: Paths, nspawn: Proc, log: Path, timeout: float = 180) -> str:
-    """Wait until systemd in the VPS reports running or degraded over SSH."""
+    """Wait until systemd in the VPS reports running or degraded over SSH, and no address is
+    still tentative (duplicate address detection runs for a second or two after networkd
+    configures an IPv6 address; tests compare the addresses before and after a deploy)."""
     def settled() -> str:
         state = system_state(paths)
-        return state if state in ("running", "degraded") else ""
+        if state not in ("running", "degraded"):
+            return ""
+        try:
+            tentative = ssh(paths, "ip -o addr show tentative", timeout=15).stdout.strip()
+        except subprocess.TimeoutExpired:
+            return ""
+        return "" if tentative else state
 
     return wait_for(settled, timeout, "VPS boot (systemctl is-system-running over SSH)",
                     proc=nspawn, log=log, interval=0.5)
