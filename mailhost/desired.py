@@ -5,13 +5,23 @@ SPF TXT (every serving host's IPv4 and IPv6 written explicitly, plus includes), 
 ``SELECTOR._domainkey``, DMARC TXT at ``_dmarc``, TLS-RPT TXT at ``_smtp._tls``, and CAA.
 When several hosts serve one domain, MX and SPF list them all; the other records follow the
 first of them in inventory order.
+
+A parked domain (``parked_domains``) gets the records that say it sends and receives no mail
+(M3AAWG's parked-domain practice): null MX (RFC 7505), ``v=spf1 -all``, DMARC ``p=reject`` and an
+empty DKIM key for every selector; the records it had as a mail domain are deleted.
+
+A DMARC report address outside the reporting domain's organization needs that domain's consent
+(RFC 7489 7.1): ``DOMAIN._report._dmarc.REPORTDOMAIN TXT "v=DMARC1"``, published here when the
+report domain is in a zone this tool writes (the checks report it missing otherwise).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mailhost.dkim import DkimPublicKeys, record_name
+from checkdmarc.utils import get_base_domain
+
+from mailhost.dkim import DkimPublicKeys, record_name, selector_for
 from mailhost.dnsplan import Ownership
 from mailhost.records import RecordSet, zone_of
 from mailhost.settings import Settings
@@ -31,6 +41,7 @@ class ZoneRecords:
     zone: str
     desired: list[RecordSet]
     ownership: Ownership
+    notices: tuple[str, ...] = ()  # what the plan shows beside its changes
 
 
 def dmarc_record(settings: Settings) -> str:
@@ -60,6 +71,64 @@ def caa_values(settings: Settings) -> list[str]:
     if settings.caa_iodef:
         values.append(f'0 iodef "{settings.caa_iodef}"')
     return values
+
+
+NULL_MX = "0 ."
+PARKED_SPF = "v=spf1 -all"
+EMPTY_DKIM_KEY = "v=DKIM1; p="
+
+
+def parked_dmarc_record(settings: Settings) -> str:
+    """Reject everything that claims the domain, in it and below it; reports if asked."""
+    tags = ["v=DMARC1", "p=reject", "sp=reject", "adkim=s", "aspf=s"]
+    if settings.dmarc_rua:
+        tags.append("rua=" + ",".join(settings.dmarc_rua))
+    return "; ".join(tags)
+
+
+def parked_records(domain: str, settings: Settings) -> list[RecordSet]:
+    ttl = settings.dns_ttl
+    return [
+        RecordSet(domain, "MX", ttl, (NULL_MX,)),
+        RecordSet(domain, "TXT", ttl, (PARKED_SPF,)),
+        RecordSet(f"_dmarc.{domain}", "TXT", ttl, (parked_dmarc_record(settings),)),
+        RecordSet(record_name("*", domain), "TXT", ttl, (EMPTY_DKIM_KEY,)),
+    ]
+
+
+def mail_domain_keys(domain: str, settings: Settings) -> set[tuple[str, str]]:
+    """Every key a mail domain's records use: what a parked domain deletes when found."""
+    return {(domain, "MX"), (domain, "TXT"), (f"_dmarc.{domain}", "TXT"),
+            (f"_smtp._tls.{domain}", "TXT"),
+            *((record_name(selector_for(settings, kind), domain), "TXT")
+              for kind in ("rsa", "ed25519"))}
+
+
+def report_domain(uri: str) -> str:
+    return uri.rsplit("@", 1)[1].split("!", 1)[0].lower()
+
+
+def needs_report_consent(domain: str, report_domain_: str) -> bool:
+    """A report address in another organization needs its consent (RFC 7489 7.1)."""
+    return get_base_domain(domain) != get_base_domain(report_domain_)
+
+
+def report_consents(settings: Settings, domains: list[str]) -> list[tuple[str, str]]:
+    """(reporting domain, report domain) pairs whose ``_report._dmarc`` record is needed."""
+    uris = [*settings.dmarc_rua, *settings.dmarc_ruf]
+    return list(dict.fromkeys(
+        (domain, report_domain(uri)) for domain in domains for uri in uris
+        if needs_report_consent(domain, report_domain(uri))))
+
+
+def report_consent_name(domain: str, report_domain_: str) -> str:
+    return f"{domain}._report._dmarc.{report_domain_}"
+
+
+def our_spf_terms(settings: Settings) -> set[str]:
+    """The SPF terms a host's records write (without qualifier, lowercase)."""
+    terms = {f"ip4:{settings.ipv4}", *(f"include:{i.lower()}" for i in settings.spf_include)}
+    return terms | ({f"ip6:{settings.ipv6}"} if settings.ipv6 else set())
 
 
 def host_records(settings: Settings) -> list[RecordSet]:
@@ -116,7 +185,21 @@ def desired_by_zone(hosts: list[MailHost]) -> list[ZoneRecords]:
         apexes.add(domain)
         mx_keep |= {(domain, v) for h in serving for v in h.settings.mx_keep}
 
+    for host in hosts:
+        for domain in host.settings.parked_domains:
+            records += parked_records(domain, host.settings)
+            extra_owned |= mail_domain_keys(domain, host.settings)
+            apexes.add(domain)
+
+    mail_hosts = frozenset(h.settings.mail_hostname for h in hosts)
+    spf_terms = frozenset(term for h in hosts for term in our_spf_terms(h.settings))
     all_zones = _unique(z for h in hosts for z in h.settings.zones)
+    for host in hosts:
+        domains = [*host.settings.mail_domains, *host.settings.parked_domains]
+        for domain, reports_to in report_consents(host.settings, domains):
+            if zone_of(reports_to, all_zones) is not None:
+                records.append(RecordSet(report_consent_name(domain, reports_to), "TXT",
+                                         host.settings.dns_ttl, ("v=DMARC1",)))
     by_zone: dict[str, list[RecordSet]] = {}
     for record in _merge(records):
         by_zone.setdefault(zone_of(record.name, all_zones), []).append(record)
@@ -126,7 +209,8 @@ def desired_by_zone(hosts: list[MailHost]) -> list[ZoneRecords]:
         keys |= {k for k in extra_owned if zone_of(k[0], all_zones) == zone}
         shared = frozenset(a for a in apexes if zone_of(a, all_zones) == zone)
         keep = frozenset(k for k in mx_keep if k[0] in shared)
-        result.append(ZoneRecords(zone, zone_records, Ownership(frozenset(keys), shared, keep)))
+        result.append(ZoneRecords(zone, zone_records, Ownership(
+            frozenset(keys), shared, keep, mail_hosts, spf_terms)))
     return result
 
 

@@ -68,6 +68,12 @@ def local_key_path(settings: Settings, domain: str, kind: str) -> Path:
     return Path(settings.secrets_dir) / "dkim" / domain / filename
 
 
+def domains_with_keys(settings: Settings) -> list[str]:
+    """The domains whose DKIM keys the controller keeps (every mail domain ever deployed)."""
+    root = Path(settings.secrets_dir) / "dkim"
+    return sorted(d.name for d in root.iterdir() if d.is_dir()) if root.is_dir() else []
+
+
 def host_key_path(settings: Settings, domain: str, kind: str) -> str:
     return f"{HOST_DKIM_DIR}/{domain}/{selector_for(settings, kind)}.{kind}.pem"
 

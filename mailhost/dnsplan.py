@@ -38,11 +38,15 @@ class Ownership:
     ``shared_txt`` are names whose TXT set is shared with other users (mail domain apexes):
     only the ``v=spf1`` value there is ours. ``mx_keep`` are (name, MX value) pairs of other
     servers kept beside ours. At a CAA key only the values we want are ours: other CAs stay.
+    ``mail_hosts`` and ``spf_terms`` are every host's name and SPF terms in this run: an MX or
+    SPF term naming them is ours even where the new record no longer does (a parked domain).
     """
 
     keys: frozenset[tuple[str, str]]
     shared_txt: frozenset[str] = frozenset()
     mx_keep: frozenset[tuple[str, str]] = frozenset()
+    mail_hosts: frozenset[str] = frozenset()
+    spf_terms: frozenset[str] = frozenset()
 
 
 def is_spf(value: str) -> bool:
@@ -127,20 +131,23 @@ class ZonePlan:
     changes: list[Change] = field(default_factory=list)
     conflicts: list[Conflict] = field(default_factory=list)
     found: tuple[RecordSet, ...] = ()
+    notices: list[str] = field(default_factory=list)  # shown, never written nor blocking
 
     @property
     def empty(self) -> bool:
         return not self.changes
 
     def lines(self) -> list[str]:
+        notices = [f"  ! NOTICE   {n}" for n in self.notices]
         if self.empty and not self.conflicts:
-            return [f"= {self.zone}: no DNS changes"]
+            return [f"= {self.zone}: no DNS changes", *notices]
         names = [c.name for c in self.changes] + [c.name for c in self.conflicts]
         width = max(len(n) for n in names)
         return (
             [f"DNS changes for zone {self.zone}:"]
             + ["  " + c.line(width) for c in self.conflicts]
             + ["  " + c.line(width) for c in self.changes]
+            + notices
         )
 
     def format(self) -> str:
@@ -214,7 +221,7 @@ def _our_part(key, whole: RecordSet | None, new: RecordSet | None, ownership: Ow
             conflicts.append(_apex_host(name, rtype))
         return None, new, (), conflicts
     if rtype == "TXT" and name in ownership.shared_txt:
-        return _spf_part(whole, new)
+        return _spf_part(whole, new, ownership)
     if rtype == "MX":
         return _mx_part(whole, new, ownership)
     if rtype == "CAA":
@@ -225,7 +232,7 @@ def _our_part(key, whole: RecordSet | None, new: RecordSet | None, ownership: Ow
     return whole, new, (), conflicts
 
 
-def _spf_part(whole: RecordSet, new: RecordSet | None):
+def _spf_part(whole: RecordSet, new: RecordSet | None, ownership: Ownership):
     spf = [v for v in whole.values if is_spf(v)]
     kept = tuple(v for v in whole.values if not is_spf(v))
     if len(spf) > 1:
@@ -237,7 +244,7 @@ def _spf_part(whole: RecordSet, new: RecordSet | None):
     old = whole.with_values(spf)
     conflicts = []
     if new is not None:
-        ours = {_spf_term(t) for t in new.values[0].split()[1:]}
+        ours = {_spf_term(t) for t in new.values[0].split()[1:]} | ownership.spf_terms
         foreign = [t for t in spf[0].split()[1:]
                    if _spf_term(t) not in ours and _spf_term(t) != "all"]
         if foreign:
@@ -257,7 +264,7 @@ def _spf_term(term: str) -> str:
 def _mx_part(whole: RecordSet, new: RecordSet | None, ownership: Ownership):
     kept = tuple(v for v in whole.values if (whole.name, v) in ownership.mx_keep)
     ours = [v for v in whole.values if v not in kept]
-    our_hosts = {v.split()[1] for v in (new.values if new else ())}
+    our_hosts = {v.split()[1] for v in (new.values if new else ())} | ownership.mail_hosts
     conflicts = [
         Conflict(whole.name, "MX", (
             f"{v} is not one of our mail hosts: list it in mx_keep to keep it (a backup MX), "

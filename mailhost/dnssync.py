@@ -7,11 +7,17 @@ provider holds at the owned keys -> plan (mailhost.dnsplan) -> print -> apply.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 from mailhost.desired import MailHost, ZoneRecords, desired_by_zone
-from mailhost.dkim import DkimPublicKeys, HostKeyReader, kinds_for, public_half
+from mailhost.dkim import (
+    DkimPublicKeys,
+    HostKeyReader,
+    domains_with_keys,
+    kinds_for,
+    public_half,
+)
 from mailhost.dnsplan import (
     PlanError,
     ZonePlan,
@@ -21,6 +27,7 @@ from mailhost.dnsplan import (
     compute_plan,
 )
 from mailhost.providers import Provider, ProviderError
+from mailhost.records import zone_of
 from mailhost.settings import Settings
 
 # (a host's name, a key path on that host) -> its base64 DER public key, or None
@@ -44,7 +51,33 @@ def mail_hosts(hosts: dict[str, Settings], read_host_key: HostsKeyReader) -> lis
 
 
 def zone_records(hosts: dict[str, Settings], read_host_key: HostsKeyReader) -> list[ZoneRecords]:
-    return desired_by_zone(mail_hosts(hosts, read_host_key))
+    """The desired records by zone, each with the notices of its domains that left the
+    settings."""
+    notices = left_domain_notices(hosts)
+    return [replace(zone, notices=tuple(notices.get(zone.zone, ())))
+            for zone in desired_by_zone(mail_hosts(hosts, read_host_key))]
+
+
+def left_domain_notices(hosts: dict[str, Settings]) -> dict[str, list[str]]:
+    """By zone: a line for each domain that has a DKIM key on the controller (it was a mail
+    domain) but is neither a mail domain nor a parked domain of any host any more. Its records
+    are not ours to guess about: they are left as they are, and the plan says so."""
+    listed = {d for s in hosts.values() for d in [*s.mail_domains, *s.parked_domains]}
+    zones = {z for s in hosts.values() for z in s.zones}
+    notices: dict[str, list[str]] = {}
+    for settings in hosts.values():
+        for domain in domains_with_keys(settings):
+            zone = zone_of(domain, zones)
+            if domain in listed or zone is None:
+                continue
+            notices.setdefault(zone, []).append(
+                f"{domain} left mail_domains (its DKIM key is still in "
+                f"{settings.secrets_dir}/dkim/{domain}): its MX, SPF, DKIM and DMARC records "
+                f"are left as they are and still send its mail to {settings.mail_hostname}; "
+                "add it to parked_domains to publish that it takes no mail, or delete those "
+                "records and the key directory by hand")
+            listed.add(domain)
+    return notices
 
 
 @dataclass
@@ -64,6 +97,7 @@ class ZoneSync:
         self.provider.check_zone(self.zone)
         found = self.provider.read(self.zone, self.records.ownership.keys)
         plan = compute_plan(self.zone, self.records.desired, found, self.records.ownership)
+        plan.notices = list(self.records.notices)
         check_conflicts(plan, self.force)
         check_safety(plan, lambda: self.provider.count_records(self.zone), self.force)
         return plan

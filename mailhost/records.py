@@ -3,7 +3,7 @@
 Conventions, the same everywhere in this package:
 - names are absolute, lowercase, without the trailing dot: ``_dmarc.example.com``;
 - values are in presentation form without provider quoting:
-  A ``198.51.100.10``, AAAA in compressed form, MX ``10 mail.example.com``,
+  A ``198.51.100.10``, AAAA in compressed form, MX ``10 mail.example.com`` (null MX ``0 .``),
   TXT the whole logical string unquoted and unsplit (providers split at 255 bytes),
   CAA ``0 issue "letsencrypt.org"``;
 - a RecordSet holds every value of one (name, type), sorted, and one TTL.
@@ -37,7 +37,7 @@ def normalize_value(rtype: str, value: str) -> str:
         return str(ipaddress.IPv6Address(value))
     if rtype == "MX":
         priority, target = value.split()
-        return f"{int(priority)} {normalize_name(target)}"
+        return f"{int(priority)} {normalize_name(target) or '.'}"  # "0 .": null MX (RFC 7505)
     if rtype in ("CNAME", "NS", "PTR"):
         return normalize_name(value)
     return value

@@ -1,5 +1,6 @@
 """DNS checks, asked of the zone's authoritative servers: A/AAAA, MX, SPF, DKIM, DMARC, TLS-RPT,
-CAA, each compared with what the settings (and the DKIM key on the host) ask for."""
+CAA, each compared with what the settings (and the DKIM key on the host) ask for; the records of
+parked domains; the consent of report domains in other organizations."""
 
 from __future__ import annotations
 
@@ -15,7 +16,16 @@ import spf as pyspf
 
 from mailhost.checks import CheckResult, guarded, result
 from mailhost.checks.lookup import CheckResolver
-from mailhost.desired import caa_values, dmarc_record, tlsrpt_record
+from mailhost.desired import (
+    NULL_MX,
+    PARKED_SPF,
+    caa_values,
+    dmarc_record,
+    parked_dmarc_record,
+    report_consent_name,
+    report_consents,
+    tlsrpt_record,
+)
 from mailhost.dkim import kinds_for, public_half, record_name_for
 from mailhost.dnsplan import caa_beside
 from mailhost.settings import Settings
@@ -43,6 +53,11 @@ def checks(settings: Settings, resolver: CheckResolver, host=None) -> list[Check
             found.append(tlsrpt_check(settings, resolver, domain))
         if settings.caa_issuers:
             found.append(caa_check(settings, resolver, domain))
+    for domain in settings.parked_domains:
+        found.append(parked_check(settings, resolver, domain))
+    domains = [*settings.mail_domains, *settings.parked_domains]
+    for domain, reports_to in report_consents(settings, domains):
+        found.append(report_consent_check(resolver, domain, reports_to))
     return found
 
 
@@ -241,3 +256,38 @@ def caa_check(settings, resolver, domain) -> CheckResult:
 def _tags(record: str) -> dict[str, str]:
     return dkim_tags(record)  # TLS-RPT tags are written like DKIM's: k=v; k=v
 
+
+
+def parked_check(settings, resolver, domain) -> CheckResult:
+    """A parked domain says it takes and sends no mail: null MX, SPF -all, DMARC reject."""
+    name = f"dns: parked {domain}"
+    dmarc = parked_dmarc_record(settings)
+    expected = f"MX {NULL_MX}; {PARKED_SPF}; {dmarc}"
+
+    def check():
+        mx = sorted(f"{r.preference} {r.exchange.to_text().rstrip('.') or '.'}"
+                    for r in resolver.values(domain, "MX"))
+        spf = [t for t in resolver.texts(domain) if t.lower().startswith("v=spf1")]
+        dmarcs = [t for t in resolver.texts(f"_dmarc.{domain}") if t.startswith("v=DMARC1")]
+        found = (f"MX {', '.join(mx) or 'none'}; {' | '.join(spf) or 'no SPF'}; "
+                 f"{' | '.join(dmarcs) or 'no DMARC'}")
+        return result(name, mx == [NULL_MX] and spf == [PARKED_SPF] and dmarcs == [dmarc],
+                      expected, found, "a parked domain must publish that it takes no mail; "
+                      + REDEPLOY)
+    return guarded(name, expected, REDEPLOY, check)
+
+
+def report_consent_check(resolver, domain, reports_to) -> CheckResult:
+    """RFC 7489 7.1: receivers send a domain's reports to another organization's address only
+    when that organization publishes its consent."""
+    record = report_consent_name(domain, reports_to)
+    name = f"dns: DMARC reports of {domain} accepted by {reports_to}"
+    expected = f'{record} TXT "v=DMARC1"'
+    advice = (f"receivers drop {domain}'s DMARC reports to {reports_to} without this record: "
+              f"publish it in {reports_to}'s zone (list that zone in dns_zones and the deploy "
+              "publishes it), or send the reports to an address in the domain itself")
+
+    def check():
+        texts = [t for t in resolver.texts(record) if t.startswith("v=DMARC1")]
+        return result(name, bool(texts), expected, " | ".join(texts) or "no record", advice)
+    return guarded(name, expected, advice, check)

@@ -61,7 +61,7 @@ def _rrsets(records: list[dict]) -> dict:
         for record in group:
             content, rtype = record["content"], record["type"]
             if rtype == "MX":
-                content = f"{record['priority']} {content}."
+                content = f"{record['priority']} {content.rstrip('.')}."  # "0 ." stays "0 ."
             elif rtype in ("CNAME", "NS", "PTR"):
                 content += "."
             elif rtype == "SRV" and not content.endswith("."):

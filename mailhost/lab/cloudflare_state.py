@@ -383,7 +383,7 @@ class CloudflareState:
         elif rtype == "AAAA":
             content = _check_ip(content, ipaddress.IPv6Address, 9006, "IPv6")
         elif rtype in ("CNAME", "MX", "NS", "PTR"):
-            content = content.rstrip(".").lower()
+            content = content.rstrip(".").lower() or "."  # an MX of "." is a null MX
         elif rtype == "TXT":
             _check_txt(content)
         record = {
