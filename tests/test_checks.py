@@ -318,3 +318,30 @@ def test_submission_without_users_is_a_warning_not_a_failure():
 
     check = smtp.submission_check(sample_settings(), Secrets(), HOST4)
     assert check.status == WARNING and not check.blocking
+
+
+def test_a_parked_domain_passes_once_published_and_fails_with_a_live_mx(world, tmp_path):
+    parked = f"shop.{ZONE}"
+    settings = sample_settings(secrets_dir=world.settings.secrets_dir, parked_domains=[parked])
+    check = dns_checks.parked_check(settings, world.resolver, parked)
+    assert check.status == FAILED and "MX none" in check.found
+    world.replace(ZONE, parked, "MX", "0 .")
+    world.replace(ZONE, parked, "TXT", "v=spf1 -all")
+    world.replace(ZONE, f"_dmarc.{parked}", "TXT",
+                  "v=DMARC1; p=reject; sp=reject; adkim=s; aspf=s; rua=mailto:dmarc@example.test")
+    assert dns_checks.parked_check(settings, world.resolver, parked).status == OK
+    world.replace(ZONE, parked, "MX", "10 mail.example.test")
+    check = dns_checks.parked_check(settings, world.resolver, parked)
+    assert check.status == FAILED and "MX 10 mail.example.test" in check.found
+
+
+def test_a_report_address_in_another_organization_needs_its_consent(world):
+    settings = sample_settings(secrets_dir=world.settings.secrets_dir,
+                               dmarc_rua=["mailto:dmarc@reports.bl.test"])
+    names = by_name(dns_checks.checks(settings, world.resolver))
+    check = names["dns: DMARC reports of example.test accepted by reports.bl.test"]
+    assert check.status == FAILED and "receivers drop" in check.advice
+    assert check.expected == 'example.test._report._dmarc.reports.bl.test TXT "v=DMARC1"'
+    world.replace(BLOCKLIST, "example.test._report._dmarc.reports.bl.test", "TXT", "v=DMARC1")
+    assert dns_checks.report_consent_check(world.resolver, ZONE,
+                                           "reports.bl.test").status == OK
