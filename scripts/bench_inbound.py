@@ -79,16 +79,16 @@ class MemorySampler(threading.Thread):
 
     def __init__(self):
         super().__init__(daemon=True)
-        self.peak_kb, self.samples, self._stop = 0, 0, threading.Event()
+        self.peak_kb, self.samples, self._done = 0, 0, threading.Event()
 
     def run(self):
-        while not self._stop.is_set():
+        while not self._done.is_set():
             total = ssh("ps -eo rss= | awk '{s+=$1} END {print s}'").strip()
             self.peak_kb, self.samples = max(self.peak_kb, int(total or 0)), self.samples + 1
-            self._stop.wait(0.5)
+            self._done.wait(0.5)
 
     def stop(self):
-        self._stop.set()
+        self._done.set()
         self.join()
 
 
