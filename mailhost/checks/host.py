@@ -1,6 +1,6 @@
 """Checks run on the host through pyinfra (facts and commands, read-only): every unit of the
 MTA's components active and enabled, certbot's renewal timer, outbound port 25, the mail
-queue."""
+queue, no package hold or half-done package operation left behind."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ def checks(settings: Settings, host, mta) -> list[CheckResult]:
     found = [unit_check(unit, states) for unit in all_units]
     found.append(outbound_check(settings, host))
     found.append(queue_check(mta.queue, host))
+    found.append(packages_settled_check(host))
     return found
 
 
@@ -93,3 +94,23 @@ def queue_check(queue, host) -> CheckResult:
             f"{max(stuck) // 60} min)" if stuck else "")
         return result(name, not stuck, expected, found, advice, required=False)
     return guarded(name, expected, advice, check, required=False)
+
+
+POLICY_RC_D = "/usr/sbin/policy-rc.d"
+
+
+def packages_settled_check(host) -> CheckResult:
+    """No ``policy-rc.d`` (the hold a deploy sets while it installs, so services start only
+    once configured: it must never outlive that run) and nothing ``dpkg --audit`` reports
+    (an apt run that was interrupted)."""
+    name = "host: no package hold or half-done install"
+    expected = f"no {POLICY_RC_D}; dpkg --audit reports nothing"
+    advice = (f"while {POLICY_RC_D} exists, package upgrades (security updates) may not restart "
+              "services, and a half-done install leaves packages unconfigured: run "
+              "`dpkg --configure -a` on the host, then the deploy (it removes the hold)")
+
+    def check():
+        output = run(host, f"test -e {POLICY_RC_D} && echo {POLICY_RC_D} present; "
+                     "dpkg --audit 2>&1 | head -3; true").strip()
+        return result(name, not output, expected, output[:200] or "none", advice)
+    return guarded(name, expected, advice, check)
