@@ -2,11 +2,14 @@
 and each output parsed, every branch."""
 
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from mailhost.dkim import generate_key, public_value, public_value_from_spki
 from mailhost.facts import (
+    IPV6_SYSCTLS,
+    BaseState,
     DebianPackageVersion,
     DkimPublicKey,
     PathStates,
@@ -56,6 +59,46 @@ def test_path_states_reads_files_directories_and_links_in_one_command(tmp_path):
     assert str(root / "deep" / "er" / "est") in states
     assert str(root / "deep" / "er" / "est" / "far") not in states  # below depth
     assert not any(path.startswith(str(tmp_path / "missing")) for path in states)
+
+
+def test_path_states_reads_the_lines_of_the_files_named_in_contents(tmp_path):
+    (tmp_path / "users").write_text("alice:{SHA512-CRYPT}$6$a$b\nbob:x|y\n")
+    (tmp_path / "empty").write_text("")
+    (tmp_path / "not-asked").write_text("secret\n")
+    fact = PathStates()
+    asked = [str(tmp_path / name) for name in ("users", "empty", "missing")] + ["/etc/hostname"]
+    states = fact.process(shell(fact.command([str(tmp_path)], depth=1, contents=asked)))
+    assert states[str(tmp_path / "users")]["lines"] == ["alice:{SHA512-CRYPT}$6$a$b", "bob:x|y"]
+    assert states[str(tmp_path / "empty")]["lines"] == []
+    assert "lines" not in states[str(tmp_path / "not-asked")]
+    assert str(tmp_path / "missing") not in states
+    assert "/etc/hostname" not in states  # not under a root: left out
+    assert "base64" not in fact.command([str(tmp_path)]).get_raw_value()  # none asked
+
+
+def test_base_state_sections_parsed():
+    fact = BaseState()
+    output = ["== hostname", "vps", "== hosts", "127.0.0.1 localhost", "", "== sysctls",
+              "net.ipv6.conf.all.disable_ipv6 = 1", "net.ipv6.conf.default.disable_ipv6 = 0",
+              "== netplan", "yes", "== default_interface", "ens3"]
+    assert fact.process(output) == {
+        "hostname": "vps", "hosts": ["127.0.0.1 localhost", ""],
+        "sysctls": {IPV6_SYSCTLS[0]: 1, IPV6_SYSCTLS[1]: 0}, "netplan": True,
+        "default_interface": "ens3"}
+    # a Debian host: IPv6 not in the kernel (no keys), no netplan, no default route
+    assert fact.process(["== hostname", "mail", "== hosts", "== sysctls", "== netplan",
+                         "== default_interface"]) == {**fact.default(), "hostname": "mail"}
+
+
+def test_base_state_command_runs_here():
+    import socket
+    fact = BaseState()
+    state = fact.process(shell(fact.command()))
+    assert state["hostname"] == socket.gethostname()
+    assert state["hosts"] == Path("/etc/hosts").read_text().splitlines()
+    assert state["netplan"] == Path("/etc/netplan").is_dir()
+    assert set(state["sysctls"]) <= set(IPV6_SYSCTLS)
+    assert all(value in (0, 1) for value in state["sysctls"].values())
 
 
 def test_systemd_unit_states_one_line_per_unit():

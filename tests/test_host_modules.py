@@ -5,8 +5,10 @@ import hashlib
 
 import pytest
 from fakehost import FakeHost, Recorder, key, on
-from pyinfra.facts.files import File, Link, Sha256File
-from pyinfra.operations import files, server
+from pyinfra.api.exceptions import DeployError
+from pyinfra.facts.deb import DebPackages
+from pyinfra.facts.files import File, FileContents, Link, Sha256File
+from pyinfra.operations import apt, files, server
 from sample import sample_settings
 
 from mailhost import facts, paths
@@ -19,8 +21,9 @@ from mailhost.secrets import Secrets
 def ops(monkeypatch):
     """Every pyinfra operation the host modules call, recorded instead of run."""
     recorders, log = {}, []
-    for module, names in [(server, ["shell", "user", "group", "hostname"]),
-                          (files, ["put", "file", "directory", "link", "line", "template"])]:
+    for module, names in [(server, ["shell", "user", "group", "hostname", "sysctl"]),
+                          (files, ["put", "file", "directory", "link", "line", "template"]),
+                          (apt, ["packages"])]:
         for name in names:
             recorder = Recorder(name, log)
             recorders[f"{module.__name__.rsplit('.', 1)[1]}.{name}"] = recorder
@@ -148,20 +151,119 @@ def test_firewall_resets_to_our_ports_from_any_other_state(ops):
     assert "ufw allow 22/tcp" in commands and commands[-1] == "ufw --force enable"
 
 
-def test_identity_changes_only_what_differs(ops):
+def base_state(**overrides):
+    """facts.BaseState of a host that is as the deploy leaves it (the sample settings)."""
+    return {"hostname": "mail.example.test",
+            "hosts": ["127.0.0.1 localhost", "198.51.100.10 mail.example.test mail",
+                      "2001:db8::10 mail.example.test mail"],
+            "sysctls": dict.fromkeys(facts.IPV6_SYSCTLS, 0), "netplan": True,
+            "default_interface": "eth0"} | overrides
+
+
+def in_place_states(settings) -> dict:
+    """PathStates of the files configure_identity and configure_ipv6 write, as they write them."""
+    def file(content, mode=644):
+        return {"type": "f", "user": "root", "group": "root", "mode": mode, "target": None,
+                "sha256": hashlib.sha256(content.encode()).hexdigest()}
+    return {base.MAILNAME: file(settings.mail_hostname + "\n"),
+            base.IPV6_SYSCTL_FILE: file("".join(f"{k} = 0\n" for k in facts.IPV6_SYSCTLS)),
+            base.NETPLAN_FILE: file(render("base/netplan-ipv6.yaml.j2", settings,
+                                           interface="eth0"), mode=600)}
+
+
+def test_base_converged_adds_nothing_and_reads_one_fact(ops):
     settings = sample_settings()
+    host = FakeHost({facts.BaseState: base_state(), facts.PathStates: in_place_states(settings),
+                     DebPackages: {"postfix": ["3.8.6"]}})
+    with on(host):
+        facts.read_paths(base.ROOTS)
+        base.configure(settings)
+        base.install_packages(["postfix"])
+    assert called(ops) == []
+    assert [name for name, _ in host.fact_calls] == ["PathStates", "BaseState", "DebPackages"]
+
+
+def test_identity_changes_only_what_differs(ops):
     hosts = ["127.0.0.1 localhost", "198.51.100.10 mail.example.test mail",
              "2001:db8::10 old.example.test old"]
-    host = FakeHost({facts.HostIdentity: {"hostname": "mail.example.test", "hosts": hosts}})
+    with on(FakeHost()):
+        base.configure_identity(sample_settings(), base_state(hosts=hosts, hostname="vps"))
+    assert called(ops) == ["hostname: Hostname as FQDN", "put: /etc/mailname",
+                           "line: /etc/hosts: 2001:db8::10"]
+
+
+def test_ipv6_enabled_on_a_netplan_image_that_ships_it_off(ops):
+    settings = sample_settings()
+    states = in_place_states(settings)
+    del states[base.IPV6_SYSCTL_FILE], states[base.NETPLAN_FILE]
+    state = base_state(sysctls=dict.fromkeys(facts.IPV6_SYSCTLS, 1), default_interface="ens3")
+    with on(FakeHost({facts.PathStates: states})):
+        facts.read_paths(base.ROOTS)
+        base.configure_ipv6(settings, state)
+    assert called(ops) == ["sysctl: IPv6 enabled (all)", "sysctl: IPv6 enabled (default)",
+                           "put: IPv6 enabled after a reboot",
+                           "put: netplan: static IPv6 address on ens3",
+                           "shell: netplan: apply the IPv6 address (generate, networkctl "
+                           "reload; SSH stays up)"]
+    assert [(c["key"], c["value"]) for c in ops["server.sysctl"].calls] == [
+        (key, 0) for key in facts.IPV6_SYSCTLS]
+    put = {call["dest"]: call["src"].getvalue() for call in ops["files.put"].calls}
+    assert put[base.IPV6_SYSCTL_FILE] == ("net.ipv6.conf.all.disable_ipv6 = 0\n"
+                                          "net.ipv6.conf.default.disable_ipv6 = 0\n")
+    assert "    ens3:\n" in put[base.NETPLAN_FILE]
+    assert '- "2001:db8::10/64"' in put[base.NETPLAN_FILE]
+
+
+def test_ipv6_without_netplan_or_without_an_address(ops):
+    settings = sample_settings()
+    with on(FakeHost({facts.PathStates: in_place_states(settings)})):
+        facts.read_paths(base.ROOTS)
+        # Debian: sysctl on (a kernel without the key counts as not set), no netplan
+        base.configure_ipv6(settings, base_state(netplan=False, sysctls={}))
+        base.configure_ipv6(sample_settings(ipv6=None), base_state(sysctls={}))  # no IPv6
+    assert called(ops) == ["sysctl: IPv6 enabled (all)", "sysctl: IPv6 enabled (default)"]
+
+
+def test_ipv6_netplan_interface_default_and_refused(ops):
+    settings = sample_settings()
+    with on(FakeHost()):
+        base.configure_ipv6(settings, base_state(default_interface=None))
+        assert "    eth0:\n" in ops["files.put"].calls[-1]["src"].getvalue()
+        with pytest.raises(DeployError, match="not an interface name"):
+            base.configure_ipv6(settings, base_state(default_interface="eth0;reboot"))
+
+
+def test_packages_installed_with_services_held_and_the_hold_released(ops):
+    with on(FakeHost({DebPackages: {"ufw": ["0.36"]}, facts.PathStates: {}})):
+        facts.read_paths(base.ROOTS)
+        base.install_packages(["ufw", "postfix", "opendkim"])
+    assert called(ops)[0] == "put: Hold services during package install"
+    assert ops["apt.packages"].calls[0]["packages"] == ["postfix", "opendkim"]
+    assert "DPkg::Lock::Timeout=900" in ops["apt.packages"].calls[0]["extra_install_args"]
+    assert called(ops)[-1] == "file: Release the service hold"
+    ops["log"].clear()
+    with on(FakeHost({DebPackages: {"ufw": ["0.36"]}})):  # not read: the operation decides
+        base.install_packages(["ufw"])
+    assert called(ops) == ["file: Release the service hold"]
+
+
+def test_password_hashes_read_with_read_paths_or_as_a_fact():
+    line = "alice@example.test:{SHA512-CRYPT}$6$salt$hash"
+    state = {paths.DOVECOT_USERS: {"type": "f", "user": "root", "group": "dovecot", "mode": 640,
+                                   "sha256": "x", "target": None, "lines": [line]}}
+    host = FakeHost({facts.PathStates: state})
     with on(host):
-        base.configure_identity(settings)
-    assert called(ops) == ["put: /etc/mailname", "line: /etc/hosts: 2001:db8::10"]
-    assert HostIdentity_parses()
-
-
-def HostIdentity_parses():
-    return facts.HostIdentity().process(["vps", "--", "127.0.0.1 localhost"]) == {
-        "hostname": "vps", "hosts": ["127.0.0.1 localhost"]}
+        facts.read_paths(["/etc/dovecot", paths.CHASQUID_CONFIG],
+                         contents=users.hash_files(sample_settings()))
+        assert users.host_lines(paths.DOVECOT_USERS) == [line]
+        assert users.host_lines(users.chasquid_users_path("example.test")) is None  # missing
+    assert [name for name, _ in host.fact_calls] == ["PathStates"]
+    assert host.fact_calls[0][1]["contents"] == [
+        paths.DOVECOT_USERS, "/etc/chasquid/domains/example.test/users"]
+    unread = FakeHost({FileContents: [line]})
+    with on(unread):
+        assert users.host_lines(paths.DOVECOT_USERS) == [line]
+    assert [name for name, _ in unread.fact_calls] == ["FileContents"]
 
 
 def test_apt_proxy_written_or_removed(ops):
