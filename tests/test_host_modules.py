@@ -2,6 +2,7 @@
 operations a step adds for what the host has, and what the MTA profiles say."""
 
 import hashlib
+from types import SimpleNamespace
 
 import pytest
 from fakehost import FakeHost, Recorder, key, on
@@ -14,7 +15,7 @@ from sample import sample_settings
 from mailhost import facts, paths
 from mailhost.host import base, chasquid, firewall, in_place, put_text, render, tls, units, users
 from mailhost.host.mtas import CHASQUID, MTAS, POSTFIX, mta_of, others
-from mailhost.secrets import Secrets
+from mailhost.secrets import Secret, Secrets
 
 
 @pytest.fixture
@@ -371,3 +372,99 @@ def test_chasquid_dkim_links_read_with_read_paths():
         assert chasquid._link_in_place(link.replace("example.test", "example.net"), None)
     with on(FakeHost()):
         assert not chasquid._link_in_place(link, None)  # not read: the operation decides
+
+
+def file_state(content: str, mode, user="root", group="root") -> dict:
+    return {"type": "f", "user": user, "group": group, "mode": int(mode), "target": None,
+            "sha256": hashlib.sha256(content.encode()).hexdigest(), "lines": content.splitlines()}
+
+
+def after(ops) -> dict:
+    """PathStates of the host once the recorded operations ran: what a second run reads."""
+    states = {}
+    for call in ops["files.put"].calls:
+        states[call["dest"]] = file_state(call["src"].getvalue(), call["mode"])
+    for call in ops["secret_file"].calls:
+        states[call["path"]] = file_state(call["content"].reveal(), call.get("mode", "600"),
+                                          call.get("user", "root"), call.get("group", "root"))
+    for call in ops["files.directory"].calls:
+        states[call["path"]] = {"type": "d", "user": call["user"] or "root",
+                                "group": call["group"] or "root", "mode": int(call["mode"] or 755),
+                                "sha256": None, "target": None}
+    for call in ops["files.link"].calls:
+        if call.get("present", True):
+            states[call["path"]] = {"type": "l", "user": "root", "group": "root", "mode": 777,
+                                    "sha256": None, "target": call["target"]}
+    return states
+
+
+@pytest.fixture
+def secret_files(ops, monkeypatch):
+    """secret_file in every host module: recorded, and deciding as the operation does."""
+    import sys
+
+    from mailhost.operations import secret_file
+
+    def decide(name, **arguments):
+        ops["secret_file"].calls.append(arguments)
+        commands = list(secret_file.secret_file._inner(**arguments))
+        if commands:
+            ops["log"].append(f"secret_file: {name}")
+        return SimpleNamespace(will_change=bool(commands))
+
+    ops["secret_file"] = Recorder()
+    for name, module in list(sys.modules.items()):
+        if name.startswith("mailhost.host.") and hasattr(module, "secret_file"):
+            monkeypatch.setattr(module, "secret_file", decide)
+    return ops
+
+
+WORLDS = {
+    "postfix": ({"mta": "postfix"}, {"postsrsd", "opendkim", "dovecot", "postfix"}),
+    "chasquid 1.13, DNS-01, own CA": ({"mta": "chasquid", "acme_challenge": "dns-01"},
+                                      {"chasquid.service"}),
+    "chasquid 1.14, ed25519 too": ({"mta": "chasquid", "dkim_ed25519": True},
+                                   {"chasquid.service"}),
+}
+
+
+@pytest.mark.parametrize("world", WORLDS)
+def test_an_mta_configured_on_a_fresh_host_then_again_changes_nothing(world, secret_files,
+                                                                     tmp_path):
+    """Every file, directory, link, account and hash of an MTA and its TLS on a fresh host;
+    then, on the host as that left it, no operation at all and nothing to restart."""
+    overrides, restarted = WORLDS[world]
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    settings = sample_settings(
+        mail_users=["alice@example.test", "bob@example.test"],
+        mail_aliases={"info@example.test": ["alice@example.test", "carol@elsewhere.example"]},
+        acme_ca_bundle=str(tmp_path / "ca.pem"), **overrides)
+    secrets = Secrets(tsig_secret=Secret("tsig"), passwords={
+        "alice@example.test": Secret("alice's password"), "bob@example.test": Secret("bob's")})
+    mta = mta_of(settings)
+    version = {chasquid.DebianPackageVersion: (1, 14) if "1.14" in world else (1, 13)}
+    roots = [*tls.roots(settings), *users.ROOTS, *mta.roots]
+
+    def configure(host):
+        with on(host):
+            facts.read_paths(roots, contents=users.hash_files(settings))
+            tls.configure(settings, secrets, mta)
+            return mta.configure(settings, secrets)
+
+    assert configure(FakeHost(version)) == restarted
+    assert "group: vmail group" in called(secret_files)
+    assert any(line.startswith("secret_file: ") for line in called(secret_files))
+    written = after(secret_files)
+    for recorder in secret_files.values():
+        if isinstance(recorder, Recorder):
+            recorder.calls.clear()
+    secret_files["log"].clear()
+
+    copies = f"{paths.CHASQUID_CONFIG}/certs/{settings.mail_hostname}"
+    converged = FakeHost({**version, facts.PathStates: written, facts.Accounts: {
+        "users": {"vmail": users.VMAIL_ACCOUNT},
+        "groups": {"vmail": {"gid": paths.VMAIL_GID, "members": [chasquid.USER]}}},
+        Sha256File: {key(path=paths.TLS_CERT): "c", key(path=f"{copies}/fullchain.pem"): "c",
+                     key(path=paths.TLS_KEY): "k", key(path=f"{copies}/privkey.pem"): "k"}})
+    assert configure(converged) == set()
+    assert called(secret_files) == []
