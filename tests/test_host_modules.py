@@ -150,6 +150,13 @@ def test_firewall_resets_to_our_ports_from_any_other_state(ops):
         firewall.configure(CHASQUID.ports)
     commands = ops["server.shell"].calls[0]["commands"]
     assert "ufw allow 22/tcp" in commands and commands[-1] == "ufw --force enable"
+    ops["server.shell"].calls.clear()
+    wanted = ["Status: active", "Default: deny (incoming), allow (outgoing), deny (routed)",
+              "To Action From", "-- ------ ----",
+              *[" ".join(rule) for rule in firewall.wanted_rules([22, *CHASQUID.ports])]]
+    with on(FakeHost({firewall.FirewallState: {"ssh_port": 22, "rules": wanted}})):
+        firewall.configure(CHASQUID.ports)
+    assert ops["server.shell"].calls == []  # as wanted: no operation
 
 
 def base_state(**overrides):
@@ -325,6 +332,7 @@ def test_certbot_command_for_each_challenge(ops):
     assert "--authenticator dns-rfc2136" in dns01 and "--standalone" not in dns01
     assert f"--deploy-hook {paths.TLS_DEPLOY_HOOK}" in dns01
     assert tls.packages(sample_settings(acme_challenge="dns-01"))[-1].endswith("rfc2136")
+    assert tls.packages(sample_settings()) == tls.PACKAGES
 
 
 def test_chasquid_signs_natively_from_1_14_and_copies_a_changed_certificate(ops):
@@ -374,6 +382,27 @@ def test_chasquid_dkim_links_read_with_read_paths():
         assert not chasquid._link_in_place(link, None)  # not read: the operation decides
 
 
+def test_chasquid_below_1_14_removes_its_signing_link(secret_files):
+    ops = secret_files
+    settings = sample_settings(mta="chasquid")
+    link = f"{paths.CHASQUID_CONFIG}/domains/example.test/dkim:mail.pem"
+    state = {link: {"type": "l", "target": "/k", "user": "root", "group": "root", "mode": 777,
+                    "sha256": None},
+             paths.TLS_CERT: {"type": "l", "target": "/c", "user": "root", "group": "root",
+                              "mode": 777, "sha256": "c"}}
+    with on(FakeHost({facts.PathStates: state, chasquid.DebianPackageVersion: (1, 13)})):
+        facts.read_paths([paths.CHASQUID_CONFIG, paths.MAILHOST_ETC])
+        assert chasquid._sha256(paths.TLS_CERT) == "c"  # no further fact
+        chasquid.configure(settings, Secrets())
+    assert ops["files.link"].calls[0] == {"name": f"No {link} (signed in the hook)",
+                                          "path": link, "present": False}
+
+
+def test_dovecot_users_keeps_only_its_own_hashes():
+    assert users.parse_dovecot_users(["a@x:{SHA512-CRYPT}$6$s$h", "b@x:{PLAIN}pw", ""]) == {
+        "a@x": "$6$s$h"}
+
+
 def file_state(content: str, mode, user="root", group="root") -> dict:
     return {"type": "f", "user": user, "group": group, "mode": int(mode), "target": None,
             "sha256": hashlib.sha256(content.encode()).hexdigest(), "lines": content.splitlines()}
@@ -421,8 +450,11 @@ def secret_files(ops, monkeypatch):
 
 WORLDS = {
     "postfix": ({"mta": "postfix"}, {"postsrsd", "opendkim", "dovecot", "postfix"}),
-    "chasquid 1.13, DNS-01, own CA": ({"mta": "chasquid", "acme_challenge": "dns-01"},
-                                      {"chasquid.service"}),
+    "chasquid 1.13, DNS-01, two domains": (
+        {"mta": "chasquid", "acme_challenge": "dns-01",
+         "mail_domains": ["example.test", "example.net"],
+         "mail_users": ["alice@example.test", "bob@example.test", "carol@example.net"]},
+        {"chasquid.service"}),
     "chasquid 1.14, ed25519 too": ({"mta": "chasquid", "dkim_ed25519": True},
                                    {"chasquid.service"}),
 }
@@ -435,12 +467,12 @@ def test_an_mta_configured_on_a_fresh_host_then_again_changes_nothing(world, sec
     then, on the host as that left it, no operation at all and nothing to restart."""
     overrides, restarted = WORLDS[world]
     (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
-    settings = sample_settings(
-        mail_users=["alice@example.test", "bob@example.test"],
-        mail_aliases={"info@example.test": ["alice@example.test", "carol@elsewhere.example"]},
-        acme_ca_bundle=str(tmp_path / "ca.pem"), **overrides)
+    settings = sample_settings(**{
+        "mail_users": ["alice@example.test", "bob@example.test"],
+        "mail_aliases": {"info@example.test": ["alice@example.test", "dan@elsewhere.example"]},
+        "acme_ca_bundle": str(tmp_path / "ca.pem"), **overrides})
     secrets = Secrets(tsig_secret=Secret("tsig"), passwords={
-        "alice@example.test": Secret("alice's password"), "bob@example.test": Secret("bob's")})
+        address: Secret(f"password of {address}") for address in settings.mail_users})
     mta = mta_of(settings)
     version = {chasquid.DebianPackageVersion: (1, 14) if "1.14" in world else (1, 13)}
     roots = [*tls.roots(settings), *users.ROOTS, *mta.roots]
