@@ -35,10 +35,9 @@ def read_host_key(host_name: str, path: str) -> str | None:
 if settings.mail_manage_host:
     # every file and directory the deploy writes, read in one command: what is in place
     # already costs no further round trip
-    read_paths([*base.ROOTS, *tls.roots(settings), *users.ROOTS, *mta.roots])
-    base.configure_apt(settings)
-    base.configure_identity(settings)
-    base.configure_ipv6(settings)
+    read_paths([*base.ROOTS, *tls.roots(settings), *users.ROOTS, *mta.roots],
+               contents=users.hash_files(settings))
+    base.configure(settings)
     base.install_packages(["ufw", *tls.packages(settings), *mta.packages])
     firewall.configure(mta.ports)
 

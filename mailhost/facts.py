@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 
 from pyinfra import host
@@ -10,6 +11,7 @@ from pyinfra.api import FactBase, QuoteString, StringCommand
 DEPTH = 3  # how far below a root read_paths looks
 # host name -> (roots read, their PathStates): what is known without another round trip
 _known: dict[str, tuple[tuple[str, ...], dict]] = {}
+IPV6_SYSCTLS = ["net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"]
 
 
 class DkimPublicKey(FactBase):
@@ -86,30 +88,40 @@ class PathStates(FactBase):
     """Every path under some roots (the roots themselves included, ``depth`` levels down), in
     one command: ``{path: {"type": "f" (file) | "d" | "l" | ..., "user", "group",
     "mode": int (octal digits as written, 644), "sha256": a file's hash or None,
-    "target": a link's target or None}}``. A missing root adds nothing."""
+    "target": a link's target or None}}``. A missing root adds nothing. Each file named in
+    ``contents`` that is under a root and exists also gets its ``"lines"``."""
 
     @staticmethod
     def default():
         return {}  # no output: none of the roots exists
 
-    def command(self, roots, depth=3):
+    def command(self, roots, depth=3, contents=()):
         quoted = [QuoteString(root) for root in roots]
-        return StringCommand(
+        command = [
             "find", *quoted, "-maxdepth", str(int(depth)),
             "-printf '%y|%u|%g|%m|%l|%p\\n' 2>/dev/null; echo '--';",
             "find", *quoted, "-maxdepth", str(int(depth)),
-            "\\( -type f -o -type l \\) -exec sha256sum {} + 2>/dev/null; true",
-        )
+            "\\( -type f -o -type l \\) -exec sha256sum {} + 2>/dev/null;",
+        ]
+        if contents:  # a line per file: its bytes in base64, then its path
+            command += ["echo '--';", "for f in", *[QuoteString(path) for path in contents],
+                        "; do test -f \"$f\" && printf '%s|%s\\n' \"$(base64 -w0 \"$f\")\" \"$f\";",
+                        "done;"]
+        return StringCommand(*command, "true")
 
     def process(self, output):
-        states, hashing = {}, False
+        states, section = {}, "types"
         for line in output:
             if line == "--":
-                hashing = True
-            elif hashing:
+                section = "hashes" if section == "types" else "contents"
+            elif section == "hashes":
                 digest, _, path = line.partition("  ")
                 if path in states:
                     states[path]["sha256"] = digest
+            elif section == "contents":
+                encoded, _, path = line.partition("|")
+                if path in states:
+                    states[path]["lines"] = base64.b64decode(encoded).decode().splitlines()
             elif line.count("|") >= 5:
                 kind, user, group, mode, target, path = line.split("|", 5)
                 states[path] = {"type": kind, "user": user, "group": group, "mode": int(mode),
@@ -143,27 +155,55 @@ class Accounts(FactBase):
         return found
 
 
-class HostIdentity(FactBase):
-    """The hostname and the lines of /etc/hosts, in one command:
-    ``{"hostname": str, "hosts": [line, ...]}``."""
+class BaseState(FactBase):
+    """What the host's base needs, in one command: the hostname, the lines of /etc/hosts,
+    the IPv6 sysctls (facts.IPV6_SYSCTLS; a key the kernel lacks is left out), whether the
+    host uses netplan (/etc/netplan exists) and the interface of the IPv4 default route:
+    ``{"hostname": str, "hosts": [line, ...], "sysctls": {key: int}, "netplan": bool,
+    "default_interface": str | None}``."""
+
+    SECTIONS = ("hostname", "hosts", "sysctls", "netplan", "default_interface")
 
     @staticmethod
     def default():
-        return {"hostname": "", "hosts": []}
+        return {"hostname": "", "hosts": [], "sysctls": {}, "netplan": False,
+                "default_interface": None}
 
     def command(self):
-        return "hostname; echo --; cat /etc/hosts 2>/dev/null || true"
+        return StringCommand(
+            "echo '== hostname'; hostname; echo '== hosts'; cat /etc/hosts 2>/dev/null;",
+            "echo '== sysctls'; sysctl", *IPV6_SYSCTLS, "2>/dev/null;",
+            "echo '== netplan'; test -d /etc/netplan && echo yes;",
+            "echo '== default_interface';",
+            "ip -o -4 route show default 2>/dev/null | awk '{print $5; exit}'; true")
 
     def process(self, output):
-        lines = [line.rstrip("\n") for line in output]
-        split = lines.index("--") if "--" in lines else len(lines)
-        return {"hostname": "".join(lines[:split]).strip(), "hosts": lines[split + 1:]}
+        sections = {name: [] for name in self.SECTIONS}
+        current = None
+        for line in output:
+            line = line.rstrip("\n")
+            if line.startswith("== ") and line[3:] in sections:
+                current = line[3:]
+            elif current is not None:
+                sections[current].append(line)
+        sysctls = {}
+        for line in sections["sysctls"]:
+            key, _, value = line.partition("=")
+            if value.strip().isdigit():
+                sysctls[key.strip()] = int(value)
+        interface = "".join(sections["default_interface"]).strip()
+        return {"hostname": "".join(sections["hostname"]).strip(),
+                "hosts": sections["hosts"], "sysctls": sysctls,
+                "netplan": sections["netplan"] == ["yes"],
+                "default_interface": interface or None}
 
 
-def read_paths(roots: list[str]) -> None:
+def read_paths(roots: list[str], contents: list[str] = ()) -> None:
     """Read every path under ``roots`` in one command (PathStates): a file or directory there
-    that is already as wanted then costs no operation and no further round trip."""
-    _known[host.name] = (tuple(roots), host.get_fact(PathStates, roots=roots, depth=DEPTH))
+    that is already as wanted then costs no operation and no further round trip. The files
+    in ``contents`` (under a root) are read too: see ``known_lines``."""
+    states = host.get_fact(PathStates, roots=roots, depth=DEPTH, contents=list(contents))
+    _known[host.name] = (tuple(roots), states)
 
 
 def known_state(path: str) -> tuple[bool, dict | None]:
@@ -175,6 +215,15 @@ def known_state(path: str) -> tuple[bool, dict | None]:
                             and path[len(root):].count("/") <= DEPTH):
             return True, states.get(path)
     return False, None
+
+
+def known_lines(path: str) -> tuple[bool, list[str] | None]:
+    """(whether read_paths read the file's lines: it was named in ``contents``, or found
+    missing; its lines, None when it does not exist)."""
+    known, state = known_state(path)
+    if known and state is not None:
+        return "lines" in state, state.get("lines")
+    return known, None
 
 
 def in_place(path: str, kind: str, mode: str | None = None, user: str | None = None,

@@ -18,7 +18,8 @@ class FakeHost:
     tuple: value}} (kwargs as sorted (name, value) pairs, lists as tuples); a fact not in the
     table is what a fresh host gives: nothing printed, so the fact's default."""
 
-    def __init__(self, facts_table=None, name="mail.example.test", data=None, shell_ok=True):
+    def __init__(self, facts_table=None, name="mail.example.test", data=None, shell_ok=True,
+                 upload_ok=None):
         self.name = name
         self.facts = facts_table or {}
         self.data = SimpleNamespace(get=(data or {}).get)
@@ -26,6 +27,7 @@ class FakeHost:
         self.noops: list[str] = []
         self.commands: list[str] = []
         self.shell_ok = shell_ok
+        self.upload_ok = shell_ok if upload_ok is None else upload_ok
         self.uploads: dict[str, bytes] = {}
         self.files: dict[str, bytes] = {}
         self.print_prefix = f"[{name}] "
@@ -47,7 +49,7 @@ class FakeHost:
 
     def put_file(self, handle, path):
         self.uploads[path] = handle.read()
-        return self.shell_ok
+        return self.upload_ok
 
     def get_file(self, path, handle):
         if path not in self.files:

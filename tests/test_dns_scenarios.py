@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from concurrency import assert_refused_after_foreign_write
 from sample import sample_settings
 
 from mailhost.desired import MailHost, desired_by_zone
@@ -102,11 +103,10 @@ def test_concurrent_change_between_plan_and_apply_is_detected(world):
     sync = zone_sync(world, dmarc_policy="reject", caa_issuers=["pebble.example"])
     plan = sync.plan()
     assert not plan.empty
-    world.add_foreign("_dmarc.example.test", "TXT", "v=DMARC1; p=none; rua=mailto:x@example.test")
-    after_foreign = world.snapshot()
-    with pytest.raises(ProviderError, match="(?i)concurrent|changed"):
-        sync.apply(plan)
-    assert world.snapshot() == after_foreign
+    assert_refused_after_foreign_write(
+        world, lambda: world.add_foreign("_dmarc.example.test", "TXT",
+                                         "v=DMARC1; p=none; rua=mailto:x@example.test"),
+        lambda: sync.apply(plan), match="(?i)concurrent|changed")
 
 
 def test_removed_ipv6_needs_force_then_deletes_our_aaaa_only(world):

@@ -2,11 +2,15 @@
 and each output parsed, every branch."""
 
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from mailhost.dkim import generate_key, public_value, public_value_from_spki
 from mailhost.facts import (
+    IPV6_SYSCTLS,
+    Accounts,
+    BaseState,
     DebianPackageVersion,
     DkimPublicKey,
     PathStates,
@@ -58,6 +62,55 @@ def test_path_states_reads_files_directories_and_links_in_one_command(tmp_path):
     assert not any(path.startswith(str(tmp_path / "missing")) for path in states)
 
 
+def test_path_states_reads_the_lines_of_the_files_named_in_contents(tmp_path):
+    (tmp_path / "users").write_text("alice:{SHA512-CRYPT}$6$a$b\nbob:x|y\n")
+    (tmp_path / "empty").write_text("")
+    (tmp_path / "not-asked").write_text("secret\n")
+    fact = PathStates()
+    (tmp_path / "elsewhere").write_text("x\n")
+    asked = [str(tmp_path / name) for name in ("users", "empty", "missing", "elsewhere")]
+    root = tmp_path / "root"
+    root.mkdir()
+    states = fact.process(shell(fact.command([str(tmp_path)], depth=1, contents=asked)))
+    assert list(fact.process(shell(fact.command([str(root)], contents=asked)))) == [
+        str(root)]  # files outside the roots are left out, their lines too
+    output = ["a banner", "f|root|root|644||/a", "--", "ab  /a", "cd  /b", "--", "eA==|/c"]
+    assert fact.process(output) == {
+        "/a": {"type": "f", "user": "root", "group": "root", "mode": 644, "sha256": "ab",
+               "target": None}}
+    assert states[str(tmp_path / "users")]["lines"] == ["alice:{SHA512-CRYPT}$6$a$b", "bob:x|y"]
+    assert states[str(tmp_path / "empty")]["lines"] == []
+    assert "lines" not in states[str(tmp_path / "not-asked")]
+    assert str(tmp_path / "missing") not in states
+    assert "base64" not in fact.command([str(tmp_path)]).get_raw_value()  # none asked
+
+
+def test_base_state_sections_parsed():
+    fact = BaseState()
+    output = ["a login banner", "== hostname", "vps", "== hosts", "127.0.0.1 localhost", "",
+              "== sysctls", "net.ipv6.conf.all.disable_ipv6 = 1",
+              "net.ipv6.conf.default.disable_ipv6 = 0", "net.ipv6.conf.lo.disable_ipv6 = x",
+              "== netplan", "yes", "== default_interface", "ens3"]
+    assert fact.process(output) == {
+        "hostname": "vps", "hosts": ["127.0.0.1 localhost", ""],
+        "sysctls": {IPV6_SYSCTLS[0]: 1, IPV6_SYSCTLS[1]: 0}, "netplan": True,
+        "default_interface": "ens3"}
+    # a Debian host: IPv6 not in the kernel (no keys), no netplan, no default route
+    assert fact.process(["== hostname", "mail", "== hosts", "== sysctls", "== netplan",
+                         "== default_interface"]) == {**fact.default(), "hostname": "mail"}
+
+
+def test_base_state_command_runs_here():
+    import socket
+    fact = BaseState()
+    state = fact.process(shell(fact.command()))
+    assert state["hostname"] == socket.gethostname()
+    assert state["hosts"] == Path("/etc/hosts").read_text().splitlines()
+    assert state["netplan"] == Path("/etc/netplan").is_dir()
+    assert set(state["sysctls"]) <= set(IPV6_SYSCTLS)
+    assert all(value in (0, 1) for value in state["sysctls"].values())
+
+
 def test_systemd_unit_states_one_line_per_unit():
     fact = SystemdUnitStates()
     command = fact.command(["postfix", "chasquid.socket"]).get_raw_value()
@@ -102,3 +155,12 @@ def test_firewall_state_ssh_port_and_ufw_rules():
     assert fact.process([""]) == {"ssh_port": None, "rules": []} == fact.default()
     output = shell(fact.command(), env={"SSH_CONNECTION": "a 1 b 22", "PATH": "/usr/bin:/bin"})
     assert fact.process(output) == {"ssh_port": 22, "rules": []}  # no ufw here
+
+
+def test_accounts_command_runs_here_and_missing_ones_are_left_out():
+    fact = Accounts()
+    found = fact.process(shell(fact.command(["root", "no-such-user"], ["root", "no-such-group"])))
+    assert found == {"users": {"root": {"uid": 0, "gid": 0, "home": "/root",
+                                        "shell": found["users"]["root"]["shell"]}},
+                     "groups": {"root": {"gid": 0, "members": []}}}
+    assert fact.process(["not an account line"]) == fact.default()

@@ -2,25 +2,29 @@
 operations a step adds for what the host has, and what the MTA profiles say."""
 
 import hashlib
+from types import SimpleNamespace
 
 import pytest
 from fakehost import FakeHost, Recorder, key, on
-from pyinfra.facts.files import File, Link, Sha256File
-from pyinfra.operations import files, server
+from pyinfra.api.exceptions import DeployError
+from pyinfra.facts.deb import DebPackages
+from pyinfra.facts.files import File, FileContents, Link, Sha256File
+from pyinfra.operations import apt, files, server
 from sample import sample_settings
 
 from mailhost import facts, paths
 from mailhost.host import base, chasquid, firewall, in_place, put_text, render, tls, units, users
 from mailhost.host.mtas import CHASQUID, MTAS, POSTFIX, mta_of, others
-from mailhost.secrets import Secrets
+from mailhost.secrets import Secret, Secrets
 
 
 @pytest.fixture
 def ops(monkeypatch):
     """Every pyinfra operation the host modules call, recorded instead of run."""
     recorders, log = {}, []
-    for module, names in [(server, ["shell", "user", "group", "hostname"]),
-                          (files, ["put", "file", "directory", "link", "line", "template"])]:
+    for module, names in [(server, ["shell", "user", "group", "hostname", "sysctl"]),
+                          (files, ["put", "file", "directory", "link", "line", "template"]),
+                          (apt, ["packages"])]:
         for name in names:
             recorder = Recorder(name, log)
             recorders[f"{module.__name__.rsplit('.', 1)[1]}.{name}"] = recorder
@@ -146,22 +150,128 @@ def test_firewall_resets_to_our_ports_from_any_other_state(ops):
         firewall.configure(CHASQUID.ports)
     commands = ops["server.shell"].calls[0]["commands"]
     assert "ufw allow 22/tcp" in commands and commands[-1] == "ufw --force enable"
+    ops["server.shell"].calls.clear()
+    wanted = ["Status: active", "Default: deny (incoming), allow (outgoing), deny (routed)",
+              "To Action From", "-- ------ ----",
+              *[" ".join(rule) for rule in firewall.wanted_rules([22, *CHASQUID.ports])]]
+    with on(FakeHost({firewall.FirewallState: {"ssh_port": 22, "rules": wanted}})):
+        firewall.configure(CHASQUID.ports)
+    assert ops["server.shell"].calls == []  # as wanted: no operation
+
+
+def base_state(**overrides):
+    """facts.BaseState of a host that is as the deploy leaves it (the sample settings)."""
+    return {"hostname": "mail.example.test",
+            "hosts": ["127.0.0.1 localhost", "198.51.100.10 mail.example.test mail",
+                      "2001:db8::10 mail.example.test mail"],
+            "sysctls": dict.fromkeys(facts.IPV6_SYSCTLS, 0), "netplan": True,
+            "default_interface": "eth0"} | overrides
+
+
+def in_place_states(settings) -> dict:
+    """PathStates of the files configure_identity and configure_ipv6 write, as they write them."""
+    def file(content, mode=644):
+        return {"type": "f", "user": "root", "group": "root", "mode": mode, "target": None,
+                "sha256": hashlib.sha256(content.encode()).hexdigest()}
+    return {base.MAILNAME: file(settings.mail_hostname + "\n"),
+            base.IPV6_SYSCTL_FILE: file("".join(f"{k} = 0\n" for k in facts.IPV6_SYSCTLS)),
+            base.NETPLAN_FILE: file(render("base/netplan-ipv6.yaml.j2", settings,
+                                           interface="eth0"), mode=600)}
+
+
+def test_base_converged_adds_nothing_and_reads_one_fact(ops):
+    settings = sample_settings()
+    host = FakeHost({facts.BaseState: base_state(), facts.PathStates: in_place_states(settings),
+                     DebPackages: {"postfix": ["3.8.6"]}})
+    with on(host):
+        facts.read_paths(base.ROOTS)
+        base.configure(settings)
+        base.install_packages(["postfix"])
+    assert called(ops) == []
+    assert [name for name, _ in host.fact_calls] == ["PathStates", "BaseState", "DebPackages"]
 
 
 def test_identity_changes_only_what_differs(ops):
-    settings = sample_settings()
     hosts = ["127.0.0.1 localhost", "198.51.100.10 mail.example.test mail",
              "2001:db8::10 old.example.test old"]
-    host = FakeHost({facts.HostIdentity: {"hostname": "mail.example.test", "hosts": hosts}})
+    with on(FakeHost()):
+        base.configure_identity(sample_settings(), base_state(hosts=hosts, hostname="vps"))
+    assert called(ops) == ["hostname: Hostname as FQDN", "put: /etc/mailname",
+                           "line: /etc/hosts: 2001:db8::10"]
+
+
+def test_ipv6_enabled_on_a_netplan_image_that_ships_it_off(ops):
+    settings = sample_settings()
+    states = in_place_states(settings)
+    del states[base.IPV6_SYSCTL_FILE], states[base.NETPLAN_FILE]
+    state = base_state(sysctls=dict.fromkeys(facts.IPV6_SYSCTLS, 1), default_interface="ens3")
+    with on(FakeHost({facts.PathStates: states})):
+        facts.read_paths(base.ROOTS)
+        base.configure_ipv6(settings, state)
+    assert called(ops) == ["sysctl: IPv6 enabled (all)", "sysctl: IPv6 enabled (default)",
+                           "put: IPv6 enabled after a reboot",
+                           "put: netplan: static IPv6 address on ens3",
+                           "shell: netplan: apply the IPv6 address (generate, networkctl "
+                           "reload; SSH stays up)"]
+    assert [(c["key"], c["value"]) for c in ops["server.sysctl"].calls] == [
+        (key, 0) for key in facts.IPV6_SYSCTLS]
+    put = {call["dest"]: call["src"].getvalue() for call in ops["files.put"].calls}
+    assert put[base.IPV6_SYSCTL_FILE] == ("net.ipv6.conf.all.disable_ipv6 = 0\n"
+                                          "net.ipv6.conf.default.disable_ipv6 = 0\n")
+    assert "    ens3:\n" in put[base.NETPLAN_FILE]
+    assert '- "2001:db8::10/64"' in put[base.NETPLAN_FILE]
+
+
+def test_ipv6_without_netplan_or_without_an_address(ops):
+    settings = sample_settings()
+    with on(FakeHost({facts.PathStates: in_place_states(settings)})):
+        facts.read_paths(base.ROOTS)
+        # Debian: sysctl on (a kernel without the key counts as not set), no netplan
+        base.configure_ipv6(settings, base_state(netplan=False, sysctls={}))
+        base.configure_ipv6(sample_settings(ipv6=None), base_state(sysctls={}))  # no IPv6
+    assert called(ops) == ["sysctl: IPv6 enabled (all)", "sysctl: IPv6 enabled (default)"]
+
+
+def test_ipv6_netplan_interface_default_and_refused(ops):
+    settings = sample_settings()
+    with on(FakeHost()):
+        base.configure_ipv6(settings, base_state(default_interface=None))
+        assert "    eth0:\n" in ops["files.put"].calls[-1]["src"].getvalue()
+        with pytest.raises(DeployError, match="not an interface name"):
+            base.configure_ipv6(settings, base_state(default_interface="eth0;reboot"))
+
+
+def test_packages_installed_with_services_held_and_the_hold_released(ops):
+    with on(FakeHost({DebPackages: {"ufw": ["0.36"]}, facts.PathStates: {}})):
+        facts.read_paths(base.ROOTS)
+        base.install_packages(["ufw", "postfix", "opendkim"])
+    assert called(ops)[0] == "put: Hold services during package install"
+    assert ops["apt.packages"].calls[0]["packages"] == ["postfix", "opendkim"]
+    assert "DPkg::Lock::Timeout=900" in ops["apt.packages"].calls[0]["extra_install_args"]
+    assert called(ops)[-1] == "file: Release the service hold"
+    ops["log"].clear()
+    with on(FakeHost({DebPackages: {"ufw": ["0.36"]}})):  # not read: the operation decides
+        base.install_packages(["ufw"])
+    assert called(ops) == ["file: Release the service hold"]
+
+
+def test_password_hashes_read_with_read_paths_or_as_a_fact():
+    line = "alice@example.test:{SHA512-CRYPT}$6$salt$hash"
+    state = {paths.DOVECOT_USERS: {"type": "f", "user": "root", "group": "dovecot", "mode": 640,
+                                   "sha256": "x", "target": None, "lines": [line]}}
+    host = FakeHost({facts.PathStates: state})
     with on(host):
-        base.configure_identity(settings)
-    assert called(ops) == ["put: /etc/mailname", "line: /etc/hosts: 2001:db8::10"]
-    assert HostIdentity_parses()
-
-
-def HostIdentity_parses():
-    return facts.HostIdentity().process(["vps", "--", "127.0.0.1 localhost"]) == {
-        "hostname": "vps", "hosts": ["127.0.0.1 localhost"]}
+        facts.read_paths(["/etc/dovecot", paths.CHASQUID_CONFIG],
+                         contents=users.hash_files(sample_settings()))
+        assert users.host_lines(paths.DOVECOT_USERS) == [line]
+        assert users.host_lines(users.chasquid_users_path("example.test")) is None  # missing
+    assert [name for name, _ in host.fact_calls] == ["PathStates"]
+    assert host.fact_calls[0][1]["contents"] == [
+        paths.DOVECOT_USERS, "/etc/chasquid/domains/example.test/users"]
+    unread = FakeHost({FileContents: [line]})
+    with on(unread):
+        assert users.host_lines(paths.DOVECOT_USERS) == [line]
+    assert [name for name, _ in unread.fact_calls] == ["FileContents"]
 
 
 def test_apt_proxy_written_or_removed(ops):
@@ -222,6 +332,7 @@ def test_certbot_command_for_each_challenge(ops):
     assert "--authenticator dns-rfc2136" in dns01 and "--standalone" not in dns01
     assert f"--deploy-hook {paths.TLS_DEPLOY_HOOK}" in dns01
     assert tls.packages(sample_settings(acme_challenge="dns-01"))[-1].endswith("rfc2136")
+    assert tls.packages(sample_settings()) == tls.PACKAGES
 
 
 def test_chasquid_signs_natively_from_1_14_and_copies_a_changed_certificate(ops):
@@ -269,3 +380,125 @@ def test_chasquid_dkim_links_read_with_read_paths():
         assert chasquid._link_in_place(link.replace("example.test", "example.net"), None)
     with on(FakeHost()):
         assert not chasquid._link_in_place(link, None)  # not read: the operation decides
+
+
+def test_chasquid_below_1_14_removes_its_signing_link(secret_files):
+    ops = secret_files
+    settings = sample_settings(mta="chasquid")
+    link = f"{paths.CHASQUID_CONFIG}/domains/example.test/dkim:mail.pem"
+    state = {link: {"type": "l", "target": "/k", "user": "root", "group": "root", "mode": 777,
+                    "sha256": None},
+             paths.TLS_CERT: {"type": "l", "target": "/c", "user": "root", "group": "root",
+                              "mode": 777, "sha256": "c"}}
+    with on(FakeHost({facts.PathStates: state, chasquid.DebianPackageVersion: (1, 13)})):
+        facts.read_paths([paths.CHASQUID_CONFIG, paths.MAILHOST_ETC])
+        assert chasquid._sha256(paths.TLS_CERT) == "c"  # no further fact
+        chasquid.configure(settings, Secrets())
+    assert ops["files.link"].calls[0] == {"name": f"No {link} (signed in the hook)",
+                                          "path": link, "present": False}
+
+
+def test_dovecot_users_keeps_only_its_own_hashes():
+    assert users.parse_dovecot_users(["a@x:{SHA512-CRYPT}$6$s$h", "b@x:{PLAIN}pw", ""]) == {
+        "a@x": "$6$s$h"}
+
+
+def file_state(content: str, mode, user="root", group="root") -> dict:
+    return {"type": "f", "user": user, "group": group, "mode": int(mode), "target": None,
+            "sha256": hashlib.sha256(content.encode()).hexdigest(), "lines": content.splitlines()}
+
+
+def after(ops) -> dict:
+    """PathStates of the host once the recorded operations ran: what a second run reads."""
+    states = {}
+    for call in ops["files.put"].calls:
+        states[call["dest"]] = file_state(call["src"].getvalue(), call["mode"])
+    for call in ops["secret_file"].calls:
+        states[call["path"]] = file_state(call["content"].reveal(), call.get("mode", "600"),
+                                          call.get("user", "root"), call.get("group", "root"))
+    for call in ops["files.directory"].calls:
+        states[call["path"]] = {"type": "d", "user": call["user"] or "root",
+                                "group": call["group"] or "root", "mode": int(call["mode"] or 755),
+                                "sha256": None, "target": None}
+    for call in ops["files.link"].calls:
+        if call.get("present", True):
+            states[call["path"]] = {"type": "l", "user": "root", "group": "root", "mode": 777,
+                                    "sha256": None, "target": call["target"]}
+    return states
+
+
+@pytest.fixture
+def secret_files(ops, monkeypatch):
+    """secret_file in every host module: recorded, and deciding as the operation does."""
+    import sys
+
+    from mailhost.operations import secret_file
+
+    def decide(name, **arguments):
+        ops["secret_file"].calls.append(arguments)
+        commands = list(secret_file.secret_file._inner(**arguments))
+        if commands:
+            ops["log"].append(f"secret_file: {name}")
+        return SimpleNamespace(will_change=bool(commands))
+
+    ops["secret_file"] = Recorder()
+    for name, module in list(sys.modules.items()):
+        if name.startswith("mailhost.host.") and hasattr(module, "secret_file"):
+            monkeypatch.setattr(module, "secret_file", decide)
+    return ops
+
+
+WORLDS = {
+    "postfix": ({"mta": "postfix"}, {"postsrsd", "opendkim", "dovecot", "postfix"}),
+    "chasquid 1.13, DNS-01, two domains": (
+        {"mta": "chasquid", "acme_challenge": "dns-01",
+         "mail_domains": ["example.test", "example.net"],
+         "mail_users": ["alice@example.test", "bob@example.test", "carol@example.net"]},
+        {"chasquid.service"}),
+    "chasquid 1.14, ed25519 too": ({"mta": "chasquid", "dkim_ed25519": True},
+                                   {"chasquid.service"}),
+}
+
+
+@pytest.mark.parametrize("world", WORLDS)
+def test_an_mta_configured_on_a_fresh_host_then_again_changes_nothing(world, secret_files,
+                                                                     tmp_path):
+    """Every file, directory, link, account and hash of an MTA and its TLS on a fresh host;
+    then, on the host as that left it, no operation at all and nothing to restart."""
+    overrides, restarted = WORLDS[world]
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    settings = sample_settings(**{
+        "mail_users": ["alice@example.test", "bob@example.test"],
+        "mail_aliases": {"info@example.test": ["alice@example.test", "dan@elsewhere.example"]},
+        "acme_ca_bundle": str(tmp_path / "ca.pem"), **overrides})
+    secrets = Secrets(tsig_secret=Secret("tsig"), passwords={
+        address: Secret(f"password of {address}") for address in settings.mail_users})
+    mta = mta_of(settings)
+    version = {chasquid.DebianPackageVersion: (1, 14) if "1.14" in world else (1, 13)}
+    roots = [*tls.roots(settings), *users.ROOTS, *mta.roots]
+
+    def configure(host):
+        with on(host):
+            facts.read_paths(roots, contents=users.hash_files(settings))
+            tls.configure(settings, secrets, mta)
+            return mta.configure(settings, secrets)
+
+    assert configure(FakeHost(version)) == restarted
+    assert "group: vmail group" in called(secret_files)
+    assert any(line.startswith("secret_file: ") for line in called(secret_files))
+    written = after(secret_files)
+    for recorder in secret_files.values():
+        if isinstance(recorder, Recorder):
+            recorder.calls.clear()
+    secret_files["log"].clear()
+
+    copies = f"{paths.CHASQUID_CONFIG}/certs/{settings.mail_hostname}"
+    converged = FakeHost({**version, facts.PathStates: written, facts.Accounts: {
+        "users": {"vmail": users.VMAIL_ACCOUNT},
+        "groups": {"vmail": {"gid": paths.VMAIL_GID, "members": [chasquid.USER]}}},
+        Sha256File: {key(path=paths.TLS_CERT): "c", key(path=f"{copies}/fullchain.pem"): "c",
+                     key(path=paths.TLS_KEY): "k", key(path=f"{copies}/privkey.pem"): "k"}})
+    assert configure(converged) == set()
+    assert called(secret_files) == []
+    if mta is POSTFIX:  # what is in place costs no round trip: two commands in all
+        assert [name for name, _ in converged.fact_calls] == ["PathStates", "Accounts"]

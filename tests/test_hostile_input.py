@@ -35,6 +35,53 @@ PRODUCTION = {"lab_allowances": False, "ipv4": "80.80.80.80", "ipv6": "2a01:4f8:
 
 BAD = [
     # (key, value, text the line must contain, other settings)
+    # ordinary mistakes: a typo, a wrong choice, a value out of range
+    ("mail_hostname", "mail", "fully qualified", {}),
+    ("mail_hostname", "mail.other.org", "inside a zone", {}),
+    ("mail_hostname", "-bad.example.test", "fully qualified", {}),
+    ("mail_domains", [], "a list of mail domains", {}),
+    ("mail_domains", ["exa mple.test"], "fully qualified", {}),
+    ("mail_domains", ["example.test", "example.test"], "each domain once", {}),
+    ("ipv4", "198.51.100.300", "IPv4", {}),
+    ("ipv4", "127.0.0.1", "public IPv4", {}),
+    ("ipv6", "fe80::1", "global IPv6", {}),
+    ("ipv6", "2001:db8::zz", "IPv6", {}),
+    ("mta", "exim", "'postfix' or 'chasquid'", {}),
+    ("dns_provider", "route53", "'cloudflare' or 'rfc2136'", {}),
+    ("dns_server", None, "primary server", {}),
+    ("dns_port", 70000, "from 1 to 65535", {}),
+    ("dns_tsig_algorithm", "hmac-md4", "hmac-sha256", {}),
+    ("dns_ttl", 5, "from 60 to 86400", {}),
+    ("mail_hostname", "mail.example.test", "inside a zone", {"dns_zones": ["other.test"]}),
+    ("spf_all", "+all", "'~all'", {}),
+    ("spf_include", [f"spf{i}.example.org" for i in range(11)], "11 DNS lookups", {}),
+    ("dmarc_policy", "block", "'none', 'quarantine' or 'reject'", {}),
+    ("dmarc_pct", 101, "from 0 to 100", {}),
+    ("dmarc_pct", -1, "from 0 to 100", {}),
+    ("dmarc_rua", ["dmarc@example.test"], "mailto:", {}),
+    ("dmarc_ruf", ["mailto:not-an-address"], "mailto:", {}),
+    ("dmarc_adkim", "strict", "'r' (relaxed) or 's'", {}),
+    ("dmarc_aspf", "x", "'r' (relaxed) or 's'", {}),
+    ("dkim_selector", "Mail_1", "one DNS label", {}),
+    ("dkim_key_type", "rsa-1024", "'rsa-2048'", {}),
+    ("dkim_ed25519_selector", "mail", "different from dkim_selector", {"dkim_ed25519": True}),
+    ("tlsrpt_rua", ["tls@example.test"], "mailto:", {}),
+    ("caa_issuers", ["lets encrypt"], "fully qualified", {}),
+    ("acme_directory", "ftp://acme.example", "https://", {}),
+    ("acme_ca_bundle", "/nonexistent/ca.pem", "PEM file", {}),
+    ("acme_challenge", "tls-alpn-01", "'http-01' or 'dns-01'", {}),
+    ("acme_email", "postmaster", "e-mail address", {}),
+    ("mail_users", ["alice"], "e-mail address", {}),
+    ("dmarc_polcy", "reject", "unknown setting; did you mean dmarc_policy?", {}),
+    ("cloudflare_api_token", "secret-value", "never read from the inventory", {}),
+    ("dns_tsig_secret", "c2VjcmV0", "never read from the inventory", {}),
+    ("check_resolver", "resolver.example", "IPv4 or IPv6 address", {}),
+    ("check_nameservers", ["198.51.100.300"], "IPv4 or IPv6 address", {}),
+    ("check_ca_file", "/nonexistent/ca.pem", "PEM file", {}),
+    ("check_outbound_smtp", "gmail-smtp-in.l.google.com", "HOST:PORT", {}),
+    ("check_outside_recipient", "postmaster", "e-mail address", {}),
+    ("dnsbl_zones", ["zen spamhaus"], "fully qualified", {}),
+    ("check_resolvr", "198.51.100.1", "did you mean check_resolver?", {}),
     # the issue's reproductions
     ("ipv6", INJECTION, "control characters", {}),
     ("ipv6", "2001:db8::10%eth0", "no %scope", {}),
@@ -198,6 +245,8 @@ def test_bad_input_is_refused_with_one_line(key, value, expected, others, no_con
     assert expected in line, line
     if "secret" in key or "token" in key:
         assert str(value) not in line  # a secret is never echoed back
+    elif isinstance(value, str | int | float):
+        assert repr(value) in line, line  # the value as given, escaped
 
 
 BAD_PASSWORDS = ["short", "eleven char", "twelve chars\n", "a tab\tin the middle",

@@ -166,3 +166,47 @@ def test_fakehost_keys_facts_by_arguments():
     host = FakeHost({File: {key(path="/a"): {"mode": 600}}})
     assert host.get_fact(File, path="/a") == {"mode": 600}
     assert host.get_fact(File, path="/b") is None
+
+
+def test_zone_records_yields_the_apply_only_when_the_preview_has_changes():
+    from types import SimpleNamespace
+
+    from mailhost.operations import dns
+    empty = SimpleNamespace(empty=True, lines=lambda: ["= example.test: no DNS changes"])
+    host = FakeHost()
+    assert run(dns.zone_records, host, zone="example.test", preview=empty, refresh=None) == []
+    assert host.noops == ["= example.test: no DNS changes"]
+    changes = SimpleNamespace(empty=False)
+    commands = run(dns.zone_records, host, zone="example.test", preview=changes, refresh=None)
+    assert [text(c) for c in commands] == ["<_apply>"]
+
+
+def test_zone_records_apply_refuses_a_pending_key_and_reports_errors_in_one_line():
+    from types import SimpleNamespace
+
+    from mailhost.dkim import PENDING
+    from mailhost.dnsplan import PlanError
+    from mailhost.operations import dns
+
+    def sync(value, plan):
+        record = SimpleNamespace(rtype="TXT", values=[value])
+        return SimpleNamespace(zone="example.test", plan=plan,
+                               records=SimpleNamespace(desired=[record]))
+
+    with pytest.raises(OperationError, match="a DKIM key is missing on the controller"):
+        dns._apply(lambda: sync(f"v=DKIM1; p={PENDING}", None), None)
+
+    def refused():
+        raise PlanError("two SPF records")
+
+    with pytest.raises(OperationError, match="^DNS zone example.test: two SPF records$"):
+        dns._apply(lambda: sync("v=spf1 -all", refused), None)
+
+
+def test_uploads_that_fail_fail_the_operation(tmp_path, pem):
+    (tmp_path / "k.pem").write_bytes(pem)
+    with on(FakeHost(upload_ok=False), executing=True):
+        with pytest.raises(OperationError, match="could not upload the DKIM key"):
+            dkim._upload(str(tmp_path / "k.pem"), REMOTE, "opendkim")
+        with pytest.raises(OperationError, match=f"could not upload {PATH}"):
+            secret_file._install(PATH, SECRET, "root", "dovecot", "640")

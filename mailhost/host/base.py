@@ -10,29 +10,37 @@ from io import StringIO
 from pyinfra import host
 from pyinfra.api.exceptions import DeployError
 from pyinfra.facts.deb import DebPackages
-from pyinfra.facts.files import Directory
-from pyinfra.facts.server import Command
 from pyinfra.operations import apt, files, server
 
-from mailhost.facts import HostIdentity, known_state
-from mailhost.host import put_text, template
+from mailhost.facts import IPV6_SYSCTLS, BaseState, known_state
+from mailhost.host import put_text, render
 from mailhost.settings import Settings
 
 POLICY_RC_D = "/usr/sbin/policy-rc.d"
 APT_PROXY = "/etc/apt/apt.conf.d/80mailhost-proxy"
 MAILNAME = "/etc/mailname"
-ROOTS = [APT_PROXY, MAILNAME]  # read with facts.read_paths
 # a new VPS runs unattended-upgrades after its first boot: apt waits this long for the lock
 DPKG_LOCK_WAIT_SECONDS = 900
 # after any file of the image that turns IPv6 off (sysctl.d files apply in name order)
 IPV6_SYSCTL_FILE = "/etc/sysctl.d/99-zz-mailhost-ipv6.conf"
 NETPLAN_FILE = "/etc/netplan/60-mailhost-ipv6.yaml"
+# read with facts.read_paths
+ROOTS = [APT_PROXY, MAILNAME, POLICY_RC_D, IPV6_SYSCTL_FILE, NETPLAN_FILE]
 INTERFACE_NAME = re.compile(r"[A-Za-z0-9._-]{1,15}")  # a Linux interface name
 
 
 def apt_proxy_conf(settings: Settings) -> str:
     """The apt.conf line that sends apt through apt_proxy."""
     return f'Acquire::http::Proxy "{settings.apt_proxy}";\n'
+
+
+def configure(settings: Settings) -> None:
+    """apt, the host's names and IPv6; what they need of the host is read in one command
+    (facts.BaseState), the files with facts.read_paths."""
+    configure_apt(settings)
+    state = host.get_fact(BaseState)
+    configure_identity(settings, state)
+    configure_ipv6(settings, state)
 
 
 def configure_apt(settings: Settings) -> None:
@@ -65,28 +73,29 @@ def install_packages(packages: list[str]) -> None:
             packages=missing, update=True, no_recommends=True,
             extra_install_args=f"-o DPkg::Lock::Timeout={DPKG_LOCK_WAIT_SECONDS}",
         )
-    files.file(name="Release the service hold", path=POLICY_RC_D, present=False)
+    if missing or known_state(POLICY_RC_D) != (True, None):  # None: read, and not there
+        files.file(name="Release the service hold", path=POLICY_RC_D, present=False)
 
 
-def configure_identity(settings: Settings) -> None:
+def configure_identity(settings: Settings, state: dict) -> None:
     """The hostname (the FQDN), /etc/mailname, and /etc/hosts naming the host's addresses;
-    the hostname and /etc/hosts are read in one command, and only what differs is changed."""
-    identity = host.get_fact(HostIdentity)
-    if identity["hostname"] != settings.mail_hostname:
+    only what differs from ``state`` (facts.BaseState) is changed."""
+    if state["hostname"] != settings.mail_hostname:
         server.hostname(name="Hostname as FQDN", hostname=settings.mail_hostname)
     put_text(MAILNAME, settings.mail_hostname + "\n")
     short = settings.mail_hostname.split(".")[0]
     for address in filter(None, [settings.ipv4, settings.ipv6]):
         line = rf"^{re.escape(str(address))}\s.*"
         wanted = f"{address} {settings.mail_hostname} {short}"
-        matching = [entry for entry in identity["hosts"] if re.match(line, entry)]
+        matching = [entry for entry in state["hosts"] if re.match(line, entry)]
         if not matching or any(entry != wanted for entry in matching):
             files.line(name=f"/etc/hosts: {address}", path="/etc/hosts", line=line,
                        replace=wanted)
 
 
-def configure_ipv6(settings: Settings) -> None:
-    """IPv6 enabled, now and after a reboot, and on a netplan host the static address.
+def configure_ipv6(settings: Settings, state: dict) -> None:
+    """IPv6 enabled, now and after a reboot, and on a netplan host the static address; only
+    what differs from ``state`` (facts.BaseState) and the files read by facts.read_paths.
 
     Many VPS images ship with IPv6 disabled by sysctl and no IPv6 address (the provider routes
     the address to the VPS; configuring it is left to the customer). The sysctl file sorts
@@ -99,24 +108,22 @@ def configure_ipv6(settings: Settings) -> None:
     """
     if not settings.ipv6:
         return
-    for scope in ("all", "default"):
-        server.sysctl(name=f"IPv6 enabled ({scope})", key=f"net.ipv6.conf.{scope}.disable_ipv6",
-                      value=0, persist=True, persist_file=IPV6_SYSCTL_FILE)
-    if host.get_fact(Directory, path="/etc/netplan") is None:
+    for key in IPV6_SYSCTLS:
+        if state["sysctls"].get(key) != 0:
+            scope = key.split(".")[3]  # net.ipv6.conf.SCOPE.disable_ipv6
+            server.sysctl(name=f"IPv6 enabled ({scope})", key=key, value=0)
+    put_text(IPV6_SYSCTL_FILE, "".join(f"{key} = 0\n" for key in IPV6_SYSCTLS),
+             name="IPv6 enabled after a reboot")
+    if not state["netplan"]:
         return  # not a netplan host (Debian's networkd/ifupdown): its own config has the address
-    interface = host.get_fact(
-        Command, command="ip -o -4 route show default | awk '{print $5; exit}'") or "eth0"
+    interface = state["default_interface"] or "eth0"
     if not INTERFACE_NAME.fullmatch(interface):
         raise DeployError(f"IPv6: the default route's interface {interface!r} is not an "
                           "interface name (1-15 of A-Z a-z 0-9 . _ -)")
-    netplan = files.template(
-        name=f"netplan: static IPv6 address on {interface}",
-        src=template("base/netplan-ipv6.yaml.j2"),
-        dest=NETPLAN_FILE,
-        mode="600",
-        s=settings,
-        interface=interface,
-    )
+    netplan = render("base/netplan-ipv6.yaml.j2", settings, interface=interface)
+    if not put_text(NETPLAN_FILE, netplan, mode="600",
+                    name=f"netplan: static IPv6 address on {interface}"):
+        return
     address = str(settings.ipv6)
     server.shell(
         name="netplan: apply the IPv6 address (generate, networkctl reload; SSH stays up)",
@@ -129,5 +136,4 @@ def configure_ipv6(settings: Settings) -> None:
             f"! ip -6 addr show to {address} tentative | grep -q inet6 && exit 0; sleep 0.2; "
             f"done; echo 'IPv6 address {address} not configured after 10 s' >&2; exit 1",
         ],
-        _if=netplan.did_change,
     )

@@ -12,7 +12,7 @@ from pyinfra import host
 from pyinfra.facts.files import FileContents
 from pyinfra.operations import server
 
-from mailhost.facts import Accounts
+from mailhost.facts import Accounts, known_lines
 from mailhost.host import directory
 from mailhost.paths import CHASQUID_CONFIG, DOVECOT_USERS, MAILBOX_ROOT, VMAIL_GID, VMAIL_UID
 from mailhost.secrets import Secrets
@@ -48,9 +48,21 @@ def parse_dovecot_users(lines: list[str] | None) -> dict[str, str]:
     return result
 
 
+def hash_files(settings: Settings) -> list[str]:
+    """The files of password hashes on the host, of both MTAs: read with facts.read_paths
+    (its ``contents``), so keeping their hashes costs no round trip."""
+    return [DOVECOT_USERS, *[chasquid_users_path(domain) for domain in settings.mail_domains]]
+
+
+def host_lines(path: str) -> list[str] | None:
+    """A file's lines on the host: as read_paths read them, else read now (FileContents)."""
+    known, lines = known_lines(path)
+    return lines if known else host.get_fact(FileContents, path=path)
+
+
 def host_dovecot_users(settings: Settings, secrets: Secrets) -> str:
-    """dovecot_users, keeping the hashes the host has (read as a fact) that still verify."""
-    existing = parse_dovecot_users(host.get_fact(FileContents, path=DOVECOT_USERS))
+    """dovecot_users, keeping the hashes the host has that still verify."""
+    existing = parse_dovecot_users(host_lines(DOVECOT_USERS))
     return dovecot_users(settings, secrets, existing)
 
 
@@ -129,10 +141,14 @@ def parse_chasquid_users(lines: list[str] | None) -> dict[str, tuple[bytes, byte
             for user, salt, encrypted in _CHASQUID_ENTRY.findall("\n".join(lines or []))}
 
 
+def chasquid_users_path(domain: str) -> str:
+    """chasquid's users database of a domain."""
+    return f"{CHASQUID_CONFIG}/domains/{domain}/users"
+
+
 def host_chasquid_users(settings: Settings, secrets: Secrets, domain: str) -> str:
-    """chasquid_users, keeping the entries the host has (read as a fact) that still verify."""
-    path = f"{CHASQUID_CONFIG}/domains/{domain}/users"
-    existing = parse_chasquid_users(host.get_fact(FileContents, path=path))
+    """chasquid_users, keeping the entries the host has that still verify."""
+    existing = parse_chasquid_users(host_lines(chasquid_users_path(domain)))
     return chasquid_users(settings, secrets, domain, existing)
 
 

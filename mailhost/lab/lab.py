@@ -39,9 +39,6 @@ from .common import (
     RX_NETNS,
     SMTP_PORT,
     TSIG_KEY_NAME,
-    VPS4,
-    VPS6,
-    VPS_NETNS,
     LabError,
     Paths,
     Proc,
@@ -51,7 +48,7 @@ from .common import (
     spawn,
     wait_for,
 )
-from .vps import mounts_under
+from .vps import VPS4, VPS6, VPS_NETNS, mounts_under  # the VPS's addresses and netns
 
 VPS_NS = network.Namespace(VPS_NETNS, VPS4, VPS6, addressed_inside=True)
 RX_NS = network.Namespace(RX_NETNS, RX4, RX6)
