@@ -33,7 +33,7 @@ def checks_of_address(settings: Settings, secrets: Secrets, address: str,
     """Every SMTP check of one address (mta: the host's MTA profile, for its TLS advice)."""
     found = [banner_check(settings, address)]
     for port in (*STARTTLS_PORTS, TLS_PORT):
-        found.append(certificate_check(settings, address, port))
+        found.append(certificate_check(settings, address, port, mta))
     for port in (*STARTTLS_PORTS, TLS_PORT):
         found.append(old_tls_check(settings, address, port, mta))
     for port in STARTTLS_PORTS:
@@ -120,7 +120,7 @@ def describe_certificate(der: bytes) -> tuple[str, int]:
             f"expires {when} ({left})"), days
 
 
-def certificate_check(settings: Settings, address: str, port: int) -> CheckResult:
+def certificate_check(settings: Settings, address: str, port: int, mta) -> CheckResult:
     how = "TLS" if port == TLS_PORT else "STARTTLS"
     name = f"smtp: {address} port {port} {how} certificate"
     expected = (f"a chain valid for {settings.mail_hostname}, expiring in more than "
@@ -129,7 +129,10 @@ def certificate_check(settings: Settings, address: str, port: int) -> CheckResul
               "`certbot certificates` and /var/log/letsencrypt on the host, that certbot.timer "
               f"renews it, and that {TLS_DIR} links point at "
               f"{live_certificate_dir(settings.mail_hostname)}; the deploy obtains it "
-              "(it needs port 80 and the A/AAAA records)")
+              "(it needs port 80 and the A/AAAA records)" + "".join(
+                  f"; {r.unit} presents its own copy, {r.copy_to}/{settings.mail_hostname}/, "
+                  "which the deploy and the renewal hook refresh"
+                  for r in mta.certificate_readers if r.copy_to))
 
     def check():
         problem = ""
@@ -196,7 +199,9 @@ def relay_check(settings: Settings, address: str) -> CheckResult:
     advice = ("the MTA relays mail for anyone: spammers will use it within hours and every "
               "blocklist will list it. Relay only for authenticated users and the host itself "
               "(Postfix: smtpd_relay_restrictions = permit_mynetworks, "
-              "permit_sasl_authenticated, reject_unauth_destination; mynetworks = loopback)")
+              "permit_sasl_authenticated, reject_unauth_destination; mynetworks = loopback). "
+              "chasquid relays only after AUTH, but takes every directory under "
+              "/etc/chasquid/domains/ for a domain of its own: remove any that is not yours")
 
     def check():
         with open_smtp(settings, address, 25) as client:

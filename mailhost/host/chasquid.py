@@ -40,9 +40,10 @@ ALGORITHMS = {"rsa": "rsa-sha256", "ed25519": "ed25519-sha256"}
 # chasquid reads its own copies of the certificate, as its own user, and has no reload
 CERTIFICATE_READERS = (CertificateReader("chasquid", after_renewal="restart",
                                          copy_to=f"{CHASQUID_CONFIG}/certs", copy_owner=USER),)
-OLD_TLS_ADVICE = ("chasquid takes its TLS versions from the Go it was built with, and has no "
-                  "setting for them: use a build with Go 1.22 or newer, which refuses TLS "
-                  "1.0/1.1 by default")
+OLD_TLS_ADVICE = ("chasquid has no setting for its TLS versions: Go's default applies as the "
+                  "chasquid release asks for it (Ubuntu 24.04's 1.13, built with Go 1.22, still "
+                  "accepts TLS 1.0/1.1); with Go 1.22 or newer, a drop-in for chasquid.service "
+                  "with Environment=GODEBUG=tls10server=0 makes it refuse them")
 CBC_ADVICE = ("chasquid takes its ciphers from Go and has no setting for them: a newer Go build "
               "drops CBC suites")
 
