@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import os
-import re
-
 from passlib.hash import sha512_crypt
 from pyinfra import host
 from pyinfra.facts.files import FileContents
@@ -14,14 +9,13 @@ from pyinfra.operations import server
 
 from mailhost.facts import Accounts
 from mailhost.host import directory
-from mailhost.paths import CHASQUID_CONFIG, DOVECOT_USERS, MAILBOX_ROOT, VMAIL_GID, VMAIL_UID
+from mailhost.paths import DOVECOT_USERS, MAILBOX_ROOT, VMAIL_GID, VMAIL_UID
 from mailhost.secrets import Secrets
 from mailhost.settings import Settings
 
 ROOTS = [MAILBOX_ROOT]  # read with facts.read_paths
 NOLOGIN = "/usr/sbin/nologin"
 VMAIL_ACCOUNT = {"uid": VMAIL_UID, "gid": VMAIL_GID, "home": MAILBOX_ROOT, "shell": NOLOGIN}
-SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}  # as chasquid-util makes them
 
 
 def dovecot_users(settings: Settings, secrets: Secrets, existing: dict[str, str]) -> str:
@@ -90,63 +84,6 @@ def sender_owners(settings: Settings) -> dict[str, list[str]]:
 def sender_login_map(settings: Settings) -> str:
     """Postfix smtpd_sender_login_maps."""
     return "".join(f"{a} {', '.join(o)}\n" for a, o in sender_owners(settings).items())
-
-
-def chasquid_users(settings: Settings, secrets: Secrets, domain: str,
-                   existing: dict[str, tuple[bytes, bytes]] | None = None) -> str:
-    """chasquid's users database of one domain (domains/DOMAIN/users, text protobuf), with
-    scrypt hashes in chasquid-util's format and a random salt. A user's entry on the host
-    (``existing``: user -> (salt, encrypted)) is kept when the password still verifies."""
-    existing = existing or {}
-    entries = []
-    for address in settings.mail_users:
-        user, user_domain = address.split("@")
-        if user_domain != domain:
-            continue
-        password = secrets.passwords[address].reveal().encode()
-        salt, encrypted = existing.get(user, (b"", b""))
-        if not (salt and hmac.compare_digest(_scrypt(password, salt), encrypted)):
-            salt = os.urandom(16)
-            encrypted = _scrypt(password, salt)
-        entries.append(
-            f'users: {{\n  key: "{user}"\n  value: {{\n    scrypt: {{\n'
-            f"      logN: 14\n      r: 8\n      p: 1\n      keyLen: 32\n"
-            f'      salt: "{_octal(salt)}"\n      encrypted: "{_octal(encrypted)}"\n'
-            f"    }}\n  }}\n}}\n"
-        )
-    return "".join(entries)
-
-
-_CHASQUID_ENTRY = re.compile(
-    r'key: "([^"]+)"\s*value: \{\s*scrypt: \{\s*logN: 14\s*r: 8\s*p: 1\s*keyLen: 32\s*'
-    r'salt: "((?:\\[0-7]{3})+)"\s*encrypted: "((?:\\[0-7]{3})+)"')
-
-
-def parse_chasquid_users(lines: list[str] | None) -> dict[str, tuple[bytes, bytes]]:
-    """The (salt, encrypted) of each user in a database written by chasquid_users (other
-    parameters or formats are not read: those users get a new hash)."""
-    return {user: (_unoctal(salt), _unoctal(encrypted))
-            for user, salt, encrypted in _CHASQUID_ENTRY.findall("\n".join(lines or []))}
-
-
-def host_chasquid_users(settings: Settings, secrets: Secrets, domain: str) -> str:
-    """chasquid_users, keeping the entries the host has (read as a fact) that still verify."""
-    path = f"{CHASQUID_CONFIG}/domains/{domain}/users"
-    existing = parse_chasquid_users(host.get_fact(FileContents, path=path))
-    return chasquid_users(settings, secrets, domain, existing)
-
-
-def _scrypt(password: bytes, salt: bytes) -> bytes:
-    return hashlib.scrypt(password, salt=salt, maxmem=64 * 1024 * 1024, **SCRYPT)
-
-
-def _octal(data: bytes) -> str:
-    """Bytes as a protobuf text-format string, every byte escaped."""
-    return "".join(f"\\{byte:03o}" for byte in data)
-
-
-def _unoctal(text: str) -> bytes:
-    return bytes(int(octal, 8) for octal in re.findall(r"\\([0-7]{3})", text))
 
 
 def mailbox_root(delivering_user: str | None = None) -> None:
