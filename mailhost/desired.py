@@ -2,7 +2,8 @@
 
 For each mail host: A and AAAA of its hostname (never proxied). For each mail domain: MX, the
 SPF TXT (every serving host's IPv4 and IPv6 written explicitly, plus includes), DKIM TXT at
-``SELECTOR._domainkey``, DMARC TXT at ``_dmarc``, TLS-RPT TXT at ``_smtp._tls``, and CAA.
+``SELECTOR._domainkey``, DMARC TXT at ``_dmarc``, TLS-RPT TXT at ``_smtp._tls``, CAA, and the
+SRV records that let mail clients find submission and IMAP (RFC 6186, RFC 8314).
 When several hosts serve one domain, MX and SPF list them all; the other records follow the
 first of them in inventory order.
 """
@@ -62,6 +63,26 @@ def caa_values(settings: Settings) -> list[str]:
     return values
 
 
+# (service label, port, offered): RFC 6186 and 8314; a service not offered has target "."
+CLIENT_SERVICES = [("_submissions._tcp", 465, lambda s: True),
+                   ("_submission._tcp", 587, lambda s: True),
+                   ("_imaps._tcp", 993, lambda s: True),
+                   ("_imap._tcp", 143, lambda s: s.imap_starttls),
+                   ("_pop3._tcp", 110, lambda s: False)]
+NOT_OFFERED = "0 0 0 ."
+
+
+def srv_records(domain: str, hosts: list[MailHost]) -> list[RecordSet]:
+    """Where a mail client of DOMAIN finds each service: every serving host that offers it
+    (priority 0, weight 1), or "." when none does."""
+    ttl = hosts[0].settings.dns_ttl
+    records = []
+    for label, port, offered in CLIENT_SERVICES:
+        values = [f"0 1 {port} {h.settings.mail_hostname}" for h in hosts if offered(h.settings)]
+        records.append(RecordSet(f"{label}.{domain}", "SRV", ttl, tuple(values or [NOT_OFFERED])))
+    return records
+
+
 def host_records(settings: Settings) -> list[RecordSet]:
     ttl = settings.dns_ttl
     records = [RecordSet(settings.mail_hostname, "A", ttl, (str(settings.ipv4),))]
@@ -95,7 +116,7 @@ def domain_records(domain: str, hosts: list[MailHost]) -> list[RecordSet]:
         records.append(RecordSet(f"_smtp._tls.{domain}", "TXT", ttl, (tlsrpt_record(first),)))
     if first.caa_issuers:
         records.append(RecordSet(domain, "CAA", ttl, tuple(caa_values(first))))
-    return records
+    return records + srv_records(domain, hosts)
 
 
 def desired_by_zone(hosts: list[MailHost]) -> list[ZoneRecords]:
