@@ -403,7 +403,6 @@ def test_dovecot_conf_has_one_setting_per_line_and_balanced_blocks(nasty, versio
             assert "%{" not in line or line.split()[0] in VARIABLE_SETTINGS
     assert depth == 0
     assert "quota" in text and "999999M" in text and "port = 143" in text
-    assert f"postmaster_address = postmaster@{settings.mail_domains[0]}" in text
 
 
 def test_chasquid_files(nasty):
