@@ -155,7 +155,7 @@ def test_dovecot_renders_the_syntax_of_its_version(version):
     chasquid_conf = render(dovecot.template_for(version), sample_settings(mta="chasquid"),
                            **dovecot.render_data(sample_settings(mta="chasquid")))
     assert "postfix" not in chasquid_conf
-    assert f"unix_listener {dovecot.CHASQUID_AUTH_CLIENT} {{" in chasquid_conf
+    assert "unix_listener auth-chasquid-client {" in chasquid_conf
 
 
 def test_dovecot_is_part_of_both_mtas_with_its_ports_and_certificate_reload():

@@ -39,10 +39,11 @@ CIPHERS = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
            "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305")
 # the LMTP socket each MTA delivers to, and the auth sockets it asks (chasquid's are the names
 # its dovecot_auth looks for)
+BASE_DIR = "/run/dovecot"
 POSTFIX_LMTP = "/var/spool/postfix/private/dovecot-lmtp"
-CHASQUID_LMTP = "/run/dovecot/lmtp-chasquid"
-CHASQUID_AUTH_USERDB = "/run/dovecot/auth-chasquid-userdb"
-CHASQUID_AUTH_CLIENT = "/run/dovecot/auth-chasquid-client"
+CHASQUID_LMTP = f"{BASE_DIR}/lmtp-chasquid"
+CHASQUID_AUTH_USERDB = f"{BASE_DIR}/auth-chasquid-userdb"
+CHASQUID_AUTH_CLIENT = f"{BASE_DIR}/auth-chasquid-client"
 
 
 @dataclass(frozen=True)
@@ -60,11 +61,11 @@ def ports(settings: Settings) -> tuple[int, ...]:
 
 
 def listeners(settings: Settings) -> tuple[list[Listener], list[Listener]]:
-    """The LMTP and auth sockets the host's MTA uses."""
+    """The LMTP and auth sockets the host's MTA uses (those in Dovecot's base_dir by name)."""
     if settings.mta == "chasquid":
-        return ([Listener(CHASQUID_LMTP, "chasquid", "chasquid")],
-                [Listener(CHASQUID_AUTH_USERDB, "chasquid", "chasquid"),
-                 Listener(CHASQUID_AUTH_CLIENT, "chasquid", "chasquid")])
+        def own(path):
+            return Listener(path.removeprefix(f"{BASE_DIR}/"), "chasquid", "chasquid")
+        return ([own(CHASQUID_LMTP)], [own(CHASQUID_AUTH_USERDB), own(CHASQUID_AUTH_CLIENT)])
     return ([Listener(POSTFIX_LMTP, "postfix", "postfix")],
             [Listener("/var/spool/postfix/private/auth", "postfix", "postfix")])
 
