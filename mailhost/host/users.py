@@ -9,7 +9,7 @@ from pyinfra.operations import server
 
 from mailhost.facts import Accounts
 from mailhost.host import directory
-from mailhost.paths import DOVECOT_USERS, MAILBOX_ROOT, VMAIL_GID, VMAIL_UID
+from mailhost.paths import DOVECOT_USERS, MAILBOX_ROOT, VMAIL_GID, VMAIL_UID, maildir
 from mailhost.secrets import Secrets
 from mailhost.settings import Settings
 
@@ -19,7 +19,8 @@ VMAIL_ACCOUNT = {"uid": VMAIL_UID, "gid": VMAIL_GID, "home": MAILBOX_ROOT, "shel
 
 
 def dovecot_users(settings: Settings, secrets: Secrets, existing: dict[str, str]) -> str:
-    """Dovecot's passwd-file: SHA512-CRYPT with a random salt per user. A hash already on the
+    """Dovecot's passwd-file (passdb and userdb: the mail user's uid, gid and home, the
+    Maildir): SHA512-CRYPT with a random salt per user. A hash already on the
     host (``existing``) is kept when the password still verifies against it, so a re-run
     writes nothing and a password change rewrites only that user's line."""
     lines = []
@@ -28,7 +29,9 @@ def dovecot_users(settings: Settings, secrets: Secrets, existing: dict[str, str]
         current = existing.get(address, "")
         if not (current.startswith("$6$") and sha512_crypt.verify(password, current)):
             current = sha512_crypt.hash(password)
-        lines.append(f"{address}:{{SHA512-CRYPT}}{current}\n")
+        user, domain = address.split("@")
+        lines.append(f"{address}:{{SHA512-CRYPT}}{current}:{VMAIL_UID}:{VMAIL_GID}::"
+                     f"{maildir(domain, user)}::\n")
     return "".join(lines)
 
 
