@@ -25,7 +25,8 @@ from mailhost.settings import Settings
 
 PACKAGES = ["dovecot-core", "dovecot-imapd", "dovecot-lmtpd", "dovecot-sieve"]
 UNITS = ["dovecot"]
-ROOTS = ["/etc/dovecot"]
+POSTFIX_PRIVATE = "/var/spool/postfix/private"  # Postfix's sockets (auth, LMTP) are made here
+ROOTS = ["/etc/dovecot", POSTFIX_PRIVATE]
 CERTIFICATE_READERS = (CertificateReader("dovecot", after_renewal="reload"),)
 IMAPS_PORT, IMAP_PORT = 993, 143
 SIEVE_DIR = "/etc/dovecot/sieve"
@@ -40,7 +41,7 @@ CIPHERS = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
 # the LMTP socket each MTA delivers to, and the auth sockets it asks (chasquid's are the names
 # its dovecot_auth looks for)
 BASE_DIR = "/run/dovecot"
-POSTFIX_LMTP = "/var/spool/postfix/private/dovecot-lmtp"
+POSTFIX_LMTP = f"{POSTFIX_PRIVATE}/dovecot-lmtp"
 CHASQUID_LMTP = f"{BASE_DIR}/lmtp-chasquid"
 CHASQUID_AUTH_USERDB = f"{BASE_DIR}/auth-chasquid-userdb"
 CHASQUID_AUTH_CLIENT = f"{BASE_DIR}/auth-chasquid-client"
@@ -67,7 +68,7 @@ def listeners(settings: Settings) -> tuple[list[Listener], list[Listener]]:
             return Listener(path.removeprefix(f"{BASE_DIR}/"), "chasquid", "chasquid")
         return ([own(CHASQUID_LMTP)], [own(CHASQUID_AUTH_USERDB), own(CHASQUID_AUTH_CLIENT)])
     return ([Listener(POSTFIX_LMTP, "postfix", "postfix")],
-            [Listener("/var/spool/postfix/private/auth", "postfix", "postfix")])
+            [Listener(f"{POSTFIX_PRIVATE}/auth", "postfix", "postfix")])
 
 
 def template_for(version: tuple[int, int] | None) -> str:
@@ -95,6 +96,9 @@ def configure(settings: Settings, secrets: Secrets) -> set[str]:
                     content=Secret(host_dovecot_users(settings, secrets)),
                     path=DOVECOT_USERS, group="dovecot", mode="640").will_change,
     ]
+    if settings.mta == "postfix":
+        # Debian 13's package makes it only when Postfix first starts, after Dovecot
+        directory(POSTFIX_PRIVATE, user="postfix", group="root", mode="700")
     directory(SIEVE_DIR, mode="755")
     if write_template("dovecot/junk.sieve.j2", JUNK_SIEVE, settings):
         server.shell(name=f"Compile {JUNK_SIEVE}", commands=[f"sievec {JUNK_SIEVE}"])
