@@ -339,3 +339,23 @@ def test_chasquid_dkim_links_read_with_read_paths():
         assert chasquid._link_in_place(link.replace("example.test", "example.net"), None)
     with on(FakeHost()):
         assert not chasquid._link_in_place(link, None)  # not read: the operation decides
+
+
+@pytest.mark.parametrize(("mta", "version", "conf"), [
+    ("postfix", (2, 3), "dovecot/dovecot.conf.j2"),
+    ("chasquid", (2, 4), "dovecot/dovecot-2.4.conf.j2"),
+])
+def test_dovecot_writes_its_version_s_syntax_and_compiles_the_sieve_script(ops, monkeypatch,
+                                                                            mta, version, conf):
+    monkeypatch.setattr(dovecot, "host_dovecot_users", lambda settings, secrets: "")
+    monkeypatch.setattr(dovecot, "secret_file", lambda **arguments: files.file(**arguments))
+    settings = sample_settings(mta=mta)
+    with on(FakeHost({dovecot.DebianPackageVersion: version})):
+        assert dovecot.configure(settings, Secrets(None, None, {})) == {"dovecot"}
+    written = {call["dest"]: call["src"].getvalue() for call in ops["files.put"].calls}
+    assert written["/etc/dovecot/dovecot.conf"] == render(conf, settings,
+                                                          **dovecot.render_data(settings))
+    assert 'if header :is "X-Spam" "Yes"' in written[dovecot.JUNK_SIEVE]
+    assert f"shell: Compile {dovecot.JUNK_SIEVE}" in called(ops)
+    # Postfix's private directory exists before Dovecot makes its sockets there
+    assert (f"directory: {dovecot.POSTFIX_PRIVATE}" in called(ops)) == (mta == "postfix")
