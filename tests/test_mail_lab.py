@@ -328,7 +328,7 @@ def imap_session(status, address=VPS4, user="alice@example.test"):
 
 def fetch_over_imap(status, message_id, folder="INBOX", address=VPS4, timeout=60):
     """The message with MESSAGE_ID in alice's FOLDER, read over IMAPS (waits for delivery)."""
-    with contextlib.closing(imap_session(status, address)) as client:
+    with imap_session(status, address) as client:
         deadline = time.monotonic() + timeout
         while True:
             client.select(folder, readonly=True)
@@ -349,7 +349,7 @@ def test_mail_from_outside_is_read_over_imaps_on_ipv4_and_ipv6(lab_host):
         message = fetch_over_imap(lab_host, message_id, address=address)
         assert "Subject: read me over IMAP" in message
     assert ssh(f"grep -rl '{message_id}' /var/mail/vhosts/example.test/alice/").strip()
-    with contextlib.closing(Imaps(lab_host, VPS4)) as client:
+    with Imaps(lab_host, VPS4) as client:
         assert client.sock.version() in ("TLSv1.2", "TLSv1.3")
         with pytest.raises(imaplib.IMAP4.error):
             client.login("alice@example.test", "not the password")
@@ -362,7 +362,7 @@ def test_spam_marked_mail_lands_in_junk_and_folders_are_special_use(lab_host):
     """The global Sieve script files X-Spam: Yes (the spam filter's mark) into Junk."""
     message_id = send_from_outside("alice@example.test", "cheap pills", SPAM_MARK)
     assert "X-Spam: Yes" in fetch_over_imap(lab_host, message_id, folder="Junk")
-    with contextlib.closing(imap_session(lab_host)) as client:
+    with imap_session(lab_host) as client:
         client.select("INBOX", readonly=True)
         assert client.search(None, "HEADER", "Message-ID", message_id)[1][0] == b""
         _, folders = client.list()
