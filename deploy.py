@@ -39,7 +39,7 @@ if settings.mail_manage_host:
                contents=users.hash_files(settings))
     base.configure(settings)
     base.install_packages(["ufw", *tls.packages(settings), *mta.packages])
-    firewall.configure(mta.ports)
+    firewall.configure(mta.open_ports(settings))
 
 for domain in settings.mail_domains:
     for kind in kinds_for(settings):
@@ -59,7 +59,8 @@ if settings.mail_manage_host:
     # switching MTAs: the old one's units stop first (port 25 released); certbot's renewal
     # timer runs from here on
     units.converge(running=[*mta.units, *tls.TIMERS],
-                   stopped=[u for other in others(settings) for u in other.units],
+                   stopped=[u for other in others(settings) for u in other.units
+                            if u not in mta.units],  # Dovecot serves both
                    restart=restart)
 
 for zone in run.zones_applied_by(host.name):

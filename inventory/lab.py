@@ -43,6 +43,10 @@ mail_hosts = [
                 "fwd@example.test": ["inbox@example.net"],  # forwarded outside, with SRS
             },
 
+            # IMAP: 143 open too (STARTTLS before any login), and a quota per user
+            "imap_starttls": True,
+            "mailbox_quota": "1G",
+
             # DNS: Knot on the lab bridge, by RFC 2136 with TSIG key mailhost-lab...
             "dns_provider": _provider,
             "dns_server": "198.51.100.1",

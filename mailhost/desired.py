@@ -2,7 +2,8 @@
 
 For each mail host: A and AAAA of its hostname (never proxied). For each mail domain: MX, the
 SPF TXT (every serving host's IPv4 and IPv6 written explicitly, plus includes), DKIM TXT at
-``SELECTOR._domainkey``, DMARC TXT at ``_dmarc``, TLS-RPT TXT at ``_smtp._tls``, and CAA.
+``SELECTOR._domainkey``, DMARC TXT at ``_dmarc``, TLS-RPT TXT at ``_smtp._tls``, CAA, and the
+SRV records that let mail clients find submission and IMAP (RFC 6186, RFC 8314).
 When several hosts serve one domain, MX and SPF list them all; the other records follow the
 first of them in inventory order.
 
@@ -100,6 +101,7 @@ def mail_domain_keys(domain: str, settings: Settings) -> set[tuple[str, str]]:
     """Every key a mail domain's records use: what a parked domain deletes when found."""
     return {(domain, "MX"), (domain, "TXT"), (f"_dmarc.{domain}", "TXT"),
             (f"_smtp._tls.{domain}", "TXT"),
+            *((f"{label}.{domain}", "SRV") for label, _port, _offered in CLIENT_SERVICES),
             *((record_name(selector_for(settings, kind), domain), "TXT")
               for kind in ("rsa", "ed25519"))}
 
@@ -129,6 +131,26 @@ def our_spf_terms(settings: Settings) -> set[str]:
     """The SPF terms a host's records write (without qualifier, lowercase)."""
     terms = {f"ip4:{settings.ipv4}", *(f"include:{i.lower()}" for i in settings.spf_include)}
     return terms | ({f"ip6:{settings.ipv6}"} if settings.ipv6 else set())
+
+
+# (service label, port, offered): RFC 6186 and 8314; a service not offered has target "."
+CLIENT_SERVICES = [("_submissions._tcp", 465, lambda s: True),
+                   ("_submission._tcp", 587, lambda s: True),
+                   ("_imaps._tcp", 993, lambda s: True),
+                   ("_imap._tcp", 143, lambda s: s.imap_starttls),
+                   ("_pop3._tcp", 110, lambda s: False)]
+NOT_OFFERED = "0 0 0 ."
+
+
+def srv_records(domain: str, hosts: list[MailHost]) -> list[RecordSet]:
+    """Where a mail client of DOMAIN finds each service: every serving host that offers it
+    (priority 0, weight 1), or "." when none does."""
+    ttl = hosts[0].settings.dns_ttl
+    records = []
+    for label, port, offered in CLIENT_SERVICES:
+        values = [f"0 1 {port} {h.settings.mail_hostname}" for h in hosts if offered(h.settings)]
+        records.append(RecordSet(f"{label}.{domain}", "SRV", ttl, tuple(values or [NOT_OFFERED])))
+    return records
 
 
 def host_records(settings: Settings) -> list[RecordSet]:
@@ -164,7 +186,7 @@ def domain_records(domain: str, hosts: list[MailHost]) -> list[RecordSet]:
         records.append(RecordSet(f"_smtp._tls.{domain}", "TXT", ttl, (tlsrpt_record(first),)))
     if first.caa_issuers:
         records.append(RecordSet(domain, "CAA", ttl, tuple(caa_values(first))))
-    return records
+    return records + srv_records(domain, hosts)
 
 
 def desired_by_zone(hosts: list[MailHost]) -> list[ZoneRecords]:

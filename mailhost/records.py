@@ -5,7 +5,8 @@ Conventions, the same everywhere in this package:
 - values are in presentation form without provider quoting:
   A ``198.51.100.10``, AAAA in compressed form, MX ``10 mail.example.com`` (null MX ``0 .``),
   TXT the whole logical string unquoted and unsplit (providers split at 255 bytes),
-  CAA ``0 issue "letsencrypt.org"``;
+  CAA ``0 issue "letsencrypt.org"``, SRV ``0 1 993 mail.example.com`` (target ``.``: the
+  service is not offered, RFC 2782);
 - a RecordSet holds every value of one (name, type), sorted, and one TTL.
 """
 
@@ -40,6 +41,10 @@ def normalize_value(rtype: str, value: str) -> str:
         return f"{int(priority)} {normalize_name(target) or '.'}"  # "0 .": null MX (RFC 7505)
     if rtype in ("CNAME", "NS", "PTR"):
         return normalize_name(value)
+    if rtype == "SRV":
+        priority, weight, port, target = value.split()
+        target = normalize_name(target) or "."  # "." (the root): the service is not offered
+        return f"{int(priority)} {int(weight)} {int(port)} {target}"
     return value
 
 

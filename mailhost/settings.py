@@ -43,7 +43,7 @@ SECRET_KEYS = {
 }
 OUR_PREFIXES = ("mail_", "dns_", "spf_", "dmarc_", "dkim_", "tlsrpt_", "caa_", "acme_",
                 "cloudflare_", "ipv4", "ipv6", "secrets_", "apt_", "dnsbl_", "check_", "lab_",
-                "parked_")
+                "parked_", "imap_", "mailbox_")
 
 # Every pattern is used with fullmatch: `$` alone would let a trailing newline through.
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
@@ -55,6 +55,7 @@ _LOCAL_PART = re.compile(r"[a-z0-9][a-z0-9_-]*(?:\.[a-z0-9_-]+)*")
 _FOREIGN_LOCAL_PART = re.compile(r"[a-z0-9_+=-]+(?:\.[a-z0-9_+=-]+)*")
 _URL_PATH = re.compile(r"(?:/[A-Za-z0-9._~%-]*)*")
 _DMARC_SIZE = re.compile(r"[0-9]{1,15}[kmgt]?")
+_QUOTA = re.compile(r"([1-9][0-9]{0,5})([MG])")
 # documentation ranges (RFC 5737, RFC 3849): accepted for the host only with lab_allowances
 DOCUMENTATION_NETWORKS = [ipaddress.ip_network(n) for n in
                           ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")]
@@ -206,6 +207,14 @@ def _selector(value) -> str:
     return value
 
 
+def _quota(value) -> str:
+    """A mailbox size: a whole number of megabytes or gigabytes, '500M' or '2G'."""
+    match = _QUOTA.fullmatch(_text(value).strip().upper()) if isinstance(value, str) else None
+    if not match:
+        raise ValueError("expected a size such as 500M or 2G (1 to 999999, M or G), or None")
+    return "".join(match.groups())
+
+
 def _is_documentation(address) -> bool:
     return any(address in network for network in DOCUMENTATION_NETWORKS)
 
@@ -308,6 +317,7 @@ Server = Annotated[str, AfterValidator(_server)]
 ControllerPath = Annotated[str, AfterValidator(_path)]
 PemFile = Annotated[str, AfterValidator(_pem_file)]
 HostPort = Annotated[str, AfterValidator(_host_port)]
+Quota = Annotated[str, AfterValidator(_quota)]
 MxValue = Annotated[str, AfterValidator(_mx_value)]
 Number = Annotated[int, BeforeValidator(_whole_number)]
 
@@ -330,6 +340,9 @@ class Settings(BaseModel):
     mail_users: list[Email] = []
     mail_aliases: dict[Email, list[ForwardTarget]] = {}
     apt_proxy: Url | None = None  # http:// is what apt proxies speak
+    # IMAP (Dovecot): 993 with TLS always; 143 only when set, and then STARTTLS before any login
+    imap_starttls: bool = False
+    mailbox_quota: Quota | None = None  # per user, e.g. "2G"; None: no quota
     # a lab only: documentation-range host addresses and http:// ACME/API URLs are accepted
     lab_allowances: bool = False
 
@@ -615,6 +628,8 @@ _EXPECTED = {
     "acme_dns_propagation_seconds": "seconds from 0 to 3600",
     "ipv6_prefixlen": "a prefix length from 8 to 128",
     "dns_force": "True or False",
+    "imap_starttls": "True or False",
+    "mailbox_quota": "a size such as 500M or 2G (1 to 999999, M or G), or None",
     "cloudflare_api_url_is_api_host": "True or False",
     "dkim_ed25519": "True or False",
     "mail_manage_host": "True or False",

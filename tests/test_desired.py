@@ -196,3 +196,25 @@ def test_caa_keeps_other_cas_and_drops_the_wildcard_ban_only_beside_them():
     (caa,) = [c for c in plan.changes if c.rtype == "CAA"]
     assert caa.new.values == ('0 issue "letsencrypt.org"',)
     assert caa.expected_values() == {'0 issue "letsencrypt.org"', '0 issuewild "sectigo.com"'}
+
+
+def test_srv_records_tell_mail_clients_where_each_service_is():
+    records, zones = records_of(host(sample_settings()))
+    srv = {name: r.values for (name, rtype), r in records.items() if rtype == "SRV"}
+    assert srv == {"_submissions._tcp.example.test": ("0 1 465 mail.example.test",),
+                   "_submission._tcp.example.test": ("0 1 587 mail.example.test",),
+                   "_imaps._tcp.example.test": ("0 1 993 mail.example.test",),
+                   "_imap._tcp.example.test": ("0 0 0 .",),  # 143 not offered
+                   "_pop3._tcp.example.test": ("0 0 0 .",)}
+    assert all(("_imap._tcp.example.test", "SRV") in z.ownership.keys for z in zones)
+    opened, _ = records_of(host(sample_settings(imap_starttls=True)))
+    assert opened["_imap._tcp.example.test", "SRV"].values == ("0 1 143 mail.example.test",)
+    second = sample_settings(mail_hostname="mx2.example.test", ipv4="198.51.100.11")
+    both, _ = records_of(host(sample_settings()), host(second))
+    assert both["_imaps._tcp.example.test", "SRV"].values == (
+        "0 1 993 mail.example.test", "0 1 993 mx2.example.test")
+
+
+def test_srv_values_are_normalized_and_the_root_target_kept():
+    record = RecordSet("_imap._tcp.Example.test.", "srv", 60, ("00 0 0 .", "0 1 993 MAIL.x.test."))
+    assert record.values == ("0 0 0 .", "0 1 993 mail.x.test")

@@ -41,7 +41,8 @@ def test_apply_then_plan_again_is_empty_with_no_write(world):
     first = zone_sync(world)
     plan = first.plan()
     assert {c.action for c in plan.changes} == {"create"}
-    assert len(plan.changes) == 8  # A, AAAA, MX, SPF, CAA, DKIM, DMARC, TLS-RPT
+    # A, AAAA, MX, SPF, CAA, DKIM, DMARC, TLS-RPT and 5 SRV for mail clients
+    assert len(plan.changes) == 13
     first.apply(plan)
     second = zone_sync(world)
     assert second.plan().empty
@@ -49,6 +50,18 @@ def test_apply_then_plan_again_is_empty_with_no_write(world):
     names = {entry[:2] for entry in world.snapshot()}
     assert ("mail._domainkey.example.test", "TXT") in names
     assert ("example.test", "MX") in names
+    assert ("_imaps._tcp.example.test", "SRV") in names
+
+
+def test_srv_records_follow_imap_starttls_and_round_trip(world):
+    converge(world)
+    sync = zone_sync(world, imap_starttls=True)
+    plan = sync.plan()
+    assert [(c.action, c.name, c.new.values) for c in plan.changes] == [
+        ("modify", "_imap._tcp.example.test", ("0 1 143 mail.example.test",))]
+    sync.apply(plan)
+    assert zone_sync(world, imap_starttls=True).plan().empty
+    assert zone_sync(world).plan().changes[0].new.values == ("0 0 0 .",)
 
 
 def test_a_changed_setting_is_one_modify(world):
@@ -134,9 +147,10 @@ def test_removed_ipv6_needs_force_then_deletes_our_aaaa_only(world):
 def test_a_plan_rewriting_most_of_a_zone_is_refused_unless_forced(world):
     converge(world)
     world.add_foreign("host.example.test", "A", "198.51.100.100")
-    # 4 of the zone's 12 or 13 records (ours, the NS and its address, one foreign host)
+    # every one of our 13 records (a new TTL) in a zone of 17 or 18 (ours, the NS and its
+    # address, one foreign host)
     changed = dict(dmarc_policy="none", tlsrpt_rua=["mailto:tls2@example.test"],
-                   spf_all="-all", rsa=RSA2)
+                   spf_all="-all", rsa=RSA2, dns_ttl=600)
     before = world.snapshot()
     with pytest.raises(PlanError, match="over 30%"):
         zone_sync(world, **changed).plan()

@@ -1,5 +1,5 @@
 """The hardened host in the lab (Postfix, RFC 2136, HTTP-01): ufw denies incoming but SSH, 25,
-465 and 587, and a firewall of its own is reset; VRFY is refused; password hashes have random
+465, 587 and IMAP, and a firewall of its own is reset; VRFY is refused; password hashes have random
 salts, a second deploy changes nothing, a password change rewrites exactly that user's hash,
 and no password or salt is ever on a command line; AUTH brute force on 587 is cut off.
 
@@ -119,6 +119,10 @@ def test_password_change_rewrites_only_that_users_hash_and_no_secret_on_a_comman
     deploy(lab_host, "-y")  # back to the lab's password for the tests after this one
 
 
+# SSH, SMTP, and IMAP: 993, and 143 because the lab sets imap_starttls
+MAIL_PORTS = {"22/tcp", "25/tcp", "465/tcp", "587/tcp", "993/tcp", "143/tcp"}
+
+
 def ufw_rules() -> tuple[list[str], set[str]]:
     lines = [line.strip() for line in ssh("ufw status verbose").splitlines()]
     start = next(i for i, line in enumerate(lines) if line.startswith("--")) + 1
@@ -129,7 +133,7 @@ def test_ufw_denies_incoming_but_ssh_and_mail_ports_and_resets_a_firewall_of_its
     head, ports = ufw_rules()
     assert "Status: active" in head
     assert any(line.startswith("Default: deny (incoming), allow (outgoing)") for line in head)
-    assert ports == {"22/tcp", "25/tcp", "465/tcp", "587/tcp"}
+    assert ports == MAIL_PORTS
     ssh("ufw allow 8080/tcp && ufw allow from 198.51.100.1 to any port 3306 && "
         "ufw default allow incoming")
     assert "8080/tcp" in ufw_rules()[1]
@@ -137,7 +141,7 @@ def test_ufw_denies_incoming_but_ssh_and_mail_ports_and_resets_a_firewall_of_its
     assert "Firewall: deny incoming but SSH (22)" in output
     head, ports = ufw_rules()
     assert any(line.startswith("Default: deny (incoming)") for line in head)
-    assert ports == {"22/tcp", "25/tcp", "465/tcp", "587/tcp"}
+    assert ports == MAIL_PORTS
     assert no_change(deploy(lab_host, "-y"))
 
 

@@ -1,10 +1,8 @@
-"""Files the host modules write, computed on the controller: chasquid's users database,
-aliases, sender ownership, and the version that decides how chasquid signs."""
+"""Files the host modules write, computed on the controller: aliases, sender ownership, and
+the version that decides how chasquid signs."""
 
 import ast
 import base64
-import hashlib
-import re
 
 import dkim as dkimpy
 from cryptography.hazmat.primitives import serialization
@@ -13,7 +11,7 @@ from sample import sample_settings
 from mailhost.dkim import generate_key
 from mailhost.facts import parse_debian_version
 from mailhost.host import render
-from mailhost.host.users import aliases, chasquid_users, parse_chasquid_users, sender_owners
+from mailhost.host.users import aliases, sender_owners
 from mailhost.secrets import Secret, Secrets
 
 USERS = {"mail_users": ["alice@example.test", "bob@example.test"],
@@ -24,35 +22,6 @@ USERS = {"mail_users": ["alice@example.test", "bob@example.test"],
 def secrets(alice="correct horse battery", bob="battery staple horse"):
     return Secrets(None, None, {"alice@example.test": Secret(alice),
                                 "bob@example.test": Secret(bob)})
-
-
-def unescape(text: str) -> bytes:
-    return bytes(int(octal, 8) for octal in re.findall(r"\\(\d{3})", text))
-
-
-def test_chasquid_users_hold_scrypt_hashes_chasquid_can_check():
-    settings = sample_settings(**USERS)
-    database = chasquid_users(settings, secrets(), "example.test")
-    assert database.count("users: {") == 2 and 'key: "alice"' in database
-    alice = database.split('key: "bob"')[0]
-    salt = unescape(re.search(r'salt: "([^"]*)"', alice).group(1))
-    encrypted = unescape(re.search(r'encrypted: "([^"]*)"', alice).group(1))
-    assert len(salt) == 16
-    assert encrypted == hashlib.scrypt(b"correct horse battery", salt=salt, n=2**14, r=8, p=1,
-                                       dklen=32)
-    assert "correct horse" not in database
-
-
-def test_chasquid_users_keep_verified_hashes_and_salt_randomly():
-    settings = sample_settings(**USERS)
-    first = chasquid_users(settings, secrets(), "example.test")
-    assert chasquid_users(settings, secrets(), "example.test") != first  # random salts
-    existing = parse_chasquid_users(first.splitlines())
-    assert set(existing) == {"alice", "bob"}
-    assert chasquid_users(settings, secrets(), "example.test", existing) == first  # no change
-    changed = chasquid_users(settings, secrets(bob="new password!"), "example.test", existing)
-    assert changed.split('key: "bob"')[0] == first.split('key: "bob"')[0]
-    assert changed.split('key: "bob"')[1] != first.split('key: "bob"')[1]
 
 
 def test_aliases_add_postmaster_and_owners_cover_local_aliases_only():

@@ -13,7 +13,18 @@ from pyinfra.operations import apt, files, server
 from sample import sample_settings
 
 from mailhost import facts, paths
-from mailhost.host import base, chasquid, firewall, in_place, put_text, render, tls, units, users
+from mailhost.host import (
+    base,
+    chasquid,
+    dovecot,
+    firewall,
+    in_place,
+    put_text,
+    render,
+    tls,
+    units,
+    users,
+)
 from mailhost.host.mtas import CHASQUID, MTAS, POSTFIX, mta_of, others
 from mailhost.secrets import Secret, Secrets
 
@@ -112,8 +123,67 @@ def test_opendkim_tables_use_the_record_name():
 
 def test_templates_get_the_host_paths():
     main_cf = render("postfix/main.cf.j2", sample_settings(), smtp_address_preference="any")
-    assert f"virtual_mailbox_base = {paths.MAILBOX_ROOT}" in main_cf
-    assert f"virtual_uid_maps = static:{paths.VMAIL_UID}" in main_cf
+    assert "virtual_transport = lmtp:unix:private/dovecot-lmtp" in main_cf.splitlines()
+    for version in [(2, 3), (2, 4)]:
+        conf = render(dovecot.template_for(version), sample_settings(),
+                      **dovecot.render_data(sample_settings()))
+        assert f"mail_uid = {paths.VMAIL_UID}" in conf.splitlines()
+        assert f"{paths.MAILBOX_ROOT}/%" in conf and paths.DOVECOT_USERS in conf
+
+
+@pytest.mark.parametrize("version", [(2, 3), (2, 4), None])
+def test_dovecot_renders_the_syntax_of_its_version(version):
+    settings = sample_settings()
+    conf = render(dovecot.template_for(version), settings, **dovecot.render_data(settings))
+    lines = [line.strip() for line in conf.splitlines()]
+    if version == (2, 4):
+        assert "dovecot_config_version = 2.4.0" in lines
+        assert f"ssl_server_cert_file = {paths.TLS_CERT}" in lines
+        assert "mail_location" not in conf and "disable_plaintext_auth" not in conf
+    else:  # 2.3, and what apt does not know yet (a fresh host before its package lists)
+        assert f"ssl_cert = <{paths.TLS_CERT}" in lines and "dovecot_config_version" not in conf
+        assert "mail_location = maildir:~" in lines
+    assert "ssl = required" in lines and "ssl_min_protocol = TLSv1.2" in lines
+    assert "port = 0" in lines and "port = 993" in lines  # 143 closed, 993 open
+    assert "unix_listener /var/spool/postfix/private/dovecot-lmtp {" in lines
+    assert "quota" not in conf
+    for folder in ("Junk", "Sent", "Drafts", "Trash"):
+        assert f"special_use = \\{folder}" in lines
+    opened = render(dovecot.template_for(version), sample_settings(imap_starttls=True,
+                                                                   mailbox_quota="2g"),
+                    **dovecot.render_data(sample_settings(mta="chasquid")))
+    assert "port = 143" in opened.splitlines()[opened.splitlines().index("  inet_listener imap {")
+                                                + 1]
+    assert ("quota_rule = *:storage=2G" in opened) != (version == (2, 4))
+    assert ("quota_storage_size = 2G" in opened) == (version == (2, 4))
+    chasquid_conf = render(dovecot.template_for(version), sample_settings(mta="chasquid"),
+                           **dovecot.render_data(sample_settings(mta="chasquid")))
+    assert "postfix" not in chasquid_conf
+    assert "unix_listener auth-chasquid-client {" in chasquid_conf
+
+
+def test_dovecot_is_part_of_both_mtas_with_its_ports_and_certificate_reload():
+    for mta in (POSTFIX, CHASQUID):
+        assert dovecot in mta.components and "dovecot" in mta.units
+        assert mta.units.index("dovecot") < len(mta.units) - 1  # before the SMTP server
+        assert mta.open_ports(sample_settings()) == [25, 465, 587, 993]
+        assert mta.open_ports(sample_settings(imap_starttls=True))[-2:] == [993, 143]
+        hook = render("tls/deploy-hook.sh.j2", sample_settings(mta=mta.name), mta=mta)
+        assert "systemctl reload dovecot || true" in hook.splitlines()
+        smtp_server = "reload postfix" if mta is POSTFIX else "restart chasquid"
+        assert hook.index("dovecot") > hook.index(f"systemctl {smtp_server}")
+
+
+def test_chasquid_asks_dovecot_and_delivers_by_lmtp():
+    settings = sample_settings(mta="chasquid")
+    conf = render("chasquid/chasquid.conf.j2", settings, deliver=paths.CHASQUID_DELIVER,
+                  auth_userdb=dovecot.CHASQUID_AUTH_USERDB,
+                  auth_client=dovecot.CHASQUID_AUTH_CLIENT)
+    assert "dovecot_auth: true" in conf.splitlines()
+    assert f'dovecot_client_path: "{dovecot.CHASQUID_AUTH_CLIENT}"' in conf.splitlines()
+    deliver = render("chasquid/deliver.py.j2", settings, lmtp=dovecot.CHASQUID_LMTP)
+    compile(deliver, "deliver", "exec")
+    assert f'smtplib.LMTP("{dovecot.CHASQUID_LMTP}"' in deliver
 
 
 def test_put_text_and_directory_skip_what_read_paths_saw_in_place(ops):
@@ -264,10 +334,13 @@ def test_password_hashes_read_with_read_paths_or_as_a_fact():
         facts.read_paths(["/etc/dovecot", paths.CHASQUID_CONFIG],
                          contents=users.hash_files(sample_settings()))
         assert users.host_lines(paths.DOVECOT_USERS) == [line]
-        assert users.host_lines(users.chasquid_users_path("example.test")) is None  # missing
     assert [name for name, _ in host.fact_calls] == ["PathStates"]
-    assert host.fact_calls[0][1]["contents"] == [
-        paths.DOVECOT_USERS, "/etc/chasquid/domains/example.test/users"]
+    assert host.fact_calls[0][1]["contents"] == [paths.DOVECOT_USERS]
+    fresh = FakeHost({facts.PathStates: {}})
+    with on(fresh):
+        facts.read_paths(["/etc/dovecot"], contents=users.hash_files(sample_settings()))
+        assert users.host_lines(paths.DOVECOT_USERS) is None  # read: not there
+    assert [name for name, _ in fresh.fact_calls] == ["PathStates"]
     unread = FakeHost({FileContents: [line]})
     with on(unread):
         assert users.host_lines(paths.DOVECOT_USERS) == [line]
@@ -454,9 +527,9 @@ WORLDS = {
         {"mta": "chasquid", "acme_challenge": "dns-01",
          "mail_domains": ["example.test", "example.net"],
          "mail_users": ["alice@example.test", "bob@example.test", "carol@example.net"]},
-        {"chasquid.service"}),
+        {"chasquid.service", "dovecot"}),
     "chasquid 1.14, ed25519 too": ({"mta": "chasquid", "dkim_ed25519": True},
-                                   {"chasquid.service"}),
+                                   {"chasquid.service", "dovecot"}),
 }
 
 
@@ -500,5 +573,27 @@ def test_an_mta_configured_on_a_fresh_host_then_again_changes_nothing(world, sec
                      key(path=paths.TLS_KEY): "k", key(path=f"{copies}/privkey.pem"): "k"}})
     assert configure(converged) == set()
     assert called(secret_files) == []
-    if mta is POSTFIX:  # what is in place costs no round trip: two commands in all
-        assert [name for name, _ in converged.fact_calls] == ["PathStates", "Accounts"]
+    if mta is POSTFIX:  # what is in place costs no round trip: three commands in all (the
+        # installed Dovecot's version picks its configuration syntax)
+        assert [name for name, _ in converged.fact_calls] == [
+            "PathStates", "DebianPackageVersion", "Accounts"]
+
+
+@pytest.mark.parametrize(("mta", "version", "conf"), [
+    ("postfix", (2, 3), "dovecot/dovecot.conf.j2"),
+    ("chasquid", (2, 4), "dovecot/dovecot-2.4.conf.j2"),
+])
+def test_dovecot_writes_its_version_s_syntax_and_compiles_the_sieve_script(ops, monkeypatch,
+                                                                            mta, version, conf):
+    monkeypatch.setattr(dovecot, "host_dovecot_users", lambda settings, secrets: "")
+    monkeypatch.setattr(dovecot, "secret_file", lambda **arguments: files.file(**arguments))
+    settings = sample_settings(mta=mta)
+    with on(FakeHost({dovecot.DebianPackageVersion: version})):
+        assert dovecot.configure(settings, Secrets(None, None, {})) == {"dovecot"}
+    written = {call["dest"]: call["src"].getvalue() for call in ops["files.put"].calls}
+    assert written["/etc/dovecot/dovecot.conf"] == render(conf, settings,
+                                                          **dovecot.render_data(settings))
+    assert 'if header :is "X-Spam" "Yes"' in written[dovecot.JUNK_SIEVE]
+    assert f"shell: Compile {dovecot.JUNK_SIEVE}" in called(ops)
+    # Postfix's private directory exists before Dovecot makes its sockets there
+    assert (f"directory: {dovecot.POSTFIX_PRIVATE}" in called(ops)) == (mta == "postfix")

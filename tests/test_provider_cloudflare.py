@@ -12,7 +12,7 @@ from mailhost.desired import ZoneRecords
 from mailhost.dnsplan import CREATE, MODIFY, Ownership, compute_plan
 from mailhost.dnssync import ZoneSync
 from mailhost.providers.base import ProviderError
-from mailhost.providers.cloudflare import CloudflareProvider
+from mailhost.providers.cloudflare import CloudflareProvider, _body, record_value
 from mailhost.records import RecordSet
 
 ZONE = "example.test"
@@ -460,3 +460,12 @@ def test_a_plan_over_the_batch_limit_is_written_in_several_batches(cloudflare_wo
     provider.apply(plan)
     assert provider.calls["write"] == 2
     assert len(world.snapshot()) == BATCH_LIMIT + 50
+
+
+def test_srv_is_written_as_data_and_read_back_from_data_or_content():
+    rrset = RecordSet("_imaps._tcp.example.test", "SRV", 300, ("0 1 993 mail.example.test",))
+    assert _body(rrset, rrset.values[0])["data"] == {
+        "priority": 0, "weight": 1, "port": 993, "target": "mail.example.test"}
+    data = {"priority": 0, "weight": 0, "port": 0, "target": "."}
+    assert record_value("SRV", "0 0 .", 0, data) == "0 0 0 ."
+    assert record_value("SRV", "1 993 mail.example.test", 5, None) == "5 1 993 mail.example.test"

@@ -1,8 +1,8 @@
 """Checks: what a working mail host looks like, one line each, with what to do when it fails.
 
 Run at the end of every deploy (mailhost.operations.verify) and alone (``scripts/check``).
-One module per concern: dns, rdns, smtp (from the controller), host (on the host, through
-pyinfra), blocklists. Each check says what it expected, what it found and, when it fails,
+One module per concern: dns, rdns, smtp and imap (from the controller), host (on the host,
+through pyinfra), blocklists. Each check says what it expected, what it found and, when it fails,
 what to do. A failed *required* check fails the deploy and makes ``scripts/check`` exit 1.
 """
 
@@ -56,7 +56,7 @@ def run_checks(settings: Settings, secrets: Secrets, mta, host=None) -> list[Che
     """Every check of one mail host, whose MTA profile is ``mta`` (mailhost.host.Mta: its
     units, queue, TLS advice). ``host`` (a connected pyinfra Host) runs the host-side ones;
     without it they are left out and the DKIM record is compared with the local key."""
-    from mailhost.checks import blocklists, dns, rdns, smtp
+    from mailhost.checks import blocklists, dns, imap, rdns, smtp
     from mailhost.checks import host as host_checks
     from mailhost.checks.lookup import resolver_for
 
@@ -69,6 +69,7 @@ def run_checks(settings: Settings, secrets: Secrets, mta, host=None) -> list[Che
     groups = [lambda: dns.checks(settings, resolver, host),
               lambda: rdns.checks(settings, resolver),
               *[lambda address=address: smtp.checks_of_address(settings, secrets, address, mta)
+                + imap.checks_of_address(settings, secrets, address)
                 for address in smtp.addresses(settings)],
               lambda: blocklists.checks(settings, resolver)]
     # the checks wait on the network, not the CPU: the groups run side by side, and the

@@ -13,7 +13,8 @@ and activate is the same for all (``units.converge``: running and enabled, resta
 ``configure`` said so, the other MTA's units stopped first). An MTA (``Mta``) names its
 components and what the rest of the deploy, the checks and the certbot hook need to know about
 it: the user that signs DKIM, who reads the certificate and how each takes a renewal, how to
-read the queue, the TLS advice, its ports.
+read the queue, the TLS advice, its ports. A component that listens declares
+``ports(settings)``; one that reads the certificate, ``CERTIFICATE_READERS``.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ class Mta:
     old_tls_advice: str  # what to do when TLS 1.0/1.1 is accepted
     cbc_advice: str  # what to do when submission accepts CBC ciphers
     tls_configurable: bool  # False: TLS versions/ciphers are no setting (a warning, not failure)
-    ports: tuple[int, ...] = (25, 465, 587)
+    ports: tuple[int, ...] = (25, 465, 587)  # SMTP; the components add theirs (open_ports)
 
     @property
     def packages(self) -> list[str]:
@@ -113,6 +114,11 @@ class Mta:
     @property
     def units(self) -> list[str]:
         return [u for component in self.components for u in component.UNITS]
+
+    def open_ports(self, settings) -> list[int]:
+        """Every port the host serves: SMTP's, and each component's ``ports(settings)`` (IMAP)."""
+        extra = [p for c in self.components if hasattr(c, "ports") for p in c.ports(settings)]
+        return [*self.ports, *extra]
 
     def configure(self, settings, secrets) -> set[str]:
         """Every component's files; the units to restart (those whose files changed)."""

@@ -1,7 +1,10 @@
 """chasquid: the ``mta = "chasquid"`` mail host, with the same users, aliases, keys and
 certificate as the Postfix one.
 
-One component (mailhost.host.mtas). Debian's package listens through systemd sockets (25, 587,
+With Dovecot (mailhost.host.dovecot), its components (mailhost.host.mtas): chasquid asks
+Dovecot's auth sockets for users and passwords (``dovecot_auth``: one user database for SMTP
+AUTH and IMAP) and delivers through a small agent that hands each message to Dovecot's LMTP
+socket. Debian's package listens through systemd sockets (25, 587,
 465 on IPv4 and IPv6). DKIM: chasquid signs by itself from 1.14 (a ``dkim:SELECTOR.pem`` in the
 domain directory); older versions (Debian 12 ships 1.11) sign in the post-data hook with dkimpy.
 The hook also refuses a sender address the authenticated user does not own.
@@ -17,17 +20,10 @@ from pyinfra.operations import files, server
 from mailhost.dkim import host_key_path, kinds_for, selector_for
 from mailhost.facts import DebianPackageVersion, known_state
 from mailhost.host import CertificateReader, QueueReader, directory, write_template
-from mailhost.host.users import aliases, host_chasquid_users, mailbox_root, sender_owners
-from mailhost.operations.secret_file import secret_file
-from mailhost.paths import (
-    CHASQUID_CONFIG,
-    CHASQUID_DELIVER,
-    CHASQUID_QUEUE,
-    TLS_CERT,
-    TLS_KEY,
-    maildir,
-)
-from mailhost.secrets import Secret, Secrets
+from mailhost.host.dovecot import CHASQUID_AUTH_CLIENT, CHASQUID_AUTH_USERDB, CHASQUID_LMTP
+from mailhost.host.users import aliases, mailbox_root, sender_owners
+from mailhost.paths import CHASQUID_CONFIG, CHASQUID_DELIVER, CHASQUID_QUEUE, TLS_CERT, TLS_KEY
+from mailhost.secrets import Secrets
 from mailhost.settings import Settings
 
 PACKAGES = ["chasquid", "python3-dkim"]
@@ -56,12 +52,14 @@ def native_dkim() -> bool:
 
 def configure(settings: Settings, secrets: Secrets) -> set[str]:
     """Write every configuration file; what to restart (chasquid.service, not its sockets)."""
-    mailbox_root(delivering_user=USER)
+    mailbox_root()
     native = native_dkim()
     changed = [
         write_template("chasquid/chasquid.conf.j2", f"{CHASQUID_CONFIG}/chasquid.conf", settings,
-                       deliver=CHASQUID_DELIVER),
-        write_template("chasquid/deliver.py.j2", CHASQUID_DELIVER, settings, mode="755"),
+                       deliver=CHASQUID_DELIVER, auth_userdb=CHASQUID_AUTH_USERDB,
+                       auth_client=CHASQUID_AUTH_CLIENT),
+        write_template("chasquid/deliver.py.j2", CHASQUID_DELIVER, settings, mode="755",
+                       lmtp=CHASQUID_LMTP),
         write_template("chasquid/post-data.py.j2", f"{CHASQUID_CONFIG}/hooks/post-data", settings,
                        mode="755", owners=sender_owners(settings),
                        signing={} if native else _hook_signing(settings)),
@@ -70,16 +68,10 @@ def configure(settings: Settings, secrets: Secrets) -> set[str]:
     for domain in settings.mail_domains:
         domain_dir = f"{CHASQUID_CONFIG}/domains/{domain}"
         directory(domain_dir, mode="755")
-        changed.append(secret_file(
-            name=f"chasquid users of {domain} (password hashes)",
-            content=Secret(host_chasquid_users(settings, secrets, domain)),
-            path=f"{domain_dir}/users", group="chasquid", mode="640").will_change)
+        changed.append(_no_own_users(f"{domain_dir}/users"))
         domain_aliases = [(a, t) for a, t in all_aliases.items() if a.endswith("@" + domain)]
         changed.append(write_template("chasquid/aliases.j2", f"{domain_dir}/aliases", settings,
                                       domain=domain, aliases=domain_aliases))
-        for address in settings.mail_users:
-            if address.endswith("@" + domain):
-                _maildir(domain, address.split("@")[0])
         for kind in kinds_for(settings):
             link = f"{domain_dir}/dkim:{selector_for(settings, kind)}.pem"
             target = host_key_path(settings, domain, kind) if native else None
@@ -132,10 +124,14 @@ def _certificate(settings: Settings) -> bool:
     return changed
 
 
-def _maildir(domain: str, user: str) -> None:
-    top = maildir(domain, user)
-    for path in [top.rsplit("/", 1)[0], top, *[f"{top}/{sub}" for sub in ("tmp", "new", "cur")]]:
-        directory(path, user=USER, group="vmail", mode="2770", name=f"Maildir {path}")
+def _no_own_users(path: str) -> bool:
+    """No users database of chasquid's own (an older deploy wrote one): chasquid would check
+    it before Dovecot's, and a password would live in two places."""
+    known, state = known_state(path)
+    if known and state is None:
+        return False
+    return files.file(name=f"No {path} (users are Dovecot's)", path=path,
+                      present=False).will_change
 
 
 def _link_in_place(link: str, target: str | None) -> bool:

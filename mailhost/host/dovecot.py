@@ -1,26 +1,106 @@
-"""Dovecot, for SASL only: checks the passwords of Postfix's submissions (no IMAP/POP3).
-A component of the Postfix MTA (see mailhost.host)."""
+"""Dovecot: the users' mailboxes over IMAP (993, TLS; 143 with STARTTLS when
+``imap_starttls``), delivery into them by LMTP (Sieve files marked spam into Junk, an optional
+quota), and the one user database both MTAs authenticate SMTP AUTH against (Postfix's SASL
+socket, chasquid's ``dovecot_auth``). A component of both MTAs (mailhost.host.mtas).
+
+The Maildirs stay where both MTAs have always delivered (paths.MAILBOX_ROOT/DOMAIN/USER).
+Dovecot 2.4 (Debian 13) reads another configuration syntax than 2.3: the template follows the
+version apt has on the host.
+"""
 
 from __future__ import annotations
 
-from mailhost.host import write_template
+from dataclasses import dataclass
+
+from pyinfra import host
+from pyinfra.operations import server
+
+from mailhost.facts import DebianPackageVersion
+from mailhost.host import CertificateReader, directory, write_template
 from mailhost.host.users import host_dovecot_users
 from mailhost.operations.secret_file import secret_file
 from mailhost.paths import DOVECOT_USERS
 from mailhost.secrets import Secret, Secrets
 from mailhost.settings import Settings
 
-PACKAGES = ["dovecot-core"]
+PACKAGES = ["dovecot-core", "dovecot-imapd", "dovecot-lmtpd", "dovecot-sieve"]
 UNITS = ["dovecot"]
-ROOTS = ["/etc/dovecot"]
+POSTFIX_PRIVATE = "/var/spool/postfix/private"  # Postfix's sockets (auth, LMTP) are made here
+ROOTS = ["/etc/dovecot", POSTFIX_PRIVATE]
+CERTIFICATE_READERS = (CertificateReader("dovecot", after_renewal="reload"),)
+IMAPS_PORT, IMAP_PORT = 993, 143
+SIEVE_DIR = "/etc/dovecot/sieve"
+JUNK_SIEVE = f"{SIEVE_DIR}/junk.sieve"
+# special-use folders (RFC 6154), created and subscribed at a user's first login or delivery
+FOLDERS = [("Drafts", "Drafts"), ("Junk", "Junk"), ("Sent", "Sent"), ("Trash", "Trash")]
+# Mozilla's "intermediate" profile: AEAD ciphers with forward secrecy (TLS 1.2; 1.3 has its own)
+CIPHERS = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+           "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+           "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+           "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305")
+# the LMTP socket each MTA delivers to, and the auth sockets it asks (chasquid's are the names
+# its dovecot_auth looks for)
+BASE_DIR = "/run/dovecot"
+POSTFIX_LMTP = f"{POSTFIX_PRIVATE}/dovecot-lmtp"
+CHASQUID_LMTP = f"{BASE_DIR}/lmtp-chasquid"
+CHASQUID_AUTH_USERDB = f"{BASE_DIR}/auth-chasquid-userdb"
+CHASQUID_AUTH_CLIENT = f"{BASE_DIR}/auth-chasquid-client"
+
+
+@dataclass(frozen=True)
+class Listener:
+    """A unix socket of a Dovecot service, for one user."""
+
+    path: str
+    user: str
+    group: str
+
+
+def ports(settings: Settings) -> tuple[int, ...]:
+    """The IMAP ports Dovecot listens on: 993, and 143 when ``imap_starttls``."""
+    return (IMAPS_PORT, IMAP_PORT) if settings.imap_starttls else (IMAPS_PORT,)
+
+
+def listeners(settings: Settings) -> tuple[list[Listener], list[Listener]]:
+    """The LMTP and auth sockets the host's MTA uses (those in Dovecot's base_dir by name)."""
+    if settings.mta == "chasquid":
+        def own(path):
+            return Listener(path.removeprefix(f"{BASE_DIR}/"), "chasquid", "chasquid")
+        return ([own(CHASQUID_LMTP)], [own(CHASQUID_AUTH_USERDB), own(CHASQUID_AUTH_CLIENT)])
+    return ([Listener(POSTFIX_LMTP, "postfix", "postfix")],
+            [Listener(f"{POSTFIX_PRIVATE}/auth", "postfix", "postfix")])
+
+
+def template_for(version: tuple[int, int] | None) -> str:
+    """The configuration template of a Dovecot version (2.4 changed the syntax)."""
+    return "dovecot/dovecot-2.4.conf.j2" if version and version >= (2, 4) else \
+        "dovecot/dovecot.conf.j2"
+
+
+def render_data(settings: Settings) -> dict:
+    """What the configuration templates get besides ``s`` and ``p``."""
+    lmtp, auth = listeners(settings)
+    return {"ciphers": CIPHERS, "folders": FOLDERS, "sieve_before": JUNK_SIEVE,
+            "lmtp_listeners": lmtp, "auth_listeners": auth}
 
 
 def configure(settings: Settings, secrets: Secrets) -> set[str]:
-    """Its configuration and the users' password hashes; what to restart."""
-    changed = any([
-        write_template("dovecot/dovecot.conf.j2", "/etc/dovecot/dovecot.conf", settings),
+    """Its configuration (the syntax of the Dovecot version apt has), the global Sieve script
+    (compiled: the mail user cannot write next to it) and the users' password hashes; what to
+    restart."""
+    version = host.get_fact(DebianPackageVersion, package="dovecot-core")
+    changed = [
+        write_template(template_for(version), "/etc/dovecot/dovecot.conf", settings,
+                       **render_data(settings)),
         secret_file(name="Dovecot users (password hashes)",
                     content=Secret(host_dovecot_users(settings, secrets)),
                     path=DOVECOT_USERS, group="dovecot", mode="640").will_change,
-    ])
-    return set(UNITS) if changed else set()
+    ]
+    if settings.mta == "postfix":
+        # Debian 13's package makes it only when Postfix first starts, after Dovecot
+        directory(POSTFIX_PRIVATE, user="postfix", group="root", mode="700")
+    directory(SIEVE_DIR, mode="755")
+    if write_template("dovecot/junk.sieve.j2", JUNK_SIEVE, settings):
+        server.shell(name=f"Compile {JUNK_SIEVE}", commands=[f"sievec {JUNK_SIEVE}"])
+        changed.append(True)
+    return set(UNITS) if any(changed) else set()

@@ -11,18 +11,21 @@ from mailhost.settings import Settings
 
 def served_by(server: ModuleType, name: str, components: tuple[ModuleType, ...],
               dkim_signer: str, tls_configurable: bool) -> Mta:
-    """The MTA whose SMTP server is the module ``server``: it declares CERTIFICATE_READERS,
-    QUEUE, OLD_TLS_ADVICE and CBC_ADVICE."""
+    """The MTA whose SMTP server is the module ``server``: it declares QUEUE, OLD_TLS_ADVICE
+    and CBC_ADVICE; every component that reads the certificate declares CERTIFICATE_READERS
+    (the SMTP server first: the hook hands it a renewal first)."""
+    readers = [r for c in (server, *components) for r in getattr(c, "CERTIFICATE_READERS", ())]
     return Mta(name=name, components=components, dkim_signer=dkim_signer,
-               certificate_readers=server.CERTIFICATE_READERS, queue=server.QUEUE,
+               certificate_readers=tuple(dict.fromkeys(readers)), queue=server.QUEUE,
                old_tls_advice=server.OLD_TLS_ADVICE, cbc_advice=server.CBC_ADVICE,
                tls_configurable=tls_configurable)
 
 
+# Dovecot (IMAP, delivery, the users) in both, started before the SMTP server that uses it
 POSTFIX = served_by(postfix, name="postfix",
                     components=(postsrsd, opendkim, dovecot, postfix),  # start order: postfix last
                     dkim_signer=opendkim.USER, tls_configurable=True)
-CHASQUID = served_by(chasquid, name="chasquid", components=(chasquid,),
+CHASQUID = served_by(chasquid, name="chasquid", components=(dovecot, chasquid),
                      dkim_signer=chasquid.USER, tls_configurable=False)
 MTAS = {mta.name: mta for mta in (POSTFIX, CHASQUID)}
 

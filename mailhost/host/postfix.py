@@ -1,7 +1,7 @@
 """Postfix: the ``mta = "postfix"`` mail host's SMTP server (25, and submission on 587 and 465
-for the users Dovecot authenticates), with OpenDKIM, Dovecot (SASL only) and postsrsd as its
-other components (mailhost.host.mtas). Restarted only when a file it reads changed, so a
-converged host shows no change.
+for the users Dovecot authenticates), with OpenDKIM, Dovecot (users, IMAP, delivery by LMTP)
+and postsrsd as its other components (mailhost.host.mtas). Restarted only when a file it
+reads changed, so a converged host shows no change.
 """
 
 from __future__ import annotations

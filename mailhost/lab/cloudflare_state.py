@@ -375,6 +375,9 @@ class CloudflareState:
         if rtype == "CAA":  # CAA is written through data{flags, tag, value}
             data = _caa_data(data if data is not None else (previous or {}).get("data"))
             content = f'{data["flags"]} {data["tag"]} "{data["value"]}"'
+        elif rtype == "SRV" and data is not None:  # or data{priority, weight, port, target}
+            data = _srv_data(data)
+            content = f'{data["priority"]} {data["weight"]} {data["port"]} {data["target"]}'
         if content is None or content == "":
             raise ApiError(400, 9005, "Content for record is invalid.")
         content = str(content)
@@ -408,7 +411,7 @@ class CloudflareState:
             if not isinstance(priority, int) or not 0 <= priority <= 65535:
                 raise ApiError(400, 9101, "MX records require a priority between 0 and 65535.")
             record["priority"] = priority
-        if rtype == "CAA":
+        if rtype in ("CAA", "SRV") and data is not None:
             record["data"] = data
         return record
 
@@ -508,6 +511,22 @@ class CloudflareState:
         with open(self.state_file) as state:
             data = json.load(state)
         self.zones, self.dns = data["zones"], data["dns"]
+
+
+def _srv_data(data) -> dict:
+    """The data of an SRV record, checked: priority, weight and port 0-65535, a target name
+    ("." : no service)."""
+    if not isinstance(data, dict):
+        raise ApiError(400, 9101, "SRV records require data with priority, weight, port, target.")
+    numbers = [data.get(key) for key in ("priority", "weight", "port")]
+    if not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= 65535
+               for n in numbers):
+        raise ApiError(400, 9101, "SRV priority, weight and port must be integers 0-65535.")
+    target = data.get("target")
+    if not isinstance(target, str) or not target or any(c.isspace() for c in target):
+        raise ApiError(400, 9101, "SRV target must be a host name.")
+    return {"priority": numbers[0], "weight": numbers[1], "port": numbers[2],
+            "target": target.rstrip(".").lower() or "."}
 
 
 def _caa_data(data) -> dict:

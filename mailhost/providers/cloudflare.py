@@ -280,7 +280,7 @@ def record_value(rtype: str, content: str | None, priority=None, data=None) -> s
     """A Cloudflare record's fields as a value in records.py form (the one converter).
 
     MX is "priority target"; TXT content is unquoted (Cloudflare accepts and returns both
-    quoted and bare content); CAA comes from ``data`` when the API gives it.
+    quoted and bare content); CAA and SRV come from ``data`` when the API gives it.
     """
     content = content or ""
     if rtype == "MX":
@@ -289,6 +289,11 @@ def record_value(rtype: str, content: str | None, priority=None, data=None) -> s
         return unquote_txt(content)
     if rtype == "CAA" and isinstance(data, dict) and data.get("tag"):
         return f'{int(data.get("flags") or 0)} {data["tag"]} "{data.get("value", "")}"'
+    if rtype == "SRV" and isinstance(data, dict) and data.get("target"):
+        return (f'{int(data.get("priority") or 0)} {int(data.get("weight") or 0)} '
+                f'{int(data.get("port") or 0)} {data["target"]}')
+    if rtype == "SRV" and priority is not None and len(content.split()) == 3:
+        return f"{int(priority)} {content}"  # content holds "weight port target"
     return content
 
 
@@ -356,6 +361,10 @@ def _body(rrset: RecordSet, value: str) -> dict:
     elif rrset.rtype == "CAA":
         flags, tag, caa_value = value.split(None, 2)
         body["data"] = {"flags": int(flags), "tag": tag, "value": unquote_txt(caa_value)}
+    elif rrset.rtype == "SRV":
+        priority, weight, port, target = value.split()
+        body["data"] = {"priority": int(priority), "weight": int(weight), "port": int(port),
+                        "target": target}
     else:
         body["content"] = value
     if rrset.rtype in PROXIABLE:
