@@ -32,7 +32,7 @@ def rspamd_check(host) -> CheckResult:
     def check():
         message = f"Subject: mailhost check\n\n{GTUBE}\n"
         output = run(host, "printf '%s'", QuoteString(message), "| timeout 30 rspamc -h",
-                     RSPAMD_SCANNER, "symbols")
+                     RSPAMD_SCANNER, "symbols 2>&1 || true")
         action = re.search(r"^Action: (.+)$", output, re.MULTILINE)
         found = f"Action: {action[1].strip()}" if action else (output.strip()[:200] or "no answer")
         return result(name, action is not None and action[1].strip() == "reject",

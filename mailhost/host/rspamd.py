@@ -18,6 +18,8 @@ A component of both MTAs (mailhost.host.mtas).
 
 from __future__ import annotations
 
+from pyinfra.operations import server
+
 from mailhost.host import base, units, write_template
 from mailhost.host.users import sender_owners
 from mailhost.paths import RSPAMD_MILTER, RSPAMD_SCANNER
@@ -26,7 +28,10 @@ from mailhost.settings import Settings
 
 PACKAGES = ["rspamd"]
 UNITS = ["rspamd"]
-ROOTS = ["/etc/rspamd/local.d", "/etc/rspamd/rspamd.local.lua"]
+# rspamd's start ends once its scanner answers (a systemd drop-in running READY_SCRIPT)
+READY_DROP_IN = "/etc/systemd/system/rspamd.service.d/mailhost-ready.conf"
+READY_SCRIPT = "/usr/local/lib/mailhost/rspamd-ready"
+ROOTS = ["/etc/rspamd/local.d", "/etc/rspamd/rspamd.local.lua", READY_DROP_IN, READY_SCRIPT]
 REDIS_PACKAGE = "redis-server"
 REDIS_UNIT = "redis-server"
 
@@ -59,6 +64,12 @@ def configure(settings: Settings, secrets: Secrets) -> set[str]:
     if settings.greylisting:
         base.install_packages([REDIS_PACKAGE])
         units.activate([REDIS_UNIT])
+    scanner_host, _, scanner_port = RSPAMD_SCANNER.rpartition(":")
+    write_template("rspamd/ready.sh.j2", READY_SCRIPT, settings, mode="755",
+                   host=scanner_host, port=scanner_port)
+    if write_template("rspamd/mailhost-ready.conf.j2", READY_DROP_IN, settings,
+                      ready=READY_SCRIPT):
+        server.shell(name="systemd reads rspamd's drop-in", commands=["systemctl daemon-reload"])
     owners = sender_owners(settings)
     changed = [write_template(template, path, settings, listen=LISTEN, from_rule=FROM_RULE,
                               owners=owners)
