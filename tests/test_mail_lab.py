@@ -481,13 +481,15 @@ def test_forwarding_does_not_forward_what_rspamd_refuses(lab_host):
 
 
 def test_rspamd_memory_fits_a_small_vps(lab_host):
-    """The resident memory rspamd's processes (and Redis, when greylisting) add."""
-    rss = ssh("ps -C rspamd,redis-server -o rss=,comm= 2>/dev/null")
-    kib = sum(int(line.split()[0]) for line in rss.splitlines() if line.strip())
-    total = ssh("ps -e -o rss= | awk '{s+=$1} END {print s}'").strip()
-    print(f"\n{'-'.join(lab_host['world'])}: rspamd resident {kib / 1024:.0f} MiB "
-          f"({len(rss.splitlines())} processes); all processes {int(total) / 1024:.0f} MiB")
-    assert 0 < kib < 400 * 1024, rss
+    """The memory rspamd's processes (and Redis, when greylisting) add: proportional set size
+    (shared pages counted once, not once per worker as RSS does)."""
+    rows = ssh("for p in $(pgrep -x rspamd; pgrep -x redis-server); do "
+               "awk '/^(Rss|Pss):/ {printf \"%s \", $2}' /proc/$p/smaps_rollup; echo; done")
+    sizes = [[int(kib) for kib in row.split()] for row in rows.splitlines() if row.strip()]
+    rss, pss = sum(r for r, _ in sizes), sum(p for _, p in sizes)
+    print(f"\n{'-'.join(lab_host['world'])}: rspamd {pss / 1024:.0f} MiB PSS "
+          f"({rss / 1024:.0f} MiB RSS summed) in {len(sizes)} processes")
+    assert len(sizes) >= 4 and 0 < pss < 400 * 1024, rows
 
 
 def records(zone: str) -> list[str]:
