@@ -56,11 +56,11 @@ for domain in settings.mail_domains:
 if settings.mail_manage_host:
     tls.configure(settings, secrets, mta)
     restart = mta.configure(settings, secrets)
-    # switching MTAs: the old one's units stop first (port 25 released); certbot's renewal
-    # timer runs from here on
+    # switching MTAs: the old one's units stop first (port 25 released), those both MTAs
+    # share (rspamd) stay; certbot's renewal timer runs from here on
     units.converge(running=[*mta.units, *tls.TIMERS],
                    stopped=[u for other in others(settings) for u in other.units
-                            if u not in mta.units],  # Dovecot serves both
+                           if u not in mta.units],  # Dovecot and rspamd serve both
                    restart=restart)
 
 for zone in run.zones_applied_by(host.name):

@@ -24,6 +24,10 @@ dkim_selector = "mail"
 dkim_key_type = "rsa-2048"
 dkim_ed25519 = False
 
+# Inbound mail (rspamd): no greylisting by default (it delays every new sender's first
+# message); True turns it on and installs Redis for it.
+greylisting = False
+
 # These CAs may issue certificates for the mail domains (added beside CAs the zone names).
 caa_issuers = ["letsencrypt.org"]
 

@@ -62,7 +62,9 @@ mail_hosts = [
             "cloudflare_api_url_is_api_host": True,
             "dns_ttl": 300,
 
-            # records
+            # records: DMARC p=reject, so that mail from outside forging example.test is
+            # refused at SMTP time (rspamd; tests/test_mail_lab.py sends such a message)
+            "dmarc_policy": "reject",
             "dmarc_rua": ["mailto:dmarc@example.test"],
             "tlsrpt_rua": ["mailto:tlsrpt@example.test"],
             "caa_issuers": ["acme.lab.test"],
@@ -75,6 +77,10 @@ mail_hosts = [
             # plugin write the challenge into Knot (Pebble asks Knot directly: no wait needed)
             "acme_challenge": os.environ.get("MAILHOST_LAB_ACME_CHALLENGE", "http-01"),
             "acme_dns_propagation_seconds": 1,
+
+            # inbound: rspamd obeys GTUBE-like test patterns (the lab's tests send the
+            # "add header" one to see X-Spam: Yes); never on a production host
+            "spam_test_patterns": True,
 
             # the VPS has no route out: apt goes through tinyproxy on the host side
             "apt_proxy": "http://198.51.100.1:3128",

@@ -43,3 +43,7 @@ def live_certificate_dir(hostname: str) -> str:
 
 def maildir(domain: str, user: str) -> str:
     return f"{MAILBOX_ROOT}/{domain}/{user}"
+
+# rspamd (loopback): Postfix's milter, and the HTTP scanner chasquid's hook and the checks ask
+RSPAMD_MILTER = "127.0.0.1:11332"
+RSPAMD_SCANNER = "127.0.0.1:11333"

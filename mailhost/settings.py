@@ -384,6 +384,12 @@ class Settings(BaseModel):
     caa_issuers: list[Fqdn] = ["letsencrypt.org"]
     caa_iodef: IodefUri | None = None
 
+    # inbound mail (rspamd)
+    greylisting: bool = False  # True: rspamd greylists doubtful senders (Redis is installed)
+    # True: rspamd obeys the GTUBE-like test patterns for "add header" and the other actions
+    # (a lab's tests need them; never on a production host)
+    spam_test_patterns: bool = False
+
     # ACME
     acme_directory: Url = LETSENCRYPT
     acme_ca_bundle: PemFile | None = None
@@ -633,6 +639,8 @@ _EXPECTED = {
     "cloudflare_api_url_is_api_host": "True or False",
     "dkim_ed25519": "True or False",
     "mail_manage_host": "True or False",
+    "greylisting": "True or False",
+    "spam_test_patterns": "True or False",
     "check_resolver": "the IP address of a recursive DNS resolver, or None",
     "check_nameservers": "a list of IP addresses of the zone's authoritative servers, or None",
 }

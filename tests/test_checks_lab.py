@@ -159,8 +159,9 @@ def test_a_healthy_host_passes_every_check_and_the_deploy_shows_them(world):
 def test_json_is_one_entry_per_check(world):
     _, entries, _, _ = check()
     names = [e["name"] for e in entries]
-    # 10 DNS, 2 PTR, 28 SMTP, 8 IMAP (the lab opens 143), 7 host, 3 blocklist
-    assert len(names) == len(set(names)) == 58
+    # 10 DNS, 2 PTR, 29 SMTP (the spoof probe), 8 IMAP (the lab opens 143), 10 host (rspamd:
+    # active, answering; no package hold), 3 blocklist
+    assert len(names) == len(set(names)) == 62
     assert all(set(e) == {"host", "name", "status", "expected", "found", "advice", "required"}
                for e in entries)
     assert {e["host"] for e in entries} == {HOSTNAME}

@@ -75,7 +75,8 @@ def test_converge_converged_adds_nothing(ops):
 
 
 def test_profiles_name_every_unit_package_and_signer():
-    assert POSTFIX.units == ["postsrsd", "opendkim", "dovecot", "postfix"]
+    assert POSTFIX.units == ["postsrsd", "opendkim", "rspamd", "dovecot", "postfix"]
+    assert CHASQUID.units[0] == "rspamd" and "rspamd" in POSTFIX.packages
     assert "postsrsd" in POSTFIX.packages and "dns-root-data" in POSTFIX.packages
     assert CHASQUID.units[-1] == "chasquid.service" and CHASQUID.dkim_signer == "chasquid"
     assert POSTFIX.dkim_signer == "opendkim"
@@ -86,9 +87,10 @@ def test_profiles_name_every_unit_package_and_signer():
 
 
 def test_an_mta_restarts_the_units_of_the_components_that_changed(monkeypatch):
-    from mailhost.host import dovecot, opendkim, postfix, postsrsd
-    changed = {"opendkim": {"opendkim"}, "postfix": set(), "dovecot": set(), "postsrsd": set()}
-    for component in (postsrsd, opendkim, dovecot, postfix):
+    from mailhost.host import dovecot, opendkim, postfix, postsrsd, rspamd
+    changed = {"opendkim": {"opendkim"}, "postfix": set(), "dovecot": set(), "postsrsd": set(),
+               "rspamd": set()}
+    for component in (postsrsd, opendkim, rspamd, dovecot, postfix):
         name = component.__name__.rsplit(".", 1)[1]
         monkeypatch.setattr(component, "configure",
                             lambda settings, secrets, name=name: changed[name])

@@ -13,7 +13,7 @@ from passlib.hash import sha512_crypt
 from sample import BASE
 
 from mailhost import paths
-from mailhost.host import TEMPLATES, dovecot, opendkim
+from mailhost.host import TEMPLATES, dovecot, opendkim, rspamd
 from mailhost.host.base import apt_proxy_conf
 from mailhost.host.users import (
     alias_map,
@@ -211,6 +211,9 @@ BAD = [
     ("check_outbound_smtp", "mx.example.net:0", "HOST:PORT", {}),
     ("check_outbound_smtp", "mx.example.net:25 x", "HOST:PORT", {}),
     ("lab_allowances", "yes please", "valid boolean", {}),
+    ("greylisting", "yes please", "True or False", {}),
+    ("greylisting", "true\nenabled = false;", "True or False", {}),
+    ("spam_test_patterns", "on; gtube", "True or False", {}),
     ("acme_tsig_secret", "c2VjcmV0LXZhbHVl", "never read from the inventory", {}),
     ("cloudflare_acme_api_token", "token-value-1234", "never read from the inventory", {}),
     ("dns_acme_tsig_key_name", "vps acme", "DNS name", {}),
@@ -473,3 +476,23 @@ def test_chasquid_files(nasty):
     hook = render("chasquid/post-data.py.j2", settings, owners=sender_owners(settings),
                   signing={})
     compile(hook, "post-data", "exec")  # still Python
+
+
+def test_rspamd_files(nasty):
+    """rspamd's files from the nastiest values: the From rule's owners table is one Lua entry
+    per owned address, each a quoted key and quoted users, and nothing else."""
+    settings, _ = nasty
+    owners = sender_owners(settings)
+    files = {path: render(template, settings, listen=rspamd.LISTEN, from_rule=rspamd.FROM_RULE,
+                          owners=owners)
+             for path, template in rspamd.files(settings).items()}
+    lua = files["/etc/rspamd/rspamd.local.lua"]
+    table = lua[lua.index("local OWNERS = {\n") + 17:lua.index("\n}\n")].splitlines()
+    entry = re.compile(r'  \["[a-z0-9._@-]+"\] = \{ (\["[a-z0-9._@-]+"\] = true, )+\},')
+    assert len(table) == len(owners) and all(entry.fullmatch(line) for line in table), table
+    for path, text in files.items():
+        if path.endswith((".conf", ".inc")):
+            lines = settings_lines(text.replace("{", "").replace("}", ""))
+            assert all(re.fullmatch(r' *[a-z_]+ = ("[^"\n]*"|[a-z0-9]+|\[[^\n]*\]);|'
+                                    r' *[a-z_]+( "[a-z]+")? *', line) for line in lines), (
+                path, lines)

@@ -6,6 +6,8 @@ DNS; then a rebuild of the VPS and a switch of MTA."""
 from __future__ import annotations
 
 import contextlib
+import email
+import email.utils
 import imaplib
 import json
 import os
@@ -23,6 +25,7 @@ import dns.tsigkeyring
 import pytest
 from secrecy import leaked
 
+from mailhost.lab.common import RX_NETNS
 from mailhost.lab.receiver import wait_for_message
 
 pytestmark = pytest.mark.lab
@@ -442,6 +445,150 @@ def test_second_deploy_changes_nothing_and_writes_no_dns(lab_host):
     total = [line for line in output.splitlines() if "Grand total" in line][0].split()
     assert total[3] == "-" and total[4] == "-", total  # no success (change), no error
     assert zone_text(status) == zone_before
+
+
+# --- inbound mail checked by rspamd, and no forged From from the host's own users ---
+
+# the standard GTUBE (refused by every filter) and rspamd's "add header" test pattern, which
+# the lab's host obeys (spam_test_patterns = True); built here so no file is "spam" itself
+GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-" + "EMAIL*C.34X"
+GTUBE_ADD_HEADER = "Y" + GTUBE[1:]
+SEND_FROM_RX = """
+import smtplib, sys
+address, recipient, message = sys.argv[1], sys.argv[2], sys.stdin.read()
+with smtplib.SMTP(address, 25, timeout=60) as client:
+    client.ehlo("mx.example.net")
+    client.sendmail("news@example.net", [recipient], message)
+"""
+
+
+def offer(recipient, body, from_header="friend@example.org", mail_from="friend@example.org"):
+    """One message from outside (the lab bridge) to port 25; (Message-ID, final code, reply)."""
+    message_id = f"<{time.time_ns()}@example.org>"
+    message = (f"From: {from_header}\r\nTo: {recipient}\r\nSubject: inbound test\r\n"
+               f"Message-ID: {message_id}\r\n\r\n{body}\r\n")
+    with smtplib.SMTP(VPS4, 25, timeout=60) as client:
+        client.ehlo("mx.example.org")
+        client.mail(mail_from)
+        code, reply = client.rcpt(recipient)
+        if code < 400:
+            try:
+                code, reply = client.data(message.encode())
+            except smtplib.SMTPDataError as refused:
+                code, reply = refused.smtp_code, refused.smtp_error
+    return message_id, code, reply.decode(errors="replace")
+
+
+def stored_files(message_id, wait=30):
+    """Files under the mailboxes holding MESSAGE_ID, waiting up to WAIT s for one."""
+    deadline = time.monotonic() + wait
+    while True:
+        found = ssh(f"grep -rlF '{message_id}' /var/mail/vhosts/ 2>/dev/null").split()
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(1)
+
+
+def test_forged_from_of_the_lab_domain_is_refused_at_smtp_time(lab_host):
+    """example.test publishes DMARC p=reject: a message from outside with From: ceo@example.test
+    and no signature gets a 5xx after DATA (rspamd's dmarc module) and is stored nowhere."""
+    assert "p=reject" in zone_text(lab_host)
+    message_id, code, reply = offer("alice@example.test", "Please pay this invoice today.",
+                                    from_header="CEO <ceo@example.test>")
+    assert 500 <= code < 600 and "5.7.1" in reply, (code, reply)
+    assert stored_files(message_id, wait=3) == []
+
+
+def test_gtube_is_refused_at_smtp_time(lab_host):
+    message_id, code, reply = offer("alice@example.test", GTUBE)
+    assert 500 <= code < 600 and "5.7.1" in reply, (code, reply)
+    assert stored_files(message_id, wait=3) == []
+
+
+def test_a_mid_score_message_is_stored_with_x_spam_yes(lab_host):
+    """rspamd's "add header" action: accepted, stored with X-Spam: Yes (Sieve, on the imap
+    side, files it into Junk: the file is looked for in the whole mailbox)."""
+    message_id, code, reply = offer("alice@example.test", GTUBE_ADD_HEADER)
+    assert code == 250, (code, reply)
+    (path,) = stored_files(message_id)
+    headers = ssh(f"sed '/^\\r\\?$/q' {path}")
+    assert "\nX-Spam: Yes" in "\n" + headers, headers
+
+
+def test_inbound_mail_carries_authentication_results(lab_host):
+    """From the receiver's network (mx.example.net, example.net's SPF "mx"): delivered to
+    alice with rspamd's Authentication-Results: spf and dmarc pass, dkim none (unsigned)."""
+    message_id = f"<{time.time_ns()}@example.net>"
+    message = (f"From: news@example.net\r\nTo: alice@example.test\r\nSubject: news\r\n"
+               f"Message-ID: {message_id}\r\nDate: {email.utils.formatdate()}\r\n\r\n"
+               "The news of the day.\r\n")
+    subprocess.run(["ip", "netns", "exec", RX_NETNS, sys.executable, "-c", SEND_FROM_RX, VPS4,
+                    "alice@example.test"], input=message, text=True, check=True, timeout=90)
+    (path,) = stored_files(message_id)
+    stored = email.message_from_string(ssh(f"cat {path}"))
+    results = [" ".join(v.split()) for v in stored.get_all("Authentication-Results", [])]
+    ours = [r for r in results if "dmarc=" in r]
+    assert ours, results
+    assert "spf=pass" in ours[0] and "dmarc=pass" in ours[0] and "dkim=none" in ours[0], ours
+
+
+FORGED_FROM = [
+    # (From header lines alice writes, what the 5.7.1 reply says)
+    (["bob@example.test"], "not owned by user alice@example.test"),
+    (["a@example.net"], "not owned by user alice@example.test"),  # a domain the lab does not host
+    (['"x" <ceo@example.test>,'], "cannot be parsed"),
+    (["alice@example.test, bob@example.test"], "more than one address"),
+    (["alice@example.test", "bob@example.test"], "more than one From header"),
+]
+
+
+@pytest.mark.parametrize("from_lines,reason", FORGED_FROM,
+                         ids=["other-user", "other-domain", "trailing-comma", "two-addresses",
+                              "two-headers"])
+def test_a_user_may_send_only_as_one_address_she_owns(lab_host, from_lines, reason):
+    """alice authenticated, envelope alice@example.test: the From header decides (rspamd's
+    rule for Postfix, the post-data hook for chasquid); each refused with 5.7.1 and why."""
+    headers = "".join(f"From: {line}\r\n" for line in from_lines)
+    message = (f"{headers}To: inbox@example.net\r\nSubject: from rule\r\n"
+               f"Message-ID: <{time.time_ns()}@example.test>\r\n\r\nhello\r\n")
+    client = smtplib.SMTP(VPS4, 587, timeout=60)
+    client._host = HOSTNAME
+    with client:
+        client.starttls(context=tls_context(lab_host))
+        client.login("alice@example.test", lab_host["passwords"]["alice@example.test"])
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            client.sendmail("alice@example.test", ["inbox@example.net"], message)
+    text = refused.value.smtp_error.decode(errors="replace")
+    assert refused.value.smtp_code >= 500 and "5.7.1" in text and reason in text, text
+
+
+def test_a_user_sends_as_an_alias_she_owns_and_it_passes_at_the_receiver(lab_host):
+    message = received(lab_host, submit(lab_host, 587, user="alice@example.test",
+                                        sender="sales@example.test"))
+    assert message.message["From"] == "sales@example.test"
+    assert [message.verdicts[k] for k in ("dkim", "spf", "dmarc")] == ["pass"] * 3
+
+
+def test_forwarding_does_not_forward_what_rspamd_refuses(lab_host):
+    """GTUBE to fwd@example.test (forwarded to inbox@example.net) is refused at SMTP time and
+    never reaches the receiver; clean mail to it is forwarded (the SRS test above)."""
+    message_id, code, reply = offer("fwd@example.test", GTUBE)
+    assert 500 <= code < 600 and "5.7.1" in reply, (code, reply)
+    with pytest.raises(TimeoutError):
+        wait_for_message(lab_host["receiver"]["messages_dir"],
+                         lambda m: message_id in m.message.get("Message-ID", ""), timeout=10)
+
+
+def test_rspamd_memory_fits_a_small_vps(lab_host):
+    """The memory rspamd's processes (and Redis, when greylisting) add: proportional set size
+    (shared pages counted once, not once per worker as RSS does)."""
+    rows = ssh("for p in $(pgrep -x rspamd; pgrep -x redis-server); do "
+               "awk '/^(Rss|Pss):/ {printf \"%s \", $2}' /proc/$p/smaps_rollup; echo; done")
+    sizes = [[int(kib) for kib in row.split()] for row in rows.splitlines() if row.strip()]
+    rss, pss = sum(r for r, _ in sizes), sum(p for _, p in sizes)
+    print(f"\n{'-'.join(lab_host['world'])}: rspamd {pss / 1024:.0f} MiB PSS "
+          f"({rss / 1024:.0f} MiB RSS summed) in {len(sizes)} processes")
+    assert len(sizes) >= 4 and 0 < pss < 400 * 1024, rows
 
 
 def records(zone: str) -> list[str]:

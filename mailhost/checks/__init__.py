@@ -56,7 +56,7 @@ def run_checks(settings: Settings, secrets: Secrets, mta, host=None) -> list[Che
     """Every check of one mail host, whose MTA profile is ``mta`` (mailhost.host.Mta: its
     units, queue, TLS advice). ``host`` (a connected pyinfra Host) runs the host-side ones;
     without it they are left out and the DKIM record is compared with the local key."""
-    from mailhost.checks import blocklists, dns, imap, rdns, smtp
+    from mailhost.checks import blocklists, dns, imap, inbound, rdns, smtp
     from mailhost.checks import host as host_checks
     from mailhost.checks.lookup import resolver_for
 
@@ -71,16 +71,18 @@ def run_checks(settings: Settings, secrets: Secrets, mta, host=None) -> list[Che
               *[lambda address=address: smtp.checks_of_address(settings, secrets, address, mta)
                 + imap.checks_of_address(settings, secrets, address)
                 for address in smtp.addresses(settings)],
-              lambda: blocklists.checks(settings, resolver)]
+              lambda: blocklists.checks(settings, resolver),
+              lambda: [inbound.spoof_check(settings, smtp.addresses(settings)[0])]]
     # the checks wait on the network, not the CPU: the groups run side by side, and the
     # host's own checks (through pyinfra's connection) meanwhile here
     with ThreadPoolExecutor(max_workers=len(groups)) as pool:
         running = [pool.submit(group) for group in groups]
-        on_host = host_checks.checks(settings, host, mta) if host is not None else []
-        dns_results, rdns_results, *smtp_results, blocklist_results = [
+        on_host = ([*host_checks.checks(settings, host, mta), inbound.rspamd_check(host)]
+                   if host is not None else [])
+        dns_results, rdns_results, *smtp_results, blocklist_results, spoof_results = [
             future.result() for future in running]
     return [*dns_results, *rdns_results, *[r for group in smtp_results for r in group],
-            *on_host, *blocklist_results]
+            *spoof_results, *on_host, *blocklist_results]
 
 
 def failure_line(host_name: str, results: list[CheckResult]) -> str:

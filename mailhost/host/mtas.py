@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from mailhost.host import Mta, chasquid, dovecot, opendkim, postfix, postsrsd
+from mailhost.host import Mta, chasquid, dovecot, opendkim, postfix, postsrsd, rspamd
 from mailhost.settings import Settings
 
 
@@ -23,9 +23,9 @@ def served_by(server: ModuleType, name: str, components: tuple[ModuleType, ...],
 
 # Dovecot (IMAP, delivery, the users) in both, started before the SMTP server that uses it
 POSTFIX = served_by(postfix, name="postfix",
-                    components=(postsrsd, opendkim, dovecot, postfix),  # start order: postfix last
+                    components=(postsrsd, opendkim, rspamd, dovecot, postfix),  # postfix last
                     dkim_signer=opendkim.USER, tls_configurable=True)
-CHASQUID = served_by(chasquid, name="chasquid", components=(dovecot, chasquid),
+CHASQUID = served_by(chasquid, name="chasquid", components=(rspamd, dovecot, chasquid),
                      dkim_signer=chasquid.USER, tls_configurable=False)
 MTAS = {mta.name: mta for mta in (POSTFIX, CHASQUID)}
 
