@@ -43,7 +43,7 @@ SECRET_KEYS = {
 }
 OUR_PREFIXES = ("mail_", "dns_", "spf_", "dmarc_", "dkim_", "tlsrpt_", "caa_", "acme_",
                 "cloudflare_", "ipv4", "ipv6", "secrets_", "apt_", "dnsbl_", "check_", "lab_",
-                "parked_", "imap_", "mailbox_")
+                "parked_", "imap_", "mailbox_", "greylist", "spam_")
 
 # Every pattern is used with fullmatch: `$` alone would let a trailing newline through.
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
@@ -431,6 +431,10 @@ class Settings(BaseModel):
                 raise _FieldError(field, str(address),
                                   "expected a global address; documentation ranges are only "
                                   "for a lab (lab_allowances = True)")
+        if self.spam_test_patterns:
+            raise _FieldError("spam_test_patterns", True,
+                              "expected False: rspamd's test patterns let anyone choose a "
+                              "message's verdict; only for a lab (lab_allowances = True)")
         for field in ("acme_directory", "cloudflare_api_url"):
             if not getattr(self, field).startswith("https://"):
                 raise _FieldError(field, getattr(self, field),

@@ -285,9 +285,17 @@ def port_587_closed(lab_):
     return lambda: lab_.ssh("cp /root/master.cf.saved /etc/postfix/master.cf && postfix reload")
 
 
+def service_hold(lab_):
+    """A policy-rc.d left behind, as an interrupted install would leave it."""
+    lab_.ssh("printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && "
+             "chmod 755 /usr/sbin/policy-rc.d")
+    return lambda: lab_.ssh("rm /usr/sbin/policy-rc.d")
+
+
 CERTIFICATE_CHECKS = {f"smtp: {a} port {p} {how} certificate" for a in (VPS4, VPS6)
                       for p, how in ((25, "STARTTLS"), (587, "STARTTLS"), (465, "TLS"))}
 BREAKAGES = [
+    (service_hold, {"host: no package hold or half-done install"}, "dpkg --configure -a"),
     (stale_dkim, {f"dns: DKIM mail._domainkey.{DOMAIN}"}, "does not match"),
     (wrong_ptr, {f"rdns: PTR {VPS4}"}, "at your VPS provider"),
     (spf_without_ipv6, {f"dns: SPF {DOMAIN} passes {VPS6}"}, f"ip6:{VPS6}"),

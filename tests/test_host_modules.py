@@ -524,14 +524,14 @@ def secret_files(ops, monkeypatch):
 
 
 WORLDS = {
-    "postfix": ({"mta": "postfix"}, {"postsrsd", "opendkim", "dovecot", "postfix"}),
+    "postfix": ({"mta": "postfix"}, {"postsrsd", "opendkim", "rspamd", "dovecot", "postfix"}),
     "chasquid 1.13, DNS-01, two domains": (
         {"mta": "chasquid", "acme_challenge": "dns-01",
          "mail_domains": ["example.test", "example.net"],
          "mail_users": ["alice@example.test", "bob@example.test", "carol@example.net"]},
-        {"chasquid.service", "dovecot"}),
+        {"chasquid.service", "dovecot", "rspamd"}),
     "chasquid 1.14, ed25519 too": ({"mta": "chasquid", "dkim_ed25519": True},
-                                   {"chasquid.service", "dovecot"}),
+                                   {"chasquid.service", "dovecot", "rspamd"}),
 }
 
 
