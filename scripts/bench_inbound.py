@@ -69,8 +69,8 @@ def send_batch(run: str, numbers: list[int], refused: list[str]) -> None:
 
 def stored_tags(run: str) -> Counter:
     """How many times each message of this run is in a mailbox (any folder)."""
-    listing = ssh(f"grep -rhoa --include='*' 'X-Bench: bench-{run}-[0-9]*' {MAILBOX_ROOT} "
-                  "|| true", timeout=300)
+    listing = ssh(f"find {MAILBOX_ROOT} -type f \\( -path '*/new/*' -o -path '*/cur/*' \\) "
+                  f"-exec grep -hoa 'X-Bench: bench-{run}-[0-9]*' {{}} + || true", timeout=300)
     return Counter(line.split(": ", 1)[1] for line in listing.splitlines() if line)
 
 

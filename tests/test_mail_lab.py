@@ -480,10 +480,12 @@ def offer(recipient, body, from_header="friend@example.org", mail_from="friend@e
 
 
 def stored_files(message_id, wait=30):
-    """Files under the mailboxes holding MESSAGE_ID, waiting up to WAIT s for one."""
+    """Message files (Maildir new/ and cur/, any folder) holding MESSAGE_ID, waiting up to
+    WAIT s for one. Dovecot's index and cache files, which copy headers, are not messages."""
     deadline = time.monotonic() + wait
     while True:
-        found = ssh(f"grep -rlF '{message_id}' /var/mail/vhosts/ 2>/dev/null").split()
+        found = ssh(f"find /var/mail/vhosts -type f \\( -path '*/new/*' -o -path '*/cur/*' \\) "
+                    f"-exec grep -lF '{message_id}' {{}} + 2>/dev/null").split()
         if found or time.monotonic() > deadline:
             return found
         time.sleep(1)
