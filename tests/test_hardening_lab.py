@@ -21,6 +21,8 @@ from passlib.hash import sha512_crypt
 from secrecy import leaked
 from test_mail_lab import HOSTNAME, VPS4, deploy, lab, ssh, tls_context
 
+from mailhost.host.users import parse_dovecot_users
+
 pytestmark = pytest.mark.lab
 
 USERS_FILE = "/etc/dovecot/mailhost-users"
@@ -41,8 +43,8 @@ def lab_host():
 
 
 def hashes() -> dict[str, str]:
-    lines = ssh(f"cat {USERS_FILE}").splitlines()
-    return {line.split(":")[0]: line.split("}", 1)[1] for line in lines if line}
+    """The hash of each user in Dovecot's passwd-file (user:{SCHEME}hash:uid:gid::home::)."""
+    return parse_dovecot_users(ssh(f"cat {USERS_FILE}").splitlines())
 
 
 def no_change(output: str) -> bool:
