@@ -25,6 +25,7 @@ import dns.tsigkeyring
 import pytest
 from secrecy import leaked
 
+from mailhost.checks import inbound
 from mailhost.lab.common import RX_NETNS
 from mailhost.lab.receiver import wait_for_message
 
@@ -467,16 +468,8 @@ def offer(recipient, body, from_header="friend@example.org", mail_from="friend@e
     message_id = f"<{time.time_ns()}@example.org>"
     message = (f"From: {from_header}\r\nTo: {recipient}\r\nSubject: inbound test\r\n"
                f"Message-ID: {message_id}\r\n\r\n{body}\r\n")
-    with smtplib.SMTP(VPS4, 25, timeout=60) as client:
-        client.ehlo("mx.example.org")
-        client.mail(mail_from)
-        code, reply = client.rcpt(recipient)
-        if code < 400:
-            try:
-                code, reply = client.data(message.encode())
-            except smtplib.SMTPDataError as refused:
-                code, reply = refused.smtp_code, refused.smtp_error
-    return message_id, code, reply.decode(errors="replace")
+    code, reply = inbound.offer(VPS4, "mx.example.org", mail_from, recipient, message, 60)
+    return message_id, code, reply
 
 
 def stored_files(message_id, wait=30):
