@@ -8,6 +8,7 @@ Secrets are not settings: see mailhost.secrets.
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import ipaddress
 import re
@@ -43,7 +44,7 @@ SECRET_KEYS = {
 }
 OUR_PREFIXES = ("mail_", "dns_", "spf_", "dmarc_", "dkim_", "tlsrpt_", "caa_", "acme_",
                 "cloudflare_", "ipv4", "ipv6", "secrets_", "apt_", "dnsbl_", "check_", "lab_",
-                "parked_", "imap_", "mailbox_", "greylist", "spam_")
+                "parked_", "imap_", "mailbox_", "greylist", "spam_", "warmup")
 
 # Every pattern is used with fullmatch: `$` alone would let a trailing newline through.
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
@@ -215,6 +216,18 @@ def _quota(value) -> str:
     return "".join(match.groups())
 
 
+def _day(value) -> datetime.date:
+    """A calendar day: a date, or text YYYY-MM-DD."""
+    if isinstance(value, datetime.date) and not isinstance(value, datetime.datetime):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        try:
+            return datetime.date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValueError("expected a day such as 2026-11-25, or None")
+
+
 def _is_documentation(address) -> bool:
     return any(address in network for network in DOCUMENTATION_NETWORKS)
 
@@ -384,6 +397,9 @@ class Settings(BaseModel):
     caa_issuers: list[Fqdn] = ["letsencrypt.org"]
     caa_iodef: IodefUri | None = None
 
+    # sending: paced deliveries to the big providers for four weeks from this day (Postfix)
+    warmup_start: Annotated[datetime.date, BeforeValidator(_day)] | None = None
+
     # inbound mail (rspamd)
     greylisting: bool = False  # True: rspamd greylists doubtful senders (Redis is installed)
     # True: rspamd obeys the GTUBE-like test patterns for "add header" and the other actions
@@ -419,6 +435,10 @@ class Settings(BaseModel):
         self._check_acme()
         self._check_lab()
         self._check_users_and_aliases()
+        if self.warmup_start is not None and self.mta == "chasquid":
+            raise _FieldError("warmup_start", str(self.warmup_start),
+                              "expected None with mta = 'chasquid' (it has no per-destination "
+                              "rate or concurrency setting to pace deliveries with)")
         return self
 
     def _check_lab(self):

@@ -19,6 +19,7 @@ from mailhost.host import (
     dovecot,
     firewall,
     in_place,
+    postfix,
     put_text,
     render,
     tls,
@@ -124,7 +125,7 @@ def test_opendkim_tables_use_the_record_name():
 
 
 def test_templates_get_the_host_paths():
-    main_cf = render("postfix/main.cf.j2", sample_settings(), smtp_address_preference="any")
+    main_cf = postfix.rendered("main.cf", sample_settings())
     assert "virtual_transport = lmtp:unix:private/dovecot-lmtp" in main_cf.splitlines()
     for version in [(2, 3), (2, 4)]:
         conf = render(dovecot.template_for(version), sample_settings(),
