@@ -13,7 +13,8 @@ from pyinfra.operations import server
 
 from mailhost.host import CertificateReader, QueueReader, put_text, render, write_template
 from mailhost.host.users import alias_map, mailbox_map, mailbox_root, sender_login_map
-from mailhost.secrets import Secrets
+from mailhost.operations.secret_file import secret_file
+from mailhost.secrets import Secret, Secrets
 from mailhost.settings import Settings
 from mailhost.warmup import PROVIDERS, SCHEDULE, pace_on, transport_map
 
@@ -42,6 +43,7 @@ def configure(settings: Settings, secrets: Secrets) -> set[str]:
             ("sender_login", sender_login_map(settings)),
             ("transport", transport_map(data["pace"])),
         ]],
+        _relay_password(settings, secrets),
     ])
     return set(UNITS) if changed else set()
 
@@ -69,6 +71,27 @@ def queue_ages(output: str) -> list[int]:
 
 
 QUEUE = QueueReader("date +%s; postqueue -j", queue_ages, where="`postqueue -p`")
+
+
+SASL_PASSWORDS = "/etc/postfix/sasl_passwd"
+
+
+def relay_passwords(settings: Settings, secrets: Secrets) -> str:
+    """Postfix's password table for relay_host (empty without one)."""
+    if not settings.relay_host:
+        return ""
+    return f"{settings.relay_host} {settings.relay_user}:{secrets.relay_password.reveal()}\n"
+
+
+def _relay_password(settings: Settings, secrets: Secrets) -> bool:
+    """The relay's password table, 0600, and its lookup table made from it (also 0600)."""
+    changed = secret_file(name="Postfix relay password table", path=SASL_PASSWORDS,
+                          content=Secret(relay_passwords(settings, secrets)),
+                          mode="600").will_change
+    if changed:
+        server.shell(name=f"postmap {SASL_PASSWORDS}",
+                     commands=[f"postmap {SASL_PASSWORDS}", f"chmod 600 {SASL_PASSWORDS}.db"])
+    return changed
 
 
 def _postmap(name: str, content: str):
