@@ -45,7 +45,7 @@ SECRET_KEYS = {
 }
 OUR_PREFIXES = ("mail_", "dns_", "spf_", "dmarc_", "dkim_", "tlsrpt_", "caa_", "acme_",
                 "cloudflare_", "ipv4", "ipv6", "secrets_", "apt_", "dnsbl_", "check_", "lab_",
-                "parked_", "imap_", "mailbox_", "greylist", "spam_", "warmup", "relay_")
+                "parked_", "imap_", "mailbox_", "greylist", "spam_", "warmup", "relay_", "mta_sts")
 
 # Every pattern is used with fullmatch: `$` alone would let a trailing newline through.
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
@@ -420,6 +420,10 @@ class Settings(BaseModel):
     tlsrpt_rua: list[ReportUri] = []
     caa_issuers: list[Fqdn] = ["letsencrypt.org"]
     caa_iodef: IodefUri | None = None
+    # MTA-STS (RFC 8461): "off" manages nothing; "none", "testing", "enforce" publish a policy
+    # of that mode ("none" is RFC 8461's way out: publish it for max_age before "off")
+    mta_sts_mode: Literal["off", "none", "testing", "enforce"] = "off"
+    mta_sts_max_age: Number = Field(default=604800, ge=86400, le=31557600)
 
     # sending through a smarthost when the VPS provider blocks outbound port 25 (Postfix):
     # every outbound message goes there with SASL over verified TLS; the password is the
@@ -698,6 +702,8 @@ _EXPECTED = {
     "acme_dns_propagation_seconds": "seconds from 0 to 3600",
     "ipv6_prefixlen": "a prefix length from 8 to 128",
     "dns_force": "True or False",
+    "mta_sts_mode": "'off', 'none', 'testing' or 'enforce'",
+    "mta_sts_max_age": "seconds from 86400 (a day) to 31557600 (a year)",
     "imap_starttls": "True or False",
     "mailbox_quota": "a size such as 500M or 2G (1 to 999999, M or G), or None",
     "cloudflare_api_url_is_api_host": "True or False",
