@@ -14,7 +14,7 @@ from pyinfra import host, inventory
 from mailhost.dkim import host_key_path, kinds_for, local_key_path
 from mailhost.facts import DkimPublicKey, read_paths
 from mailhost.host import base, firewall, tls, units, users
-from mailhost.host.mtas import mta_of, others
+from mailhost.host.mtas import mta_of, others, refuse_a_switch_while_mail_waits
 from mailhost.operations import dkim, dns, verify
 from mailhost.run import current_run
 
@@ -33,6 +33,7 @@ def read_host_key(host_name: str, path: str) -> str | None:
 
 
 if settings.mail_manage_host:
+    refuse_a_switch_while_mail_waits(settings)
     # every file and directory the deploy writes, read in one command: what is in place
     # already costs no further round trip
     read_paths([*base.ROOTS, *tls.roots(settings), *users.ROOTS, *mta.roots],

@@ -199,6 +199,31 @@ class BaseState(FactBase):
                 "default_interface": interface or None}
 
 
+class QueuedMessages(FactBase):
+    """How many message files each named spool holds, whether its MTA runs or not (a stopped
+    Postfix cannot answer ``postqueue``): ``spools`` is ``{name: (directory, ...)}``, the fact
+    ``{name: int}`` (0 where the directories do not exist)."""
+
+    @staticmethod
+    def default():
+        return {}
+
+    def command(self, spools):
+        parts = [StringCommand("echo", QuoteString(name),
+                               "$(find", *[QuoteString(d) for d in directories],
+                               "-type f 2>/dev/null | wc -l);")
+                 for name, directories in sorted(spools.items())]
+        return StringCommand(*parts, "true")
+
+    def process(self, output):
+        counts = {}
+        for line in output:
+            name, _, count = line.strip().rpartition(" ")
+            if name and count.isdigit():
+                counts[name] = int(count)
+        return counts
+
+
 class PackageState(FactBase):
     """The installed packages (as pyinfra's deb.DebPackages reads ``dpkg -l``: name ->
     [version]) and what ``dpkg --audit`` reports (packages an interrupted install left

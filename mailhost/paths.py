@@ -33,6 +33,9 @@ CERTBOT_TIMER = "certbot.timer"
 CHASQUID_CONFIG = "/etc/chasquid"
 CHASQUID_DATA = "/var/lib/chasquid"
 CHASQUID_QUEUE = f"{CHASQUID_DATA}/queue"
+# Postfix's queues that hold messages (the spool exists while the package is installed)
+POSTFIX_QUEUES = tuple(f"/var/spool/postfix/{q}" for q in
+                       ("maildrop", "incoming", "active", "deferred", "hold"))
 CHASQUID_DELIVER = "/usr/local/lib/mailhost/chasquid-deliver"
 
 

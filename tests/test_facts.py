@@ -15,6 +15,7 @@ from mailhost.facts import (
     DkimPublicKey,
     PackageState,
     PathStates,
+    QueuedMessages,
     SystemdUnitStates,
     parse_debian_version,
 )
@@ -185,3 +186,19 @@ def test_package_state_reads_dpkg_and_its_audit():
 def test_package_state_command_runs_here():
     state = PackageState().process(shell(PackageState().command()))
     assert "dpkg" in state["packages"] and state["audit"] == []
+
+
+def test_queued_messages_counts_files_in_each_spool_here(tmp_path):
+    """Run for real: a spool's files are counted below every directory named for it; a spool
+    whose directories do not exist (MTA never installed) counts 0; names with spaces survive."""
+    (tmp_path / "deferred" / "A").mkdir(parents=True)
+    for name in ("deferred/A/1F2E", "deferred/A/2B3C", "hold/9D"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("queued")
+    fact = QueuedMessages()
+    spools = {"postfix": (str(tmp_path / "deferred"), str(tmp_path / "hold"),
+                          str(tmp_path / "missing")),
+              "chas quid": (str(tmp_path / "nothing here"),)}
+    assert fact.process(shell(fact.command(spools).get_raw_value())) == {
+        "postfix": 3, "chas quid": 0}
+    assert fact.process(["a login banner", "postfix x"]) == {}

@@ -25,7 +25,14 @@ from mailhost.host import (
     units,
     users,
 )
-from mailhost.host.mtas import CHASQUID, MTAS, POSTFIX, mta_of, others
+from mailhost.host.mtas import (
+    CHASQUID,
+    MTAS,
+    POSTFIX,
+    mta_of,
+    others,
+    refuse_a_switch_while_mail_waits,
+)
 from mailhost.secrets import Secret, Secrets
 
 
@@ -618,3 +625,22 @@ def test_dovecot_writes_its_version_s_syntax_and_compiles_the_sieve_script(ops, 
     assert f"shell: Compile {dovecot.JUNK_SIEVE}" in called(ops)
     # Postfix's private directory exists before Dovecot makes its sockets there
     assert (f"directory: {dovecot.POSTFIX_PRIVATE}" in called(ops)) == (mta == "postfix")
+
+
+@pytest.mark.parametrize(("mta", "leaving", "advice"), [
+    ("chasquid", "postfix", "postqueue -f"), ("postfix", "chasquid", "retries on its own")])
+def test_a_switch_stops_while_the_old_mtas_queue_holds_mail(mta, leaving, advice):
+    """Only the queue of the MTA being left is read, from its spool files (it may be
+    stopped); messages there stop the deploy with one line saying how to empty it; none: the
+    deploy goes on."""
+    settings = sample_settings(mta=mta)
+    spool = {leaving: MTAS[leaving].queue.spool}
+    host = FakeHost({facts.QueuedMessages: {leaving: 2}})
+    with on(host), pytest.raises(DeployError) as refused:
+        refuse_a_switch_while_mail_waits(settings)
+    line = str(refused.value)
+    assert "\n" not in line and f"mta = '{mta}'" in line and advice in line
+    assert f"{leaving} queue still holds 2 message(s)" in line
+    assert host.fact_calls == [("QueuedMessages", {"spools": spool})]
+    with on(FakeHost({facts.QueuedMessages: {leaving: 0}})):
+        refuse_a_switch_while_mail_waits(settings)

@@ -27,7 +27,7 @@ from secrecy import leaked
 
 from mailhost.checks import inbound
 from mailhost.lab.common import RX_NETNS
-from mailhost.lab.receiver import wait_for_message
+from mailhost.lab.receiver import list_messages, wait_for_message
 
 pytestmark = pytest.mark.lab
 
@@ -43,16 +43,24 @@ def lab(*args, timeout=900):
                           text=True, timeout=timeout, check=True)
 
 
+def world_env(lab_host) -> dict:
+    """The environment that makes inventory/lab.py this world's (MTA, DNS provider, challenge)."""
+    _, mta, provider, challenge = lab_host["world"]
+    return dict(os.environ, MAILHOST_LAB_MTA=mta, MAILHOST_LAB_PROVIDER=provider,
+                MAILHOST_LAB_ACME_CHALLENGE=challenge)
+
+
+def run_in_world(lab_host, *command) -> tuple[int, str]:
+    """COMMAND (e.g. pyinfra ... or scripts/check ...) for this world: exit status, output."""
+    result = subprocess.run(list(command), cwd=ROOT, capture_output=True, text=True,
+                            timeout=900, env=world_env(lab_host))
+    return result.returncode, result.stdout + result.stderr
+
+
 def deploy(lab_host, *args):
     """pyinfra inventory/lab.py deploy.py ARGS for this world's MTA and DNS provider."""
-    _, mta, provider, challenge = lab_host["world"]
-    result = subprocess.run([PYINFRA, "inventory/lab.py", "deploy.py", *args], cwd=ROOT,
-                            capture_output=True, text=True, timeout=900,
-                            env=dict(os.environ, MAILHOST_LAB_MTA=mta,
-                                     MAILHOST_LAB_PROVIDER=provider,
-                                     MAILHOST_LAB_ACME_CHALLENGE=challenge))
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-4000:]
+    code, output = run_in_world(lab_host, PYINFRA, "inventory/lab.py", "deploy.py", *args)
+    assert code == 0, output[-4000:]
     return output
 
 
@@ -607,6 +615,60 @@ def test_rspamd_memory_fits_a_small_vps(lab_host):
     print(f"\n{'-'.join(lab_host['world'])}: rspamd {pss / 1024:.0f} MiB PSS "
           f"({rss / 1024:.0f} MiB RSS summed) in {len(sizes)} processes")
     assert len(sizes) >= 4 and 0 < pss < 400 * 1024, rows
+
+
+def queued():
+    """The messages in Postfix's queue files (stopped or not)."""
+    return int(ssh("find /var/spool/postfix/deferred /var/spool/postfix/active "
+                   "/var/spool/postfix/incoming -type f | wc -l").strip())
+
+
+def wait_until(predicate, timeout=60, interval=1):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(interval)
+
+
+@only_in(DEFAULT_WORLD)
+def test_queued_mail_survives_a_redeploy_and_a_reboot_and_holds_back_a_switch(lab_host):
+    """The receiver is down (451) for a while: the message waits in the queue through a
+    deploy and a reboot of the VPS (systemctl reboot; the network state starts empty); after the
+    reboot every service, the firewall, IPv6 and the certificate are back with no deploy and
+    the checks pass; a switch of MTA stops before changing anything while the queue holds the
+    message; once the receiver is back, the message arrives exactly once."""
+    tempfail = Path(lab_host["receiver"]["tempfail_flag"])
+    tempfail.touch()
+    try:
+        message_id = submit(lab_host, 587)
+        wait_until(lambda: queued() == 1)
+        deploy(lab_host, "-y")
+        assert queued() == 1
+        booted = ssh("cat /proc/sys/kernel/random/boot_id")
+        lab("reboot")
+        assert ssh("cat /proc/sys/kernel/random/boot_id") != booted
+        assert queued() == 1
+        units = ["postfix", "opendkim", "postsrsd", "dovecot", "rspamd", "ufw"]
+        assert unit_states(units) == ["active enabled"] * len(units), unit_states(units)
+        firewall = ssh("ufw status")
+        assert "Status: active" in firewall and "587/tcp" in firewall, firewall
+        assert ssh(IPV6_STATE) == lab_host["ipv6_after"]
+        code, output = run_in_world(lab_host, str(ROOT / "scripts" / "check"), "inventory/lab.py")
+        assert code == 0, output[-3000:]
+        other = dict(lab_host, world=(*lab_host["world"][:1], "chasquid", *lab_host["world"][2:]))
+        code, output = run_in_world(other, PYINFRA, "-y", "inventory/lab.py", "deploy.py")
+        assert code != 0 and "postfix queue still holds 1 message(s)" in output, output[-3000:]
+        assert "postqueue -f" in output
+        assert unit_states(["postfix", "chasquid"])[0] == "active enabled"
+        assert "not installed" in ssh("dpkg -s chasquid 2>&1 || echo not installed")
+    finally:
+        tempfail.unlink()
+    ssh("postqueue -f")
+    received(lab_host, message_id)
+    wait_until(lambda: queued() == 0)
+    matching = [m for m in list_messages(lab_host["receiver"]["messages_dir"])
+                if message_id in m.message.get("Message-ID", "")]
+    assert len(matching) == 1
 
 
 def records(zone: str) -> list[str]:

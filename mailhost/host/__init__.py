@@ -87,6 +87,8 @@ class QueueReader:
     command: str
     ages: Callable[[str], list[int]]
     where: str  # where a person looks (named in the check's advice)
+    spool: tuple[str, ...] = ()  # the directories whose files are the queued messages
+    drain: str = ""  # how a person empties the queue without losing mail
 
 
 @dataclass(frozen=True)

@@ -101,7 +101,9 @@ def queue_ages(output: str) -> list[int]:
 
 
 QUEUE = QueueReader(f"date +%s; find {CHASQUID_QUEUE} -type f -printf '%T@\\n' 2>/dev/null || true",
-                    queue_ages, where=CHASQUID_QUEUE)
+                    queue_ages, where=CHASQUID_QUEUE, spool=(CHASQUID_QUEUE,),
+                    drain=f"let chasquid deliver them (it retries on its own; the files in "
+                          f"{CHASQUID_QUEUE}) or delete them yourself")
 
 
 def _hook_signing(settings: Settings) -> dict[str, list[tuple[str, str, str]]]:

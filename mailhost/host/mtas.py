@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from types import ModuleType
 
+from pyinfra import host
+from pyinfra.api.exceptions import DeployError
+
+from mailhost.facts import QueuedMessages
 from mailhost.host import Mta, chasquid, dovecot, opendkim, postfix, postsrsd, rspamd
 from mailhost.settings import Settings
 
@@ -38,3 +42,17 @@ def mta_of(settings: Settings) -> Mta:
 def others(settings: Settings) -> list[Mta]:
     """The MTAs the host does not run (stopped when switching: port 25 is released first)."""
     return [mta for name, mta in MTAS.items() if name != settings.mta]
+
+
+def refuse_a_switch_while_mail_waits(settings: Settings) -> None:
+    """A switch of MTA never strands mail: while the queue of an MTA the host is leaving holds
+    messages, the deploy stops before anything changes, saying how to empty it (a queue cannot
+    be handed over: Postfix's and chasquid's queue files are each their own format)."""
+    leaving = others(settings)
+    counts = host.get_fact(QueuedMessages, spools={m.name: m.queue.spool for m in leaving})
+    for mta in leaving:
+        if counts.get(mta.name):
+            raise DeployError(
+                f"mta = {settings.mta!r}: the host's {mta.name} queue still holds "
+                f"{counts[mta.name]} message(s) that a switch would strand; {mta.queue.drain}, "
+                "then deploy again")

@@ -14,6 +14,7 @@ from pyinfra.operations import server
 from mailhost.host import CertificateReader, QueueReader, put_text, render, write_template
 from mailhost.host.users import alias_map, mailbox_map, mailbox_root, sender_login_map
 from mailhost.operations.secret_file import secret_file
+from mailhost.paths import POSTFIX_QUEUES
 from mailhost.secrets import Secret, Secrets
 from mailhost.settings import Settings
 from mailhost.warmup import PROVIDERS, SCHEDULE, pace_on, transport_map
@@ -70,7 +71,10 @@ def queue_ages(output: str) -> list[int]:
     return [int(now) - json.loads(line)["arrival_time"] for line in lines if line.strip()]
 
 
-QUEUE = QueueReader("date +%s; postqueue -j", queue_ages, where="`postqueue -p`")
+QUEUE = QueueReader("date +%s; postqueue -j", queue_ages, where="`postqueue -p`",
+                    spool=POSTFIX_QUEUES,
+                    drain="let Postfix deliver them (`postqueue -f`, then `postqueue -p` until "
+                          "empty) or delete them yourself (`postsuper -d ALL`)")
 
 
 SASL_PASSWORDS = "/etc/postfix/sasl_passwd"

@@ -1,5 +1,5 @@
 """python -m mailhost.lab up [--fresh] [--image IMAGE] [--dpkg-lock-seconds N] | down
-| status [--json] | ssh [COMMAND...]"""
+| reboot | status [--json] | ssh [COMMAND...]"""
 
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
                          "unattended-upgrades does (default $MAILHOST_LAB_DPKG_LOCK_SECONDS or 0)")
     up.add_argument("--json", action="store_true", help="print the status as JSON")
     commands.add_parser("down", help="stop everything the lab started and remove what it made")
+    commands.add_parser("reboot", help="reboot the VPS (systemctl reboot; its network state "
+                                       "starts empty, as a rebooted kernel's does)")
     status = commands.add_parser("status", help="what runs where (exit 3 if not running)")
     status.add_argument("--json", action="store_true")
     ssh = commands.add_parser("ssh", help="ssh into the VPS as root")
@@ -50,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             print("lab down: every process stopped; no namespace, link or mount left")
             return 0
+        if args.command == "reboot":
+            info = lab.reboot_vps(paths)
+            print(lab.describe(info))
+            return 0 if info["running"] else 1
         if args.command == "status":
             info = lab.status(paths)
             print(json.dumps(info, indent=2) if args.json else lab.describe(info))

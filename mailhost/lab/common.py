@@ -30,6 +30,9 @@ MAIL_DOMAIN = "example.test"
 MAIL_HOSTNAME = "mail.example.test"
 RX_DOMAIN = "example.net"
 RX_HOSTNAME = "mx.example.net"
+# while this file is in the receiver's store, every recipient gets a temporary failure (a
+# receiver down for a while: mail waits in the sender's queue)
+RX_TEMPFAIL_FLAG = "TEMPFAIL"
 LAB_DOMAIN = "lab.test"  # ns.lab.test (Knot), acme.lab.test (Pebble)
 DNSBL_ZONE = "bl.lab.test"
 NS_NAME = "ns.lab.test"

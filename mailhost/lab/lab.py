@@ -37,6 +37,7 @@ from .common import (
     RX_DOMAIN,
     RX_HOSTNAME,
     RX_NETNS,
+    RX_TEMPFAIL_FLAG,
     SMTP_PORT,
     TSIG_KEY_NAME,
     LabError,
@@ -184,6 +185,36 @@ def start_vps(paths: Paths, state: dict, image: images.Image, dpkg_lock_seconds:
     _record(paths, state, "vps_init", vps.container_init(nspawn) or init)
     state["vps_booted_at"] = time.time()
     save_state(paths, state)
+
+
+def reboot_vps(paths: Paths) -> dict:
+    """Reboot the VPS as a provider's VPS reboots: ``systemctl reboot`` inside, then the same
+    root filesystem boots again in a new network namespace (a kernel's network state starts
+    empty: no firewall rules, addresses or sysctls survive; what comes back is what the VPS's
+    own systemd, netplan and ufw bring back). Returns status()."""
+    with locked(paths):
+        state = load_state(paths)
+        nspawn = _proc(state, "vps")
+        if nspawn is None or not nspawn.alive():
+            raise LabError("the VPS is not running: `scripts/lab up` first")
+        image = images.image(state["image"])
+        vps.ssh(paths, "systemctl --no-block reboot", timeout=30)
+        if not nspawn.wait_exit(timeout=90):  # nspawn exits (133) when its container reboots
+            raise LabError("the VPS did not shut down within 90 s of `systemctl reboot`")
+        stop_vps(paths, state)
+        network.delete_namespace(VPS_NS)
+        network.up(NAMESPACES)
+        network.reset_vps_link(VPS_NS, ipv6_off=image.network == "netplan")
+        log = paths.logs / "vps-console.log"
+        nspawn = vps.boot(paths, log)
+        _record(paths, state, "vps", nspawn)
+        init = wait_for(lambda: vps.container_init(nspawn), 20, "VPS init", proc=nspawn, log=log)
+        _record(paths, state, "vps_init", init)
+        state["vps_state"] = vps.wait_running(paths, nspawn, log)
+        _record(paths, state, "vps_init", vps.container_init(nspawn) or init)
+        state["vps_booted_at"] = time.time()
+        save_state(paths, state)
+    return status(paths)
 
 
 def stop_vps(paths: Paths, state: dict) -> None:
@@ -348,6 +379,7 @@ def status(paths: Paths) -> dict:
             "port": SMTP_PORT,
             "netns": RX_NETNS,
             "messages_dir": str(paths.received),
+            "tempfail_flag": str(paths.received / RX_TEMPFAIL_FLAG),
         },
         "apt_proxy": f"http://{HOST4}:{PROXY_PORT}",
         "apt_proxy_allows": proxy.allowed_hosts(paths),

@@ -129,6 +129,14 @@ def reset_vps_link(ns: Namespace, ipv6_off: bool) -> None:
         run("ip", "netns", "exec", ns.name, "sysctl", "-q", "-w",
             f"net.ipv6.conf.{scope}.disable_ipv6={value}")
 
+def delete_namespace(ns: Namespace) -> None:
+    """Remove one namespace (its veth pair goes with it); refused while anything runs in it."""
+    if namespace_pids(ns.name):
+        raise LabError(f"processes still run in {ns.name}: {namespace_pids(ns.name)}")
+    if ns.path.exists():
+        run("ip", "netns", "del", ns.name)
+
+
 def namespace_pids(name: str) -> list[int]:
     """PIDs of processes still running in a lab namespace."""
     result = run("ip", "netns", "pids", name, check=False)

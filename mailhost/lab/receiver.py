@@ -37,6 +37,8 @@ from pathlib import Path
 import dns.resolver
 import dns.reversename
 
+from mailhost.lab.common import RX_TEMPFAIL_FLAG
+
 # --- reading what the receiver stored (used by tests, no server needed) ---
 
 
@@ -219,6 +221,8 @@ class Handler:
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if _domain(address) not in self.domains:
             return "550 5.7.1 Relaying denied"
+        if (self.store / RX_TEMPFAIL_FLAG).exists():
+            return "451 4.3.2 lab receiver: try again later"
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
