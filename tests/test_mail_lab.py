@@ -11,6 +11,8 @@ import email.utils
 import imaplib
 import json
 import os
+import re
+import signal
 import smtplib
 import socket
 import ssl
@@ -671,6 +673,62 @@ def test_queued_mail_survives_a_redeploy_and_a_reboot_and_holds_back_a_switch(la
     assert len(matching) == 1
 
 
+def deploy_killed_at(lab_host, operation: str, then=None) -> str:
+    """The deploy, killed (SIGKILL: the laptop's connection is gone) once the operation whose
+    name starts with OPERATION has started, after THEN() returns (e.g. waits for something on
+    the host); returns what it printed. The deploy must not have finished."""
+    env = dict(world_env(lab_host), PYTHONUNBUFFERED="1")
+    deploy_ = subprocess.Popen([PYINFRA, "-y", "inventory/lab.py", "deploy.py"], cwd=ROOT,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, start_new_session=True)
+    lines = []
+    for line in deploy_.stdout:
+        lines.append(line)
+        if re.sub(r"\x1b\[[0-9;]*m", "", line).startswith(f"--> Starting operation: {operation}"):
+            if then:
+                then()
+            os.killpg(deploy_.pid, signal.SIGKILL)
+            break
+    deploy_.wait(timeout=60)
+    output = "".join(lines) + deploy_.stdout.read()
+    assert deploy_.returncode == -signal.SIGKILL, output[-3000:]
+    return output
+
+
+def no_change(output: str) -> bool:
+    total = [line for line in output.splitlines() if "Grand total" in line][0].split()
+    return total[3] == "-" and total[4] == "-"
+
+
+def kill_dpkg_once_running():
+    """Wait until dpkg runs on the host, then kill it and apt (the VPS lost power mid-install)."""
+    wait_until(lambda: ssh("pidof dpkg").strip() != "", timeout=120, interval=0.2)
+    ssh("kill -9 $(pidof apt-get dpkg) 2>/dev/null; true")
+
+
+@only_in(DEFAULT_WORLD)
+def test_a_fresh_deploy_killed_at_each_step_converges_on_the_next_run(lab_host):
+    """A fresh VPS; the deploy killed once in each component (dpkg killed too, mid-install;
+    then the firewall, TLS, the MTA's configuration, the DNS apply, the certificate): after
+    each kill SSH still answers; the next run converges (finishing the interrupted install,
+    checks pass), leaves no service hold, and the run after it changes nothing."""
+    lab("up", "--fresh")
+    steps = [("Install ", kill_dpkg_once_running), ("Firewall:", None),
+             ("TLS fullchain.pem", None), ("/etc/postfix/main.cf", None),
+             ("DNS records of", None), ("Certificate for", None)]
+    outputs = []
+    for operation, then in steps:
+        outputs.append(deploy_killed_at(lab_host, operation, then))
+        assert ssh("echo up").strip() == "up", f"SSH lost after a kill at {operation}"
+    assert "Finish an interrupted package install" in outputs[1], outputs[1][-3000:]
+    output = deploy(lab_host, "-y")
+    assert "Checks of the mail host" in output
+    assert ssh("test -e /usr/sbin/policy-rc.d && echo held").strip() == ""
+    assert no_change(deploy(lab_host, "-y"))
+    message = received(lab_host, submit(lab_host, 587))
+    assert [message.verdicts[k] for k in ("dkim", "spf", "dmarc")] == ["pass"] * 3
+
+
 def records(zone: str) -> list[str]:
     return [line for line in zone.splitlines() if " SOA " not in line]
 
@@ -702,9 +760,10 @@ def unit_states(units):
 
 @only_in(*SWITCHED)
 def test_switch_to_the_other_mta_and_back(lab_host):
-    """Runs last: the old MTA stopped and disabled, the new one on 25/587/465
-    (IPv4 and IPv6) passing dkim/spf/dmarc, every message delivered before still readable
-    over IMAP; back again, and then a run changes nothing."""
+    """Runs last: the switch killed once midway (in the new MTA's configuration), then run
+    again: the old MTA stopped and disabled, the new one on 25/587/465 (IPv4 and IPv6)
+    passing dkim/spf/dmarc, every message delivered before still readable over IMAP; back
+    again, and then a run changes nothing."""
     image, mta, provider, challenge = lab_host["world"]
     other = "chasquid" if mta == "postfix" else "postfix"
     kept = [("INBOX", send_from_outside("alice@example.test", f"via {mta}")),
@@ -712,7 +771,10 @@ def test_switch_to_the_other_mta_and_back(lab_host):
     for folder, message_id in kept:
         fetch_over_imap(lab_host, message_id, folder=folder)
     for new, old in [(other, mta), (mta, other)]:
-        deploy(dict(lab_host, world=(image, new, provider, challenge)), "-y")
+        world = dict(lab_host, world=(image, new, provider, challenge))
+        if new == other:  # the first switch is interrupted in the new MTA's configuration
+            deploy_killed_at(world, MTA_FILE[new])
+        deploy(world, "-y")
         assert all(line.startswith("inactive disabled") or line.startswith("inactive not-found")
                    for line in unit_states(MTA_UNITS[old])), unit_states(MTA_UNITS[old])
         listeners = ssh("ss -ltnpH '( sport = :25 or sport = :587 or sport = :465 )'")
