@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from checkdmarc.utils import get_base_domain
 
+from mailhost import mta_sts
 from mailhost.dkim import DkimPublicKeys, record_name, selector_for
 from mailhost.dnsplan import Ownership
 from mailhost.records import RecordSet, zone_of
@@ -102,6 +103,7 @@ def mail_domain_keys(domain: str, settings: Settings) -> set[tuple[str, str]]:
     return {(domain, "MX"), (domain, "TXT"), (f"_dmarc.{domain}", "TXT"),
             (f"_smtp._tls.{domain}", "TXT"),
             *((f"{label}.{domain}", "SRV") for label, _port, _offered in CLIENT_SERVICES),
+            *mta_sts_keys(domain, settings),
             *((record_name(selector_for(settings, kind), domain), "TXT")
               for kind in ("rsa", "ed25519"))}
 
@@ -186,7 +188,32 @@ def domain_records(domain: str, hosts: list[MailHost]) -> list[RecordSet]:
         records.append(RecordSet(f"_smtp._tls.{domain}", "TXT", ttl, (tlsrpt_record(first),)))
     if first.caa_issuers:
         records.append(RecordSet(domain, "CAA", ttl, tuple(caa_values(first))))
-    return records + srv_records(domain, hosts)
+    return records + srv_records(domain, hosts) + mta_sts_records(domain, hosts)
+
+
+def mta_sts_records(domain: str, hosts: list[MailHost]) -> list[RecordSet]:
+    """With mta_sts_mode other than "off": the policy host's addresses (the first serving
+    host serves the policy) and the ``_mta-sts`` TXT whose id follows the policy text."""
+    first = hosts[0].settings
+    if first.mta_sts_mode == "off":
+        return []
+    text = mta_sts.policy_text(first.mta_sts_mode, [h.settings.mail_hostname for h in hosts],
+                               first.mta_sts_max_age)
+    name, ttl = mta_sts.policy_host(domain), first.dns_ttl
+    records = [RecordSet(name, "A", ttl, (str(first.ipv4),)),
+               RecordSet(mta_sts.record_name(domain), "TXT", ttl, (mta_sts.txt_record(text),))]
+    if first.ipv6:
+        records.append(RecordSet(name, "AAAA", ttl, (str(first.ipv6),)))
+    return records
+
+
+def mta_sts_keys(domain: str, settings: Settings) -> set[tuple[str, str]]:
+    """The keys MTA-STS records use, owned unless mta_sts_mode is "off" (then an MTA-STS set
+    up elsewhere is left alone; with "none" our AAAA goes when ipv6 is unset)."""
+    if settings.mta_sts_mode == "off":
+        return set()
+    host = mta_sts.policy_host(domain)
+    return {(host, "A"), (host, "AAAA"), (mta_sts.record_name(domain), "TXT")}
 
 
 def desired_by_zone(hosts: list[MailHost]) -> list[ZoneRecords]:
@@ -204,6 +231,7 @@ def desired_by_zone(hosts: list[MailHost]) -> list[ZoneRecords]:
         serving = [h for h in hosts if domain in h.settings.mail_domains]
         records += domain_records(domain, serving)
         extra_owned.add((record_name(serving[0].settings.ed25519_selector, domain), "TXT"))
+        extra_owned |= mta_sts_keys(domain, serving[0].settings)
         apexes.add(domain)
         mx_keep |= {(domain, v) for h in serving for v in h.settings.mx_keep}
 

@@ -7,6 +7,7 @@ import re
 
 from pyinfra import host
 from pyinfra.api import FactBase, QuoteString, StringCommand
+from pyinfra.facts.deb import DebPackages
 
 DEPTH = 3  # how far below a root read_paths looks
 # host name -> (roots read, their PathStates): what is known without another round trip
@@ -196,6 +197,26 @@ class BaseState(FactBase):
                 "hosts": sections["hosts"], "sysctls": sysctls,
                 "netplan": sections["netplan"] == ["yes"],
                 "default_interface": interface or None}
+
+
+class PackageState(FactBase):
+    """The installed packages (as pyinfra's deb.DebPackages reads ``dpkg -l``: name ->
+    [version]) and what ``dpkg --audit`` reports (packages an interrupted install left
+    unpacked or half-configured), in one command: ``{"packages": {...}, "audit": [line, ...]}``.
+    """
+
+    @staticmethod
+    def default():
+        return {"packages": {}, "audit": []}
+
+    def command(self):
+        return "dpkg -l; echo '== audit'; dpkg --audit 2>&1 | head -5"
+
+    def process(self, output):
+        lines = list(output)
+        cut = lines.index("== audit") if "== audit" in lines else len(lines)
+        return {"packages": DebPackages().process(lines[:cut]),
+                "audit": [line for line in lines[cut + 1:] if line.strip()]}
 
 
 def read_paths(roots: list[str], contents: list[str] = ()) -> None:

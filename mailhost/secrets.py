@@ -6,11 +6,13 @@ The secrets file is TOML, kept out of git (``secrets/secrets.toml`` by default, 
     tsig_secret = "..."
     acme_tsig_secret = "..."            # DNS-01: the VPS's key (dns_acme_tsig_key_name)
     cloudflare_acme_api_token = "..."   # DNS-01: the VPS's token (Zone:DNS:Edit, mail zones)
+    relay_password = "..."              # relay_host's SASL password
     [passwords]
     "alice@example.com" = "..."
 
 The environment wins over the file: CLOUDFLARE_API_TOKEN, MAILHOST_TSIG_SECRET,
-MAILHOST_ACME_TSIG_SECRET, CLOUDFLARE_ACME_API_TOKEN and MAILHOST_PASSWORD_<USER>_<DOMAIN>
+MAILHOST_ACME_TSIG_SECRET, CLOUDFLARE_ACME_API_TOKEN, MAILHOST_RELAY_PASSWORD and
+MAILHOST_PASSWORD_<USER>_<DOMAIN>
 (address upper-cased, every other character as ``_``). Only the two ACME credentials go to
 the VPS (for certbot's DNS-01); without them the VPS gets the provisioning credential.
 No value read here is ever printed: Secret hides itself in repr and str.
@@ -61,6 +63,7 @@ class Secrets:
     passwords: dict[str, Secret] = field(default_factory=dict)
     acme_tsig_secret: Secret | None = None
     cloudflare_acme_api_token: Secret | None = None
+    relay_password: Secret | None = None
 
 
 def password_variable(address: str) -> str:
@@ -107,7 +110,17 @@ def load_secrets(settings: Settings, environ=None) -> Secrets:
                 f"export it, or add it under [passwords] in {settings.secrets_file}"
             )
         passwords[address] = Secret(_checked_password(address, value))
-    return Secrets(token, tsig, passwords, acme_tsig, acme_token)
+    relay = pick("MAILHOST_RELAY_PASSWORD", "relay_password")
+    if settings.relay_host and relay is None:
+        raise SettingsError(
+            f"secrets: MAILHOST_RELAY_PASSWORD: not set; export the password of "
+            f"{settings.relay_user} at {settings.relay_host}, or put relay_password in "
+            f"{settings.secrets_file}")
+    if relay is not None and any(unicodedata.category(c) == "Cc" or c.isspace()
+                                 for c in relay.reveal()):
+        raise SettingsError("secrets: relay_password: expected no spaces or control characters "
+                            "(Postfix's password table holds it after a colon on one line)")
+    return Secrets(token, tsig, passwords, acme_tsig, acme_token, relay)
 
 
 def _checked_password(address: str, value) -> str:

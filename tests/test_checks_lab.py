@@ -298,7 +298,7 @@ def service_hold(lab_):
 CERTIFICATE_CHECKS = {f"smtp: {a} port {p} {how} certificate" for a in (VPS4, VPS6)
                       for p, how in ((25, "STARTTLS"), (587, "STARTTLS"), (465, "TLS"))}
 BREAKAGES = [
-    (service_hold, {"host: no package hold or half-done install"}, "dpkg --configure -a"),
+    (service_hold, {"host: no package hold or half-done install"}, "run the deploy again"),
     (stale_dkim, {f"dns: DKIM mail._domainkey.{DOMAIN}"}, "does not match"),
     (wrong_ptr, {f"rdns: PTR {VPS4}"}, "at your VPS provider"),
     (spf_without_ipv6, {f"dns: SPF {DOMAIN} passes {VPS6}"}, f"ip6:{VPS6}"),

@@ -13,6 +13,7 @@ from mailhost.facts import (
     BaseState,
     DebianPackageVersion,
     DkimPublicKey,
+    PackageState,
     PathStates,
     SystemdUnitStates,
     parse_debian_version,
@@ -164,3 +165,23 @@ def test_accounts_command_runs_here_and_missing_ones_are_left_out():
                                         "shell": found["users"]["root"]["shell"]}},
                      "groups": {"root": {"gid": 0, "members": []}}}
     assert fact.process(["not an account line"]) == fact.default()
+
+
+def test_package_state_reads_dpkg_and_its_audit():
+    fact = PackageState()
+    output = ["Desired=Unknown/Install/Remove/Purge/Hold", "||/ Name Version Architecture",
+              "ii  postfix        3.8.6-1build2 amd64  High-performance mail transport agent",
+              "iF  opendkim       2.11.0        amd64  Milter implementation of DKIM",
+              "== audit",
+              "The following packages are only half configured, probably due to problems",
+              " opendkim             Milter implementation of DKIM", ""]
+    state = fact.process(output)
+    assert list(state["packages"]) == ["postfix"]  # a half-configured package is not installed
+    assert state["audit"][1].strip().startswith("opendkim")
+    assert fact.process(["ii  ufw  0.36.2-6  all  firewall", "== audit"]) == {
+        "packages": {"ufw": {"0.36.2-6"}}, "audit": []}
+
+
+def test_package_state_command_runs_here():
+    state = PackageState().process(shell(PackageState().command()))
+    assert "dpkg" in state["packages"] and state["audit"] == []

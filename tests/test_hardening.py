@@ -7,20 +7,21 @@ import ssl
 import pytest
 from sample import sample_settings
 from test_checks import tls_server
-from test_hostile_input import render, settings_lines
+from test_hostile_input import settings_lines
 
 from mailhost.checks import smtp
+from mailhost.host import postfix
 
 
 def main_cf() -> dict[str, str]:
-    text = render("postfix/main.cf.j2", sample_settings(), smtp_address_preference="any")
+    text = postfix.rendered("main.cf", sample_settings())
     return dict(line.split(" = ", 1) for line in settings_lines(text))
 
 
 def services() -> dict[str, list[str]]:
     """master.cf: each service's -o options."""
     found, current = {}, None
-    for line in settings_lines(render("postfix/master.cf.j2", sample_settings())):
+    for line in settings_lines(postfix.rendered("master.cf", sample_settings())):
         if line[0].isspace():
             found[current].append(line.split("-o ", 1)[1])
         else:

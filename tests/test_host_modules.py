@@ -7,7 +7,6 @@ from types import SimpleNamespace
 import pytest
 from fakehost import FakeHost, Recorder, key, on
 from pyinfra.api.exceptions import DeployError
-from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import File, FileContents, Link, Sha256File
 from pyinfra.operations import apt, files, server
 from sample import sample_settings
@@ -19,6 +18,7 @@ from mailhost.host import (
     dovecot,
     firewall,
     in_place,
+    postfix,
     put_text,
     render,
     tls,
@@ -124,7 +124,7 @@ def test_opendkim_tables_use_the_record_name():
 
 
 def test_templates_get_the_host_paths():
-    main_cf = render("postfix/main.cf.j2", sample_settings(), smtp_address_preference="any")
+    main_cf = postfix.rendered("main.cf", sample_settings())
     assert "virtual_transport = lmtp:unix:private/dovecot-lmtp" in main_cf.splitlines()
     for version in [(2, 3), (2, 4)]:
         conf = render(dovecot.template_for(version), sample_settings(),
@@ -254,13 +254,13 @@ def in_place_states(settings) -> dict:
 def test_base_converged_adds_nothing_and_reads_one_fact(ops):
     settings = sample_settings()
     host = FakeHost({facts.BaseState: base_state(), facts.PathStates: in_place_states(settings),
-                     DebPackages: {"postfix": ["3.8.6"]}})
+                     facts.PackageState: packages({"postfix": ["3.8.6"]})})
     with on(host):
         facts.read_paths(base.ROOTS)
         base.configure(settings)
         base.install_packages(["postfix"])
     assert called(ops) == []
-    assert [name for name, _ in host.fact_calls] == ["PathStates", "BaseState", "DebPackages"]
+    assert [name for name, _ in host.fact_calls] == ["PathStates", "BaseState", "PackageState"]
 
 
 def test_identity_changes_only_what_differs(ops):
@@ -313,8 +313,27 @@ def test_ipv6_netplan_interface_default_and_refused(ops):
             base.configure_ipv6(settings, base_state(default_interface="eth0;reboot"))
 
 
+def packages(installed: dict, audit=()) -> dict:
+    """facts.PackageState: the installed packages, and what dpkg --audit says."""
+    return {"packages": installed, "audit": list(audit)}
+
+
+def test_an_interrupted_install_is_finished_with_services_held(ops):
+    audit = ["The following packages are only half configured, probably due to problems",
+             " postfix              High-performance mail transport agent"]
+    with on(FakeHost({facts.PackageState: packages({"ufw": ["0.36"]}, audit),
+                      facts.PathStates: {}})):
+        facts.read_paths(base.ROOTS)
+        base.install_packages(["ufw"])
+    assert called(ops) == ["put: Hold services during package install",
+                           "shell: Finish an interrupted package install (dpkg --configure -a)",
+                           "file: Release the service hold"]
+    (command,) = ops["server.shell"].calls[0]["commands"]
+    assert "dpkg --configure -a" in command and "*lock*) sleep 5" in command
+
+
 def test_packages_installed_with_services_held_and_the_hold_released(ops):
-    with on(FakeHost({DebPackages: {"ufw": ["0.36"]}, facts.PathStates: {}})):
+    with on(FakeHost({facts.PackageState: packages({"ufw": ["0.36"]}), facts.PathStates: {}})):
         facts.read_paths(base.ROOTS)
         base.install_packages(["ufw", "postfix", "opendkim"])
     assert called(ops)[0] == "put: Hold services during package install"
@@ -322,7 +341,7 @@ def test_packages_installed_with_services_held_and_the_hold_released(ops):
     assert "DPkg::Lock::Timeout=900" in ops["apt.packages"].calls[0]["extra_install_args"]
     assert called(ops)[-1] == "file: Release the service hold"
     ops["log"].clear()
-    with on(FakeHost({DebPackages: {"ufw": ["0.36"]}})):  # not read: the operation decides
+    with on(FakeHost({facts.PackageState: packages({"ufw": ["0.36"]})})):  # hold not read
         base.install_packages(["ufw"])
     assert called(ops) == ["file: Release the service hold"]
 

@@ -13,7 +13,7 @@ from passlib.hash import sha512_crypt
 from sample import BASE
 
 from mailhost import paths
-from mailhost.host import TEMPLATES, dovecot, opendkim, rspamd
+from mailhost.host import TEMPLATES, dovecot, opendkim, postfix, rspamd
 from mailhost.host.base import apt_proxy_conf
 from mailhost.host.users import (
     alias_map,
@@ -348,7 +348,7 @@ def test_nasty_values_pass_and_are_normalized(nasty):
 
 def test_main_cf_has_one_line_per_key(nasty):
     settings, _ = nasty
-    text = render("postfix/main.cf.j2", settings, smtp_address_preference="any")
+    text = postfix.rendered("main.cf", settings)
     lines = settings_lines(text)
     keys = [line.split(" = ")[0] for line in lines]
     assert all(re.fullmatch(r"[A-Za-z0-9_]+ = \S.*", line) for line in lines), lines
@@ -360,7 +360,7 @@ def test_main_cf_has_one_line_per_key(nasty):
 
 def test_master_cf_services_and_options(nasty):
     settings, _ = nasty
-    lines = settings_lines(render("postfix/master.cf.j2", settings))
+    lines = settings_lines(postfix.rendered("master.cf", settings))
     services = [line.split()[0] for line in lines if not line[0].isspace()]
     assert services.count("smtp") == 2  # smtpd (inet) and the smtp client (unix)
     assert len(set(services)) == len(services) - 1

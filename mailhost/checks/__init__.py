@@ -9,6 +9,7 @@ what to do. A failed *required* check fails the deploy and makes ``scripts/check
 from __future__ import annotations
 
 import json
+import ssl
 import textwrap
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +41,34 @@ def result(name: str, passed: bool, expected: str, found: str, advice: str,
     """OK when passed, else FAILED with the advice."""
     return CheckResult(name, OK if passed else FAILED, expected, found,
                        "" if passed else advice, required)
+
+
+def as_mail_user(name: str, doing: str, advice: str, settings: Settings, secrets: Secrets,
+                 connect: Callable, attempt: Callable) -> CheckResult:
+    """A check that logs in as the first mail user with a password: ``connect()`` opens a
+    connection whose certificate is verified, ``attempt(client, user, password, expected)``
+    judges. A warning, nothing tried, when no user has a password or the certificate does not
+    verify (a password is never sent to an unverified host).
+
+    + doing: what the user must manage, after their address ("may send to X")
+    """
+    users = [u for u in settings.mail_users if u in secrets.passwords]
+    expected = f"{users[0] if users else 'a mail user'} {doing}"
+    if not users:
+        return CheckResult(name, WARNING, expected, "not tried: no mail_users with a password",
+                           "add mail_users and their passwords to the secrets to check this")
+    user = users[0]
+
+    def check():
+        try:
+            client = connect()
+        except ssl.SSLCertVerificationError:
+            return CheckResult(name, WARNING, expected, "not tried: the certificate did not "
+                               "verify, and a password is never sent to an unverified host",
+                               "fix the certificate (see the certificate checks) first")
+        with client:
+            return attempt(client, user, secrets.passwords[user].reveal(), expected)
+    return guarded(name, expected, advice, check)
 
 
 def guarded(name: str, expected: str, advice: str, check: Callable[[], CheckResult],

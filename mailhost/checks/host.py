@@ -106,8 +106,8 @@ def packages_settled_check(host) -> CheckResult:
     name = "host: no package hold or half-done install"
     expected = f"no {POLICY_RC_D}; dpkg --audit reports nothing"
     advice = (f"while {POLICY_RC_D} exists, package upgrades (security updates) may not restart "
-              "services, and a half-done install leaves packages unconfigured: run "
-              "`dpkg --configure -a` on the host, then the deploy (it removes the hold)")
+              "services, and a half-done install leaves packages unconfigured: run the deploy "
+              "again (it finishes the install with `dpkg --configure -a` and removes the hold)")
 
     def check():
         output = run(host, f"test -e {POLICY_RC_D} && echo {POLICY_RC_D} present; "

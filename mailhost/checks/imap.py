@@ -9,13 +9,12 @@ import imaplib
 import socket
 import ssl
 
-from mailhost.checks import WARNING, CheckResult, guarded, result
+from mailhost.checks import CheckResult, as_mail_user, guarded, result
 from mailhost.checks.smtp import (
     MIN_DAYS,
     TIMEOUT,
-    describe_certificate,
+    judged_certificate,
     legacy_context,
-    unverified_context,
     verified_context,
 )
 from mailhost.paths import TLS_DIR
@@ -62,18 +61,9 @@ def certificate_check(settings: Settings, address: str) -> CheckResult:
               "(`systemctl reload dovecot`)")
 
     def check():
-        problem = ""
-        try:
-            with open_imaps(settings, address, verified_context(settings)) as client:
-                der = client.sock.getpeercert(binary_form=True)
-        except ssl.SSLCertVerificationError as error:
-            problem = f"not trusted: {error.verify_message}; "
-            with open_imaps(settings, address, unverified_context()) as client:
-                der = client.sock.getpeercert(binary_form=True)
-        description, days = describe_certificate(der)
-        if not problem and days <= MIN_DAYS:
-            problem = f"expires within {MIN_DAYS} days; "
-        return result(name, not problem, expected, problem + description, advice)
+        passed, found = judged_certificate(
+            settings, lambda context: open_imaps(settings, address, context))
+        return result(name, passed, expected, found, advice)
     return guarded(name, expected, advice, check)
 
 
@@ -95,26 +85,15 @@ def old_tls_check(settings: Settings, address: str) -> CheckResult:
 def login_check(settings: Settings, secrets: Secrets, address: str) -> CheckResult:
     """A mail user logs in on 993 with the password they use for submission; then LOGOUT."""
     name = f"imap: {address} port 993 login"
-    users = [u for u in settings.mail_users if u in secrets.passwords]
-    expected = f"{users[0] if users else 'a mail user'} logs in with their password"
     advice = ("IMAP and SMTP AUTH share Dovecot's users (/etc/dovecot/mailhost-users): check "
               "`doveadm auth test USER` and Dovecot's log (`journalctl -u dovecot`)")
-    if not users:
-        return CheckResult(name, WARNING, expected, "not tried: no mail_users with a password",
-                           "add mail_users and their passwords to check IMAP logins")
-    user = users[0]
 
-    def check():
-        try:
-            client = open_imaps(settings, address, verified_context(settings))
-        except ssl.SSLCertVerificationError:
-            return CheckResult(name, WARNING, expected, "not tried: the certificate did not "
-                               "verify, and a password is never sent to an unverified host",
-                               "fix the certificate (see the certificate checks) first")
-        with client:
-            code, _ = client.login(user, secrets.passwords[user].reveal())
+    def attempt(client, user, password, expected):
+        code, _ = client.login(user, password)
         return result(name, code == "OK", expected, f"LOGIN {code}", advice)
-    return guarded(name, expected, advice, check)
+    return as_mail_user(name, "logs in with their password", advice, settings, secrets,
+                        lambda: open_imaps(settings, address, verified_context(settings)),
+                        attempt)
 
 
 def login_offered_before_tls(capabilities) -> list[str]:

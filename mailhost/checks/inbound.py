@@ -40,6 +40,23 @@ def rspamd_check(host) -> CheckResult:
     return guarded(name, expected, advice, check)
 
 
+def offer(address: str, helo: str, sender: str, recipient: str, message: str,
+          timeout: float = TIMEOUT) -> tuple[int, str]:
+    """One message to port 25 as an outside server sends it: (the final reply code, its text).
+    The final reply is RCPT's when it refuses, else DATA's."""
+    with smtplib.SMTP(timeout=timeout) as client:
+        client.connect(address, 25)
+        client.ehlo(helo)
+        client.mail(sender)
+        code, reply = client.rcpt(recipient)
+        if code < 400:
+            try:
+                code, reply = client.data(message.encode())
+            except smtplib.SMTPDataError as refused:
+                code, reply = refused.smtp_code, refused.smtp_error
+    return code, reply.decode(errors="replace")
+
+
 def spoof_check(settings: Settings, address: str) -> CheckResult:
     """From your machine to port 25: a message to postmaster@DOMAIN with From: postmaster@DOMAIN
     and no signature, from an outside sender, must get a 5xx (DMARC p=reject). Sent only when
@@ -62,16 +79,7 @@ def spoof_check(settings: Settings, address: str) -> CheckResult:
         message_id = f"<spoof-probe-{time.time_ns()}@{PROBE_HELO}>"
         body = (f"From: {target}\r\nTo: {target}\r\nSubject: mailhost spoof probe\r\n"
                 f"Message-ID: {message_id}\r\n\r\nA forged From: this must be refused.\r\n")
-        with smtplib.SMTP(timeout=TIMEOUT) as client:
-            client.connect(address, 25)
-            client.ehlo(PROBE_HELO)
-            client.mail(SPOOF_SENDER)
-            code, reply = client.rcpt(target)
-            if code < 400:
-                try:
-                    code, reply = client.data(body.encode())
-                except smtplib.SMTPDataError as refused:
-                    code, reply = refused.smtp_code, refused.smtp_error
-        text = reply.decode(errors="replace")[:150]
+        code, text = offer(address, PROBE_HELO, SPOOF_SENDER, target, body)
+        text = text[:150]
         return result(name, 500 <= code < 600, expected, f"{code} {text}", advice)
     return guarded(name, expected, advice, check)

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from mailhost.checks import WARNING, CheckResult, guarded, result
+from mailhost.checks import WARNING, CheckResult, as_mail_user, guarded, result
 from mailhost.paths import TLS_DIR, live_certificate_dir
 from mailhost.secrets import Secrets
 from mailhost.settings import Settings
@@ -135,19 +135,28 @@ def certificate_check(settings: Settings, address: str, port: int, mta) -> Check
                   for r in mta.certificate_readers if r.copy_to))
 
     def check():
-        problem = ""
-        try:
-            with open_smtp(settings, address, port, verified_context(settings)) as client:
-                der = client.sock.getpeercert(binary_form=True)
-        except ssl.SSLCertVerificationError as error:
-            problem = f"not trusted: {error.verify_message}; "
-            with open_smtp(settings, address, port, unverified_context()) as client:
-                der = client.sock.getpeercert(binary_form=True)
-        description, days = describe_certificate(der)
-        if not problem and days <= MIN_DAYS:
-            problem = f"expires within {MIN_DAYS} days; "
-        return result(name, not problem, expected, problem + description, advice)
+        passed, found = judged_certificate(
+            settings, lambda context: open_smtp(settings, address, port, context))
+        return result(name, passed, expected, found, advice)
     return guarded(name, expected, advice, check)
+
+
+def judged_certificate(settings: Settings, open_with) -> tuple[bool, str]:
+    """Whether the chain a server presents verifies and lasts more than MIN_DAYS, and what was
+    found. ``open_with(context)`` connects (a client whose ``sock`` is the TLS socket); an
+    untrusted chain is read again without verification, to say what it is."""
+    problem = ""
+    try:
+        with open_with(verified_context(settings)) as client:
+            der = client.sock.getpeercert(binary_form=True)
+    except ssl.SSLCertVerificationError as error:
+        problem = f"not trusted: {error.verify_message}; "
+        with open_with(unverified_context()) as client:
+            der = client.sock.getpeercert(binary_form=True)
+    description, days = describe_certificate(der)
+    if not problem and days <= MIN_DAYS:
+        problem = f"expires within {MIN_DAYS} days; "
+    return not problem, problem + description
 
 
 def refused_client_check(settings: Settings, address: str, port: int, mta, refuses: str,
@@ -217,30 +226,19 @@ def submission_check(settings: Settings, secrets: Secrets, address: str) -> Chec
     """AUTH as a configured user, MAIL FROM it, RCPT to an outside address; then RSET."""
     name = f"smtp: {address} port 587 authenticated submission"
     outside = settings.check_outside_recipient
-    users = [u for u in settings.mail_users if u in secrets.passwords]
-    expected = f"{users[0] if users else 'a mail user'} may send to {outside}"
     advice = ("authenticated submission on 587 must work for the mail users: check the auth "
               "service (Dovecot for Postfix) and its users file, and the MTA's log")
-    if not users:
-        return CheckResult(name, WARNING, expected, "not tried: no mail_users with a password",
-                           "add mail_users and their passwords to check submission")
-    user = users[0]
 
-    def check():
-        try:
-            client = open_smtp(settings, address, 587, verified_context(settings))
-        except ssl.SSLCertVerificationError:
-            return CheckResult(name, WARNING, expected, "not tried: the certificate did not "
-                               "verify, and a password is never sent to an unverified host",
-                               "fix the certificate (see the certificate checks) first")
-        with client:
-            client.login(user, secrets.passwords[user].reveal())
-            mail_code, _ = client.mail(user)
-            code, message = client.rcpt(outside)
-            client.rset()
+    def attempt(client, user, password, expected):
+        client.login(user, password)
+        mail_code, _ = client.mail(user)
+        code, message = client.rcpt(outside)
+        client.rset()
         found = f"AUTH ok; MAIL {mail_code}; RCPT {code} {message.decode(errors='replace')}"
         return result(name, mail_code == 250 and code in (250, 251), expected, found, advice)
-    return guarded(name, expected, advice, check)
+    return as_mail_user(name, f"may send to {outside}", advice, settings, secrets,
+                        lambda: open_smtp(settings, address, 587, verified_context(settings)),
+                        attempt)
 
 
 

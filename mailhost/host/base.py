@@ -9,10 +9,9 @@ from io import StringIO
 
 from pyinfra import host
 from pyinfra.api.exceptions import DeployError
-from pyinfra.facts.deb import DebPackages
 from pyinfra.operations import apt, files, server
 
-from mailhost.facts import IPV6_SYSCTLS, BaseState, known_state
+from mailhost.facts import IPV6_SYSCTLS, BaseState, PackageState, known_state
 from mailhost.host import put_text, render
 from mailhost.settings import Settings
 
@@ -51,6 +50,15 @@ def configure_apt(settings: Settings) -> None:
         files.file(name="No apt proxy", path=APT_PROXY, present=False)
 
 
+# dpkg --configure -a, waiting (as apt does, DPKG_LOCK_WAIT_SECONDS) while another dpkg holds
+# the lock; any other failure ends the operation with dpkg's message
+FINISH_INTERRUPTED = (
+    f"for i in $(seq {DPKG_LOCK_WAIT_SECONDS // 5}); do "
+    "out=$(DEBIAN_FRONTEND=noninteractive dpkg --configure -a --force-confdef --force-confold "
+    "2>&1) && exit 0; case \"$out\" in *lock*) sleep 5;; *) echo \"$out\" >&2; exit 1;; esac; "
+    f"done; echo 'dpkg: the lock is still held after {DPKG_LOCK_WAIT_SECONDS} s' >&2; exit 1")
+
+
 def install_packages(packages: list[str]) -> None:
     """Install packages with services held back (policy-rc.d), so none starts half-configured.
 
@@ -62,18 +70,23 @@ def install_packages(packages: list[str]) -> None:
 
     + packages: Debian package names
     """
-    installed = host.get_fact(DebPackages) or {}
-    missing = [p for p in packages if p not in installed]
-    if missing:
+    state = host.get_fact(PackageState)
+    missing = [p for p in packages if p not in state["packages"]]
+    interrupted = bool(state["audit"])
+    if missing or interrupted:
         files.put(name="Hold services during package install",
                   src=StringIO("#!/bin/sh\nexit 101\n"), dest=POLICY_RC_D, mode="755")
+    if interrupted:
+        server.shell(name="Finish an interrupted package install (dpkg --configure -a)",
+                     commands=[FINISH_INTERRUPTED])
+    if missing:
         apt.packages(
             name=f"Install {', '.join(missing)} (waits up to {DPKG_LOCK_WAIT_SECONDS} s for "
                  "the dpkg lock: unattended-upgrades runs after a VPS's first boot)",
             packages=missing, update=True, no_recommends=True,
             extra_install_args=f"-o DPkg::Lock::Timeout={DPKG_LOCK_WAIT_SECONDS}",
         )
-    if missing or known_state(POLICY_RC_D) != (True, None):  # None: read, and not there
+    if missing or interrupted or known_state(POLICY_RC_D) != (True, None):  # None: not there
         files.file(name="Release the service hold", path=POLICY_RC_D, present=False)
 
 

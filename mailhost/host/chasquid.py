@@ -19,7 +19,7 @@ from pyinfra.operations import files, server
 
 from mailhost.dkim import host_key_path, kinds_for, selector_for
 from mailhost.facts import DebianPackageVersion, known_state
-from mailhost.host import CertificateReader, QueueReader, directory, write_template
+from mailhost.host import CertificateReader, QueueReader, directory, put_text, write_template
 from mailhost.host.dovecot import CHASQUID_AUTH_CLIENT, CHASQUID_AUTH_USERDB, CHASQUID_LMTP
 from mailhost.host.users import aliases, mailbox_root, sender_owners
 from mailhost.paths import CHASQUID_CONFIG, CHASQUID_DELIVER, CHASQUID_QUEUE, TLS_CERT, TLS_KEY
@@ -29,7 +29,12 @@ from mailhost.settings import Settings
 PACKAGES = ["chasquid", "python3-dkim"]
 UNITS = ["chasquid-smtp.socket", "chasquid-submission.socket",
          "chasquid-submission_tls.socket", "chasquid.service"]
-ROOTS = [CHASQUID_CONFIG, CHASQUID_DELIVER]
+# chasquid exits 1 when systemd stops it (SIGTERM; seen with 1.13), so every stop or restart
+# counted as a failure toward systemd's start limit: this drop-in makes 1 a clean exit
+STOP_DROP_IN = "/etc/systemd/system/chasquid.service.d/mailhost-stop.conf"
+STOP_DROP_IN_TEXT = ("# Managed by mailhost (mailhost/host/chasquid.py): chasquid exits 1 on "
+                     "SIGTERM\n[Service]\nSuccessExitStatus=1\n")
+ROOTS = [CHASQUID_CONFIG, CHASQUID_DELIVER, STOP_DROP_IN]
 USER = "chasquid"  # signs DKIM itself (or in its hook) and owns the keys
 NATIVE_DKIM = (1, 14)
 ALGORITHMS = {"rsa": "rsa-sha256", "ed25519": "ed25519-sha256"}
@@ -53,6 +58,8 @@ def native_dkim() -> bool:
 def configure(settings: Settings, secrets: Secrets) -> set[str]:
     """Write every configuration file; what to restart (chasquid.service, not its sockets)."""
     mailbox_root()
+    if put_text(STOP_DROP_IN, STOP_DROP_IN_TEXT):
+        server.shell(name="systemd reads chasquid's drop-in", commands=["systemctl daemon-reload"])
     native = native_dkim()
     changed = [
         write_template("chasquid/chasquid.conf.j2", f"{CHASQUID_CONFIG}/chasquid.conf", settings,

@@ -7,13 +7,16 @@ reads changed, so a converged host shows no change.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 from pyinfra.operations import server
 
-from mailhost.host import CertificateReader, QueueReader, put_text, write_template
+from mailhost.host import CertificateReader, QueueReader, put_text, render, write_template
 from mailhost.host.users import alias_map, mailbox_map, mailbox_root, sender_login_map
-from mailhost.secrets import Secrets
+from mailhost.operations.secret_file import secret_file
+from mailhost.secrets import Secret, Secrets
 from mailhost.settings import Settings
+from mailhost.warmup import PROVIDERS, SCHEDULE, pace_on, transport_map
 
 PACKAGES = ["postfix"]
 UNITS = ["postfix"]
@@ -30,17 +33,35 @@ def configure(settings: Settings, secrets: Secrets) -> set[str]:
     """main.cf, master.cf and the maps (mailboxes, aliases, who may send as whom); what to
     restart."""
     mailbox_root()
+    data = template_data(settings, today())
     changed = any([
-        write_template("postfix/main.cf.j2", "/etc/postfix/main.cf", settings,
-                       smtp_address_preference="any"),
-        write_template("postfix/master.cf.j2", "/etc/postfix/master.cf", settings),
+        write_template("postfix/main.cf.j2", "/etc/postfix/main.cf", settings, **data),
+        write_template("postfix/master.cf.j2", "/etc/postfix/master.cf", settings, **data),
         *[_postmap(name, content) for name, content in [
             ("vmailbox", mailbox_map(settings)),
             ("virtual", alias_map(settings)),
             ("sender_login", sender_login_map(settings)),
+            ("transport", transport_map(data["pace"])),
         ]],
+        _relay_password(settings, secrets),
     ])
     return set(UNITS) if changed else set()
+
+
+def template_data(settings: Settings, day) -> dict:
+    """What main.cf and master.cf are rendered with besides the settings, on ``day``."""
+    return {"smtp_address_preference": "any", "pace": pace_on(settings.warmup_start, day),
+            "transports": list(PROVIDERS), "schedule": SCHEDULE}
+
+
+def rendered(name: str, settings: Settings, day=None) -> str:
+    """/etc/postfix/NAME (main.cf, master.cf) as the deploy writes it on ``day`` (today)."""
+    return render(f"postfix/{name}.j2", settings, **template_data(settings, day or today()))
+
+
+def today():
+    """The day the warm-up's pace is read for (UTC; a test may replace it)."""
+    return datetime.now(UTC).date()
 
 
 def queue_ages(output: str) -> list[int]:
@@ -50,6 +71,27 @@ def queue_ages(output: str) -> list[int]:
 
 
 QUEUE = QueueReader("date +%s; postqueue -j", queue_ages, where="`postqueue -p`")
+
+
+SASL_PASSWORDS = "/etc/postfix/sasl_passwd"
+
+
+def relay_passwords(settings: Settings, secrets: Secrets) -> str:
+    """Postfix's password table for relay_host (empty without one)."""
+    if not settings.relay_host:
+        return ""
+    return f"{settings.relay_host} {settings.relay_user}:{secrets.relay_password.reveal()}\n"
+
+
+def _relay_password(settings: Settings, secrets: Secrets) -> bool:
+    """The relay's password table, 0600, and its lookup table made from it (also 0600)."""
+    changed = secret_file(name="Postfix relay password table", path=SASL_PASSWORDS,
+                          content=Secret(relay_passwords(settings, secrets)),
+                          mode="600").will_change
+    if changed:
+        server.shell(name=f"postmap {SASL_PASSWORDS}",
+                     commands=[f"postmap {SASL_PASSWORDS}", f"chmod 600 {SASL_PASSWORDS}.db"])
+    return changed
 
 
 def _postmap(name: str, content: str):
