@@ -223,3 +223,22 @@ def test_report_mailboxes_follow_aliases_and_name_an_address_that_reaches_nobody
 def test_bad_options_are_one_line(args, line, capsys):
     assert main(["inventory/lab.py", *args]) == 2
     assert capsys.readouterr().err.strip() == f"scripts/reports: {line}"
+
+
+def test_the_plan_shows_the_raised_policy_as_a_notice(knot_world, tmp_path):
+    """The deploy's plan (here against a real Knot) carries the warning as a ! NOTICE line;
+    it writes nothing and stops nothing."""
+    from mailhost.dkim import generate_key, public_value
+    from mailhost.dnssync import ZoneSync, zone_records
+
+    settings = sample_settings(dmarc_policy="reject", secrets_dir=str(tmp_path))
+    summary_path(settings).write_text(json.dumps(summary_of(
+        dmarc_message([row(HOST4, 40, dkim=False, spf=False)], policy="none"))))
+    key = public_value(generate_key("rsa", 2048))
+    (zone,) = zone_records({"mail": settings}, lambda host, path: key)
+    lines = ZoneSync(zone, knot_world.provider()).plan().lines()
+    notices = [line for line in lines if line.startswith("  ! NOTICE")]
+    assert notices == [f"  ! NOTICE   dmarc_policy of example.test raised from none to reject "
+                       f"while the DMARC reports (scripts/reports, 2026-11-25) show unaligned "
+                       f"mail from legitimate sources: {HOST4} (this host, 0% aligned); their "
+                       "mail would be rejected: fix their SPF/DKIM first, or keep p=none"]

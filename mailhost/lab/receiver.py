@@ -512,9 +512,12 @@ def send_reports(store: str | Path, ca_file: str | None = None, since: float = 0
             outgoing.append(("dmarc", mailto_addresses(policy["rua"]), report_id,
                              archive.getvalue(), f"{name}.zip"))
         tlsrpt = txt_tags(f"_smtp._tls.{domain}", "v=TLSRPTv1")
+        wants_tls_report = bool(tlsrpt and mailto_addresses(tlsrpt.get("rua", "")))
+        if not outgoing and not wants_tls_report:
+            continue  # the domain asks for no report (e.g. a forwarded message's sender)
         mx_name, mx_address = mx_of(domain)
         failure = try_starttls(mx_address, mx_name, context, port)
-        if tlsrpt and mailto_addresses(tlsrpt.get("rua", "")):
+        if wants_tls_report:
             report_id = uuid.uuid4().hex
             document = tlsrpt_json(domain, mx_name, 0 if failure else 1,
                                    {failure: 1} if failure else {}, begin, end, report_id)
