@@ -414,13 +414,14 @@ def render_table(summary: dict) -> str:
         lines.append(f"{domain}: {span} (last {summary['days']} days), {dmarc['reports']} "
                      f"DMARC reports ({organizations}), {dmarc['messages']} messages, "
                      f"published p={published}")
+        who = max([20, *(len(source["kind"]) for source in dmarc["sources"])])
         if dmarc["sources"]:
-            lines.append(f"  {'source':<28} {'PTR':<24} {'who':<20} {'msgs':>6} "
+            lines.append(f"  {'source':<28} {'PTR':<24} {'who':<{who}} {'msgs':>6} "
                          f"{'spf':>5} {'dkim':>5} {'spf-al':>6} {'dkim-al':>7} {'dmarc':>6}")
         for source in dmarc["sources"]:
             rates = source["rates"]
             lines.append(
-                f"  {source['ip']:<28} {source['ptr'] or '-':<24} {source['kind']:<20} "
+                f"  {source['ip']:<28} {source['ptr'] or '-':<24} {source['kind']:<{who}} "
                 f"{source['messages']:>6} " + " ".join(
                     f"{rates[k]:>{w}.0%}" for k, w in [("spf_pass", 5), ("dkim_pass", 5),
                                                       ("spf_aligned", 6), ("dkim_aligned", 7),
@@ -655,13 +656,23 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
 
+    from pyinfra.api import Config, State
     from pyinfra.api.exceptions import PyinfraError
+    from pyinfra.context import ctx_config, ctx_inventory, ctx_state
     from pyinfra_cli.inventory import make_inventory
 
     from mailhost.run import MailRun
 
-    try:
-        run = MailRun.load(make_inventory(args.inventory, cwd="."))
+    try:  # the inventory loaded as pyinfra loads it (group_data/ included), nothing connected
+        if not Path(args.inventory).exists():
+            raise PyinfraError(f"no inventory file {args.inventory}")
+        state = State()
+        state.cwd = str(Path.cwd())
+        ctx_state.set(state)
+        ctx_config.set(Config())
+        inventory = make_inventory(args.inventory, cwd=state.cwd)
+        ctx_inventory.set(inventory)
+        run = MailRun.load(inventory)
     except PyinfraError as error:
         print(f"scripts/reports: {error}", file=sys.stderr)
         return 2
