@@ -41,6 +41,9 @@ mail_hosts = [
                 "postmaster@example.test": ["alice@example.test"],
                 "sales@example.test": ["alice@example.test"],
                 "fwd@example.test": ["inbox@example.net"],  # forwarded outside, with SRS
+                # the report addresses below reach alice (scripts/reports reads them there)
+                "dmarc@example.test": ["alice@example.test"],
+                "tlsrpt@example.test": ["alice@example.test"],
             },
 
             # IMAP: 143 open too (STARTTLS before any login), and a quota per user
@@ -100,3 +103,7 @@ mail_hosts = [
         },
     ),
 ]
+# warm-up pacing for one deploy (tests/test_mail_lab.py reads it back from postconf):
+# MAILHOST_LAB_WARMUP_START=2026-11-25
+if os.environ.get("MAILHOST_LAB_WARMUP_START"):
+    mail_hosts[0][1]["warmup_start"] = os.environ["MAILHOST_LAB_WARMUP_START"]

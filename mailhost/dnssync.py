@@ -28,6 +28,7 @@ from mailhost.dnsplan import (
 )
 from mailhost.providers import Provider, ProviderError
 from mailhost.records import zone_of
+from mailhost.reports import raised_policy_notices
 from mailhost.settings import Settings
 
 # (a host's name, a key path on that host) -> its base64 DER public key, or None
@@ -52,8 +53,12 @@ def mail_hosts(hosts: dict[str, Settings], read_host_key: HostsKeyReader) -> lis
 
 def zone_records(hosts: dict[str, Settings], read_host_key: HostsKeyReader) -> list[ZoneRecords]:
     """The desired records by zone, each with the notices of its domains that left the
-    settings."""
+    settings and of a DMARC policy raised over unaligned mail (scripts/reports' summary)."""
     notices = left_domain_notices(hosts)
+    zones = {z for s in hosts.values() for z in s.zones}
+    for settings in hosts.values():
+        for domain, line in raised_policy_notices(settings).items():
+            notices.setdefault(zone_of(domain, zones), []).append(line)
     return [replace(zone, notices=tuple(notices.get(zone.zone, ())))
             for zone in desired_by_zone(mail_hosts(hosts, read_host_key))]
 

@@ -1,5 +1,6 @@
 """Warm-up of a new sending address: per-destination rate limits toward the big mailbox
-providers during the first weeks (Postfix only; not wired into a lab test yet).
+providers during the first weeks (Postfix only; the lab reads it back from postconf:
+tests/test_mail_lab.py, test_warmup_transports_are_read_back_from_postconf).
 
 A new IP address has no reputation, and the big receivers throttle or junk a sudden volume
 from one. Their guidance gives no numbers (Gmail's sender guidelines: "increase sending volume

@@ -619,6 +619,43 @@ def test_rspamd_memory_fits_a_small_vps(lab_host):
     assert len(sizes) >= 4 and 0 < pss < 400 * 1024, rows
 
 
+@only_in(DEFAULT_WORLD)
+def test_the_receivers_reports_are_read_by_scripts_reports(lab_host):
+    """A message sent; the receiver sends its DMARC aggregate report (zipped XML) and its
+    TLS report (gzipped JSON) to dmarc@ and tlsrpt@example.test (aliases of alice) over port 25;
+    scripts/reports reads them over IMAPS: the host a source, DKIM and SPF aligned, the TLS
+    session counted."""
+    received(lab_host, submit(lab_host, 587))
+    sent = subprocess.run(
+        ["ip", "netns", "exec", RX_NETNS, sys.executable, "-m", "mailhost.lab.receiver",
+         "send-reports", "--store", lab_host["receiver"]["messages_dir"],
+         "--dns", lab_host["dns"]["server"], "--ca-file", lab_host["acme"]["root_ca_file"]],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert sent.returncode == 0, sent.stderr[-2000:]
+    kinds = {(r["kind"], r["domain"], tuple(r["to"]))
+             for r in json.loads(sent.stdout.splitlines()[-1])}
+    assert kinds == {("dmarc", "example.test", ("dmarc@example.test",)),
+                     ("tls", "example.test", ("tlsrpt@example.test",))}
+    for _ in range(30):  # delivery through rspamd and Dovecot's LMTP takes a moment
+        result = subprocess.run([str(ROOT / "scripts" / "reports"), "inventory/lab.py",
+                                 "--json"], cwd=ROOT, capture_output=True, text=True,
+                                timeout=120)
+        assert result.returncode == 0, result.stdout[-1000:] + result.stderr[-2000:]
+        entry = json.loads(result.stdout)[HOSTNAME]["domains"]["example.test"]
+        if entry["dmarc"]["reports"] and entry["tls"]["reports"]:
+            break
+        time.sleep(1)
+    assert json.loads(result.stdout)[HOSTNAME]["unparsed"] == []
+    ours = [s for s in entry["dmarc"]["sources"] if s["ip"] in (VPS4, VPS6)]
+    assert ours and sum(s["messages"] for s in ours) >= 1, entry["dmarc"]
+    for source in ours:  # Postfix delivers over either family
+        assert (source["kind"], source["ptr"]) == ("this host", HOSTNAME), source
+        assert source["rates"]["dkim_aligned"] == source["rates"]["spf_aligned"] == 1.0, source
+    assert entry["tls"]["successful_sessions"] >= 1, entry["tls"]
+    assert entry["tls"]["failures"] == {}, entry["tls"]
+    assert entry["ladder"]["policy"] == "reject" and entry["ladder"]["next"] is None
+
+
 def queued():
     """The messages in Postfix's queue files (stopped or not)."""
     return int(ssh("find /var/spool/postfix/deferred /var/spool/postfix/active "
@@ -727,6 +764,23 @@ def test_a_fresh_deploy_killed_at_each_step_converges_on_the_next_run(lab_host):
     assert no_change(deploy(lab_host, "-y"))
     message = received(lab_host, submit(lab_host, 587))
     assert [message.verdicts[k] for k in ("dkim", "spf", "dmarc")] == ["pass"] * 3
+@only_in(DEFAULT_WORLD)
+def test_warmup_transports_are_read_back_from_postconf(lab_host, monkeypatch):
+    """Runs just before the rebuild (which starts from a fresh VPS): a deploy with
+    warmup_start today puts the provider domains through paced transports, as postconf and
+    the transport table on the host say."""
+    monkeypatch.setenv("MAILHOST_LAB_WARMUP_START", time.strftime("%Y-%m-%d", time.gmtime()))
+    deploy(lab_host, "-y")
+    services = ssh("postconf -M warmupgoogle/unix warmupmicrosoft/unix warmupyahoo/unix")
+    assert len(services.splitlines()) == 3 and all(
+        line.split()[7] == "smtp" for line in services.splitlines()), services
+    main = ssh("postconf -h transport_maps warmupgoogle_destination_concurrency_limit "
+               "warmupgoogle_destination_rate_delay warmupyahoo_destination_rate_delay")
+    assert main.split() == ["hash:/etc/postfix/transport", "1", "60s", "60s"], main
+    routes = ssh("postmap -q gmail.com hash:/etc/postfix/transport; "
+                 "postmap -q outlook.com hash:/etc/postfix/transport; "
+                 "postmap -q example.net hash:/etc/postfix/transport || echo none")
+    assert routes.split() == ["warmupgoogle:", "warmupmicrosoft:", "none"], routes
 
 
 def records(zone: str) -> list[str]:

@@ -1,5 +1,5 @@
 """Warm-up pacing (mailhost.warmup) as Postfix's main.cf, master.cf and transport table carry
-it, week by week; its read-back from a real postconf is a lab test still to write."""
+it, week by week; the read-back from a real postconf is a lab test in tests/test_mail_lab.py."""
 
 from __future__ import annotations
 
