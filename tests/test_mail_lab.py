@@ -624,10 +624,10 @@ def https_get(status, address, path=POLICY_URL_PATH, server_name=POLICY_HOST):
     connection = http.client.HTTPSConnection(server_name, 443, timeout=30, context=context)
     connection.sock = context.wrap_socket(socket.create_connection((address, 443), timeout=30),
                                           server_hostname=server_name)
+    serial = connection.sock.getpeercert()["serialNumber"]
     with contextlib.closing(connection):
         connection.request("GET", path, headers={"Connection": "close"})
         response = connection.getresponse()
-        serial = connection.sock.getpeercert()["serialNumber"]
         return response.status, response.getheader("Content-Type"), response.read().decode(), \
             serial
 
