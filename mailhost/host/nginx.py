@@ -3,8 +3,9 @@
 name, nothing on port 80: certbot's HTTP-01 keeps it). A component of both MTAs, there only when
 ``mta_sts_mode`` is not "off" (``wanted``): nothing is installed, opened or started otherwise.
 
-Ubuntu's and Debian's ``nginx`` package (not ``nginx-light``: Debian 13 no longer has the
-flavours, and nothing here needs a module beyond the core and TLS). Its own configuration
+The ``nginx`` package: the one name every supported image ships (the ``-light`` flavour's
+packaging differs between releases, and would only drop modules this configuration never
+loads). Its own configuration
 replaces the package's whole ``nginx.conf``, so the default site is never loaded. It reads the
 certificate the MTA reads (paths.TLS_CERT: self-signed until certbot's, whose names include
 every ``mta-sts.DOMAIN``), TLS 1.2 and 1.3 only; the renewal hook reloads it.
