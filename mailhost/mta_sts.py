@@ -1,6 +1,6 @@
 """MTA-STS (RFC 8461): the policy a mail domain serves at
-``https://mta-sts.DOMAIN/.well-known/mta-sts.txt`` and the records that announce it (the web
-server on the mail host is not built yet).
+``https://mta-sts.DOMAIN/.well-known/mta-sts.txt`` and the records that announce it. nginx on
+the mail host serves it (mailhost.host.nginx); the checks parse it back (mailhost.checks.mta_sts).
 
 The policy names every host serving the domain as an ``mx:`` pattern. Its ``id`` is derived
 from the policy text, so it changes exactly when the text does, and receivers fetch the new
@@ -29,6 +29,39 @@ def policy_id(text: str) -> str:
 def txt_record(text: str) -> str:
     """The ``_mta-sts`` TXT value announcing the policy ``text``."""
     return f"v=STSv1; id={policy_id(text)}"
+
+
+def policy_of(settings) -> dict[str, str]:
+    """The policy text of each mail domain the host serves ({} with mta_sts_mode "off"): the
+    host's own name is the one ``mx``, as in the records of a domain served by one host."""
+    if settings.mta_sts_mode == "off":
+        return {}
+    return {domain: policy_text(settings.mta_sts_mode, [settings.mail_hostname],
+                                settings.mta_sts_max_age) for domain in settings.mail_domains}
+
+
+def parse_policy(text: str) -> dict[str, list[str]]:
+    """A policy's fields (RFC 8461 3.2: ``key: value`` lines, CRLF or LF), each key's values in
+    order; a line that is not ``key: value`` raises ValueError."""
+    fields: dict[str, list[str]] = {}
+    for line in text.replace("\r\n", "\n").split("\n"):
+        if not line:
+            continue
+        key, colon, value = line.partition(":")
+        if not colon or not key.strip():
+            raise ValueError(f"policy line {line!r} is not 'key: value'")
+        fields.setdefault(key.strip(), []).append(value.strip())
+    return fields
+
+
+def mx_matches(pattern: str, mx_host: str) -> bool:
+    """Whether an ``mx:`` pattern names an MX host (RFC 8461 4.1: ``*.`` stands for exactly
+    one leftmost label)."""
+    pattern, mx_host = pattern.lower().rstrip("."), mx_host.lower().rstrip(".")
+    if pattern.startswith("*."):
+        label, dot, rest = mx_host.partition(".")
+        return bool(label) and bool(dot) and rest == pattern[2:]
+    return pattern == mx_host
 
 
 def policy_host(domain: str) -> str:

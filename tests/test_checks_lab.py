@@ -159,17 +159,18 @@ def test_a_healthy_host_passes_every_check_and_the_deploy_shows_them(world):
 def test_json_is_one_entry_per_check(world):
     _, entries, _, _ = check()
     names = [e["name"] for e in entries]
-    # 10 DNS, 2 PTR, 29 SMTP (the spoof probe), 8 IMAP (the lab opens 143), 3 blocklist, and
-    # the host's: its units (Postfix: postsrsd, opendkim, rspamd, dovecot, postfix; chasquid:
-    # its service and sockets, rspamd, dovecot), certbot.timer, outbound 25, the queue, rspamd
-    # answering, no package hold
-    units = {"postfix": 5, "chasquid": 6}[world[0].mta]
-    assert len(names) == len(set(names)) == 52 + units + 5
+    # 10 DNS, 2 PTR, 3 MTA-STS (the TXT, the policy over IPv4 and IPv6), 29 SMTP (the spoof
+    # probe), 8 IMAP (the lab opens 143), 3 blocklist, and the host's: its units (Postfix:
+    # postsrsd, opendkim, rspamd, dovecot, nginx, postfix; chasquid: its service and sockets,
+    # rspamd, dovecot, nginx), certbot.timer, outbound 25, the queue, rspamd answering, no
+    # package hold
+    units = {"postfix": 6, "chasquid": 7}[world[0].mta]
+    assert len(names) == len(set(names)) == 55 + units + 5
     assert all(set(e) == {"host", "name", "status", "expected", "found", "advice", "required"}
                for e in entries)
     assert {e["host"] for e in entries} == {HOSTNAME}
     prefixes = {name.split(":")[0] for name in names}
-    assert prefixes == {"dns", "rdns", "smtp", "imap", "host", "blocklist"}
+    assert prefixes == {"dns", "rdns", "mta-sts", "smtp", "imap", "host", "blocklist"}
 
 
 def test_a_second_deploy_changes_nothing_with_the_checks(world):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import email
 import email.utils
+import http.client
 import imaplib
 import json
 import os
@@ -27,6 +28,7 @@ import dns.tsigkeyring
 import pytest
 from secrecy import leaked
 
+from mailhost import mta_sts, paths
 from mailhost.checks import inbound
 from mailhost.lab.common import RX_NETNS
 from mailhost.lab.receiver import list_messages, wait_for_message
@@ -617,6 +619,93 @@ def test_rspamd_memory_fits_a_small_vps(lab_host):
     print(f"\n{'-'.join(lab_host['world'])}: rspamd {pss / 1024:.0f} MiB PSS "
           f"({rss / 1024:.0f} MiB RSS summed) in {len(sizes)} processes")
     assert len(sizes) >= 4 and 0 < pss < 400 * 1024, rows
+
+
+# --- MTA-STS (nginx on 443) and a forced renewal: read-only but for the renewal ---
+
+POLICY_HOST = "mta-sts.example.test"
+POLICY_URL_PATH = "/.well-known/mta-sts.txt"
+
+
+def https_get(status, address, path=POLICY_URL_PATH, server_name=POLICY_HOST):
+    """GET over HTTPS from one address, the certificate verified against Pebble's root for
+    ``server_name``: (status, Content-Type, body, the certificate's serial)."""
+    context = tls_context(status)
+    connection = http.client.HTTPSConnection(server_name, 443, timeout=30, context=context)
+    connection.sock = context.wrap_socket(socket.create_connection((address, 443), timeout=30),
+                                          server_hostname=server_name)
+    serial = connection.sock.getpeercert()["serialNumber"]
+    with contextlib.closing(connection):
+        connection.request("GET", path, headers={"Connection": "close"})
+        response = connection.getresponse()
+        return response.status, response.getheader("Content-Type"), response.read().decode(), \
+            serial
+
+
+@only_in(*BOTH_MTAS)
+def test_mta_sts_policy_is_served_over_ipv4_and_ipv6_and_passes_the_checks(lab_host):
+    """nginx serves the enforce policy with Pebble's certificate (which names mta-sts.DOMAIN)
+    on both families, 404 for any other path or name, nothing on 80; the TXT id is the text's;
+    the deploy's MTA-STS checks passed."""
+    expected = mta_sts.policy_text("enforce", [HOSTNAME], 604800)
+    for address in (VPS4, VPS6):
+        code, content_type, body, _ = https_get(lab_host, address)
+        assert (code, content_type, body) == (200, "text/plain", expected)
+        assert https_get(lab_host, address, path="/")[0] == 404
+        assert https_get(lab_host, address, server_name=HOSTNAME)[0] == 404
+    assert f'"{mta_sts.txt_record(expected)}"' in zone_text(lab_host)
+    assert ssh("ss -ltnH 'sport = :80'").strip() == ""
+    passed = [line for line in lab_host["first_deploy"].splitlines()
+              if "ok    mta-sts: " in line]
+    assert len(passed) == 3, lab_host["first_deploy"][-3000:]  # the TXT, IPv4, IPv6
+    rows = [line.split() for line in ssh(
+        "for p in $(pgrep -x nginx); do awk '/^(Rss|Pss):/ {printf \"%s \", $2}' "
+        "/proc/$p/smaps_rollup; echo; done").splitlines() if line.strip()]
+    print(f"\n{'-'.join(lab_host['world'])}: nginx {sum(int(r[1]) for r in rows) / 1024:.1f} MiB"
+          f" PSS ({sum(int(r[0]) for r in rows) / 1024:.1f} MiB RSS summed) in {len(rows)} "
+          "processes")
+
+
+def presented_serial(status, address, port):
+    """The serial of the certificate a TLS port presents (STARTTLS on 25 and 587)."""
+    context = tls_context(status)
+    if port in (25, 587):
+        client = smtplib.SMTP(address, port, timeout=30)
+        client._host = HOSTNAME  # verify the certificate for the mail host's name
+        with client:
+            client.starttls(context=context)
+            return client.sock.getpeercert()["serialNumber"]
+    if port == 443:
+        return https_get(status, address)[3]
+    with context.wrap_socket(socket.create_connection((address, port), timeout=30),
+                             server_hostname=HOSTNAME) as tls:
+        return tls.getpeercert()["serialNumber"]
+
+
+TLS_PORTS = (25, 465, 587, 993, 443)
+RENEW = (f"REQUESTS_CA_BUNDLE={paths.ACME_CA_BUNDLE} certbot renew --force-renewal "
+         "--no-random-sleep-on-renew --cert-name mail.example.test >/dev/null 2>&1; echo $?")
+
+
+@only_in(DEFAULT_WORLD)
+def test_a_forced_renewal_reaches_every_tls_port_on_both_families(lab_host):
+    """certbot renews (HTTP-01 for both names, its hooks open and close 80); the deploy hook
+    hands the new certificate to Postfix, Dovecot and nginx: a new serial on every TLS port
+    over IPv4 and IPv6, and the MTA-STS policy still served."""
+    before = {presented_serial(lab_host, VPS4, port) for port in TLS_PORTS}
+    assert len(before) == 1, before
+    assert ssh(RENEW).strip() == "0"
+    deadline, found = time.monotonic() + 30, {}
+    while time.monotonic() < deadline:  # the reloads are asynchronous
+        found = {(address, port): presented_serial(lab_host, address, port)
+                 for address in (VPS4, VPS6) for port in TLS_PORTS}
+        if len(set(found.values())) == 1 and set(found.values()) != before:
+            break
+        time.sleep(1)
+    assert len(set(found.values())) == 1 and set(found.values()) != before, (before, found)
+    assert https_get(lab_host, VPS6)[:3] == (
+        200, "text/plain", mta_sts.policy_text("enforce", [HOSTNAME], 604800))
+    assert "80/tcp" not in ssh("ufw status")
 
 
 @only_in(DEFAULT_WORLD)

@@ -9,6 +9,8 @@ A component is a module with
   what is already in place costs no round trip: facts.read_paths);
 - ``configure(settings, secrets) -> set[str]``: writes its files; the units that must restart
   because a file they read changed;
+- optionally ``wanted(settings) -> bool``: whether the host needs it at all (mtas.mta_of leaves
+  it out otherwise: nginx only with MTA-STS);
 and activate is the same for all (``units.converge``: running and enabled, restarted when
 ``configure`` said so, the other MTA's units stopped first). An MTA (``Mta``) names its
 components and what the rest of the deploy, the checks and the certbot hook need to know about

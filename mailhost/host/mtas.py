@@ -3,13 +3,14 @@ an MTA is one module and one entry in its ``components``."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import ModuleType
 
 from pyinfra import host
 from pyinfra.api.exceptions import DeployError
 
 from mailhost.facts import QueuedMessages
-from mailhost.host import Mta, chasquid, dovecot, opendkim, postfix, postsrsd, rspamd
+from mailhost.host import Mta, chasquid, dovecot, nginx, opendkim, postfix, postsrsd, rspamd
 from mailhost.settings import Settings
 
 
@@ -25,23 +26,33 @@ def served_by(server: ModuleType, name: str, components: tuple[ModuleType, ...],
                tls_configurable=tls_configurable)
 
 
-# Dovecot (IMAP, delivery, the users) in both, started before the SMTP server that uses it
-POSTFIX = served_by(postfix, name="postfix",
-                    components=(postsrsd, opendkim, rspamd, dovecot, postfix),  # postfix last
+# Dovecot (IMAP, delivery, the users) in both, started before the SMTP server that uses it;
+# nginx (the MTA-STS policy) in both, only when MTA-STS is on
+POSTFIX = served_by(postfix, name="postfix",  # postfix last
+                    components=(postsrsd, opendkim, rspamd, dovecot, nginx, postfix),
                     dkim_signer=opendkim.USER, tls_configurable=True)
-CHASQUID = served_by(chasquid, name="chasquid", components=(rspamd, dovecot, chasquid),
+CHASQUID = served_by(chasquid, name="chasquid", components=(rspamd, dovecot, nginx, chasquid),
                      dkim_signer=chasquid.USER, tls_configurable=False)
 MTAS = {mta.name: mta for mta in (POSTFIX, CHASQUID)}
 
 
+def for_settings(mta: Mta, settings: Settings) -> Mta:
+    """The MTA without the components these settings do not want (a component may declare
+    ``wanted(settings)``: nginx only with MTA-STS), nor their certificate readers."""
+    kept = tuple(c for c in mta.components if getattr(c, "wanted", lambda _: True)(settings))
+    left_out = {u for c in mta.components if c not in kept for u in c.UNITS}
+    return replace(mta, components=kept, certificate_readers=tuple(
+        r for r in mta.certificate_readers if r.unit not in left_out))
+
+
 def mta_of(settings: Settings) -> Mta:
-    """The MTA the host runs."""
-    return MTAS[settings.mta]
+    """The MTA the host runs, with the components its settings want."""
+    return for_settings(MTAS[settings.mta], settings)
 
 
 def others(settings: Settings) -> list[Mta]:
     """The MTAs the host does not run (stopped when switching: port 25 is released first)."""
-    return [mta for name, mta in MTAS.items() if name != settings.mta]
+    return [for_settings(mta, settings) for name, mta in MTAS.items() if name != settings.mta]
 
 
 def refuse_a_switch_while_mail_waits(settings: Settings) -> None:

@@ -10,10 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from pyinfra import host
-from pyinfra.api import QuoteString, StringCommand
+from pyinfra.api import FactBase, QuoteString, StringCommand
 from pyinfra.facts.files import File, Link
 from pyinfra.operations import files, server
 
+from mailhost import mta_sts
 from mailhost.facts import known_state
 from mailhost.host import Mta, directory, put_text, write_template
 from mailhost.operations.secret_file import secret_file
@@ -63,6 +64,40 @@ def has_certificate(settings: Settings) -> bool:
     path = f"{live_dir(settings)}/fullchain.pem"
     known, state = known_state(path)
     return state is not None if known else host.get_fact(File, path=path) is not None
+
+
+def certificate_names(settings: Settings) -> list[str]:
+    """The names the certificate must hold: the mail hostname, and with MTA-STS on every
+    ``mta-sts.DOMAIN`` (nginx serves the policies with it)."""
+    policy_hosts = [mta_sts.policy_host(d) for d in settings.mail_domains]
+    return [settings.mail_hostname, *(policy_hosts if settings.mta_sts_mode != "off" else [])]
+
+
+class CertificateNames(FactBase):
+    """The DNS names of a PEM certificate's subjectAltName ([] when there is no such file)."""
+
+    @staticmethod
+    def default():
+        return []
+
+    def command(self, path):
+        return StringCommand("! test -e", QuoteString(path), "|| openssl x509 -noout -ext "
+                             "subjectAltName -in", QuoteString(path), "2>/dev/null || true")
+
+    def process(self, output):
+        return [item.strip()[4:].lower() for line in output for item in line.split(",")
+                if item.strip().startswith("DNS:")]
+
+
+def missing_names(settings: Settings) -> list[str]:
+    """The names the host's certificate must hold and does not (all when there is none)."""
+    wanted = certificate_names(settings)
+    if not has_certificate(settings):
+        return wanted
+    if wanted == [settings.mail_hostname]:
+        return []  # the certificate was asked for this name: no need to read it
+    present = host.get_fact(CertificateNames, path=f"{live_dir(settings)}/fullchain.pem")
+    return [name for name in wanted if name not in present]
 
 
 def configure(settings: Settings, secrets: Secrets, mta: Mta) -> None:
@@ -117,15 +152,18 @@ def _dns_credentials(settings: Settings, secrets: Secrets) -> Secret:
 
 
 def obtain_certificate(settings: Settings) -> None:
-    """Ask the ACME CA for a certificate once; certbot renews it.
+    """Ask the ACME CA for a certificate once, and again when it lacks a name it must hold
+    (``certificate_names``: MTA-STS turned on); certbot renews it, with the same names.
 
     HTTP-01 (default): certbot's standalone server, port 80 opened only around the challenge
     (certbot's pre/post hooks, kept for renewals). DNS-01: certbot's plugin for the DNS provider
     writes the ``_acme-challenge`` TXT record; no port is opened.
     A failure stops the run with certbot's own message; mail keeps running on the fallback.
     """
-    if has_certificate(settings):
+    missing = missing_names(settings)
+    if not missing:
         return
+    names = certificate_names(settings)
     environment = f"REQUESTS_CA_BUNDLE={ACME_CA_BUNDLE} " if settings.acme_ca_bundle else ""
     if settings.acme_challenge == "dns-01":
         plugin = f"dns-{settings.dns_provider}"
@@ -144,11 +182,13 @@ def obtain_certificate(settings: Settings) -> None:
         *challenge,
         "--server", QuoteString(settings.acme_directory),
         "--email", QuoteString(settings.acme_contact),
-        "-d", QuoteString(settings.mail_hostname),
+        "--cert-name", QuoteString(settings.mail_hostname),
+        *[part for name in names for part in ("-d", QuoteString(name))],
         "--deploy-hook", TLS_DEPLOY_HOOK,
     )
-    server.shell(name=f"Certificate for {settings.mail_hostname} from the ACME CA",
-                 commands=[command])
+    what = ", ".join(names) if len(missing) == len(names) else \
+        f"{settings.mail_hostname}, adding {', '.join(missing)}"
+    server.shell(name=f"Certificate for {what} from the ACME CA", commands=[command])
 
 
 TIMERS = [CERTBOT_TIMER]  # renewals: started with the MTA's units (units.converge)

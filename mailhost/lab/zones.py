@@ -85,7 +85,8 @@ def zones() -> dict[str, str]:
 def start_knot(paths: Paths, tsig_secret: str, acme_secret: str | None = None) -> Proc:
     """Start knotd on the bridge (port 53, IPv4 and IPv6) with fresh zones; return its PID.
     With ``acme_secret``, key ACME_TSIG_KEY_NAME may only write the mail host's
-    _acme-challenge TXT record (the key the VPS's certbot gets for DNS-01)."""
+    _acme-challenge TXT records (the key the VPS's certbot gets for DNS-01): its hostname's
+    and the MTA-STS policy host's (the certificate names mta-sts.MAIL_DOMAIN too)."""
     import shutil
 
     from .knot import KnotServer, TsigKey
@@ -95,7 +96,8 @@ def start_knot(paths: Paths, tsig_secret: str, acme_secret: str | None = None) -
     acme_key = TsigKey(ACME_TSIG_KEY_NAME, acme_secret) if acme_secret else None
     server = KnotServer(zones(), key=TsigKey(TSIG_KEY_NAME, tsig_secret), listen=[HOST4, HOST6],
                         port=DNS_PORT, workdir=paths.knot, acme_key=acme_key,
-                        acme_names=[f"_acme-challenge.{MAIL_HOSTNAME}."])
+                        acme_names=[f"_acme-challenge.{MAIL_HOSTNAME}.",
+                                    f"_acme-challenge.mta-sts.{MAIL_DOMAIN}."])
     command = server.prepare()
     log = paths.logs / "knotd.log"
     proc = spawn(command, log)  # detached: it outlives `lab up`

@@ -1,0 +1,53 @@
+"""nginx: serves each mail domain's MTA-STS policy (RFC 8461) at
+``https://mta-sts.DOMAIN/.well-known/mta-sts.txt`` and nothing else (404 for any other path or
+name, nothing on port 80: certbot's HTTP-01 keeps it). A component of both MTAs, there only when
+``mta_sts_mode`` is not "off" (``wanted``): nothing is installed, opened or started otherwise.
+
+The ``nginx`` package: the one name every supported image ships (the ``-light`` flavour's
+packaging differs between releases, and would only drop modules this configuration never
+loads). Its own configuration
+replaces the package's whole ``nginx.conf``, so the default site is never loaded. It reads the
+certificate the MTA reads (paths.TLS_CERT: self-signed until certbot's, whose names include
+every ``mta-sts.DOMAIN``), TLS 1.2 and 1.3 only; the renewal hook reloads it.
+"""
+
+from __future__ import annotations
+
+from mailhost import mta_sts
+from mailhost.host import CertificateReader, directory, put_text, write_template
+from mailhost.host.dovecot import CIPHERS
+from mailhost.settings import Settings
+
+PACKAGES = ["nginx"]
+UNITS = ["nginx"]
+CONFIG = "/etc/nginx/nginx.conf"
+POLICY_DIR = "/etc/nginx/mta-sts"  # POLICY_DIR/DOMAIN.txt, read by the workers (www-data)
+ROOTS = [CONFIG, POLICY_DIR]
+CERTIFICATE_READERS = (CertificateReader("nginx", after_renewal="reload"),)
+HTTPS_PORT = 443
+
+
+def wanted(settings: Settings) -> bool:
+    """Whether the host runs nginx at all: only to serve an MTA-STS policy."""
+    return settings.mta_sts_mode != "off"
+
+
+def ports(settings: Settings) -> tuple[int, ...]:
+    """443, for the policy (the component is left out entirely when MTA-STS is off)."""
+    return (HTTPS_PORT,) if wanted(settings) else ()
+
+
+def configure(settings: Settings, secrets) -> set[str]:
+    """The policy file of each mail domain and the server that serves only them; what to
+    restart.
+
+    + settings: mta_sts_mode, mta_sts_max_age, mail_domains, mail_hostname
+    """
+    policies = mta_sts.policy_of(settings)
+    directory(POLICY_DIR, mode="755", name="MTA-STS policy directory")
+    changed = [put_text(f"{POLICY_DIR}/{domain}.txt", text, name=f"MTA-STS policy of {domain}")
+               for domain, text in policies.items()]
+    sites = [(mta_sts.policy_host(domain), f"{POLICY_DIR}/{domain}.txt") for domain in policies]
+    changed.append(write_template("nginx/nginx.conf.j2", CONFIG, settings, sites=sites,
+                                  policy_path=mta_sts.POLICY_PATH, ciphers=CIPHERS))
+    return set(UNITS) if any(changed) else set()
