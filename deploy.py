@@ -9,13 +9,17 @@ of each zone, planned and applied once per zone (mailhost.dnssync) -> the ACME c
 (its HTTP-01 challenge needs the A record) -> verification.
 """
 
-from pyinfra import host, inventory
+from functools import partial
 
-from mailhost.dkim import host_key_path, kinds_for, local_key_path
+from pyinfra import host, inventory, logger
+from pyinfra.facts.files import FileContents
+
+from mailhost.dkim import host_state_path, published_everywhere, rotation_step
 from mailhost.facts import DkimPublicKey, read_paths
 from mailhost.host import base, firewall, tls, units, users
 from mailhost.host.mtas import mta_of, others
 from mailhost.operations import dkim, dns, verify
+from mailhost.rotation import describe
 from mailhost.run import current_run
 
 run = current_run(inventory)
@@ -41,17 +45,19 @@ if settings.mail_manage_host:
     base.install_packages(["ufw", *tls.packages(settings), *mta.packages])
     firewall.configure(mta.open_ports(settings))
 
+# DKIM: each domain's rotation advances at most one phase (mailhost.rotation); its line says
+# the phase and the next step (what --dry shows)
 for domain in settings.mail_domains:
-    for kind in kinds_for(settings):
-        on_host = settings.mail_manage_host
-        dkim.key(
-            name=f"DKIM {kind} key of {domain}",
-            local_path=str(local_key_path(settings, domain, kind)),
-            remote_path=host_key_path(settings, domain, kind) if on_host else None,
-            kind=kind,
-            rsa_bits=settings.rsa_bits,
-            owner=mta.dkim_signer,
-        )
+    state_lines = (host.get_fact(FileContents, path=host_state_path(domain))
+                   if settings.mail_manage_host else None)
+    step = rotation_step(
+        settings, domain,
+        host_text="\n".join(state_lines) if state_lines else None,
+        read_host_key=partial(read_host_key, host.name),
+        visible=published_everywhere(settings),
+    )
+    logger.info(describe(domain, step))
+    dkim.domain_keys(settings, domain, step, owner=mta.dkim_signer)
 
 if settings.mail_manage_host:
     tls.configure(settings, secrets, mta)
