@@ -296,9 +296,10 @@ def request_rotation(settings: Settings, domain: str) -> Path:
     if domain not in settings.mail_domains:
         raise ValueError(f"domain = {domain}: expected one of mail_domains "
                          f"({', '.join(settings.mail_domains)})")
-    now = clock(settings)
-    state = load_rotation(settings, domain, None, now)[0]
     path = local_state_path(settings, domain)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path.write_text(rotation.to_json(state, rotate_now=True))
+    if not path.exists():
+        raise ValueError(f"domain = {domain}: no DKIM rotation state in {path}; expected a "
+                         "domain deployed from this controller (deploy once, then ask again)")
+    state = load_rotation(settings, domain, None, clock(settings))[0]
+    save_local_key(path, rotation.to_json(state, rotate_now=True).encode())
     return path
