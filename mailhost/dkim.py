@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from mailhost import rotation
 from mailhost.paths import HOST_DKIM_DIR
-from mailhost.settings import Settings
+from mailhost.settings import DOCUMENTATION_NETWORKS, Settings
 
 KINDS = ("rsa", "ed25519")
 PENDING = "<new key, generated when applied>"
@@ -173,7 +173,8 @@ def save_local_key(path: Path, private_pem: bytes) -> None:
 
 # --- rotation (RSA keys) ---
 
-# the lab's clock (tests only): honoured only with lab_allowances, which production refuses
+# the lab's clock (tests only): honoured only for a host on a documentation address (only a
+# lab has one: the settings accept it only with lab_allowances)
 LAB_CLOCK = "MAILHOST_LAB_NOW"
 # (mail_hostname, domain) -> this run's step: what the MTA modules and the checks sign with
 _steps: dict[tuple[str, str], rotation.Step] = {}
@@ -185,9 +186,11 @@ def rotation_policy(settings: Settings) -> rotation.Policy:
 
 
 def clock(settings: Settings) -> datetime:
-    """Now, to the second; in a lab (lab_allowances) ``MAILHOST_LAB_NOW`` (ISO 8601) if set, so
-    a test can walk a rotation's days in minutes."""
-    lab_now = os.environ.get(LAB_CLOCK) if settings.lab_allowances else None
+    """Now, to the second; for a lab's host (a documentation address) ``MAILHOST_LAB_NOW``
+    (ISO 8601) if set, so a test can walk a rotation's days in minutes."""
+    in_lab = settings.lab_allowances and any(
+        settings.ipv4 in network for network in DOCUMENTATION_NETWORKS if network.version == 4)
+    lab_now = os.environ.get(LAB_CLOCK) if in_lab else None
     now = datetime.fromisoformat(lab_now) if lab_now else datetime.now(UTC)
     return now.replace(microsecond=0)
 
