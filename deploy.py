@@ -12,10 +12,9 @@ of each zone, planned and applied once per zone (mailhost.dnssync) -> the ACME c
 from functools import partial
 
 from pyinfra import host, inventory, logger
-from pyinfra.facts.files import FileContents
 
 from mailhost.dkim import host_state_path, published_everywhere, rotation_step
-from mailhost.facts import DkimPublicKey, read_paths
+from mailhost.facts import DkimPublicKey, known_lines, read_paths
 from mailhost.host import base, firewall, tls, units, users
 from mailhost.host.mtas import mta_of, others
 from mailhost.operations import dkim, dns, verify
@@ -40,7 +39,8 @@ if settings.mail_manage_host:
     # every file and directory the deploy writes, read in one command: what is in place
     # already costs no further round trip
     read_paths([*base.ROOTS, *tls.roots(settings), *users.ROOTS, *mta.roots],
-               contents=users.hash_files(settings))
+               contents=[*users.hash_files(settings),
+                         *(host_state_path(d) for d in settings.mail_domains)])
     base.configure(settings)
     base.install_packages(["ufw", *tls.packages(settings), *mta.packages])
     firewall.configure(mta.open_ports(settings))
@@ -48,8 +48,8 @@ if settings.mail_manage_host:
 # DKIM: each domain's rotation advances at most one phase (mailhost.rotation); its line says
 # the phase and the next step (what --dry shows)
 for domain in settings.mail_domains:
-    state_lines = (host.get_fact(FileContents, path=host_state_path(domain))
-                   if settings.mail_manage_host else None)
+    # the host's copy of the rotation state (read_paths read it: no further round trip)
+    state_lines = known_lines(host_state_path(domain))[1] if settings.mail_manage_host else None
     step = rotation_step(
         settings, domain,
         host_text="\n".join(state_lines) if state_lines else None,
