@@ -12,6 +12,7 @@ of each zone, planned and applied once per zone (mailhost.dnssync) -> the ACME c
 from functools import partial
 
 from pyinfra import host, inventory, logger
+from pyinfra.api.exceptions import PyinfraError
 
 from mailhost.dkim import host_state_path, published_everywhere, rotation_step
 from mailhost.facts import DkimPublicKey, known_lines, read_paths
@@ -50,12 +51,15 @@ if settings.mail_manage_host:
 for domain in settings.mail_domains:
     # the host's copy of the rotation state (read_paths read it: no further round trip)
     state_lines = known_lines(host_state_path(domain))[1] if settings.mail_manage_host else None
-    step = rotation_step(
-        settings, domain,
-        host_text="\n".join(state_lines) if state_lines else None,
-        read_host_key=partial(read_host_key, host.name),
-        visible=published_everywhere(settings),
-    )
+    try:
+        step = rotation_step(
+            settings, domain,
+            host_text="\n".join(state_lines) if state_lines else None,
+            read_host_key=partial(read_host_key, host.name),
+            visible=published_everywhere(settings),
+        )
+    except ValueError as error:  # an unreadable state file: one line, nothing changed
+        raise PyinfraError(f"{host.name}: {error}") from None
     logger.info(describe(domain, step))
     dkim.domain_keys(settings, domain, step, owner=mta.dkim_signer)
 

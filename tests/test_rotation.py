@@ -316,3 +316,16 @@ def test_a_forced_rotation_walks_through_deploys_against_knot(cli, knot_world,  
     assert total[3] == "-" and total[4] == "-", total  # the run after the walk changes nothing
     assert sorted(p.name for p in (cli.secrets_dir / "dkim" / "example.test").iterdir()) == [
         f"{new}.rsa.pem", "rotation.json"]
+
+
+def test_an_unreadable_state_file_stops_the_run_with_one_line(cli, knot_world):  # noqa: F811
+    state = cli.secrets_dir / "dkim" / "example.test" / "rotation.json"
+    state.parent.mkdir(parents=True)
+    state.write_text('{"signing": "gone", "keys": []}')
+    before = knot_world.zone_bytes()
+    code, output = cli("-y")
+    assert code != 0
+    assert (f"@local: DKIM rotation state {state} cannot be read (the signing selector gone "
+            "is not one of its keys): restore it from a backup, or delete it to start again"
+            ) in output, output[-2000:]
+    assert knot_world.zone_bytes() == before
