@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import tomllib
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import dns.query
@@ -29,6 +29,7 @@ from secrecy import leaked
 from mailhost.checks import inbound
 from mailhost.lab.common import RX_NETNS
 from mailhost.lab.receiver import wait_for_message
+from mailhost.rotation import Policy, from_json, selector_on
 
 pytestmark = pytest.mark.lab
 
@@ -631,15 +632,17 @@ def test_dkim_rotation_walks_every_phase_one_deploy_at_a_time(lab_host, monkeypa
     """The lab's clock (MAILHOST_LAB_NOW) 181 days on: the next key published beside the old,
     seen everywhere, signing switched after twice the TTL (300 s), the old record and keys
     gone dkim_retire_days (7) later; mail passes DKIM at every phase; then nothing changes."""
-    start = datetime.now(UTC) + timedelta(days=181)
-    new = f"mail-{start:%Y%m%d}"
+    # the controller's keys outlive each world's VPS: start from the key that signs now
     keys_dir = Path(lab_host["secrets_file"]).parent / "secrets" / "dkim" / "example.test"
-    both = ["mail", new]
+    state = from_json((keys_dir / "rotation.json").read_text())[0]
+    old, start = state.signing, state.signer.created + timedelta(days=181)
+    new = selector_on(Policy("mail", 180, 7, 300), start, [old])
+    both = sorted([old, new])
     # (clock, what the deploy says, selectors published after it, the signing selector)
-    phases = [(timedelta(0), f"publish new key {new}", both, "mail"),
-              (timedelta(minutes=1), f"signing switches to {new} after", both, "mail"),
+    phases = [(timedelta(0), f"publish new key {new}", both, old),
+              (timedelta(minutes=1), f"signing switches to {new} after", both, old),
               (timedelta(minutes=12), f"now: sign with {new}", both, new),
-              (timedelta(days=7, minutes=12), "now: remove mail;", [new], new)]
+              (timedelta(days=7, minutes=12), f"now: remove {old};", [new], new)]
     for offset, said, selectors, signer in phases:
         monkeypatch.setenv("MAILHOST_LAB_NOW", (start + offset).isoformat())
         output = deploy(lab_host, "-y")
