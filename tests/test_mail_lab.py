@@ -226,7 +226,7 @@ def test_dkim_signer_follows_the_images_chasquid(lab_host):
         assert "active" in ssh("systemctl is-active opendkim")
         return
     link = ssh("ls /etc/chasquid/domains/example.test/ 2>&1")
-    signer = "chasquid" if "dkim:mail.pem" in link else "hook"
+    signer = "chasquid" if "dkim:mail" in link else "hook"  # mail.pem, or a rotated key's
     assert signer == CHASQUID_SIGNER[image], (image, link)
     message = received(lab_host, submit(lab_host, 587))
     assert message.verdicts["dkim"] == "pass"
