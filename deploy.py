@@ -9,13 +9,17 @@ of each zone, planned and applied once per zone (mailhost.dnssync) -> the ACME c
 (its HTTP-01 challenge needs the A record) -> verification.
 """
 
-from pyinfra import host, inventory
+from functools import partial
 
-from mailhost.dkim import host_key_path, kinds_for, local_key_path
-from mailhost.facts import DkimPublicKey, read_paths
+from pyinfra import host, inventory, logger
+from pyinfra.api.exceptions import PyinfraError
+
+from mailhost.dkim import host_state_path, published_everywhere, rotation_step
+from mailhost.facts import DkimPublicKey, known_lines, read_paths
 from mailhost.host import base, firewall, tls, units, users
 from mailhost.host.mtas import mta_of, others, refuse_a_switch_while_mail_waits
 from mailhost.operations import dkim, dns, verify
+from mailhost.rotation import describe
 from mailhost.run import current_run
 
 run = current_run(inventory)
@@ -37,22 +41,28 @@ if settings.mail_manage_host:
     # every file and directory the deploy writes, read in one command: what is in place
     # already costs no further round trip
     read_paths([*base.ROOTS, *tls.roots(settings), *users.ROOTS, *mta.roots],
-               contents=users.hash_files(settings))
+               contents=[*users.hash_files(settings),
+                         *(host_state_path(d) for d in settings.mail_domains)])
     base.configure(settings)
     base.install_packages(["ufw", *tls.packages(settings), *mta.packages])
     firewall.configure(mta.open_ports(settings))
 
+# DKIM: each domain's rotation advances at most one phase (mailhost.rotation); its line says
+# the phase and the next step (what --dry shows)
 for domain in settings.mail_domains:
-    for kind in kinds_for(settings):
-        on_host = settings.mail_manage_host
-        dkim.key(
-            name=f"DKIM {kind} key of {domain}",
-            local_path=str(local_key_path(settings, domain, kind)),
-            remote_path=host_key_path(settings, domain, kind) if on_host else None,
-            kind=kind,
-            rsa_bits=settings.rsa_bits,
-            owner=mta.dkim_signer,
+    # the host's copy of the rotation state (read_paths read it: no further round trip)
+    state_lines = known_lines(host_state_path(domain))[1] if settings.mail_manage_host else None
+    try:
+        step = rotation_step(
+            settings, domain,
+            host_text="\n".join(state_lines) if state_lines else None,
+            read_host_key=partial(read_host_key, host.name),
+            visible=published_everywhere(settings),
         )
+    except ValueError as error:  # an unreadable state file: one line, nothing changed
+        raise PyinfraError(f"{host.name}: {error}") from None
+    logger.info(describe(domain, step))
+    dkim.domain_keys(settings, domain, step, owner=mta.dkim_signer)
 
 if settings.mail_manage_host:
     tls.configure(settings, secrets, mta)

@@ -178,7 +178,8 @@ def domain_records(domain: str, hosts: list[MailHost]) -> list[RecordSet]:
     records = [
         RecordSet(domain, "MX", ttl, tuple(mx)),
         RecordSet(domain, "TXT", ttl, (spf,)),
-        RecordSet(record_name(first.dkim_selector, domain), "TXT", ttl, (keys.rsa_txt(),)),
+        *(RecordSet(record_name(selector, domain), "TXT", ttl, (txt,))
+          for selector, txt in keys.rsa_records(first.dkim_selector)),  # two in a rotation
         RecordSet(f"_dmarc.{domain}", "TXT", ttl, (dmarc_record(first),)),
     ]
     if first.dkim_ed25519:
@@ -231,6 +232,8 @@ def desired_by_zone(hosts: list[MailHost]) -> list[ZoneRecords]:
         serving = [h for h in hosts if domain in h.settings.mail_domains]
         records += domain_records(domain, serving)
         extra_owned.add((record_name(serving[0].settings.ed25519_selector, domain), "TXT"))
+        # a rotation's retired selectors: owned in the run that deletes their records
+        extra_owned |= {(record_name(s, domain), "TXT") for s in serving[0].dkim[domain].removed}
         extra_owned |= mta_sts_keys(domain, serving[0].settings)
         apexes.add(domain)
         mx_keep |= {(domain, v) for h in serving for v in h.settings.mx_keep}

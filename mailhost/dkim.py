@@ -7,6 +7,12 @@ is read back instead of generating a new one: rebuilding a VPS never changes the
 
 This module is the one place for a DKIM record's name (``record_name``) and for reading a
 public half (``public_half``: the controller's key first, else the host's).
+
+Rotation (mailhost.rotation, RSA keys only; the ed25519 key keeps its selector): the state of
+a domain lives beside its keys, ``secrets_dir/dkim/DOMAIN/rotation.json``, and a copy on the
+host (``HOST_DKIM_DIR/DOMAIN/rotation.json``) from which a new controller recovers it.
+``rotation_step`` is one deploy's step for a domain; ``signing_selector`` is the selector the
+MTA signs with (this run's step, else the state file, else ``dkim_selector``).
 """
 
 from __future__ import annotations
@@ -16,13 +22,15 @@ import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
+from mailhost import rotation
 from mailhost.paths import HOST_DKIM_DIR
-from mailhost.settings import Settings
+from mailhost.settings import DOCUMENTATION_NETWORKS, Settings
 
 KINDS = ("rsa", "ed25519")
 PENDING = "<new key, generated when applied>"
@@ -34,9 +42,19 @@ class DkimPublicKeys:
 
     rsa: str | None
     ed25519: str | None = None
+    # with rotation: every published RSA selector and its p= value (None: generated when
+    # applied), the signing one included, and the selectors whose records this run removes
+    rsa_published: tuple[tuple[str, str | None], ...] = ()
+    removed: tuple[str, ...] = ()
 
     def rsa_txt(self) -> str:
         return f"v=DKIM1; k=rsa; p={self.rsa or PENDING}"
+
+    def rsa_records(self, selector: str) -> list[tuple[str, str]]:
+        """(selector, TXT value) of every published RSA key; ``selector`` without rotation."""
+        if not self.rsa_published:
+            return [(selector, self.rsa_txt())]
+        return [(s, f"v=DKIM1; k=rsa; p={p or PENDING}") for s, p in self.rsa_published]
 
     def ed25519_txt(self) -> str:
         return f"v=DKIM1; k=ed25519; p={self.ed25519 or PENDING}"
@@ -63,8 +81,9 @@ def kinds_for(settings: Settings) -> list[str]:
     return ["rsa", "ed25519"] if settings.dkim_ed25519 else ["rsa"]
 
 
-def local_key_path(settings: Settings, domain: str, kind: str) -> Path:
-    filename = f"{selector_for(settings, kind)}.{kind}.pem"
+def local_key_path(settings: Settings, domain: str, kind: str,
+                   selector: str | None = None) -> Path:
+    filename = f"{selector or selector_for(settings, kind)}.{kind}.pem"
     return Path(settings.secrets_dir) / "dkim" / domain / filename
 
 
@@ -74,8 +93,8 @@ def domains_with_keys(settings: Settings) -> list[str]:
     return sorted(d.name for d in root.iterdir() if d.is_dir()) if root.is_dir() else []
 
 
-def host_key_path(settings: Settings, domain: str, kind: str) -> str:
-    return f"{HOST_DKIM_DIR}/{domain}/{selector_for(settings, kind)}.{kind}.pem"
+def host_key_path(settings: Settings, domain: str, kind: str, selector: str | None = None) -> str:
+    return f"{HOST_DKIM_DIR}/{domain}/{selector or selector_for(settings, kind)}.{kind}.pem"
 
 
 # a key path on the host -> the base64 DER public half of the key there (None: no key)
@@ -83,15 +102,18 @@ HostKeyReader = Callable[[str], "str | None"]
 
 
 def public_half(settings: Settings, domain: str, kind: str,
-                read_host_key: HostKeyReader | None = None) -> tuple[str | None, str]:
+                read_host_key: HostKeyReader | None = None,
+                selector: str | None = None) -> tuple[str | None, str]:
     """The ``p=`` value of a domain's key and where it was read: the controller's key first
     (the one a deploy uploads), else the host's (a new controller: the deploy reads it back),
-    else None. Without ``read_host_key`` only the controller's key is read."""
-    local = local_key_path(settings, domain, kind)
+    else None. Without ``read_host_key`` only the controller's key is read.
+
+    + selector: the key of this selector (default: the kind's selector of the settings)"""
+    local = local_key_path(settings, domain, kind, selector)
     private = read_local_key(local)
     if private is not None:
         return public_value(private), str(local)
-    remote = host_key_path(settings, domain, kind)
+    remote = host_key_path(settings, domain, kind, selector)
     der = read_host_key(remote) if read_host_key is not None else None
     if der:
         return public_value_from_spki(base64.b64decode(der)), remote
@@ -147,3 +169,140 @@ def save_local_key(path: Path, private_pem: bytes) -> None:
     finally:
         os.close(handle)
     os.replace(temporary, path)
+
+
+# --- rotation (RSA keys) ---
+
+# the lab's clock (tests only): honoured only for a host on a documentation address (only a
+# lab has one: the settings accept it only with lab_allowances)
+LAB_CLOCK = "MAILHOST_LAB_NOW"
+# (mail_hostname, domain) -> this run's step: what the MTA modules and the checks sign with
+_steps: dict[tuple[str, str], rotation.Step] = {}
+
+
+def rotation_policy(settings: Settings) -> rotation.Policy:
+    return rotation.Policy(settings.dkim_selector, settings.dkim_rotate_days,
+                           settings.dkim_retire_days, settings.dns_ttl)
+
+
+def clock(settings: Settings) -> datetime:
+    """Now, to the second; for a lab's host (a documentation address) ``MAILHOST_LAB_NOW``
+    (ISO 8601) if set, so a test can walk a rotation's days in minutes."""
+    in_lab = settings.lab_allowances and any(
+        settings.ipv4 in network for network in DOCUMENTATION_NETWORKS if network.version == 4)
+    lab_now = os.environ.get(LAB_CLOCK) if in_lab else None
+    now = datetime.fromisoformat(lab_now) if lab_now else datetime.now(UTC)
+    return now.replace(microsecond=0)
+
+
+def local_state_path(settings: Settings, domain: str) -> Path:
+    return Path(settings.secrets_dir) / "dkim" / domain / "rotation.json"
+
+
+def host_state_path(domain: str) -> str:
+    return f"{HOST_DKIM_DIR}/{domain}/rotation.json"
+
+
+def load_rotation(settings: Settings, domain: str, host_text: str | None,
+                  now: datetime) -> tuple[rotation.Rotation, bool]:
+    """A domain's rotation state and whether a rotation was asked for: the controller's file,
+    else the host's copy, else a new state whose only key is dkim_selector's (made ``now``)."""
+    local = local_state_path(settings, domain)
+    text = local.read_text() if local.exists() else host_text
+    if not text:
+        return rotation.start(settings.dkim_selector, now), False
+    try:
+        return rotation.from_json(text)
+    except (ValueError, KeyError, TypeError) as error:
+        where = local if local.exists() else host_state_path(domain)
+        raise ValueError(f"DKIM rotation state {where} cannot be read ({error}): "
+                         "restore it from a backup, or delete it to start again") from None
+
+
+# (domain, selector, p= value) -> whether every authoritative server answers that key
+Visibility = Callable[[str, str, str], bool]
+
+
+def rotation_step(settings: Settings, domain: str, host_text: str | None,
+                  read_host_key: HostKeyReader | None, visible: Visibility,
+                  now: datetime | None = None) -> rotation.Step:
+    """This deploy's step of a domain's rotation (kept for the MTA modules and the checks).
+
+    + host_text: the host's copy of the state file (None: none, or not read)
+    + visible: asked only for a next key not yet seen published everywhere
+    """
+    now = now or clock(settings)
+    state, force = load_rotation(settings, domain, host_text, now)
+    upcoming, seen = state.next_key, set()
+    if upcoming is not None and upcoming.seen is None:
+        public = public_half(settings, domain, "rsa", read_host_key, upcoming.selector)[0]
+        if public is not None and visible(domain, upcoming.selector, public):
+            seen.add(upcoming.selector)
+    step = rotation.advance(state, rotation_policy(settings), now, seen, force=force)
+    _steps[(settings.mail_hostname, domain)] = step
+    return step
+
+
+def state_text(step: rotation.Step, settings: Settings, domain: str) -> str:
+    """The state file after this step (a request to rotate stays until a key is made)."""
+    local = local_state_path(settings, domain)
+    asked = local.exists() and rotation.from_json(local.read_text())[1]
+    return rotation.to_json(step.rotation, rotate_now=asked and step.generate is None)
+
+
+def published_everywhere(settings: Settings) -> Visibility:
+    """Whether every authoritative server of the record's zone (as the checks find them)
+    answers a DKIM record with this key; any DNS error: not (yet)."""
+    def visible(domain: str, selector: str, public: str) -> bool:
+        import dns.exception
+
+        from mailhost.checks.lookup import make_resolver, resolver_for
+
+        name = record_name(selector, domain)
+        try:
+            zone_servers = resolver_for(settings).for_name(name)
+            for server in zone_servers.nameservers:
+                answer = make_resolver([server], zone_servers.port).resolve(name, "TXT")
+                texts = ["".join(b"".join(r.strings).decode(errors="replace").split())
+                         for r in answer]
+                if not any(f"p={public}" in t.split(";") for t in texts):
+                    return False
+        except dns.exception.DNSException:
+            return False
+        return True
+    return visible
+
+
+def current_step(settings: Settings, domain: str) -> rotation.Step | None:
+    """This run's rotation step of a domain (None: not computed in this process)."""
+    return _steps.get((settings.mail_hostname, domain))
+
+
+def signing_selector(settings: Settings, domain: str) -> str:
+    """The selector the MTA signs a domain's mail with (RSA)."""
+    state = rotation_state(settings, domain)
+    return state.signing if state is not None else settings.dkim_selector
+
+
+def rotation_state(settings: Settings, domain: str) -> rotation.Rotation | None:
+    """The rotation as this run left it, else as the controller's file says (None: no state)."""
+    step = current_step(settings, domain)
+    if step is not None:
+        return step.rotation
+    local = local_state_path(settings, domain)
+    return rotation.from_json(local.read_text())[0] if local.exists() else None
+
+
+def request_rotation(settings: Settings, domain: str) -> Path:
+    """Mark a domain's state so that the next deploy makes and publishes a new key now
+    (a compromised key: scripts/rotate-dkim); the usual phases follow."""
+    if domain not in settings.mail_domains:
+        raise ValueError(f"domain = {domain}: expected one of mail_domains "
+                         f"({', '.join(settings.mail_domains)})")
+    path = local_state_path(settings, domain)
+    if not path.exists():
+        raise ValueError(f"domain = {domain}: no DKIM rotation state in {path}; expected a "
+                         "domain deployed from this controller (deploy once, then ask again)")
+    state = load_rotation(settings, domain, None, clock(settings))[0]
+    save_local_key(path, rotation.to_json(state, rotate_now=True).encode())
+    return path

@@ -14,9 +14,11 @@ from mailhost.desired import MailHost, ZoneRecords, desired_by_zone
 from mailhost.dkim import (
     DkimPublicKeys,
     HostKeyReader,
+    current_step,
     domains_with_keys,
     kinds_for,
     public_half,
+    rotation_state,
 )
 from mailhost.dnsplan import (
     PlanError,
@@ -37,10 +39,17 @@ HostsKeyReader = Callable[[str, str], str | None]
 
 def public_keys(settings: Settings, domain: str, read_host_key: HostKeyReader) -> DkimPublicKeys:
     """The DKIM public halves of a domain (dkim.public_half: the local key, else the host's,
-    else pending)."""
+    else pending): with a rotation, of every published RSA selector, and the selectors this
+    run's step removes."""
     values = {kind: public_half(settings, domain, kind, read_host_key)[0]
               for kind in kinds_for(settings)}
-    return DkimPublicKeys(values["rsa"], values.get("ed25519"))
+    state, step = rotation_state(settings, domain), current_step(settings, domain)
+    if state is None:
+        return DkimPublicKeys(values["rsa"], values.get("ed25519"))
+    published = tuple((selector, public_half(settings, domain, "rsa", read_host_key,
+                                             selector)[0]) for selector in state.published)
+    return DkimPublicKeys(dict(published)[state.signing], values.get("ed25519"), published,
+                          step.remove if step is not None else ())
 
 
 def mail_hosts(hosts: dict[str, Settings], read_host_key: HostsKeyReader) -> list[MailHost]:

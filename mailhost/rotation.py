@@ -1,4 +1,4 @@
-"""Staged DKIM key rotation: pure state, advanced by ordinary deploys (not wired yet).
+"""Staged DKIM key rotation: pure state, advanced by ordinary deploys (mailhost.dkim wires it).
 
 Each key has a selector derived from ``dkim_selector`` and its creation day
 (``mail-20261125``; a key from before rotation keeps its plain selector). A domain's rotation
@@ -21,6 +21,7 @@ visible in ``--dry`` before it happens.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -118,9 +119,10 @@ def advance(rotation: Rotation, policy: Policy, now: datetime, visible: set[str]
                     if now >= k.retired + timedelta(days=policy.retire_days))
     for selector in removed:
         del keys[selector]
-    for selector in visible:
-        if selector in keys and keys[selector].seen is None:
-            keys[selector] = replace(keys[selector], seen=now)
+    for selector in visible:  # only a waiting next key's sighting matters (and is kept)
+        key = keys.get(selector)
+        if key and key.seen is None and key.retired is None and selector != rotation.signing:
+            keys[selector] = replace(key, seen=now)
     state = Rotation(tuple(keys.values()), rotation.signing)
     waiting, switch_to, generate = "", None, None
 
@@ -163,3 +165,26 @@ def describe(domain: str, step: Step) -> str:
     then = f"; next: {step.waiting}" if step.waiting else ""
     return (f"DKIM {domain}: {step.rotation.phase}, signing with {step.rotation.signing}"
             f"{now}{then}")
+
+
+def _time(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def to_json(rotation: Rotation, rotate_now: bool = False) -> str:
+    """The state file's text (stable: the same state is the same text)."""
+    keys = [{"selector": k.selector, "created": k.created.isoformat(),
+             "seen": k.seen and k.seen.isoformat(), "retired": k.retired and k.retired.isoformat()}
+            for k in rotation.keys]
+    return json.dumps({"signing": rotation.signing, "keys": keys, "rotate_now": rotate_now},
+                      indent=1) + "\n"
+
+
+def from_json(text: str) -> tuple[Rotation, bool]:
+    """A state file's rotation and whether a rotation was asked for (scripts/rotate-dkim)."""
+    data = json.loads(text)
+    keys = tuple(Key(k["selector"], _time(k["created"]), _time(k.get("seen")),
+                     _time(k.get("retired"))) for k in data["keys"])
+    if data["signing"] not in {k.selector for k in keys}:
+        raise ValueError(f"the signing selector {data['signing']} is not one of its keys")
+    return Rotation(keys, data["signing"]), bool(data.get("rotate_now"))

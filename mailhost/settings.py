@@ -48,6 +48,8 @@ OUR_PREFIXES = ("mail_", "dns_", "spf_", "dmarc_", "dkim_", "tlsrpt_", "caa_", "
                 "parked_", "imap_", "mailbox_", "greylist", "spam_", "warmup", "relay_", "mta_sts")
 
 # Every pattern is used with fullmatch: `$` alone would let a trailing newline through.
+# a rotated key's selector is dkim_selector-YYYYMMDD[-N]: room for that in one 63-byte label
+MAX_ROTATING_SELECTOR = 50
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _UNDERSCORE_LABEL = re.compile(r"_?[a-z0-9](?:[a-z0-9_-]{0,61}[a-z0-9])?")
 # The dot-atom characters every MTA here (Postfix maps, chasquid's files, Dovecot's passwd-file)
@@ -417,6 +419,10 @@ class Settings(BaseModel):
     dkim_key_type: Literal["rsa-2048", "rsa-3072", "rsa-4096"] = "rsa-2048"
     dkim_ed25519: bool = False
     dkim_ed25519_selector: Selector | None = None
+    # staged rotation of the RSA key (mailhost.rotation): a new key every N days (0: never),
+    # the old one published N days more after signing moved away from it
+    dkim_rotate_days: Number = Field(default=180, ge=0, le=3650)
+    dkim_retire_days: Number = Field(default=7, ge=1, le=90)
     tlsrpt_rua: list[ReportUri] = []
     caa_issuers: list[Fqdn] = ["letsencrypt.org"]
     caa_iodef: IodefUri | None = None
@@ -586,6 +592,11 @@ class Settings(BaseModel):
         if self.dkim_ed25519 and self.ed25519_selector == self.dkim_selector:
             raise _FieldError("dkim_ed25519_selector", self.dkim_ed25519_selector,
                                "expected a selector different from dkim_selector")
+        if self.dkim_rotate_days and len(self.dkim_selector) > MAX_ROTATING_SELECTOR:
+            raise _FieldError("dkim_selector", self.dkim_selector,
+                               f"expected at most {MAX_ROTATING_SELECTOR} characters while "
+                               "dkim_rotate_days is not 0 (a rotated key's selector adds "
+                               "-YYYYMMDD-N), or dkim_rotate_days = 0")
 
     @property
     def zones(self) -> list[str]:
@@ -698,6 +709,8 @@ _EXPECTED = {
     "dmarc_adkim": "'r' (relaxed) or 's' (strict)",
     "dmarc_aspf": "'r' (relaxed) or 's' (strict)",
     "dkim_key_type": "'rsa-2048', 'rsa-3072' or 'rsa-4096'",
+    "dkim_rotate_days": "days from 0 (never rotate) to 3650",
+    "dkim_retire_days": "days from 1 to 90",
     "acme_challenge": "'http-01' or 'dns-01'",
     "acme_dns_propagation_seconds": "seconds from 0 to 3600",
     "ipv6_prefixlen": "a prefix length from 8 to 128",

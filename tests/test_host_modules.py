@@ -123,8 +123,8 @@ def test_deploy_hook_hands_a_renewal_to_each_certificate_reader(mta, lines):
 
 def test_opendkim_tables_use_the_record_name():
     settings = sample_settings(mail_domains=["example.test", "example.net"])
-    keys = {"example.test": ("mail._domainkey.example.test", "/k1"),
-            "example.net": ("mail._domainkey.example.net", "/k2")}
+    keys = {"example.test": ("mail._domainkey.example.test", "mail", "/k1"),
+            "example.net": ("mail._domainkey.example.net", "mail", "/k2")}
     assert render("opendkim/KeyTable.j2", settings, keys=keys).split("\n")[:2] == [
         "mail._domainkey.example.test example.test:mail:/k1",
         "mail._domainkey.example.net example.net:mail:/k2"]

@@ -63,6 +63,10 @@ BAD = [
     ("dmarc_aspf", "x", "'r' (relaxed) or 's'", {}),
     ("dkim_selector", "Mail_1", "one DNS label", {}),
     ("dkim_key_type", "rsa-1024", "'rsa-2048'", {}),
+    ("dkim_rotate_days", -1, "days from 0 (never rotate) to 3650", {}),
+    ("dkim_rotate_days", "180d", "a whole number", {}),
+    ("dkim_retire_days", 0, "days from 1 to 90", {}),
+    ("dkim_selector", "s" * 51, "at most 50 characters while dkim_rotate_days", {}),
     ("dkim_ed25519_selector", "mail", "different from dkim_selector", {"dkim_ed25519": True}),
     ("tlsrpt_rua", ["tls@example.test"], "mailto:", {}),
     ("caa_issuers", ["lets encrypt"], "fully qualified", {}),
@@ -304,6 +308,7 @@ NASTY = {
     },
     "apt_proxy": "http://[2001:db8::1]:65535/a-b_c.d~e/",
     "dkim_selector": "s" + "-" * 61 + "0",
+    "dkim_rotate_days": 0,  # a 63-character selector leaves no room for a rotated key's date
     "dmarc_rua": ["mailto:a.b_c-d@b\u00fccher.example!999999999999999t"],
     "tlsrpt_rua": ["https://r.b\u00fccher.example:1/p/q-r_s.t~u%20v"],
     "imap_starttls": True,

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import tomllib
+from datetime import timedelta
 from pathlib import Path
 
 import dns.query
@@ -32,6 +33,7 @@ from mailhost import mta_sts, paths
 from mailhost.checks import inbound
 from mailhost.lab.common import RX_NETNS
 from mailhost.lab.receiver import list_messages, wait_for_message
+from mailhost.rotation import Policy, from_json, selector_on
 
 pytestmark = pytest.mark.lab
 
@@ -236,7 +238,7 @@ def test_dkim_signer_follows_the_images_chasquid(lab_host):
         assert "active" in ssh("systemctl is-active opendkim")
         return
     link = ssh("ls /etc/chasquid/domains/example.test/ 2>&1")
-    signer = "chasquid" if "dkim:mail.pem" in link else "hook"
+    signer = "chasquid" if "dkim:mail" in link else "hook"  # mail.pem, or a rotated key's
     assert signer == CHASQUID_SIGNER[image], (image, link)
     message = received(lab_host, submit(lab_host, 587))
     assert message.verdicts["dkim"] == "pass"
@@ -877,7 +879,50 @@ def records(zone: str) -> list[str]:
 
 
 def host_dkim_public_key():
-    return ssh("openssl pkey -pubout -in /etc/mailhost/dkim/example.test/mail.rsa.pem")
+    """The public half of the host's RSA key (one after a finished rotation: the signing one)."""
+    return ssh("openssl pkey -pubout -in $(ls /etc/mailhost/dkim/example.test/*.rsa.pem)")
+
+
+def signed_with(message) -> str:
+    """The selector (s=) of the message's DKIM signature."""
+    tags = dict(t.strip().split("=", 1) for t in str(message.message["DKIM-Signature"]).split(";")
+                if "=" in t)
+    return "".join(tags["s"].split())
+
+
+@only_in(*BOTH_MTAS)
+def test_dkim_rotation_walks_every_phase_one_deploy_at_a_time(lab_host, monkeypatch):
+    """The lab's clock (MAILHOST_LAB_NOW) 181 days on: the next key published beside the old,
+    seen everywhere, signing switched after twice the TTL (300 s), the old record and keys
+    gone dkim_retire_days (7) later; mail passes DKIM at every phase; then nothing changes."""
+    # the controller's keys outlive each world's VPS: start from the key that signs now
+    keys_dir = Path(lab_host["secrets_file"]).parent / "secrets" / "dkim" / "example.test"
+    state = from_json((keys_dir / "rotation.json").read_text())[0]
+    old, start = state.signing, state.signer.created + timedelta(days=181)
+    new = selector_on(Policy("mail", 180, 7, 300), start, [old])
+    both = sorted([old, new])
+    # (clock, what the deploy says, selectors published after it, the signing selector)
+    phases = [(timedelta(0), f"publish new key {new}", both, old),
+              (timedelta(minutes=1), f"signing switches to {new} after", both, old),
+              (timedelta(minutes=12), f"now: sign with {new}", both, new),
+              (timedelta(days=7, minutes=12), f"now: remove {old};", [new], new)]
+    for offset, said, selectors, signer in phases:
+        monkeypatch.setenv("MAILHOST_LAB_NOW", (start + offset).isoformat())
+        output = deploy(lab_host, "-y")
+        assert "DKIM example.test: " in output and said in output, output[-3000:]
+        published = sorted(line.split("._domainkey")[0] for line in
+                           records(zone_text(lab_host)) if "._domainkey" in line)
+        assert published == selectors, published
+        message = received(lab_host, submit(lab_host, 587))
+        assert message.verdicts["dkim"] == "pass" and signed_with(message) == signer
+    assert sorted(p.name for p in keys_dir.iterdir()) == [f"{new}.rsa.pem", "rotation.json"]
+    assert ssh("ls /etc/mailhost/dkim/example.test").split() == [f"{new}.rsa.pem",
+                                                                  "rotation.json"]
+    zone_before = zone_text(lab_host)
+    output = deploy(lab_host, "-y")
+    total = [line for line in output.splitlines() if "Grand total" in line][0].split()
+    assert total[3] == "-" and total[4] == "-", total
+    assert "= example.test: no DNS changes" in output and zone_text(lab_host) == zone_before
 
 
 @only_in(*REBUILT)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import threading
+from dataclasses import replace
 
 import checkdmarc.dmarc
 import checkdmarc.spf
@@ -14,7 +15,8 @@ import checkdmarc.utils
 import dns.exception as _dns_exception
 import spf as pyspf
 
-from mailhost.checks import CheckResult, guarded, result
+from mailhost import rotation
+from mailhost.checks import OK, WARNING, CheckResult, guarded, result
 from mailhost.checks.lookup import CheckResolver
 from mailhost.desired import (
     NULL_MX,
@@ -26,7 +28,14 @@ from mailhost.desired import (
     report_consents,
     tlsrpt_record,
 )
-from mailhost.dkim import kinds_for, public_half, record_name_for
+from mailhost.dkim import (
+    kinds_for,
+    public_half,
+    record_name,
+    rotation_state,
+    selector_for,
+    signing_selector,
+)
 from mailhost.dnsplan import caa_beside
 from mailhost.settings import Settings
 from mailhost.spf import MAX_DNS_LOOKUPS
@@ -48,6 +57,8 @@ def checks(settings: Settings, resolver: CheckResolver, host=None) -> list[Check
             found.append(spf_pass_check(settings, resolver, domain, address))
         for kind in kinds_for(settings):
             found.append(dkim_check(settings, resolver, domain, kind, host))
+            if kind == "rsa":
+                found[-1] = with_rotation(found[-1], settings, domain)
         found.append(dmarc_check(settings, resolver, domain))
         if settings.tlsrpt_rua:
             found.append(tlsrpt_check(settings, resolver, domain))
@@ -171,19 +182,25 @@ def dkim_tags(record: str) -> dict[str, str]:
     return tags
 
 
+def signing_of(settings, domain, kind) -> str:
+    """The selector the host signs with: RSA's follows the rotation (mailhost.dkim)."""
+    return signing_selector(settings, domain) if kind == "rsa" else selector_for(settings, kind)
+
+
 def key_of_host(settings, domain, kind, host) -> tuple[str | None, str]:
     """The public half of the signing key and where it was read (dkim.public_half: the
     controller's key, else the host's when the host is managed here)."""
     from mailhost.facts import DkimPublicKey
 
     read = None if host is None else (lambda path: host.get_fact(DkimPublicKey, path=path))
-    return public_half(settings, domain, kind, read)
+    return public_half(settings, domain, kind, read, signing_of(settings, domain, kind))
 
 
 def dkim_check(settings, resolver, domain, kind, host) -> CheckResult:
-    record_name = record_name_for(settings, domain, kind)
-    name = f"dns: DKIM {record_name}"
-    advice = (f"the DKIM record at {record_name} does not match the key the host signs with: "
+    """The signing selector's record is published and holds the key the host signs with."""
+    record = record_name(signing_of(settings, domain, kind), domain)
+    name = f"dns: DKIM {record}"
+    advice = (f"the DKIM record at {record} does not match the key the host signs with: "
               f"receivers will fail every signature; " + REDEPLOY)
 
     def check():
@@ -192,7 +209,7 @@ def dkim_check(settings, resolver, domain, kind, host) -> CheckResult:
             return result(name, False, f"the key of {where}", f"no key at {where}",
                           "run the deploy: it generates and uploads the key")
         expected = f"{kind} key {fingerprint(public)} (from {where})"
-        records = [dkim_tags(t) for t in resolver.texts(record_name)]
+        records = [dkim_tags(t) for t in resolver.texts(record)]
         records = [t for t in records if t.get("v", "DKIM1") == "DKIM1" and "p" in t]
         if len(records) != 1:
             return result(name, False, expected, f"{len(records)} DKIM records", advice)
@@ -201,6 +218,21 @@ def dkim_check(settings, resolver, domain, kind, host) -> CheckResult:
         return result(name, found_key == public and records[0].get("k", "rsa") == kind,
                       expected, found, advice)
     return guarded(name, "the host's key", advice, check)
+
+
+def with_rotation(outcome: CheckResult, settings, domain) -> CheckResult:
+    """The RSA key's check, with the rotation's phase: a warning (not a failure: the next
+    deploys finish it) while a rotation is under way and the signing key's record is right."""
+    state = rotation_state(settings, domain)
+    if state is None or outcome.status != OK:
+        return outcome
+    found = f"{outcome.found}; rotation: {state.phase}"
+    if state.phase == rotation.STEADY:
+        return replace(outcome, found=found)
+    return replace(outcome, status=WARNING, found=f"{found} (published: "
+                   f"{', '.join(state.published)})",
+                   advice="a key rotation is under way: each deploy advances it one phase "
+                          "(--dry shows the next step); deploy again later to finish it")
 
 
 def dmarc_check(settings, resolver, domain) -> CheckResult:

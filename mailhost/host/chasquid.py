@@ -17,7 +17,7 @@ from pyinfra.api import QuoteString, StringCommand
 from pyinfra.facts.files import Sha256File
 from pyinfra.operations import files, server
 
-from mailhost.dkim import host_key_path, kinds_for, selector_for
+from mailhost.dkim import host_key_path, kinds_for, rotation_state, selector_for, signing_selector
 from mailhost.facts import DebianPackageVersion, known_state
 from mailhost.host import CertificateReader, QueueReader, directory, put_text, write_template
 from mailhost.host.dovecot import CHASQUID_AUTH_CLIENT, CHASQUID_AUTH_USERDB, CHASQUID_LMTP
@@ -79,16 +79,17 @@ def configure(settings: Settings, secrets: Secrets) -> set[str]:
         domain_aliases = [(a, t) for a, t in all_aliases.items() if a.endswith("@" + domain)]
         changed.append(write_template("chasquid/aliases.j2", f"{domain_dir}/aliases", settings,
                                       domain=domain, aliases=domain_aliases))
-        for kind in kinds_for(settings):
-            link = f"{domain_dir}/dkim:{selector_for(settings, kind)}.pem"
-            target = host_key_path(settings, domain, kind) if native else None
+        for kind, selector, signs in _dkim_links(settings, domain):
+            link = f"{domain_dir}/dkim:{selector}.pem"
+            target = host_key_path(settings, domain, kind, selector) if native and signs else None
             if _link_in_place(link, target):
                 continue
-            if native:
+            if target is not None:
                 changed.append(files.link(name=f"chasquid signs with {link}", path=link,
                                           target=target).will_change)
             else:
-                changed.append(files.link(name=f"No {link} (signed in the hook)", path=link,
+                why = "signed in the hook" if signs else "not the signing key"
+                changed.append(files.link(name=f"No {link} ({why})", path=link,
                                           present=False).will_change)
     changed.append(_certificate(settings))
     return {"chasquid.service"} if any(changed) else set()
@@ -106,13 +107,32 @@ QUEUE = QueueReader(f"date +%s; find {CHASQUID_QUEUE} -type f -printf '%T@\\n' 2
                           f"{CHASQUID_QUEUE}) or delete them yourself")
 
 
+def _signing_selector(settings: Settings, domain: str, kind: str) -> str:
+    """RSA: the rotation's signing key; ed25519: its fixed selector."""
+    return signing_selector(settings, domain) if kind == "rsa" else selector_for(settings, kind)
+
+
+def _dkim_links(settings: Settings, domain: str) -> list[tuple[str, str, bool]]:
+    """(kind, selector, signs) of every key a domain's dkim:SELECTOR.pem link could name:
+    chasquid signs with every such link, so only signing keys have one (a rotation's next
+    and retiring keys none)."""
+    links = [(kind, _signing_selector(settings, domain, kind), True)
+             for kind in kinds_for(settings)]
+    state = rotation_state(settings, domain)
+    others = [s for s in (state.published if state else []) if s != links[0][1]]
+    return links + [("rsa", selector, False) for selector in others]
+
+
 def _hook_signing(settings: Settings) -> dict[str, list[tuple[str, str, str]]]:
     """Per domain: (selector, algorithm, key path) for the post-data hook to sign with."""
-    return {
-        domain: [(selector_for(settings, kind), ALGORITHMS[kind],
-                  host_key_path(settings, domain, kind)) for kind in kinds_for(settings)]
-        for domain in settings.mail_domains
-    }
+    signing = {}
+    for domain in settings.mail_domains:
+        selectors = [(kind, _signing_selector(settings, domain, kind))
+                     for kind in kinds_for(settings)]
+        signing[domain] = [(selector, ALGORITHMS[kind],
+                            host_key_path(settings, domain, kind, selector))
+                           for kind, selector in selectors]
+    return signing
 
 
 def _certificate(settings: Settings) -> bool:

@@ -3,7 +3,7 @@ A component of the Postfix MTA (see mailhost.host)."""
 
 from __future__ import annotations
 
-from mailhost.dkim import host_key_path, record_name
+from mailhost.dkim import host_key_path, record_name, signing_selector
 from mailhost.host import write_template
 from mailhost.secrets import Secrets
 from mailhost.settings import Settings
@@ -14,11 +14,15 @@ ROOTS = ["/etc/opendkim.conf", "/etc/opendkim"]
 USER = "opendkim"  # owns the DKIM private keys
 
 
-def signing_keys(settings: Settings) -> dict[str, tuple[str, str]]:
-    """Per domain: the DKIM record name and the host path of the key OpenDKIM signs with."""
-    return {domain: (record_name(settings.dkim_selector, domain),
-                     host_key_path(settings, domain, "rsa"))
-            for domain in settings.mail_domains}
+def signing_keys(settings: Settings) -> dict[str, tuple[str, str, str]]:
+    """Per domain: the DKIM record name, selector and host path of the key OpenDKIM signs
+    with (the rotation's signing key: mailhost.dkim.signing_selector)."""
+    keys = {}
+    for domain in settings.mail_domains:
+        selector = signing_selector(settings, domain)
+        keys[domain] = (record_name(selector, domain), selector,
+                        host_key_path(settings, domain, "rsa", selector))
+    return keys
 
 
 def configure(settings: Settings, secrets: Secrets) -> set[str]:

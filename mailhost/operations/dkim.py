@@ -1,4 +1,5 @@
-"""The DKIM key operation: one private key, the same on the controller and on the host."""
+"""The DKIM key operations: one private key, the same on the controller and on the host; a
+domain's keys and rotation state as one deploy's rotation step leaves them."""
 
 from __future__ import annotations
 
@@ -9,10 +10,25 @@ from pathlib import Path, PurePosixPath
 from pyinfra import host, logger
 from pyinfra.api import FunctionCommand, OperationError, QuoteString, StringCommand, operation
 from pyinfra.facts.files import File, Sha256File
+from pyinfra.operations import files
 
-from mailhost.dkim import generate_key, read_local_key, save_local_key
+from mailhost.dkim import (
+    generate_key,
+    host_key_path,
+    host_state_path,
+    kinds_for,
+    local_key_path,
+    local_state_path,
+    read_local_key,
+    save_local_key,
+    selector_for,
+    state_text,
+)
 from mailhost.facts import in_place
+from mailhost.host import put_text
 from mailhost.operations import run_or_fail
+from mailhost.rotation import Step
+from mailhost.settings import Settings
 
 
 @operation()
@@ -89,3 +105,69 @@ def _fetch(remote_path: str, local_path: str):
     save_local_key(Path(local_path), buffer.getvalue())
     logger.info(f"    read the host's DKIM key back into {local_path}")
 
+
+
+@operation()
+def local_file(path: str, text: str):
+    """
+    A file on the controller (0600, beside the DKIM keys) holds TEXT, written when applied.
+
+    + path: the file on the controller
+    + text: what it holds (never a secret: it is compared, and may appear in a diff)
+    """
+    current = Path(path).read_text() if Path(path).exists() else None
+    if current == text:
+        host.noop(f"{path} is up to date")
+        return
+    yield FunctionCommand(_write_local, (path, text), {})
+
+
+@operation()
+def forget_local_key(local_path: str):
+    """
+    Delete a retired DKIM private key from the controller.
+
+    + local_path: the key in the secrets directory
+    """
+    if not Path(local_path).exists():
+        host.noop(f"{local_path} is gone already")
+        return
+    yield FunctionCommand(_delete_local, (local_path,), {})
+
+
+def _write_local(path: str, text: str):
+    save_local_key(Path(path), text.encode())
+
+
+def _delete_local(path: str):
+    Path(path).unlink(missing_ok=True)
+    logger.info(f"    deleted the retired DKIM key {path}")
+
+
+def domain_keys(settings: Settings, domain: str, step: Step, owner: str) -> None:
+    """Every key a domain's rotation step publishes, on the controller and the host (an ed25519
+    key keeps its selector); the retired keys of the step deleted on both; the state saved on
+    both (the host's copy is what a new controller recovers it from).
+
+    + owner: the user that signs (owns the keys on the host)
+    """
+    on_host = settings.mail_manage_host
+    wanted = [("rsa", s) for s in step.rotation.published]
+    wanted += [(k, selector_for(settings, k)) for k in kinds_for(settings) if k != "rsa"]
+    for kind, selector in wanted:
+        key(name=f"DKIM {kind} key {selector} of {domain}",
+            local_path=str(local_key_path(settings, domain, kind, selector)),
+            remote_path=host_key_path(settings, domain, kind, selector) if on_host else None,
+            kind=kind, rsa_bits=settings.rsa_bits, owner=owner)
+    for selector in step.remove:
+        if on_host:
+            files.file(name=f"Retired DKIM key {selector} of {domain} deleted on the host",
+                       path=host_key_path(settings, domain, "rsa", selector), present=False)
+        forget_local_key(name=f"Retired DKIM key {selector} of {domain} deleted here",
+                         local_path=str(local_key_path(settings, domain, "rsa", selector)))
+    text = state_text(step, settings, domain)
+    local_file(name=f"DKIM rotation state of {domain}",
+               path=str(local_state_path(settings, domain)), text=text)
+    if on_host:
+        put_text(host_state_path(domain), text, mode="600",
+                 name=f"DKIM rotation state of {domain} on the host")
