@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from mailhost.host import Mta, chasquid, dovecot, opendkim, postfix, postsrsd, rspamd
+from mailhost.host import Mta, backup, chasquid, dovecot, opendkim, postfix, postsrsd, rspamd
 from mailhost.settings import Settings
 
 
@@ -21,11 +21,12 @@ def served_by(server: ModuleType, name: str, components: tuple[ModuleType, ...],
                tls_configurable=tls_configurable)
 
 
-# Dovecot (IMAP, delivery, the users) in both, started before the SMTP server that uses it
+# Dovecot (IMAP, delivery, the users) in both, started before the SMTP server that uses it;
+# the backup first in both (a restore brings the mailboxes back before anything delivers)
 POSTFIX = served_by(postfix, name="postfix",
-                    components=(postsrsd, opendkim, rspamd, dovecot, postfix),  # postfix last
+                    components=(backup, postsrsd, opendkim, rspamd, dovecot, postfix),
                     dkim_signer=opendkim.USER, tls_configurable=True)
-CHASQUID = served_by(chasquid, name="chasquid", components=(rspamd, dovecot, chasquid),
+CHASQUID = served_by(chasquid, name="chasquid", components=(backup, rspamd, dovecot, chasquid),
                      dkim_signer=chasquid.USER, tls_configurable=False)
 MTAS = {mta.name: mta for mta in (POSTFIX, CHASQUID)}
 
