@@ -13,7 +13,7 @@ from pyinfra import host, inventory
 
 from mailhost.dkim import host_key_path, kinds_for, local_key_path
 from mailhost.facts import DkimPublicKey, read_paths
-from mailhost.host import base, firewall, tls, units, users
+from mailhost.host import backup, base, firewall, tls, units, users
 from mailhost.host.mtas import mta_of, others
 from mailhost.operations import dkim, dns, verify
 from mailhost.run import current_run
@@ -38,7 +38,8 @@ if settings.mail_manage_host:
     read_paths([*base.ROOTS, *tls.roots(settings), *users.ROOTS, *mta.roots],
                contents=users.hash_files(settings))
     base.configure(settings)
-    base.install_packages(["ufw", *tls.packages(settings), *mta.packages])
+    base.install_packages(["ufw", *tls.packages(settings), *mta.packages,
+                           *backup.packages(settings)])
     firewall.configure(mta.open_ports(settings))
 
 for domain in settings.mail_domains:

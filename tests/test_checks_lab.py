@@ -162,9 +162,9 @@ def test_json_is_one_entry_per_check(world):
     # 10 DNS, 2 PTR, 29 SMTP (the spoof probe), 8 IMAP (the lab opens 143), 3 blocklist, and
     # the host's: its units (Postfix: postsrsd, opendkim, rspamd, dovecot, postfix; chasquid:
     # its service and sockets, rspamd, dovecot), certbot.timer, outbound 25, the queue, rspamd
-    # answering, no package hold
+    # answering, no package hold, the latest backup's age (the lab sets backup_repository)
     units = {"postfix": 5, "chasquid": 6}[world[0].mta]
-    assert len(names) == len(set(names)) == 52 + units + 5
+    assert len(names) == len(set(names)) == 52 + units + 6
     assert all(set(e) == {"host", "name", "status", "expected", "found", "advice", "required"}
                for e in entries)
     assert {e["host"] for e in entries} == {HOSTNAME}

@@ -19,12 +19,12 @@ from pyinfra.operations import server
 
 from mailhost import paths
 from mailhost.facts import known_state
-from mailhost.host import base, directory, put_text, units, write_template
+from mailhost.host import directory, put_text, units, write_template
 from mailhost.operations.secret_file import secret_file
 from mailhost.secrets import BackupSecrets, Secret, Secrets
 from mailhost.settings import Settings
 
-PACKAGES: list[str] = []  # restic, only with a repository (install_packages in configure)
+PACKAGES: list[str] = []  # restic only with a repository: packages(settings), in deploy.py
 PACKAGE = "restic"
 BACKUP_DIR = f"{paths.MAILHOST_ETC}/backup"
 ENVIRONMENT = f"{BACKUP_DIR}/env"
@@ -48,6 +48,12 @@ ROOTS = [BACKUP_DIR, RESTIC, BACKUP_SCRIPT, RESTORE_SCRIPT, f"{UNIT_DIR}/{SERVIC
 BACKED_UP = [paths.MAILBOX_ROOT, paths.HOST_DKIM_DIR]
 RESTORED_PATHS = [paths.MAILBOX_ROOT]
 TAG = "mailhost"
+
+
+def packages(settings: Settings) -> list[str]:
+    """restic when there is a repository (installed with every other package, in one apt
+    transaction: deploy.py)."""
+    return [PACKAGE] if settings.backup_repository is not None else []
 
 
 def environment(settings: Settings, secrets: BackupSecrets) -> str:
@@ -114,7 +120,6 @@ def configure(settings: Settings, secrets: Secrets) -> set[str]:
     """
     if settings.backup_repository is None:
         return set()
-    base.install_packages([PACKAGE])
     directory(BACKUP_DIR, user="root", group="root", mode="700")
     credentials = secrets.backup
     secret_file(name="restic's repository settings and credentials",
