@@ -55,6 +55,7 @@ def test_a_fresh_host_installs_restic_and_restores_before_the_timer_starts(ops):
     restore = ops.index("shell: Restore the mailboxes from the latest backup (once, before the "
                         "MTA starts)")
     assert restore < ops.index("shell: mailhost-backup.timer running and enabled")
+    assert ops[-1] == "shell: First backup (restic)"  # after the restore: what came back
     assert "secret_file: restic's repository password" in ops
     assert "secret_file: restic's SSH key" in ops
     assert not leaked({"password": "restic password 0123", "key": SSH_KEY}, "\n".join(ops))
@@ -62,12 +63,13 @@ def test_a_fresh_host_installs_restic_and_restores_before_the_timer_starts(ops):
 
 def test_a_host_that_restored_once_never_restores_again(ops):
     settings = sample_settings(**SFTP, restore_from_backup=True)
-    marker = {backup.RESTORED: {"type": "f", "user": "root", "group": "root", "mode": 644,
-                                "sha256": None, "target": None}}
+    marker = {path: {"type": "f", "user": "root", "group": "root", "mode": 644,
+                     "sha256": None, "target": None}
+              for path in (backup.RESTORED, backup.LAST_SUCCESS)}
     with on(fresh_host(marker)):
         facts.read_paths(backup.ROOTS)
         backup.configure(settings, Secrets(backup=CREDENTIALS))
-    assert not [op for op in ops if "Restore" in op]
+    assert not [op for op in ops if "Restore" in op or "First backup" in op]
 
 
 def test_files_pin_the_sftp_host_key_and_keep_the_retention():
@@ -81,6 +83,7 @@ def test_files_pin_the_sftp_host_key_and_keep_the_retention():
     script = render("backup/backup.sh.j2", settings, **data).splitlines()
     assert "$restic backup --tag mailhost /var/mail/vhosts /etc/mailhost/dkim" in script
     assert "$restic forget --tag mailhost --prune --keep-daily 7 --keep-monthly 12" in script
+    assert script[-1] == f"date +%s > {backup.LAST_SUCCESS}"  # only after both succeeded
     timer = render("backup/mailhost-backup.timer.j2", settings, **data).splitlines()
     assert "OnCalendar=*-*-* 03:30" in timer and "Persistent=true" in timer
     restore = render("backup/restore.sh.j2", settings, **data)

@@ -32,6 +32,7 @@ PASSWORD_FILE = f"{BACKUP_DIR}/password"
 SSH_KEY = f"{BACKUP_DIR}/ssh_key"
 KNOWN_HOSTS = f"{BACKUP_DIR}/known_hosts"
 RESTORED = f"{BACKUP_DIR}/restored"  # written once the restore ran (what it restored)
+LAST_SUCCESS = f"{BACKUP_DIR}/last-success"  # the time of the last backup run that succeeded
 CACHE_DIR = "/var/cache/mailhost-restic"
 LIB = "/usr/local/lib/mailhost"
 RESTIC = f"{LIB}/restic"  # restic with this host's repository and credentials
@@ -102,12 +103,18 @@ def restore_needed(settings: Settings) -> bool:
     return not (known and state is not None)
 
 
+def first_backup_needed(settings: Settings) -> bool:
+    """Whether no backup run has succeeded on this host yet (LAST_SUCCESS missing)."""
+    known, state = known_state(LAST_SUCCESS)
+    return settings.backup_repository is not None and not (known and state is not None)
+
+
 def render_data(settings: Settings) -> dict:
     """What the templates get besides ``s`` and ``p``."""
     return {"restic": RESTIC, "environment": ENVIRONMENT, "sftp_command": sftp_command(settings),
             "backed_up": BACKED_UP, "restored_paths": RESTORED_PATHS, "tag": TAG,
             "forget": forget_options(settings), "marker": RESTORED,
-            "backup_script": BACKUP_SCRIPT, "service": SERVICE}
+            "backup_script": BACKUP_SCRIPT, "service": SERVICE, "last_success": LAST_SUCCESS}
 
 
 def configure(settings: Settings, secrets: Secrets) -> set[str]:
@@ -147,4 +154,10 @@ def configure(settings: Settings, secrets: Secrets) -> set[str]:
         server.shell(name="Restore the mailboxes from the latest backup (once, before the MTA "
                           "starts)", commands=[RESTORE_SCRIPT])
     units.activate([TIMER], restart={TIMER} if timer_changed else set())
+    if first_backup_needed(settings):
+        # a new host is protected from its first deploy on (after a restore: what came back);
+        # a repository out of reach does not stop the deploy: the backup check reports it
+        server.shell(name="First backup (restic)", commands=[
+            f"systemctl start {SERVICE} || echo 'the first backup failed: see journalctl -u "
+            f"{SERVICE}; the check reports it'"])
     return set()
