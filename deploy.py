@@ -16,7 +16,7 @@ from pyinfra.api.exceptions import PyinfraError
 
 from mailhost.dkim import host_state_path, published_everywhere, rotation_step
 from mailhost.facts import DkimPublicKey, known_lines, read_paths
-from mailhost.host import base, firewall, tls, units, users
+from mailhost.host import backup, base, firewall, tls, units, users
 from mailhost.host.mtas import mta_of, others, refuse_a_switch_while_mail_waits
 from mailhost.operations import dkim, dns, verify
 from mailhost.rotation import describe
@@ -44,7 +44,8 @@ if settings.mail_manage_host:
                contents=[*users.hash_files(settings),
                          *(host_state_path(d) for d in settings.mail_domains)])
     base.configure(settings)
-    base.install_packages(["ufw", *tls.packages(settings), *mta.packages])
+    base.install_packages(["ufw", *tls.packages(settings), *mta.packages,
+                           *backup.packages(settings)])
     firewall.configure(mta.open_ports(settings))
 
 # DKIM: each domain's rotation advances at most one phase (mailhost.rotation); its line says

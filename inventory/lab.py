@@ -14,6 +14,7 @@ from pathlib import Path
 
 _lab = Path(__file__).resolve().parent.parent / ".lab"
 _provider = os.environ.get("MAILHOST_LAB_PROVIDER", "rfc2136")  # or "cloudflare"
+_backup_host_key = _lab / "backup" / "host_ed25519.pub"  # the lab's SFTP server (scripts/lab up)
 
 mail_hosts = [
     (
@@ -98,6 +99,14 @@ mail_hosts = [
             "check_outside_recipient": "inbox@example.net",
             "dnsbl_zones": ["bl.lab.test"],
             "dnsbl_domain_zones": ["bl.lab.test"],
+
+            # backups: restic to the lab's SFTP server in the receiver's namespace (password and
+            # SSH key: .lab/secrets.toml); MAILHOST_LAB_RESTORE=1 restores a fresh VPS's
+            # mailboxes from it
+            "backup_repository": "sftp:root@198.51.100.20:/restic",
+            "backup_sftp_host_key": (" ".join(_backup_host_key.read_text().split()[:2])
+                                     if _backup_host_key.exists() else None),
+            "restore_from_backup": os.environ.get("MAILHOST_LAB_RESTORE") == "1",
 
             # controller-side files: lab secrets, and DKIM keys that survive VPS rebuilds
             "secrets_file": str(_lab / "secrets.toml"),

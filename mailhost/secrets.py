@@ -7,14 +7,21 @@ The secrets file is TOML, kept out of git (``secrets/secrets.toml`` by default, 
     acme_tsig_secret = "..."            # DNS-01: the VPS's key (dns_acme_tsig_key_name)
     cloudflare_acme_api_token = "..."   # DNS-01: the VPS's token (Zone:DNS:Edit, mail zones)
     relay_password = "..."              # relay_host's SASL password
+    backup_password = "..."             # restic's repository password (backup_repository)
+    backup_ssh_key = '''-----BEGIN OPENSSH PRIVATE KEY-----
+    ...'''                               # sftp: repositories: the key the host logs in with
+    backup_s3_access_key_id = "..."     # s3: repositories
+    backup_s3_secret_access_key = "..."
     [passwords]
     "alice@example.com" = "..."
 
 The environment wins over the file: CLOUDFLARE_API_TOKEN, MAILHOST_TSIG_SECRET,
-MAILHOST_ACME_TSIG_SECRET, CLOUDFLARE_ACME_API_TOKEN, MAILHOST_RELAY_PASSWORD and
-MAILHOST_PASSWORD_<USER>_<DOMAIN>
-(address upper-cased, every other character as ``_``). Only the two ACME credentials go to
-the VPS (for certbot's DNS-01); without them the VPS gets the provisioning credential.
+MAILHOST_ACME_TSIG_SECRET, CLOUDFLARE_ACME_API_TOKEN, MAILHOST_RELAY_PASSWORD,
+MAILHOST_BACKUP_PASSWORD, MAILHOST_BACKUP_SSH_KEY, MAILHOST_BACKUP_S3_ACCESS_KEY_ID,
+MAILHOST_BACKUP_S3_SECRET_ACCESS_KEY and MAILHOST_PASSWORD_<USER>_<DOMAIN>
+(address upper-cased, every other character as ``_``). Only the two ACME credentials (for
+certbot's DNS-01; without them the VPS gets the provisioning credential) and the backup ones
+go to the VPS.
 No value read here is ever printed: Secret hides itself in repr and str.
 """
 
@@ -64,6 +71,18 @@ class Secrets:
     acme_tsig_secret: Secret | None = None
     cloudflare_acme_api_token: Secret | None = None
     relay_password: Secret | None = None
+    backup: BackupSecrets | None = None  # only with backup_repository
+
+
+@dataclass(frozen=True)
+class BackupSecrets:
+    """What the host's restic needs: the repository's password, and the repository's own
+    credentials (an SSH private key for sftp:, an access key for s3:)."""
+
+    password: Secret
+    ssh_key: Secret | None = None
+    s3_access_key_id: Secret | None = None
+    s3_secret_access_key: Secret | None = None
 
 
 def password_variable(address: str) -> str:
@@ -120,7 +139,43 @@ def load_secrets(settings: Settings, environ=None) -> Secrets:
                                  for c in relay.reveal()):
         raise SettingsError("secrets: relay_password: expected no spaces or control characters "
                             "(Postfix's password table holds it after a colon on one line)")
-    return Secrets(token, tsig, passwords, acme_tsig, acme_token, relay)
+    backup = _backup_secrets(settings, pick)
+    return Secrets(token, tsig, passwords, acme_tsig, acme_token, relay, backup)
+
+
+def _backup_secrets(settings: Settings, pick) -> BackupSecrets | None:
+    """The backup's secrets, each required by the repository's kind; None without one."""
+    repository = settings.backup_repository
+    if repository is None:
+        return None
+    needed = {"backup_password": "MAILHOST_BACKUP_PASSWORD"}
+    if repository.kind == "sftp":
+        needed["backup_ssh_key"] = "MAILHOST_BACKUP_SSH_KEY"
+    if repository.kind == "s3":
+        needed["backup_s3_access_key_id"] = "MAILHOST_BACKUP_S3_ACCESS_KEY_ID"
+        needed["backup_s3_secret_access_key"] = "MAILHOST_BACKUP_S3_SECRET_ACCESS_KEY"
+    found = {}
+    for key, variable in needed.items():
+        value = pick(variable, key)
+        if value is None:
+            raise SettingsError(f"secrets: {variable}: not set with backup_repository "
+                                f"{repository.kind}:...; export it, or put {key} in "
+                                f"{settings.secrets_file}")
+        text = value.reveal()
+        if key == "backup_ssh_key":
+            if not (text.lstrip().startswith("-----BEGIN ") and "PRIVATE KEY-----" in text):
+                raise SettingsError("secrets: backup_ssh_key: expected an SSH private key "
+                                    "(-----BEGIN OPENSSH PRIVATE KEY----- ...)")
+        elif key.startswith("backup_s3_") and not re.fullmatch(r"[A-Za-z0-9/+=_.-]+", text):
+            raise SettingsError(f"secrets: {key}: expected letters, digits and / + = _ . - "
+                                "(an S3 access key)")
+        elif any(unicodedata.category(c) == "Cc" for c in text) or (
+                key == "backup_password" and len(text) < MIN_PASSWORD_LENGTH):
+            raise SettingsError(f"secrets: {key}: expected no control characters (newline, "
+                                f"tab...)" + (f" and at least {MIN_PASSWORD_LENGTH} characters"
+                                              if key == "backup_password" else ""))
+        found[key.removeprefix("backup_")] = value
+    return BackupSecrets(**found)
 
 
 def _checked_password(address: str, value) -> str:

@@ -164,9 +164,9 @@ def test_json_is_one_entry_per_check(world):
     # probe), 8 IMAP (the lab opens 143), 3 blocklist, and the host's: its units (Postfix:
     # postsrsd, opendkim, rspamd, dovecot, nginx, postfix; chasquid: its service and sockets,
     # rspamd, dovecot, nginx), certbot.timer, outbound 25, the queue, rspamd answering, no
-    # package hold
+    # package hold, the latest backup's age (the lab sets backup_repository)
     units = {"postfix": 6, "chasquid": 7}[world[0].mta]
-    assert len(names) == len(set(names)) == 55 + units + 5
+    assert len(names) == len(set(names)) == 55 + units + 6
     assert all(set(e) == {"host", "name", "status", "expected", "found", "advice", "required"}
                for e in entries)
     assert {e["host"] for e in entries} == {HOSTNAME}

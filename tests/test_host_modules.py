@@ -96,10 +96,10 @@ def test_profiles_name_every_unit_package_and_signer():
 
 
 def test_an_mta_restarts_the_units_of_the_components_that_changed(monkeypatch):
-    from mailhost.host import dovecot, nginx, opendkim, postfix, postsrsd, rspamd
+    from mailhost.host import backup, dovecot, nginx, opendkim, postfix, postsrsd, rspamd
     changed = {"opendkim": {"opendkim"}, "postfix": set(), "dovecot": set(), "postsrsd": set(),
-               "rspamd": set(), "nginx": set()}
-    for component in (postsrsd, opendkim, rspamd, dovecot, nginx, postfix):
+               "rspamd": set(), "nginx": set(), "backup": set()}
+    for component in (backup, postsrsd, opendkim, rspamd, dovecot, nginx, postfix):
         name = component.__name__.rsplit(".", 1)[1]
         monkeypatch.setattr(component, "configure",
                             lambda settings, secrets, name=name: changed[name])

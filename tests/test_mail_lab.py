@@ -925,18 +925,45 @@ def test_dkim_rotation_walks_every_phase_one_deploy_at_a_time(lab_host, monkeypa
     assert "= example.test: no DNS changes" in output and zone_text(lab_host) == zone_before
 
 
+def backup_check(lab_host) -> dict:
+    """The backup's entry of scripts/check --json, in this world."""
+    _, mta, provider, challenge = lab_host["world"]
+    result = subprocess.run([str(ROOT / "scripts" / "check"), "inventory/lab.py", "--json"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, MAILHOST_LAB_MTA=mta,
+                                     MAILHOST_LAB_PROVIDER=provider,
+                                     MAILHOST_LAB_ACME_CHALLENGE=challenge))
+    (entry,) = [e for e in json.loads(result.stdout) if e["name"] == "host: a recent backup"]
+    return entry
+
+
 @only_in(*REBUILT)
-def test_rebuilt_vps_keeps_its_dkim_key_dns_and_mail_flow(lab_host):
-    """Runs last (before the switch): the VPS destroyed and built fresh from the rootfs,
-    deployed."""
+def test_rebuilt_vps_keeps_its_dkim_key_dns_and_mail_flow(lab_host, monkeypatch):
+    """Runs last (before the switch): a backup (restic, to the lab's SFTP server), then the
+    VPS destroyed and built fresh from the rootfs, deployed with restore_from_backup: the mail
+    delivered before is read over IMAP after; a second run restores nothing."""
     key_before, zone_before = host_dkim_public_key(), records(zone_text(lab_host))
     assert "BEGIN PUBLIC KEY" in key_before
+    kept = send_from_outside("alice@example.test", "kept across the rebuild")
+    fetch_over_imap(lab_host, kept)
+    assert "First backup (restic)" in lab_host["first_deploy"]
+    started = time.monotonic()
+    ssh("systemctl start mailhost-backup.service")
+    print(f"\n{world_id(lab_host['world'])}: backup run {time.monotonic() - started:.1f} s")
+    assert backup_check(lab_host)["status"] == "ok"
     lab("up", "--fresh")
     assert "No such file" in ssh("ls /etc/mailhost/dkim 2>&1")  # really a new machine
+    monkeypatch.setenv("MAILHOST_LAB_RESTORE", "1")  # restore_from_backup (inventory/lab.py)
     output = deploy(lab_host, "-y")
+    # before anything delivers: Dovecot (LMTP, both MTAs) starts after the restore
+    assert (output.index("Restore the mailboxes from the latest backup")
+            < output.index("dovecot running and enabled"))
     assert "= example.test: no DNS changes" in output
     assert host_dkim_public_key() == key_before
     assert records(zone_text(lab_host)) == zone_before  # the SOA serial moves with DNS-01
+    assert "Subject: kept across the rebuild" in fetch_over_imap(lab_host, kept, timeout=5)
+    assert "restored snapshot" in ssh("cat /etc/mailhost/backup/restored")
+    assert "Restore the mailboxes" not in deploy(lab_host, "-y")  # once only
     message = received(lab_host, submit(lab_host, 587))
     assert [message.verdicts[k] for k in ("dkim", "spf", "dmarc")] == ["pass"] * 3
 

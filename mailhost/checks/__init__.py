@@ -85,7 +85,7 @@ def run_checks(settings: Settings, secrets: Secrets, mta, host=None) -> list[Che
     """Every check of one mail host, whose MTA profile is ``mta`` (mailhost.host.Mta: its
     units, queue, TLS advice). ``host`` (a connected pyinfra Host) runs the host-side ones;
     without it they are left out and the DKIM record is compared with the local key."""
-    from mailhost.checks import blocklists, dns, imap, inbound, mta_sts, rdns, smtp
+    from mailhost.checks import backup, blocklists, dns, imap, inbound, mta_sts, rdns, smtp
     from mailhost.checks import host as host_checks
     from mailhost.checks.lookup import resolver_for
 
@@ -107,8 +107,8 @@ def run_checks(settings: Settings, secrets: Secrets, mta, host=None) -> list[Che
     # host's own checks (through pyinfra's connection) meanwhile here
     with ThreadPoolExecutor(max_workers=len(groups)) as pool:
         running = [pool.submit(group) for group in groups]
-        on_host = ([*host_checks.checks(settings, host, mta), inbound.rspamd_check(host)]
-                   if host is not None else [])
+        on_host = ([*host_checks.checks(settings, host, mta), inbound.rspamd_check(host),
+                    *backup.checks(settings, host)] if host is not None else [])
         (dns_results, rdns_results, mta_sts_results, *smtp_results, blocklist_results,
          spoof_results) = [future.result() for future in running]
     return [*dns_results, *rdns_results, *mta_sts_results,

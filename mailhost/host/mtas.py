@@ -10,7 +10,7 @@ from pyinfra import host
 from pyinfra.api.exceptions import DeployError
 
 from mailhost.facts import QueuedMessages
-from mailhost.host import Mta, chasquid, dovecot, nginx, opendkim, postfix, postsrsd, rspamd
+from mailhost.host import Mta, backup, chasquid, dovecot, nginx, opendkim, postfix, postsrsd, rspamd
 from mailhost.settings import Settings
 
 
@@ -27,11 +27,13 @@ def served_by(server: ModuleType, name: str, components: tuple[ModuleType, ...],
 
 
 # Dovecot (IMAP, delivery, the users) in both, started before the SMTP server that uses it;
-# nginx (the MTA-STS policy) in both, only when MTA-STS is on
+# nginx (the MTA-STS policy) in both, only when MTA-STS is on; the backup first in both (a
+# restore brings the mailboxes back before anything delivers)
 POSTFIX = served_by(postfix, name="postfix",  # postfix last
-                    components=(postsrsd, opendkim, rspamd, dovecot, nginx, postfix),
+                    components=(backup, postsrsd, opendkim, rspamd, dovecot, nginx, postfix),
                     dkim_signer=opendkim.USER, tls_configurable=True)
-CHASQUID = served_by(chasquid, name="chasquid", components=(rspamd, dovecot, nginx, chasquid),
+CHASQUID = served_by(chasquid, name="chasquid",
+                     components=(backup, rspamd, dovecot, nginx, chasquid),
                      dkim_signer=chasquid.USER, tls_configurable=False)
 MTAS = {mta.name: mta for mta in (POSTFIX, CHASQUID)}
 

@@ -22,7 +22,7 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import api_front, certs, images, network, pebble, proxy, vps, zones
+from . import api_front, backup_target, certs, images, network, pebble, proxy, vps, zones
 from .common import (
     CHECKOUT,
     CLOUDFLARE_PORT,
@@ -56,8 +56,8 @@ RX_NS = network.Namespace(RX_NETNS, RX4, RX6)
 NAMESPACES = [VPS_NS, RX_NS]
 CLOUDFLARE_URL = f"http://{HOST4}:{CLOUDFLARE_PORT}/client/v4"
 # stopped in this order by `down`; the VPS first, Knot last
-COMPONENTS = ["vps", "vps_init", "receiver", "api_front", "cloudflare", "pebble", "proxy",
-              "knot"]
+COMPONENTS = ["vps", "vps_init", "receiver", "backup_target", "api_front", "cloudflare", "pebble",
+              "proxy", "knot"]
 
 
 # --- small probes, also used by the tests ---
@@ -265,6 +265,9 @@ def up(paths: Paths, fresh: bool = False, image_name: str | None = None,
             _record(paths, state, "api_front", api_front.start(paths))
         if not _alive(state, "receiver"):
             _record(paths, state, "receiver", start_receiver(paths))
+        if not _alive(state, "backup_target"):
+            _record(paths, state, "backup_target",
+                    backup_target.start(paths, RX_NS.exec_prefix()))
         if fresh or not _alive(state, "vps"):
             start_vps(paths, state, image, dpkg_lock_seconds)
         state["up_seconds"] = round(time.monotonic() - started, 1)
@@ -310,6 +313,7 @@ def down(paths: Paths) -> dict[str, list]:
                     pass
         network.down(NAMESPACES)
         vps.remove_rootfs(paths)
+        backup_target.remove_repository(paths)
         state["stopped_procs"] = stopped
         for key in ("vps_state", "image", "dpkg_lock_seconds"):
             state.pop(key, None)
@@ -381,6 +385,12 @@ def status(paths: Paths) -> dict:
             "messages_dir": str(paths.received),
             "tempfail_flag": str(paths.received / RX_TEMPFAIL_FLAG),
         },
+        "backup_target": {
+            "repository": backup_target.REPOSITORY,
+            "directory": str(backup_target.repository_dir(paths)),
+            "host_key": str(backup_target.host_key(paths)) + ".pub",
+            "secrets_in": f"{paths.secrets_file} (keys backup_password, backup_ssh_key)",
+        },
         "apt_proxy": f"http://{HOST4}:{PROXY_PORT}",
         "apt_proxy_allows": proxy.allowed_hosts(paths),
         "secrets_file": str(paths.secrets_file),
@@ -415,6 +425,8 @@ def describe(info: dict) -> str:
         f"  Receiver   {rx['hostname']} ({rx['domain']})  {rx['ipv4']}  {rx['ipv6']}  port 25 "
         f"STARTTLS  netns {rx['netns']}, {pids.get('receiver', missing)}",
         f"             messages in {rx['messages_dir']}",
+        f"  Backups    SFTP {info['backup_target']['repository']} (restic)  "
+        f"{pids.get('backup_target', missing)}",
         f"  apt proxy  tinyproxy {info['apt_proxy']} to {', '.join(info['apt_proxy_allows'])}  "
         f"{pids.get('proxy', missing)}",
         f"  Secrets    {info['secrets_file']} (tsig_secret, cloudflare_api_token)",
