@@ -86,8 +86,8 @@ def zone_text(status):
 
 # (VPS image, MTA, DNS provider, ACME challenge): each world is a fresh lab; every test runs in
 # each world unless it says where (only_in)
+# (Cloudflare with HTTP-01 is deployed and checked in tests/test_checks_lab.py's worlds)
 WORLDS = [("ubuntu-24.04", "postfix", "rfc2136", "http-01"),
-          ("ubuntu-24.04", "postfix", "cloudflare", "http-01"),
           ("ubuntu-24.04", "chasquid", "rfc2136", "dns-01"),
           # certbot's own Cloudflare plugin, to https://api.cloudflare.com: the lab's TLS front
           ("ubuntu-24.04", "postfix", "cloudflare", "dns-01"),
@@ -104,15 +104,15 @@ MTA_UNITS = {"postfix": ["postfix", "opendkim", "postsrsd"],
 LISTENER = {"postfix": '"master"', "chasquid": '"chasquid"'}
 # where a test runs when it need not run everywhere: the default world, and one per MTA
 DEFAULT_WORLD = WORLDS[0]
-BOTH_MTAS = (WORLDS[0], WORLDS[2])
+BOTH_MTAS = (WORLDS[0], WORLDS[1])
 
 
 # a rebuild (86 s) and a switch of MTA there and back (52 s) are half a world's time: they run
 # where what they prove differs. Rebuild: the DNS provider (ownership kept across machines) and
 # each MTA on the default image. Switch: each image's other MTA (Dovecot 2.4 on debian-13); the
 # Cloudflare worlds' MTA and image are the default world's.
-REBUILT = (WORLDS[0], WORLDS[1], WORLDS[2])
-SWITCHED = (WORLDS[0], WORLDS[4], WORLDS[6])
+REBUILT = (WORLDS[0], WORLDS[1], WORLDS[2])  # RFC 2136 Postfix, chasquid, Cloudflare
+SWITCHED = (WORLDS[0], WORLDS[3], WORLDS[5])  # ubuntu-24.04, ubuntu-22.04, debian-13
 
 
 def world_id(world) -> str:
@@ -976,8 +976,7 @@ def unit_states(units):
 
 @only_in(*SWITCHED)
 def test_switch_to_the_other_mta_and_back(lab_host):
-    """Runs last: the switch killed once midway (in the new MTA's configuration), then run
-    again: the old MTA stopped and disabled, the new one on 25/587/465 (IPv4 and IPv6)
+    """Runs last: the old MTA stopped and disabled, the new one on 25/587/465 (IPv4 and IPv6)
     passing dkim/spf/dmarc, every message delivered before still readable over IMAP; back
     again, and then a run changes nothing."""
     image, mta, provider, challenge = lab_host["world"]
@@ -988,8 +987,6 @@ def test_switch_to_the_other_mta_and_back(lab_host):
         fetch_over_imap(lab_host, message_id, folder=folder)
     for new, old in [(other, mta), (mta, other)]:
         world = dict(lab_host, world=(image, new, provider, challenge))
-        if new == other:  # the first switch is interrupted in the new MTA's configuration
-            deploy_killed_at(world, MTA_FILE[new])
         deploy(world, "-y")
         assert all(line.startswith("inactive disabled") or line.startswith("inactive not-found")
                    for line in unit_states(MTA_UNITS[old])), unit_states(MTA_UNITS[old])
