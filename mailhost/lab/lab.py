@@ -176,6 +176,11 @@ def start_vps(paths: Paths, state: dict, image: images.Image, dpkg_lock_seconds:
     vps.write_ssh_config(paths)
     log = paths.logs / "vps-console.log"
     log.unlink(missing_ok=True)
+    boot_vps(paths, state, log)
+
+
+def boot_vps(paths: Paths, state: dict, log: Path) -> None:
+    """Boot the VPS's root filesystem as it is; wait until systemd is up; record it."""
     nspawn = vps.boot(paths, log)
     _record(paths, state, "vps", nspawn)
     init = wait_for(lambda: vps.container_init(nspawn), 20, "VPS init", proc=nspawn, log=log)
@@ -205,15 +210,7 @@ def reboot_vps(paths: Paths) -> dict:
         network.delete_namespace(VPS_NS)
         network.up(NAMESPACES)
         network.reset_vps_link(VPS_NS, ipv6_off=image.network == "netplan")
-        log = paths.logs / "vps-console.log"
-        nspawn = vps.boot(paths, log)
-        _record(paths, state, "vps", nspawn)
-        init = wait_for(lambda: vps.container_init(nspawn), 20, "VPS init", proc=nspawn, log=log)
-        _record(paths, state, "vps_init", init)
-        state["vps_state"] = vps.wait_running(paths, nspawn, log)
-        _record(paths, state, "vps_init", vps.container_init(nspawn) or init)
-        state["vps_booted_at"] = time.time()
-        save_state(paths, state)
+        boot_vps(paths, state, paths.logs / "vps-console.log")
     return status(paths)
 
 
