@@ -70,12 +70,18 @@ class DmarcRow:
 
 
 @dataclass(frozen=True)
-class DmarcReport:
+class Report:
+    """What every report says about itself: who sent it, its id, the period it covers."""
+
     org: str
     report_id: str
-    domain: str
     begin: datetime.datetime
     end: datetime.datetime
+
+
+@dataclass(frozen=True)
+class DmarcReport(Report):
+    domain: str
     policy: str  # policy_published p
     rows: tuple[DmarcRow, ...]
 
@@ -90,11 +96,7 @@ class TlsPolicyResult:
 
 
 @dataclass(frozen=True)
-class TlsReport:
-    org: str
-    report_id: str
-    begin: datetime.datetime
-    end: datetime.datetime
+class TlsReport(Report):
     policies: tuple[TlsPolicyResult, ...]
 
 
