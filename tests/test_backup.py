@@ -3,6 +3,8 @@ its secrets and its check's judgement (mailhost.host.backup, mailhost.checks.bac
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from fakehost import FakeHost, Recorder, on
 from pyinfra.operations import apt, files, server
@@ -154,3 +156,33 @@ def test_the_check_judges_the_age_against_two_periods_of_the_schedule():
     none = backup_check.judge(last, None, day, "r", error="Fatal: unable to open config file")
     assert none.status == FAILED and not none.blocking and "unable to open" in none.found
     assert backup_check.snapshot_time("[]") is None
+
+
+def placed(path: str, text: str) -> dict:
+    """A PathStates entry: PATH on the host holding TEXT (644, root)."""
+    return {path: {"type": "f", "user": "root", "group": "root", "mode": 644,
+                   "sha256": hashlib.sha256(text.encode()).hexdigest(), "target": None}}
+
+
+def test_an_s3_repository_with_its_units_in_place_adds_only_what_differs(ops):
+    """s3: no SSH key and no known_hosts file; no restore asked for; the service and the timer
+    already as rendered: no daemon-reload; a first backup already done: none. An sftp
+    repository without a pinned key has an empty known_hosts (trust on first use)."""
+    settings = sample_settings(backup_repository="s3:https://s3.example.com/bucket/mail")
+    credentials = BackupSecrets(Secret("restic password 0123"), None, Secret("AKIAEXAMPLE"),
+                                Secret("s3cr3t/key+x="))
+    data = backup.render_data(settings)
+    found = {}
+    for unit in (backup.SERVICE, backup.TIMER):
+        path = f"{backup.UNIT_DIR}/{unit}"
+        found |= placed(path, render(f"backup/{unit}.j2", settings, **data))
+    found |= placed(backup.LAST_SUCCESS, "1700000000\n")
+    with on(fresh_host(found)):
+        facts.read_paths(backup.ROOTS)
+        backup.configure(settings, Secrets(backup=credentials))
+    assert "secret_file: restic's SSH key" not in ops
+    assert not [op for op in ops if backup.KNOWN_HOSTS in op or "daemon-reload" in op
+                or "systemd reads" in op or "Restore" in op or "First backup" in op], ops
+    assert "secret_file: restic's repository password" in ops
+    assert backup.known_hosts(sample_settings(
+        backup_repository="sftp:backup@198.51.100.20:/restic")) == ""

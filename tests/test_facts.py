@@ -202,3 +202,24 @@ def test_queued_messages_counts_files_in_each_spool_here(tmp_path):
     assert fact.process(shell(fact.command(spools).get_raw_value())) == {
         "postfix": 3, "chas quid": 0}
     assert fact.process(["a login banner", "postfix x"]) == {}
+
+
+def test_facts_default_to_nothing_found():
+    """What a fact is when its command prints nothing (pyinfra then uses the default)."""
+    assert QueuedMessages().default() == {}
+    assert PackageState().default() == {"packages": {}, "audit": []}
+
+
+def test_certificate_names_read_here(tmp_path):
+    """Run for real: the DNS names of a certificate file; none for a missing file."""
+    from sample import self_signed_pem
+
+    from mailhost.host.tls import CertificateNames
+
+    pem, _, _ = self_signed_pem("mail.example.test", -1, 30)
+    (tmp_path / "cert.pem").write_bytes(pem)
+    fact = CertificateNames()
+    assert fact.default() == []
+    assert fact.process(shell(fact.command(str(tmp_path / "cert.pem")).get_raw_value())) == [
+        "mail.example.test"]
+    assert fact.process(shell(fact.command(str(tmp_path / "none.pem")).get_raw_value())) == []

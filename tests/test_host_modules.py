@@ -646,3 +646,28 @@ def test_a_switch_stops_while_the_old_mtas_queue_holds_mail(mta, leaving, advice
     assert host.fact_calls == [("QueuedMessages", {"spools": spool})]
     with on(FakeHost({facts.QueuedMessages: {leaving: 0}})):
         refuse_a_switch_while_mail_waits(settings)
+
+
+def test_greylisting_installs_and_starts_redis(ops):
+    from mailhost.host import rspamd
+    with on(FakeHost()):
+        facts.read_paths(rspamd.ROOTS)
+        rspamd.configure(sample_settings(greylisting=True), Secrets())
+    names = called(ops)
+    assert any(n.startswith("packages: Install") and rspamd.REDIS_PACKAGE in n for n in names)
+    assert f"shell: {rspamd.REDIS_UNIT} running and enabled" in names, names
+
+
+def test_no_users_file_of_chasquids_own_where_there_is_none(ops):
+    """Read and found absent: no operation; found: removed."""
+    path = "/etc/chasquid/domains/example.test/users"
+    with on(FakeHost()):
+        facts.read_paths(["/etc/chasquid"])
+        assert chasquid._no_own_users(path) is False
+    assert called(ops) == []
+    left = {path: {"type": "f", "user": "chasquid", "group": "chasquid", "mode": 600,
+                   "sha256": None, "target": None}}
+    with on(FakeHost({facts.PathStates: left})):  # an older deploy wrote one: removed
+        facts.read_paths(["/etc/chasquid"])
+        chasquid._no_own_users(path)
+    assert called(ops) == [f"file: No {path} (users are Dovecot's)"]

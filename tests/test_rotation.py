@@ -329,3 +329,35 @@ def test_an_unreadable_state_file_stops_the_run_with_one_line(cli, knot_world): 
             "is not one of its keys): restore it from a backup, or delete it to start again"
             ) in output, output[-2000:]
     assert knot_world.zone_bytes() == before
+
+
+def test_the_controllers_key_files_are_written_and_a_retired_one_deleted_once(tmp_path):
+    """The controller-side commands, run: the state file written; a retired key deleted, and
+    on a later run (gone already) nothing but a note."""
+    state, key = tmp_path / "rotation.json", tmp_path / "mail.rsa.pem"
+    key.write_text("retired key")
+    host = FakeHost()
+    with on(host):
+        [write] = dkim_operations.local_file._inner(path=str(state), text="{}\n")
+        write.function(*write.args, **write.kwargs)
+        [delete] = dkim_operations.forget_local_key._inner(local_path=str(key))
+        delete.function(*delete.args, **delete.kwargs)
+        assert list(dkim_operations.forget_local_key._inner(local_path=str(key))) == []
+    assert state.read_text() == "{}\n" and not key.exists()
+    assert host.noops == [f"{key} is gone already"]
+
+
+def test_domain_keys_without_a_managed_host_touch_only_the_controller(tmp_path, monkeypatch):
+    settings = sample_settings(secrets_dir=str(tmp_path), mail_manage_host=False)
+    calls = {name: Recorder(name) for name in ("key", "files_file", "forget", "local", "put")}
+    monkeypatch.setattr(dkim_operations, "key", calls["key"])
+    monkeypatch.setattr(dkim_operations.files, "file", calls["files_file"])
+    monkeypatch.setattr(dkim_operations, "forget_local_key", calls["forget"])
+    monkeypatch.setattr(dkim_operations, "local_file", calls["local"])
+    monkeypatch.setattr(dkim_operations, "put_text", lambda *a, **k: calls["put"](**k))
+    for day in (0, 180, 180.01, 181):
+        walked_to(settings, day)
+    dkim_operations.domain_keys(settings, DOMAIN, walked_to(settings, 188.5), owner="opendkim")
+    assert calls["key"].calls[0]["remote_path"] is None
+    assert calls["forget"].calls and calls["local"].calls
+    assert calls["files_file"].calls == [] and calls["put"].calls == []
