@@ -198,7 +198,7 @@ def mta_sts_records(domain: str, hosts: list[MailHost]) -> list[RecordSet]:
     first = hosts[0].settings
     if first.mta_sts_mode == "off":
         return []
-    text = mta_sts.policy_text(first.mta_sts_mode, [h.settings.mail_hostname for h in hosts],
+    text = mta_sts.policy_text(first.mta_sts_mode, mta_sts.mx_hosts([h.settings for h in hosts]),
                                first.mta_sts_max_age)
     name, ttl = mta_sts.policy_host(domain), first.dns_ttl
     records = [RecordSet(name, "A", ttl, (str(first.ipv4),)),

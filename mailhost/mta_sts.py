@@ -31,12 +31,21 @@ def txt_record(text: str) -> str:
     return f"v=STSv1; id={policy_id(text)}"
 
 
+def mx_hosts(hosts: list) -> list[str]:
+    """Every MX a policy must name, in order: the serving hosts' names, then the other
+    servers' MX kept beside ours (``mx_keep``: a sender enforcing the policy would refuse to
+    deliver to an MX it does not name). ``hosts``: the serving hosts' settings."""
+    names = [h.mail_hostname for h in hosts]
+    names += [value.split()[1] for h in hosts for value in h.mx_keep]
+    return list(dict.fromkeys(names))
+
+
 def policy_of(settings) -> dict[str, str]:
     """The policy text of each mail domain the host serves ({} with mta_sts_mode "off"): the
-    host's own name is the one ``mx``, as in the records of a domain served by one host."""
+    host's own name and its kept MX, as in the records of a domain served by one host."""
     if settings.mta_sts_mode == "off":
         return {}
-    return {domain: policy_text(settings.mta_sts_mode, [settings.mail_hostname],
+    return {domain: policy_text(settings.mta_sts_mode, mx_hosts([settings]),
                                 settings.mta_sts_max_age) for domain in settings.mail_domains}
 
 

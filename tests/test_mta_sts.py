@@ -273,3 +273,13 @@ def test_the_policy_check_fetches_from_every_address_and_judges(monkeypatch):
     missing = check.policy_check(settings, zone_, "example.test", "IPv4", "A")
     assert missing.status == "failed" and missing.found == "198.51.100.10: HTTP 404"
     assert "nginx" in missing.advice
+
+
+def test_a_kept_mx_is_named_in_the_policy_and_its_txt():
+    """A domain keeping another server's MX (mx_keep): the policy names it too, or a sender
+    enforcing the policy would refuse to deliver there; served text and TXT id agree."""
+    overrides = {"mta_sts_mode": "enforce", "mx_keep": ["20 mx.oldprovider.example"]}
+    text = policy_of(sample_settings(**overrides))["example.test"]
+    assert parse_policy(text)["mx"] == ["mail.example.test", "mx.oldprovider.example"]
+    (txt,) = values(zone(**overrides), "_mta-sts.example.test", "TXT")
+    assert txt == txt_record(text)
