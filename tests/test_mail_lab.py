@@ -91,9 +91,9 @@ WORLDS = [("ubuntu-24.04", "postfix", "rfc2136", "http-01"),
           ("ubuntu-24.04", "chasquid", "rfc2136", "dns-01"),
           # certbot's own Cloudflare plugin, to https://api.cloudflare.com: the lab's TLS front
           ("ubuntu-24.04", "postfix", "cloudflare", "dns-01"),
-          ("ubuntu-22.04", "postfix", "rfc2136", "http-01"),
-          ("debian-12", "chasquid", "rfc2136", "dns-01"),  # chasquid 1.11: DKIM by the hook
+          ("ubuntu-22.04", "postfix", "rfc2136", "http-01"),  # switches to chasquid 1.11
           ("debian-13", "chasquid", "rfc2136", "dns-01")]  # chasquid 1.15: DKIM by chasquid
+# (debian-12 boots in tests/test_lab.py; its chasquid 1.11 is ubuntu-22.04's too)
 # the first world's VPS starts with dpkg locked, as unattended-upgrades does after a first boot
 DPKG_LOCK_SECONDS = 60
 IPV6_STATE = "sysctl -n net.ipv6.conf.all.disable_ipv6; ip -6 -o addr show dev eth0 scope global"
@@ -111,8 +111,8 @@ BOTH_MTAS = (WORLDS[0], WORLDS[1])
 # where what they prove differs. Rebuild: the DNS provider (ownership kept across machines) and
 # each MTA on the default image. Switch: each image's other MTA (Dovecot 2.4 on debian-13); the
 # Cloudflare worlds' MTA and image are the default world's.
-REBUILT = (WORLDS[0], WORLDS[1], WORLDS[2])  # RFC 2136 Postfix, chasquid, Cloudflare
-SWITCHED = (WORLDS[0], WORLDS[3], WORLDS[5])  # ubuntu-24.04, ubuntu-22.04, debian-13
+REBUILT = (WORLDS[0], WORLDS[2])  # each DNS provider (chasquid's rebuild: by hand, for time)
+SWITCHED = (WORLDS[0], WORLDS[3], WORLDS[4])  # ubuntu-24.04, ubuntu-22.04, debian-13
 
 
 def world_id(world) -> str:
