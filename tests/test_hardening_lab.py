@@ -159,6 +159,7 @@ def test_vrfy_is_refused(lab_host):
 def test_auth_brute_force_on_587_is_delayed_then_refused(lab_host):
     """Runs last: afterwards this client may not AUTH for a minute."""
     failures, delays, refusal = 0, [], None
+    began = time.monotonic()
     while refusal is None and failures < 40:
         with smtplib.SMTP(VPS4, 587, timeout=60) as client:
             client._host = HOSTNAME
@@ -175,7 +176,10 @@ def test_auth_brute_force_on_587_is_delayed_then_refused(lab_host):
                 break
     print(f"\nAUTH brute force: {failures} failures, delays {min(delays):.1f}-"
           f"{max(delays):.1f} s each, then {refusal}")
-    assert refusal is not None and failures <= 12
+    # Postfix counts AUTH per client in windows of anvil_rate_time_unit (60 s), 12 in each; each
+    # failure costs 2 s or more (Dovecot's delay), so a slow run may span a second window
+    windows = int((time.monotonic() - began) // 60) + 1
+    assert refusal is not None and failures <= 12 * windows, (failures, windows)
     assert refusal[0] in (421, 450, 454) and "too many" in refusal[1].lower()
     assert min(delays) >= 1.0  # every failure answered only after Dovecot's delay
     # the right password is refused too while the limit holds: guessing is cut off
