@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from fakehost import FakeHost, Recorder, on
 from pyinfra.operations import apt, files, server
 from sample import sample_settings
@@ -21,7 +23,10 @@ from mailhost.settings import SettingsError
 
 SFTP = {"backup_repository": "sftp:backup@198.51.100.20:/restic",
         "backup_sftp_host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKey comment"}
-SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk=\n-----END OPENSSH PRIVATE KEY-----"
+# a throwaway key made for this run (no key, not even a dummy one, is kept in the repository)
+SSH_KEY = ed25519.Ed25519PrivateKey.generate().private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+    serialization.NoEncryption()).decode().strip()
 CREDENTIALS = BackupSecrets(password=Secret("restic password 0123"), ssh_key=Secret(SSH_KEY))
 
 

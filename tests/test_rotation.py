@@ -234,18 +234,31 @@ def test_chasquid_signs_with_the_rotations_key_only(tmp_path):
     assert chasquid._dkim_links(settings, DOMAIN) == [("rsa", NEW, True), ("rsa", "mail", False)]
 
 
-def test_domain_keys_operations_delete_the_retired_key_and_save_the_state(tmp_path, monkeypatch):
-    settings = sample_settings(secrets_dir=str(tmp_path))
+@pytest.fixture
+def key_operations(monkeypatch):
+    """The operations domain_keys calls, recorded by name."""
     calls = {name: Recorder(name) for name in ("key", "files_file", "forget", "local", "put")}
     monkeypatch.setattr(dkim_operations, "key", calls["key"])
     monkeypatch.setattr(dkim_operations.files, "file", calls["files_file"])
     monkeypatch.setattr(dkim_operations, "forget_local_key", calls["forget"])
     monkeypatch.setattr(dkim_operations, "local_file", calls["local"])
     monkeypatch.setattr(dkim_operations, "put_text", lambda *a, **k: calls["put"](**k))
+    return calls
+
+
+def walked_to_retirement(settings):
+    """The step of the deploy that retires the old key (days 0, 180, 180.01, 181 before)."""
     for day in (0, 180, 180.01, 181):
         walked_to(settings, day)
-    step = walked_to(settings, 188.5)
-    dkim_operations.domain_keys(settings, DOMAIN, step, owner="opendkim")
+    return walked_to(settings, 188.5)
+
+
+def test_domain_keys_operations_delete_the_retired_key_and_save_the_state(tmp_path,
+                                                                         key_operations):
+    settings = sample_settings(secrets_dir=str(tmp_path))
+    calls = key_operations
+    dkim_operations.domain_keys(settings, DOMAIN, walked_to_retirement(settings),
+                                owner="opendkim")
     assert calls["key"].names == [f"DKIM rsa key {NEW} of {DOMAIN}"]
     assert calls["files_file"].calls[0]["path"] == "/etc/mailhost/dkim/example.test/mail.rsa.pem"
     assert calls["files_file"].calls[0]["present"] is False
@@ -347,17 +360,11 @@ def test_the_controllers_key_files_are_written_and_a_retired_one_deleted_once(tm
     assert host.noops == [f"{key} is gone already"]
 
 
-def test_domain_keys_without_a_managed_host_touch_only_the_controller(tmp_path, monkeypatch):
+def test_domain_keys_without_a_managed_host_touch_only_the_controller(tmp_path, key_operations):
     settings = sample_settings(secrets_dir=str(tmp_path), mail_manage_host=False)
-    calls = {name: Recorder(name) for name in ("key", "files_file", "forget", "local", "put")}
-    monkeypatch.setattr(dkim_operations, "key", calls["key"])
-    monkeypatch.setattr(dkim_operations.files, "file", calls["files_file"])
-    monkeypatch.setattr(dkim_operations, "forget_local_key", calls["forget"])
-    monkeypatch.setattr(dkim_operations, "local_file", calls["local"])
-    monkeypatch.setattr(dkim_operations, "put_text", lambda *a, **k: calls["put"](**k))
-    for day in (0, 180, 180.01, 181):
-        walked_to(settings, day)
-    dkim_operations.domain_keys(settings, DOMAIN, walked_to(settings, 188.5), owner="opendkim")
+    calls = key_operations
+    dkim_operations.domain_keys(settings, DOMAIN, walked_to_retirement(settings),
+                                owner="opendkim")
     assert calls["key"].calls[0]["remote_path"] is None
     assert calls["forget"].calls and calls["local"].calls
     assert calls["files_file"].calls == [] and calls["put"].calls == []
