@@ -14,6 +14,7 @@ from functools import partial
 from pyinfra import host, inventory, logger
 from pyinfra.api.exceptions import PyinfraError
 
+from mailhost import paths
 from mailhost.dkim import host_state_path, published_everywhere, rotation_step
 from mailhost.facts import DkimPublicKey, known_lines, read_paths
 from mailhost.host import backup, base, firewall, tls, units, users
@@ -40,7 +41,7 @@ if settings.mail_manage_host:
     refuse_a_switch_while_mail_waits(settings)
     # every file and directory the deploy writes, read in one command: what is in place
     # already costs no further round trip
-    read_paths([*base.ROOTS, *tls.roots(settings), *users.ROOTS, *mta.roots],
+    read_paths([paths.RESTARTS_OWED, *base.ROOTS, *tls.roots(settings), *users.ROOTS, *mta.roots],
                contents=[*users.hash_files(settings),
                          *(host_state_path(d) for d in settings.mail_domains)])
     base.configure(settings)
@@ -73,7 +74,8 @@ if settings.mail_manage_host:
     units.converge(running=[*mta.units, *tls.TIMERS],
                    stopped=[u for other in others(settings) for u in other.units
                            if u not in mta.units],  # Dovecot and rspamd serve both
-                   restart=restart)
+                   restart=restart | units.owed_by_a_stopped_run(mta.units))
+    units.restarts_done()
 
 for zone in run.zones_applied_by(host.name):
     dns.zone_records(

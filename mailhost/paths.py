@@ -19,6 +19,10 @@ TLS_KEY = f"{TLS_DIR}/privkey.pem"
 TLS_DEPLOY_HOOK = f"{TLS_DIR}/deploy-hook"
 # DKIM private keys: HOST_DKIM_DIR/DOMAIN/SELECTOR.KIND.pem
 HOST_DKIM_DIR = f"{MAILHOST_ETC}/dkim"
+# there from before the first configuration file of a run changes until every unit has been
+# restarted (host.put_text, units.converge): a run stopped in between leaves it, and the next
+# run restarts the services the stopped one owed
+RESTARTS_OWED = f"{MAILHOST_ETC}/restarts-owed"
 # secret files are staged here (root only) before they are installed
 SECRET_STAGING = f"{MAILHOST_ETC}/private"
 ACME_DIR = f"{MAILHOST_ETC}/acme"

@@ -51,6 +51,10 @@ def ops(monkeypatch):
     return recorders
 
 
+# the marker queued before the first file a run changes (mailhost.host.put_text)
+OWED = "shell: Restarts owed from here (cleared once the services have restarted)"
+
+
 def called(ops) -> list[str]:
     """Each operation called, in order, as 'OPERATION: its name'."""
     return ops["log"]
@@ -277,7 +281,7 @@ def test_identity_changes_only_what_differs(ops):
              "2001:db8::10 old.example.test old"]
     with on(FakeHost()):
         base.configure_identity(sample_settings(), base_state(hosts=hosts, hostname="vps"))
-    assert called(ops) == ["hostname: Hostname as FQDN", "put: /etc/mailname",
+    assert called(ops) == ["hostname: Hostname as FQDN", OWED, "put: /etc/mailname",
                            "line: /etc/hosts: 2001:db8::10"]
 
 
@@ -290,7 +294,7 @@ def test_ipv6_enabled_on_a_netplan_image_that_ships_it_off(ops):
         facts.read_paths(base.ROOTS)
         base.configure_ipv6(settings, state)
     assert called(ops) == ["sysctl: IPv6 enabled (all)", "sysctl: IPv6 enabled (default)",
-                           "put: IPv6 enabled after a reboot",
+                           OWED, "put: IPv6 enabled after a reboot",
                            "put: netplan: static IPv6 address on ens3",
                            "shell: netplan: apply the IPv6 address (generate, networkctl "
                            "reload; SSH stays up)"]
@@ -382,7 +386,7 @@ def test_apt_proxy_written_or_removed(ops):
         facts.read_paths(base.ROOTS)
         base.configure_apt(sample_settings())  # no proxy, and no file: nothing to do
         base.configure_apt(sample_settings(apt_proxy="http://198.51.100.1:3128"))
-    assert called(ops) == ["put: apt proxy"]
+    assert called(ops) == [OWED, "put: apt proxy"]
     with on(FakeHost()):
         base.configure_apt(sample_settings())  # not read: the operation decides
     assert called(ops)[-1] == "file: No apt proxy"
@@ -465,7 +469,8 @@ def test_a_fresh_host_gets_every_file_account_and_unit(ops, monkeypatch):
         units.converge(running=["postfix"], stopped=["chasquid"])
         assert put_text("/etc/postfix/main.cf", "x\n") is True
     assert called(ops) == ["group: vmail group", "user: vmail user", "directory: Mailboxes",
-                           "shell: postfix running and enabled", "put: /etc/postfix/main.cf"]
+                           "shell: postfix running and enabled", OWED,
+                           "put: /etc/postfix/main.cf"]
     assert facts.PathStates().process([]) == {} and facts.PathStates.default() == {}
     assert facts.Accounts.default() == {"users": {}, "groups": {}}
 
@@ -671,3 +676,46 @@ def test_no_users_file_of_chasquids_own_where_there_is_none(ops):
         facts.read_paths(["/etc/chasquid"])
         chasquid._no_own_users(path)
     assert called(ops) == [f"file: No {path} (users are Dovecot's)"]
+
+
+OWED_STATE = {paths.RESTARTS_OWED: {"type": "f", "user": "root", "group": "root", "mode": 644,
+                                    "sha256": None, "target": None}}
+
+
+def test_restarts_are_owed_before_the_first_changed_file_and_cleared_after_them(ops):
+    host = FakeHost({facts.PathStates: {}, facts.SystemdUnitStates: states(
+        dovecot="active enabled", postfix="active enabled")})
+    with on(host):
+        facts.read_paths([paths.RESTARTS_OWED, "/etc/dovecot"])
+        assert units.owed_by_a_stopped_run(["dovecot", "postfix"]) == set()
+        put_text("/etc/dovecot/a.conf", "a\n")
+        put_text("/etc/dovecot/b.conf", "b\n")  # one marker for the run
+        units.converge(running=["dovecot", "postfix"], restart={"dovecot"})
+        units.restarts_done()
+    assert called(ops) == [
+        OWED, "put: /etc/dovecot/a.conf", "put: /etc/dovecot/b.conf", "shell: Restart dovecot",
+        "shell: Restarts done"]
+    assert paths.RESTARTS_OWED in ops["server.shell"].calls[0]["commands"][0]
+
+
+def test_a_marker_left_by_a_stopped_run_restarts_every_service_once(ops):
+    host = FakeHost({facts.PathStates: OWED_STATE, facts.SystemdUnitStates: states(
+        dovecot="active enabled", chasquid="active enabled",
+        **{"chasquid-smtp.socket": "active enabled"})})
+    running = ["chasquid-smtp.socket", "chasquid", "dovecot"]
+    with on(host):
+        facts.read_paths([paths.RESTARTS_OWED, "/etc/dovecot"])
+        owed = units.owed_by_a_stopped_run(running)
+        assert owed == {"chasquid", "dovecot"}  # services, not their sockets
+        put_text("/etc/dovecot/a.conf", "a\n")  # the marker is there already: not again
+        units.converge(running=running, restart=owed)
+        units.restarts_done()
+    assert called(ops) == ["put: /etc/dovecot/a.conf", "shell: Restart chasquid",
+                           "shell: Restart dovecot", "shell: Restarts done"]
+
+
+def test_no_marker_and_nothing_changed_adds_nothing(ops):
+    with on(FakeHost({facts.PathStates: {}})):
+        facts.read_paths([paths.RESTARTS_OWED])
+        units.restarts_done()
+    assert called(ops) == []

@@ -977,6 +977,8 @@ def unit_states(units):
 @only_in(*SWITCHED)
 def test_switch_to_the_other_mta_and_back(lab_host):
     """Runs last: the old MTA stopped and disabled, the new one on 25/587/465 (IPv4 and IPv6)
+    (in the default world the first switch is killed before its restarts: the next run does
+    them),
     passing dkim/spf/dmarc, every message delivered before still readable over IMAP; back
     again, and then a run changes nothing."""
     image, mta, provider, challenge = lab_host["world"]
@@ -987,7 +989,15 @@ def test_switch_to_the_other_mta_and_back(lab_host):
         fetch_over_imap(lab_host, message_id, folder=folder)
     for new, old in [(other, mta), (mta, other)]:
         world = dict(lab_host, world=(image, new, provider, challenge))
-        deploy(world, "-y")
+        if lab_host["world"] == DEFAULT_WORLD and new == other:
+            # the laptop gone midway: every file of the new MTA written, no restart done yet
+            deploy_killed_at(world, f"{old} stopped and disabled")
+            assert ssh(f"test -e {paths.RESTARTS_OWED} && echo owed").strip() == "owed"
+            output = deploy(world, "-y")
+            assert "Restart dovecot" in output, output[-3000:]  # owed by the stopped run
+            assert ssh(f"test -e {paths.RESTARTS_OWED} && echo owed").strip() == ""
+        else:
+            deploy(world, "-y")
         assert all(line.startswith("inactive disabled") or line.startswith("inactive not-found")
                    for line in unit_states(MTA_UNITS[old])), unit_states(MTA_UNITS[old])
         listeners = ssh("ss -ltnpH '( sport = :25 or sport = :587 or sport = :465 )'")

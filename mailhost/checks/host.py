@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pyinfra.api import QuoteString, StringCommand
 
+from mailhost import paths
 from mailhost.checks import CheckResult, guarded, result
 from mailhost.facts import SystemdUnitStates
 from mailhost.paths import CERTBOT_TIMER
@@ -100,17 +101,21 @@ POLICY_RC_D = "/usr/sbin/policy-rc.d"
 
 
 def packages_settled_check(host) -> CheckResult:
-    """No ``policy-rc.d`` (the hold a deploy sets while it installs, so services start only
-    once configured: it must never outlive that run) and nothing ``dpkg --audit`` reports
-    (an apt run that was interrupted)."""
+    """Nothing a deploy sets for the length of a run outlives it: no ``policy-rc.d`` (the hold
+    while it installs, so services start only once configured), no restarts-owed marker
+    (there while changed files wait for their services' restart), nothing ``dpkg --audit``
+    reports (an apt run that was interrupted)."""
     name = "host: no package hold or half-done install"
-    expected = f"no {POLICY_RC_D}; dpkg --audit reports nothing"
+    expected = (f"no {POLICY_RC_D}; no {paths.RESTARTS_OWED}; dpkg --audit reports nothing")
     advice = (f"while {POLICY_RC_D} exists, package upgrades (security updates) may not restart "
-              "services, and a half-done install leaves packages unconfigured: run the deploy "
-              "again (it finishes the install with `dpkg --configure -a` and removes the hold)")
+              "services; a restarts-owed marker means services may still run an old "
+              "configuration; a half-done install leaves packages unconfigured: run the deploy "
+              "again (it finishes the install with `dpkg --configure -a`, restarts what was "
+              "owed and removes both)")
 
     def check():
         output = run(host, f"test -e {POLICY_RC_D} && echo {POLICY_RC_D} present; "
+                     f"test -e {paths.RESTARTS_OWED} && echo {paths.RESTARTS_OWED} present; "
                      "dpkg --audit 2>&1 | head -3; true").strip()
         return result(name, not output, expected, output[:200] or "none", advice)
     return guarded(name, expected, advice, check)
