@@ -977,10 +977,9 @@ def unit_states(units):
 @only_in(*SWITCHED)
 def test_switch_to_the_other_mta_and_back(lab_host):
     """Runs last: the old MTA stopped and disabled, the new one on 25/587/465 (IPv4 and IPv6)
-    (in the default world the first switch is killed before its restarts: the next run does
-    them),
     passing dkim/spf/dmarc, every message delivered before still readable over IMAP; back
-    again, and then a run changes nothing."""
+    again, and then a run changes nothing. In the default world the first switch is killed
+    before its restarts: the next run does them."""
     image, mta, provider, challenge = lab_host["world"]
     other = "chasquid" if mta == "postfix" else "postfix"
     kept = [("INBOX", send_from_outside("alice@example.test", f"via {mta}")),
