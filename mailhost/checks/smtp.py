@@ -129,7 +129,10 @@ def certificate_check(settings: Settings, address: str, port: int, mta) -> Check
               "`certbot certificates` and /var/log/letsencrypt on the host, that certbot.timer "
               f"renews it, and that {TLS_DIR} links point at "
               f"{live_certificate_dir(settings.mail_hostname)}; the deploy obtains it "
-              "(it needs port 80 and the A/AAAA records)" + "".join(
+              "(it needs port 80 and the A/AAAA records, or DNS-01's records); a self-signed "
+              "certificate means the ACME CA did not issue one yet (down, unreachable, or a "
+              "challenge refused: the deploy's certificate step says which): mail flows on "
+              "it meanwhile; run the deploy again" + "".join(
                   f"; {r.unit} presents its own copy, {r.copy_to}/{settings.mail_hostname}/, "
                   "which the deploy and the renewal hook refresh"
                   for r in mta.certificate_readers if r.copy_to))

@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("down", help="stop everything the lab started and remove what it made")
     commands.add_parser("reboot", help="reboot the VPS (systemctl reboot; its network state "
                                        "starts empty, as a rebooted kernel's does)")
+    commands.add_parser("ca-down", help="stop the ACME CA (Pebble), as a CA that is down; "
+                                        "`up` starts it again")
     status = commands.add_parser("status", help="what runs where (exit 3 if not running)")
     status.add_argument("--json", action="store_true")
     ssh = commands.add_parser("ssh", help="ssh into the VPS as root")
@@ -56,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
             info = lab.reboot_vps(paths)
             print(lab.describe(info))
             return 0 if info["running"] else 1
+        if args.command == "ca-down":
+            lab.stop_ca(paths)
+            print("lab ca-down: Pebble stopped; `scripts/lab up` starts it again")
+            return 0
         if args.command == "status":
             info = lab.status(paths)
             print(json.dumps(info, indent=2) if args.json else lab.describe(info))

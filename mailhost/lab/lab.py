@@ -214,6 +214,18 @@ def reboot_vps(paths: Paths) -> dict:
     return status(paths)
 
 
+def stop_ca(paths: Paths) -> dict:
+    """Stop the ACME CA (Pebble), as a CA that is down or unreachable; ``up`` starts it again
+    (with a new issuing root, as every Pebble start). Returns status()."""
+    with locked(paths):
+        state = load_state(paths)
+        pebble_ = _proc(state, "pebble")
+        if pebble_ is not None:
+            pebble_.stop()
+        _record(paths, state, "pebble", None)
+    return status(paths)
+
+
 def stop_vps(paths: Paths, state: dict) -> None:
     vps.stop(_proc(state, "vps"), _proc(state, "vps_init"))
     if not _alive(state, "vps") and not _alive(state, "vps_init"):
