@@ -53,6 +53,21 @@ def test_first_in_both_mtas_and_nothing_without_a_repository(ops):
     assert ops == []
 
 
+def test_backups_taken_out_of_the_settings_stop_the_timer_and_remove_the_credentials(
+        ops, monkeypatch):
+    shell = Recorder("shell", ops)
+    monkeypatch.setattr(server, "shell", shell)
+    timer = {"type": "f", "user": "root", "group": "root", "mode": 644, "sha256": "x",
+             "target": None}
+    with on(fresh_host({f"{backup.UNIT_DIR}/{backup.TIMER}": timer})):
+        facts.read_paths(backup.ROOTS)
+        assert backup.configure(sample_settings(), Secrets()) == set()
+    assert ops == ["shell: Backups off: the timer stopped, restic's credentials removed"]
+    disable, remove, _ = shell.calls[0]["commands"]
+    assert disable.startswith(f"systemctl disable --now {backup.TIMER}")
+    assert backup.PASSWORD_FILE in remove and backup.SSH_KEY in remove, remove
+
+
 def test_a_fresh_host_installs_restic_and_restores_before_the_timer_starts(ops):
     settings = sample_settings(**SFTP, restore_from_backup=True)
     with on(fresh_host()):

@@ -15,6 +15,8 @@ regenerated (certbot), and nothing pins it yet (no DANE).
 
 from __future__ import annotations
 
+import shlex
+
 from pyinfra.operations import server
 
 from mailhost import paths
@@ -49,6 +51,20 @@ ROOTS = [BACKUP_DIR, RESTIC, BACKUP_SCRIPT, RESTORE_SCRIPT, f"{UNIT_DIR}/{SERVIC
 BACKED_UP = [paths.MAILBOX_ROOT, paths.HOST_DKIM_DIR]
 RESTORED_PATHS = [paths.MAILBOX_ROOT]
 TAG = "mailhost"
+
+
+def retire_backups() -> None:
+    """backup_repository taken out of the settings: the timer stopped and disabled, its units
+    and restic's credentials removed (the repository itself, and restic, are left as they are);
+    nothing when the timer's unit file is not there (read by read_paths)."""
+    known, state = known_state(f"{UNIT_DIR}/{TIMER}")
+    if known and state is None:
+        return
+    leftovers = " ".join(shlex.quote(p) for p in (
+        f"{UNIT_DIR}/{TIMER}", f"{UNIT_DIR}/{SERVICE}", ENVIRONMENT, PASSWORD_FILE, SSH_KEY))
+    server.shell(name="Backups off: the timer stopped, restic's credentials removed", commands=[
+        f"systemctl disable --now {TIMER} 2>/dev/null || true",
+        f"rm -f {leftovers}", "systemctl daemon-reload"])
 
 
 def packages(settings: Settings) -> list[str]:
@@ -126,6 +142,7 @@ def configure(settings: Settings, secrets: Secrets) -> set[str]:
     + secrets: the repository password and credentials (secrets.backup)
     """
     if settings.backup_repository is None:
+        retire_backups()
         return set()
     directory(BACKUP_DIR, user="root", group="root", mode="700")
     credentials = secrets.backup
