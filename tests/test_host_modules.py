@@ -2,6 +2,7 @@
 operations a step adds for what the host has, and what the MTA profiles say."""
 
 import hashlib
+import runpy
 from types import SimpleNamespace
 
 import pytest
@@ -199,6 +200,30 @@ def test_chasquid_asks_dovecot_and_delivers_by_lmtp():
     deliver = render("chasquid/deliver.py.j2", settings, lmtp=dovecot.CHASQUID_LMTP)
     compile(deliver, "deliver", "exec")
     assert f'smtplib.LMTP("{dovecot.CHASQUID_LMTP}"' in deliver
+
+
+def test_chasquid_delivers_without_results_forged_in_the_host_s_name(tmp_path):
+    """Above chasquid's Received field: the hook's (kept); below it: the sender's, dropped
+    when they name this host (any case, with a version or a comment), kept otherwise."""
+    path = tmp_path / "deliver"
+    settings = sample_settings(mail_hostname="Mail.Example.TEST")
+    path.write_text(render("chasquid/deliver.py.j2", settings, lmtp=dovecot.CHASQUID_LMTP))
+    strip = runpy.run_path(str(path), run_name="deliver")["without_forged_results"]
+    message = (b"Authentication-Results: mail.example.test;\r\n spf=pass smtp.mailfrom=x\r\n"
+               b"Received: from mx.a.example by mail.example.test\r\n"
+               b"Authentication-Results: mail.example.test; dkim=pass\r\n"
+               b"authentication-results : (forged) MAIL.example.test 1;\r\n\tdmarc=pass\r\n"
+               b"Authentication-Results: mx.a.example; dkim=pass\r\n"
+               b"Received: from x by mx.a.example\r\n"
+               b"Authentication-Results: mail.example.test; arc=pass\r\n"
+               b"Subject: hi\r\n\r\nAuthentication-Results: mail.example.test; body\r\n")
+    assert strip(message) == (
+        b"Authentication-Results: mail.example.test;\r\n spf=pass smtp.mailfrom=x\r\n"
+        b"Received: from mx.a.example by mail.example.test\r\n"
+        b"Authentication-Results: mx.a.example; dkim=pass\r\n"
+        b"Received: from x by mx.a.example\r\n"
+        b"Subject: hi\r\n\r\nAuthentication-Results: mail.example.test; body\r\n")
+    assert strip(b"no header end") == b"no header end"
 
 
 def test_put_text_and_directory_skip_what_read_paths_saw_in_place(ops):

@@ -551,9 +551,11 @@ def test_a_mid_score_message_is_stored_with_x_spam_yes(lab_host):
 
 def test_inbound_mail_carries_authentication_results(lab_host):
     """From the receiver's network (mx.example.net, example.net's SPF "mx"): delivered to
-    alice with rspamd's Authentication-Results: spf and dmarc pass, dkim none (unsigned)."""
+    alice with rspamd's Authentication-Results: spf and dmarc pass, dkim none (unsigned); the
+    sender's forged results in the host's name are gone (OpenDKIM; chasquid's delivery)."""
     message_id = f"<{time.time_ns()}@example.net>"
     message = (f"From: news@example.net\r\nTo: alice@example.test\r\nSubject: news\r\n"
+               f"Authentication-Results: {HOSTNAME}; dkim=pass header.d=forged.example\r\n"
                f"Message-ID: {message_id}\r\nDate: {email.utils.formatdate()}\r\n\r\n"
                "The news of the day.\r\n")
     subprocess.run(["ip", "netns", "exec", RX_NETNS, sys.executable, "-c", SEND_FROM_RX, VPS4,
@@ -561,6 +563,7 @@ def test_inbound_mail_carries_authentication_results(lab_host):
     (path,) = stored_files(message_id)
     stored = email.message_from_string(ssh(f"cat {path}"))
     results = [" ".join(v.split()) for v in stored.get_all("Authentication-Results", [])]
+    assert not any("forged.example" in r for r in results), results
     ours = [r for r in results if "dmarc=" in r]
     assert ours, results
     assert "spf=pass" in ours[0] and "dmarc=pass" in ours[0] and "dkim=none" in ours[0], ours
