@@ -1,5 +1,5 @@
 """python -m mailhost.lab up [--fresh] [--image IMAGE] [--dpkg-lock-seconds N] | down
-| reboot | status [--json] | ssh [COMMAND...]"""
+| reboot | block-smtp on|off | status [--json] | ssh [COMMAND...]"""
 
 from __future__ import annotations
 
@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("down", help="stop everything the lab started and remove what it made")
     commands.add_parser("reboot", help="reboot the VPS (systemctl reboot; its network state "
                                        "starts empty, as a rebooted kernel's does)")
+    block = commands.add_parser("block-smtp", help="block (on) or unblock (off) the VPS's "
+                                "outbound port 25 on the bridge, as VPS providers do")
+    block.add_argument("state", choices=["on", "off"])
     status = commands.add_parser("status", help="what runs where (exit 3 if not running)")
     status.add_argument("--json", action="store_true")
     ssh = commands.add_parser("ssh", help="ssh into the VPS as root")
@@ -56,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
             info = lab.reboot_vps(paths)
             print(lab.describe(info))
             return 0 if info["running"] else 1
+        if args.command == "block-smtp":
+            info = lab.block_smtp(paths, args.state == "on")
+            print(f"lab: the VPS's outbound port 25 is "
+                  f"{'blocked' if info['relay']['outbound_smtp_blocked'] else 'open'}")
+            return 0
         if args.command == "status":
             info = lab.status(paths)
             print(json.dumps(info, indent=2) if args.json else lab.describe(info))
