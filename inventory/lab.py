@@ -127,3 +127,8 @@ if os.environ.get("MAILHOST_LAB_RELAY") == "1":
         "relay_user": "mailhost-lab",
         "spf_include": ["relay.example.net"],
     })
+# the relay gone again: its include is no longer in spf_include, so the plan refuses to drop
+# it from the SPF record (it keeps no memory of having written it) until one deploy with
+# dns_force: MAILHOST_LAB_DNS_FORCE=1
+if os.environ.get("MAILHOST_LAB_DNS_FORCE") == "1":
+    mail_hosts[0][1]["dns_force"] = True
