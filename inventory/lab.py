@@ -118,3 +118,17 @@ mail_hosts = [
 # MAILHOST_LAB_WARMUP_START=2026-11-25
 if os.environ.get("MAILHOST_LAB_WARMUP_START"):
     mail_hosts[0][1]["warmup_start"] = os.environ["MAILHOST_LAB_WARMUP_START"]
+# outbound port 25 blocked (scripts/lab block-smtp on): every message leaves through the lab's
+# relay, with SASL over verified TLS (password: relay_password in .lab/secrets.toml), and SPF
+# includes the relay's record: MAILHOST_LAB_RELAY=1
+if os.environ.get("MAILHOST_LAB_RELAY") == "1":
+    mail_hosts[0][1].update({
+        "relay_host": "[relay.example.net]:587",
+        "relay_user": "mailhost-lab",
+        "spf_include": ["relay.example.net"],
+    })
+# the relay gone again: its include is no longer in spf_include, so the plan refuses to drop
+# it from the SPF record (it keeps no memory of having written it) until one deploy with
+# dns_force: MAILHOST_LAB_DNS_FORCE=1
+if os.environ.get("MAILHOST_LAB_DNS_FORCE") == "1":
+    mail_hosts[0][1]["dns_force"] = True

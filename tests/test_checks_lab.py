@@ -105,7 +105,8 @@ class Lab:
     def __init__(self, status: dict, mta: str):
         self.status, self.mta = status, mta
         secrets = tomllib.loads(Path(status["secrets_file"]).read_text())
-        self.secret_values = [secrets["tsig_secret"], *secrets["passwords"].values()]
+        self.secret_values = [secrets["tsig_secret"], secrets["relay_password"],
+                              *secrets["passwords"].values()]
         name = status["dns"]["tsig_key_name"]
         self.keyring = {dns.name.from_text(name): dns.tsig.Key(name, secrets["tsig_secret"])}
         self.server = status["dns"]["server"]

@@ -1,13 +1,17 @@
 """relay_host (a smarthost when outbound port 25 is blocked): settings, secret, Postfix's
-configuration. The lab's relay (a receiver that requires AUTH, outbound 25 blocked) is still to
-build; until then nothing here has sent through a relay."""
+configuration, the host checks. The lab's relay itself: tests/test_relay_server.py (on
+loopback) and tests/test_mail_lab.py (mail through it while the VPS's port 25 is blocked)."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import pytest
 from sample import sample_settings
 from secrecy import leaked
 
+from mailhost.checks import FAILED, OK
+from mailhost.checks import host as host_checks
 from mailhost.host import postfix
 from mailhost.secrets import Secrets, load_secrets
 from mailhost.settings import SettingsError
@@ -78,3 +82,30 @@ def test_without_a_relay_mail_goes_to_each_mx_and_the_table_is_empty():
     main = parameters(postfix.rendered("main.cf", settings))
     assert "relayhost" not in main and main["smtp_tls_security_level"] == "may"
     assert postfix.relay_passwords(settings, Secrets()) == ""
+
+
+class BlockedPort25:
+    """A host whose connections to port 25 time out and to any other port connect."""
+
+    def __init__(self):
+        self.commands = []
+
+    def run_shell_command(self, command):
+        text = command.get_raw_value()
+        self.commands.append(text)
+        output = "" if "/25 " in text else "connected\n"
+        return True, SimpleNamespace(stdout=output, stderr="")
+
+
+def test_with_a_relay_a_blocked_port_25_is_reported_not_fatal_and_the_relay_is_checked():
+    host = BlockedPort25()
+    relayed = host_checks.outbound_check(sample_settings(**RELAY), host)
+    assert (relayed.status, relayed.required) == (FAILED, False)
+    assert relayed.found == "no connection in 10 s"
+    assert "mail leaves through relay_host [smtp.relay.example]:587" in relayed.advice
+    relay = host_checks.relay_check(sample_settings(**RELAY), host)
+    assert (relay.status, relay.required, relay.found) == (OK, True, "connected")
+    assert "/dev/tcp/smtp.relay.example/587" in host.commands[-1]
+    direct = host_checks.outbound_check(sample_settings(), host)
+    assert (direct.status, direct.required) == (FAILED, True)
+    assert "ask yours to unblock it" in direct.advice

@@ -20,6 +20,8 @@ def checks(settings: Settings, host, mta) -> list[CheckResult]:
     states = guarded_states(host, all_units)
     found = [unit_check(unit, states) for unit in all_units]
     found.append(outbound_check(settings, host))
+    if settings.relay_host:
+        found.append(relay_check(settings, host))
     found.append(queue_check(mta.queue, host))
     found.append(packages_settled_check(host))
     return found
@@ -59,21 +61,47 @@ def unit_check(unit: str, states: dict | Exception) -> CheckResult:
 
 
 def outbound_check(settings: Settings, host) -> CheckResult:
+    """Outbound port 25 open; with relay_host a closed one is expected and only reported."""
     target = settings.check_outbound_smtp
     name = f"host: outbound SMTP to {target}"
     expected = "a TCP connection from the host"
     advice = ("the host cannot open connections to port 25 elsewhere, so it cannot deliver "
               "mail. Many VPS providers block outbound port 25 by default: ask yours to unblock "
               "it (or relay through a smarthost); check that no firewall on the host drops it")
+    if settings.relay_host:
+        advice = (f"port 25 looks blocked (as many VPS providers do); mail leaves through "
+                  f"relay_host {settings.relay_host} instead (the relay check says whether "
+                  "the host reaches it)")
+    server, _, port = target.rpartition(":")
+    required = not settings.relay_host
 
     def check():
-        server, _, port = target.rpartition(":")
-        script = f"exec 3<>/dev/tcp/{server}/{port} && echo connected"
-        output = run(host, "timeout 10 bash -c", QuoteString(script), "2>&1 || true")
-        connected = "connected" in output
-        found = "connected" if connected else (output.strip()[:200] or "no connection in 10 s")
+        connected, found = connects(host, server, port)
+        return result(name, connected, expected, found, advice, required=required)
+    return guarded(name, expected, advice, check, required=required)
+
+
+def relay_check(settings: Settings, host) -> CheckResult:
+    """The host reaches relay_host's port (587 or 465)."""
+    server, _, port = settings.relay_host.rpartition(":")
+    name = f"host: relay {settings.relay_host} reachable"
+    expected = "a TCP connection from the host"
+    advice = ("the host cannot reach its relay, so outbound mail waits in the queue: check the "
+              "relay's name and port, and that no firewall (the host's or the provider's) "
+              "drops the connection")
+    def check():
+        connected, found = connects(host, server.strip("[]"), port)
         return result(name, connected, expected, found, advice)
     return guarded(name, expected, advice, check)
+
+
+def connects(host, server: str, port: str) -> tuple[bool, str]:
+    """Whether the host opens a TCP connection to server:port within 10 s, and what it saw."""
+    script = f"exec 3<>/dev/tcp/{server}/{port} && echo connected"
+    output = run(host, "timeout 10 bash -c", QuoteString(script), "2>&1 || true")
+    connected = "connected" in output
+    return connected, ("connected" if connected else
+                       (output.strip()[:200] or "no connection in 10 s"))
 
 
 def queue_ages(queue, host) -> list[int]:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from pyinfra.operations import server
 
-from mailhost.host import CertificateReader, QueueReader, put_text, render, write_template
+from mailhost.host import CertificateReader, QueueReader, base, put_text, render, write_template
 from mailhost.host.users import alias_map, mailbox_map, mailbox_root, sender_login_map
 from mailhost.operations.secret_file import secret_file
 from mailhost.paths import POSTFIX_QUEUES
@@ -20,6 +20,10 @@ from mailhost.settings import Settings
 from mailhost.warmup import PROVIDERS, SCHEDULE, pace_on, transport_map
 
 PACKAGES = ["postfix"]
+# the SASL client's PLAIN and LOGIN mechanisms: without them Postfix cannot log in to
+# relay_host ("No worthy mechs found", seen in the lab); installed only with a relay (and left
+# installed when the relay goes, as Redis is after greylisting)
+SASL_CLIENT_PACKAGE = "libsasl2-modules"
 UNITS = ["postfix"]
 ROOTS = ["/etc/postfix"]
 CERTIFICATE_READERS = (CertificateReader("postfix", after_renewal="reload"),)
@@ -34,6 +38,8 @@ def configure(settings: Settings, secrets: Secrets) -> set[str]:
     """main.cf, master.cf and the maps (mailboxes, aliases, who may send as whom); what to
     restart."""
     mailbox_root()
+    if settings.relay_host:
+        base.install_packages([SASL_CLIENT_PACKAGE])
     data = template_data(settings, today())
     changed = any([
         write_template("postfix/main.cf.j2", "/etc/postfix/main.cf", settings, **data),

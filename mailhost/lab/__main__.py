@@ -1,5 +1,5 @@
 """python -m mailhost.lab up [--fresh] [--image IMAGE] [--dpkg-lock-seconds N] | down
-| reboot | status [--json] | ssh [COMMAND...]"""
+| reboot | block-smtp on|off | status [--json] | ssh [COMMAND...]"""
 
 from __future__ import annotations
 
@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
                                        "starts empty, as a rebooted kernel's does)")
     commands.add_parser("ca-down", help="stop the ACME CA (Pebble), as a CA that is down; "
                                         "`up` starts it again")
+    block = commands.add_parser("block-smtp", help="block (on) or unblock (off) the VPS's "
+                                "outbound port 25 on the bridge, as VPS providers do")
+    block.add_argument("state", choices=["on", "off"])
     status = commands.add_parser("status", help="what runs where (exit 3 if not running)")
     status.add_argument("--json", action="store_true")
     ssh = commands.add_parser("ssh", help="ssh into the VPS as root")
@@ -61,6 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "ca-down":
             lab.stop_ca(paths)
             print("lab ca-down: Pebble stopped; `scripts/lab up` starts it again")
+            return 0
+        if args.command == "block-smtp":
+            info = lab.block_smtp(paths, args.state == "on")
+            print(f"lab: the VPS's outbound port 25 is "
+                  f"{'blocked' if info['relay']['outbound_smtp_blocked'] else 'open'}")
             return 0
         if args.command == "status":
             info = lab.status(paths)

@@ -22,7 +22,18 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import api_front, backup_target, certs, images, network, pebble, proxy, vps, zones
+from . import (
+    api_front,
+    backup_target,
+    certs,
+    images,
+    network,
+    pebble,
+    proxy,
+    relay,
+    vps,
+    zones,
+)
 from .common import (
     CHECKOUT,
     CLOUDFLARE_PORT,
@@ -56,8 +67,8 @@ RX_NS = network.Namespace(RX_NETNS, RX4, RX6)
 NAMESPACES = [VPS_NS, RX_NS]
 CLOUDFLARE_URL = f"http://{HOST4}:{CLOUDFLARE_PORT}/client/v4"
 # stopped in this order by `down`; the VPS first, Knot last
-COMPONENTS = ["vps", "vps_init", "receiver", "backup_target", "api_front", "cloudflare", "pebble",
-              "proxy", "knot"]
+COMPONENTS = ["vps", "vps_init", "relay", "receiver", "backup_target", "api_front", "cloudflare",
+              "pebble", "proxy", "knot"]
 
 
 # --- small probes, also used by the tests ---
@@ -171,6 +182,7 @@ def start_vps(paths: Paths, state: dict, image: images.Image, dpkg_lock_seconds:
     stop_vps(paths, state)
     network.reset_vps_link(VPS_NS, ipv6_off=image.network == "netplan")
     vps.prepare_rootfs(paths, image, dpkg_lock_seconds)
+    relay.trust_lab_ca(paths.vps_rootfs, paths.ca / "lab-ca.pem")  # the relay's certificate
     state["image"] = image.name
     state["dpkg_lock_seconds"] = dpkg_lock_seconds
     vps.write_ssh_config(paths)
@@ -274,6 +286,8 @@ def up(paths: Paths, fresh: bool = False, image_name: str | None = None,
             _record(paths, state, "api_front", api_front.start(paths))
         if not _alive(state, "receiver"):
             _record(paths, state, "receiver", start_receiver(paths))
+        if not _alive(state, "relay"):
+            _record(paths, state, "relay", relay.start(paths, RX_NS.exec_prefix(), RX4))
         if not _alive(state, "backup_target"):
             _record(paths, state, "backup_target",
                     backup_target.start(paths, RX_NS.exec_prefix()))
@@ -281,6 +295,18 @@ def up(paths: Paths, fresh: bool = False, image_name: str | None = None,
             start_vps(paths, state, image, dpkg_lock_seconds)
         state["up_seconds"] = round(time.monotonic() - started, 1)
         save_state(paths, state)
+    return status(paths)
+
+
+def block_smtp(paths: Paths, on: bool) -> dict:
+    """Block (or unblock) every outbound TCP connection to port 25 from the VPS, on the bridge
+    (the VPS's own firewall cannot see or undo it); 587/465 to the relay still pass. Returns
+    status()."""
+    with locked(paths):
+        if on:
+            network.block_smtp(VPS_NS)
+        else:
+            network.unblock_smtp()
     return status(paths)
 
 
@@ -394,6 +420,18 @@ def status(paths: Paths) -> dict:
             "messages_dir": str(paths.received),
             "tempfail_flag": str(paths.received / RX_TEMPFAIL_FLAG),
         },
+        "relay": {
+            "hostname": relay.RELAY_HOSTNAME,
+            "ipv4": relay.RELAY4,
+            "ipv6": relay.RELAY6,
+            "port": relay.RELAY_PORT,
+            "relay_host": f"[{relay.RELAY_HOSTNAME}]:{relay.RELAY_PORT}",
+            "user": relay.RELAY_USER,
+            "password_in": f"{paths.secrets_file} (key relay_password)",
+            "spf_domain": relay.RELAY_HOSTNAME,
+            "delivers_to": f"{RX4}:{SMTP_PORT}",
+            "outbound_smtp_blocked": network.smtp_blocked(),
+        },
         "backup_target": {
             "repository": backup_target.REPOSITORY,
             "directory": str(backup_target.repository_dir(paths)),
@@ -434,6 +472,11 @@ def describe(info: dict) -> str:
         f"  Receiver   {rx['hostname']} ({rx['domain']})  {rx['ipv4']}  {rx['ipv6']}  port 25 "
         f"STARTTLS  netns {rx['netns']}, {pids.get('receiver', missing)}",
         f"             messages in {rx['messages_dir']}",
+        f"  Relay      {info['relay']['relay_host']}  {info['relay']['ipv4']}  "
+        f"{info['relay']['ipv6']}  STARTTLS + AUTH, to the receiver  {pids.get('relay', missing)}",
+        f"             the VPS's outbound port 25: "
+        f"{'BLOCKED' if info['relay']['outbound_smtp_blocked'] else 'open'} "
+        "(scripts/lab block-smtp on|off)",
         f"  Backups    SFTP {info['backup_target']['repository']} (restic)  "
         f"{pids.get('backup_target', missing)}",
         f"  apt proxy  tinyproxy {info['apt_proxy']} to {', '.join(info['apt_proxy_allows'])}  "

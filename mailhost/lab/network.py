@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,6 +130,37 @@ def reset_vps_link(ns: Namespace, ipv6_off: bool) -> None:
         run("ip", "netns", "exec", ns.name, "sysctl", "-q", "-w",
             f"net.ipv6.conf.{scope}.disable_ipv6={value}")
 
+# --- outbound port 25 blocked, as many VPS providers do: on the bridge (the host side), so the
+# VPS's own firewall (which the deploy manages) neither sees nor can undo it ---
+
+BLOCK_TABLE = "mhlab_block_smtp"  # nftables, bridge family, in the host's namespace
+
+
+def block_smtp(ns: Namespace) -> None:
+    """Drop every TCP packet to port 25 that ``ns`` sends into the bridge (IPv4 and IPv6),
+    whether to another lab host or to the host itself; other ports pass. Harmless if on."""
+    unblock_smtp()
+    rule = f'iifname "{ns.host_link}" meta l4proto tcp th dport 25 drop'
+    run("nft", "-f", "-", input=(
+        f"table bridge {BLOCK_TABLE} {{\n"
+        f"  chain forward {{ type filter hook forward priority 0; policy accept; {rule}; }}\n"
+        f"  chain input {{ type filter hook input priority 0; policy accept; {rule}; }}\n"
+        "}\n"))
+
+
+def unblock_smtp() -> None:
+    """Remove the block (harmless if it is not there)."""
+    if smtp_blocked():
+        run("nft", "delete", "table", "bridge", BLOCK_TABLE)
+
+
+def smtp_blocked() -> bool:
+    """Whether the block is in place."""
+    if shutil.which("nft") is None:  # scripts/bootstrap installs nftables
+        return False
+    return run("nft", "list", "table", "bridge", BLOCK_TABLE, check=False).returncode == 0
+
+
 def delete_namespace(ns: Namespace) -> None:
     """Remove one namespace (its veth pair goes with it); refused while anything runs in it."""
     if namespace_pids(ns.name):
@@ -144,7 +176,9 @@ def namespace_pids(name: str) -> list[int]:
 
 
 def down(namespaces: list[Namespace]) -> None:
-    """Delete the namespaces, their veths and the bridge (whatever of them exists)."""
+    """Delete the namespaces, their veths and the bridge (whatever of them exists), and the
+    port 25 block."""
+    unblock_smtp()
     present = set(lab_namespaces())
     for ns in namespaces:
         if ns.name in present:

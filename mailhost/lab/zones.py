@@ -3,7 +3,8 @@
 Zones (all updatable with the TSIG key ``mailhost-lab``, the RFC 2136 provider's target):
 
 - ``example.test``: the lab mail domain; SOA and NS only, the deploy adds the mail records
-- ``example.net``: the receiver's domain (MX, A/AAAA of mx.example.net, SPF, DMARC)
+- ``example.net``: the receiver's domain (MX, A/AAAA of mx.example.net, SPF, DMARC), and the
+  lab relay's name relay.example.net (A/AAAA, and the SPF record a sender includes)
 - ``lab.test``: the lab's own names (ns.lab.test = Knot, acme.lab.test = Pebble)
 - ``bl.lab.test``: an empty DNSBL zone for later checks
 - the reverse zones of 198.51.100.0/24 and 2001:db8::/64, with PTRs for every lab host
@@ -38,11 +39,12 @@ from .common import (
     log_tail,
     spawn,
 )
+from .relay import RELAY4, RELAY6, RELAY_HOSTNAME, RELAY_SPF
 
 REVERSE4 = "100.51.198.in-addr.arpa"
 REVERSE6 = "0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa"  # 2001:db8::/64
 PTRS = {HOST4: NS_NAME, HOST6: NS_NAME, VPS4: MAIL_HOSTNAME, VPS6: MAIL_HOSTNAME,
-        RX4: RX_HOSTNAME, RX6: RX_HOSTNAME}
+        RX4: RX_HOSTNAME, RX6: RX_HOSTNAME, RELAY4: RELAY_HOSTNAME, RELAY6: RELAY_HOSTNAME}
 
 
 def _head(zone: str) -> str:
@@ -71,7 +73,9 @@ def zones() -> dict[str, str]:
         + "@ IN MX 10 mx\n"
         + f"mx IN A {RX4}\nmx IN AAAA {RX6}\n"
         + '@ IN TXT "v=spf1 mx -all"\n'
-        + '_dmarc IN TXT "v=DMARC1; p=reject"\n',
+        + '_dmarc IN TXT "v=DMARC1; p=reject"\n'
+        + f'{RELAY_HOSTNAME}. IN A {RELAY4}\n{RELAY_HOSTNAME}. IN AAAA {RELAY6}\n'
+        + f'{RELAY_HOSTNAME}. IN TXT "{RELAY_SPF}"\n',
         LAB_DOMAIN: _head(LAB_DOMAIN)
         + f"{NS_NAME}. IN A {HOST4}\n{NS_NAME}. IN AAAA {HOST6}\n"
         + f"{ACME_NAME}. IN A {HOST4}\n{ACME_NAME}. IN AAAA {HOST6}\n"
