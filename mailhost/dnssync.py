@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 
+from mailhost.dane import certificate_key_path, tlsa_of_public_key
 from mailhost.desired import MailHost, ZoneRecords, desired_by_zone
 from mailhost.dkim import (
     DkimPublicKeys,
@@ -55,7 +56,9 @@ def public_keys(settings: Settings, domain: str, read_host_key: HostKeyReader) -
 def mail_hosts(hosts: dict[str, Settings], read_host_key: HostsKeyReader) -> list[MailHost]:
     """Each host (by name) with its domains' public keys."""
     return [
-        MailHost(s, {d: public_keys(s, d, partial(read_host_key, name)) for d in s.mail_domains})
+        MailHost(s, {d: public_keys(s, d, partial(read_host_key, name)) for d in s.mail_domains},
+                 tlsa_of_public_key(read_host_key(name, certificate_key_path(s.mail_hostname)))
+                 if s.dane == "auto" else None)
         for name, s in hosts.items()
     ]
 
@@ -110,8 +113,14 @@ class ZoneSync:
         """Read the owned keys and compare; raises PlanError/ProviderError with one line."""
         self.provider.check_zone(self.zone)
         found = self.provider.read(self.zone, self.records.ownership.keys)
-        plan = compute_plan(self.zone, self.records.desired, found, self.records.ownership)
-        plan.notices = list(self.records.notices)
+        desired, notices = self.records.desired, list(self.records.notices)
+        tlsa = [r for r in desired if r.rtype == "TLSA"]
+        if tlsa and not self.provider.dnssec_signed(self.zone):
+            desired = [r for r in desired if r.rtype != "TLSA"]
+            notices += [f"no TLSA for {r.name}: zone {self.zone} is not DNSSEC-signed "
+                        f"({self.provider.kind}); DANE needs a signed zone" for r in tlsa]
+        plan = compute_plan(self.zone, desired, found, self.records.ownership)
+        plan.notices = notices
         check_conflicts(plan, self.force)
         check_safety(plan, lambda: self.provider.count_records(self.zone), self.force)
         return plan

@@ -20,6 +20,7 @@ import socket
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
+import dns.dnssec
 import dns.exception
 import dns.flags
 import dns.message
@@ -153,6 +154,27 @@ class Rfc2136Provider(Provider):
         inside = next((r.name for r in answer.authority if r.rdtype == dns.rdatatype.SOA), None)
         hint = f": it is inside zone {normalize_name(inside.to_text())}" if inside else ""
         raise ProviderError(f"DNS server {self.where} is not authoritative for zone {zone}{hint}")
+
+    def dnssec_signed(self, zone: str) -> bool:
+        """The server answers the zone's DNSKEY set with a signature that one of those keys
+        validates (dnspython). Whether the parent publishes the DS (the chain a resolver
+        follows) is not seen from here: the checks (mailhost.checks.dane) ask a resolver."""
+        zone = normalize_name(zone)
+        apex = dns.name.from_text(zone)
+        query = dns.message.make_query(apex, dns.rdatatype.DNSKEY, want_dnssec=True)
+        with self._talking(zone):
+            self.calls["read"] += 1
+            answer = dns.query.tcp(query, self.address, timeout=self.timeout, port=self.port)
+        keys = answer.get_rrset(answer.answer, apex, dns.rdataclass.IN, dns.rdatatype.DNSKEY)
+        signature = answer.get_rrset(answer.answer, apex, dns.rdataclass.IN,
+                                     dns.rdatatype.RRSIG, dns.rdatatype.DNSKEY)
+        if not keys or not signature:
+            return False
+        try:
+            dns.dnssec.validate(keys, signature, {apex: keys})
+        except dns.dnssec.ValidationFailure:
+            return False
+        return True
 
     def read(self, zone: str, owned: Iterable[tuple[str, str]]) -> list[RecordSet]:
         zone = normalize_name(zone)
