@@ -99,6 +99,9 @@ def prepare_rootfs(paths: Paths, image: Image, dpkg_lock_seconds: int = 0) -> No
 
 RESOLVER_SNIPPET = "etc/unbound/unbound.conf.d/mailhost-lab.conf"
 INSECURE_TOPS = ["test", "net", "arpa"]  # the lab's unsigned names live under these
+# names unbound answers itself by default (RFC 6761 "test.", RFC 6303's TEST-NET reverse
+# zones): the lab's names live there, so they are asked of Knot like any other
+UNBOUND_LOCAL_ZONES = ["test", "100.51.198.in-addr.arpa", "8.b.d.0.1.0.0.2.ip6.arpa"]
 
 
 def write_resolver_snippet(root: Path, trust_anchors: dict[str, list[str]]) -> None:
@@ -113,6 +116,7 @@ def write_resolver_snippet(root: Path, trust_anchors: dict[str, list[str]]) -> N
            "# mailhost lab (mailhost/lab/vps.py): the lab's DNS instead of the internet's\n"
            "server:\n"
            + "".join(f'    domain-insecure: "{top}."\n' for top in INSECURE_TOPS)
+           + "".join(f'    local-zone: "{zone}." nodefault\n' for zone in UNBOUND_LOCAL_ZONES)
            + anchors
            + f'forward-zone:\n    name: "."\n    forward-addr: {HOST4}\n')
 
