@@ -85,6 +85,16 @@ for zone in run.zones_applied_by(host.name):
 
 if settings.mail_manage_host:
     tls.obtain_certificate(settings)
+    # DANE on a first deploy: the TLSA of the key certbot has just made (mailhost.dane)
+    for zone in run.zones_applied_by(host.name):
+        tlsa_plan = run.tlsa_preview(zone, read_host_key)
+        if tlsa_plan is not None:
+            dns.zone_records(
+                name=f"DANE: TLSA of the new certificate's key in {zone}",
+                zone=zone,
+                preview=tlsa_plan,
+                refresh=lambda zone=zone: run.tlsa_sync(zone, read_host_key),
+            )
 
 if settings.mail_manage_host:
     verify.checks(name="Checks of the mail host", settings=settings, secrets=secrets, mta=mta)

@@ -163,7 +163,7 @@ def host_records(settings: Settings, tlsa: str | None = None) -> list[RecordSet]
     records = [RecordSet(settings.mail_hostname, "A", ttl, (str(settings.ipv4),))]
     if settings.ipv6:
         records.append(RecordSet(settings.mail_hostname, "AAAA", ttl, (str(settings.ipv6),)))
-    if settings.dane == "auto" and tlsa:
+    if settings.dane == "auto" and tlsa and tlsa != dane.PENDING:
         records.append(RecordSet(dane.tlsa_name(settings.mail_hostname), "TLSA", ttl, (tlsa,)))
     return records
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 
-from mailhost.dane import certificate_key_path, tlsa_of_public_key
+from mailhost.dane import PENDING, certificate_key_path, tlsa_name, tlsa_of_public_key
 from mailhost.desired import MailHost, ZoneRecords, desired_by_zone
 from mailhost.dkim import (
     DkimPublicKeys,
@@ -22,6 +22,7 @@ from mailhost.dkim import (
     rotation_state,
 )
 from mailhost.dnsplan import (
+    Ownership,
     PlanError,
     ZonePlan,
     changed_since,
@@ -30,7 +31,7 @@ from mailhost.dnsplan import (
     compute_plan,
 )
 from mailhost.providers import Provider, ProviderError
-from mailhost.records import zone_of
+from mailhost.records import RecordSet, zone_of
 from mailhost.reports import raised_policy_notices
 from mailhost.settings import Settings
 
@@ -61,6 +62,25 @@ def mail_hosts(hosts: dict[str, Settings], read_host_key: HostsKeyReader) -> lis
                  if s.dane == "auto" else None)
         for name, s in hosts.items()
     ]
+
+
+def tlsa_records(hosts: dict[str, Settings], read_host_key: HostsKeyReader, zone: str,
+                 pending: bool = False) -> ZoneRecords | None:
+    """The zone's TLSA records alone (owned: only their keys), for the DNS operation after the
+    certificate; with ``pending``, hosts whose certificate key does not exist yet get
+    dane.PENDING (what the plan shows before certbot runs). None: no host wants a TLSA here."""
+    records, keys = [], set()
+    for host in mail_hosts(hosts, read_host_key):
+        name = tlsa_name(host.settings.mail_hostname)
+        if host.settings.dane != "auto" or zone_of(name, [zone]) is None:
+            continue
+        keys.add((name, "TLSA"))
+        value = host.tlsa or (PENDING if pending else None)
+        if value:
+            records.append(RecordSet(name, "TLSA", host.settings.dns_ttl, (value,)))
+    if not keys:
+        return None
+    return ZoneRecords(zone, records, Ownership(frozenset(keys)))
 
 
 def zone_records(hosts: dict[str, Settings], read_host_key: HostsKeyReader) -> list[ZoneRecords]:
