@@ -89,7 +89,7 @@ def test_files_pin_the_sftp_host_key_and_keep_the_retention():
     assert backup.known_hosts(settings) == ("198.51.100.20 ssh-ed25519 "
                                             "AAAAC3NzaC1lZDI1NTE5AAAAIHostKey\n")
     script = render("backup/backup.sh.j2", settings, **data).splitlines()
-    assert "for path in /var/mail/vhosts /etc/mailhost/dkim; do" in script
+    assert "for path in /var/mail/vhosts /etc/mailhost/dkim /etc/letsencrypt; do" in script
     assert "$restic backup --tag mailhost $paths" in script
     assert "$restic forget --tag mailhost --prune --keep-daily 7 --keep-monthly 12" in script
     assert script[-1] == f"date +%s > {backup.LAST_SUCCESS}"  # only after both succeeded
