@@ -232,7 +232,9 @@ def desired_by_zone(hosts: list[MailHost]) -> list[ZoneRecords]:
     for host in hosts:
         records += host_records(host.settings, host.tlsa)
         extra_owned |= {(host.settings.mail_hostname, "A"), (host.settings.mail_hostname, "AAAA")}
-        if host.settings.dane == "auto":
+        # owned once its key is known: a rebuilt host's old TLSA is replaced (not deleted first)
+        # by the operation after its new certificate (dnssync.tlsa_records)
+        if host.settings.dane == "auto" and host.tlsa:
             extra_owned.add((dane.tlsa_name(host.settings.mail_hostname), "TLSA"))
         zones_of_host[host.settings.mail_hostname] = host.settings.zones
     for domain in _unique(d for h in hosts for d in h.settings.mail_domains):

@@ -110,12 +110,15 @@ def test_dane_off_owns_no_tlsa_and_a_missing_key_is_pending_only_after_certbot(t
     settings = sample_settings(secrets_dir=str(tmp_path))
     certificate[0] = None  # a first deploy: certbot's key does not exist yet
     (records,) = zone_records({"mail": settings}, reader(key_pair()[1]))
-    assert (TLSA_NAME, "TLSA") in records.ownership.keys
+    assert (TLSA_NAME, "TLSA") not in records.ownership.keys  # left to the TLSA operation
     assert [r for r in records.desired if r.rtype == "TLSA"] == []
     pending = tlsa_records({"mail": settings}, reader(None), ZONE, pending=True)
     assert [r.values for r in pending.desired] == [(dane.PENDING,)]
     assert pending.ownership.keys == {(TLSA_NAME, "TLSA")}
     assert tlsa_records({"mail": settings}, reader(None), ZONE).desired == []
+    certificate[0] = key_pair()[1]
+    (records,) = zone_records({"mail": settings}, reader(key_pair()[1]))
+    assert (TLSA_NAME, "TLSA") in records.ownership.keys
     off = sample_settings(secrets_dir=str(tmp_path), dane="off")
     (records,) = zone_records({"mail": off}, reader(key_pair()[1]))
     assert (TLSA_NAME, "TLSA") not in records.ownership.keys
