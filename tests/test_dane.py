@@ -123,3 +123,29 @@ def test_dane_off_owns_no_tlsa_and_a_missing_key_is_pending_only_after_certbot(t
     (records,) = zone_records({"mail": off}, reader(key_pair()[1]))
     assert (TLSA_NAME, "TLSA") not in records.ownership.keys
     assert tlsa_records({"mail": off}, reader(None), ZONE, pending=True) is None
+
+
+def check_resolver(address: str, port: int):
+    from mailhost.checks.lookup import CheckResolver, make_resolver
+    server = make_resolver([address], port)
+    return CheckResolver(server, {ZONE: server})
+
+
+def test_the_signature_check_validates_a_signed_tlsa_and_fails_an_unsigned_one(
+        signed_knot, knot_world, tmp_path):
+    from mailhost.checks import FAILED, OK, WARNING
+    from mailhost.checks.dane import signature_check
+
+    settings = sample_settings(secrets_dir=str(tmp_path))
+    for knot in (signed_knot, knot_world.server):
+        resolver = check_resolver(knot.address, knot.port)
+        assert signature_check(resolver, TLSA_NAME).status == WARNING  # no TLSA yet
+        assert not signature_check(resolver, TLSA_NAME).required
+    sync = sync_of(provider_of(signed_knot), settings, key_pair()[1])
+    sync.apply(sync.plan())
+    signed = signature_check(check_resolver(signed_knot.address, signed_knot.port), TLSA_NAME)
+    assert signed.status == OK and "validates with example.test. DNSKEY" in signed.found
+    knot_world.add_foreign(TLSA_NAME, "TLSA", dane.tlsa_of_public_key(key_pair()[1]))
+    bare = signature_check(check_resolver(knot_world.server.address, knot_world.server.port),
+                           TLSA_NAME)
+    assert (bare.status, bare.found) == (FAILED, "the TLSA has no RRSIG")
