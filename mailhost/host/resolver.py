@@ -13,10 +13,14 @@ Postfix copies resolv.conf into its chroot when it starts: a change restarts it.
 unbound reads every ``/etc/unbound/unbound.conf.d/*.conf``: ours is ``mailhost.conf``; the lab
 adds its own there (forwarding to its DNS, its zones' trust anchors), as an internet would.
 It is started from ``configure``, before resolv.conf names it, so every later step (a restore
-from backup, certbot) resolves.
+from backup, certbot) resolves. After the deploy writes a zone, unbound forgets what it cached
+of it (``forget``; Ubuntu's and Debian's package enable ``unbound-control`` on a local socket).
 """
 
 from __future__ import annotations
+
+from pyinfra.api import QuoteString, StringCommand
+from pyinfra.operations import server
 
 from mailhost.facts import known_state
 from mailhost.host import put_text, render, units
@@ -32,6 +36,17 @@ RESOLV_CONF_TEXT = (f"# Managed by mailhost (mailhost/host/resolver.py): the hos
                     f"nameserver {LISTEN}\noptions edns0 trust-ad\n")
 # Postfix reads a copy of resolv.conf in its chroot, made when it starts
 RESOLV_CONF_READERS = {"postfix"}
+
+
+def forget(zone: str) -> None:
+    """unbound drops what it cached under ZONE: after the deploy changed the zone, the host
+    sees the new records at once (a name asked before it existed is otherwise answered
+    NXDOMAIN from the cache, even synthesized from a cached NSEC, for the SOA's negative TTL).
+
+    + zone: the DNS zone the deploy just wrote
+    """
+    server.shell(name=f"unbound forgets what it cached of {zone}", commands=[StringCommand(
+        "unbound-control flush_zone", QuoteString(zone), ">/dev/null 2>&1 || true")])
 
 
 def configure(settings: Settings, secrets) -> set[str]:
