@@ -14,7 +14,8 @@ unbound reads every ``/etc/unbound/unbound.conf.d/*.conf``: ours is ``mailhost.c
 adds its own there (forwarding to its DNS, its zones' trust anchors), as an internet would.
 It is started from ``configure``, before resolv.conf names it, so every later step (a restore
 from backup, certbot) resolves. After the deploy writes a zone, unbound forgets what it cached
-of it (``forget``; Ubuntu's and Debian's package enable ``unbound-control`` on a local socket).
+of it (``forget``: ``unbound-control``, which Ubuntu 24.04's package enables on a local socket;
+where it is not enabled nothing is flushed, and a stale answer lasts its negative TTL).
 """
 
 from __future__ import annotations
