@@ -174,10 +174,11 @@ def test_json_is_one_entry_per_check(world):
     # 10 DNS, 2 PTR, 3 MTA-STS (the TXT, the policy over IPv4 and IPv6), 3 DANE (the TLSA
     # against port 25 over IPv4 and IPv6, its signature), 29 SMTP (the spoof
     # probe), 8 IMAP (the lab opens 143), 3 blocklist, and the host's: its units (Postfix:
-    # postsrsd, opendkim, rspamd, dovecot, nginx, postfix; chasquid: its service and sockets,
-    # rspamd, dovecot, nginx), certbot.timer, outbound 25, the queue, rspamd answering, no
-    # package hold, the latest backup's age (the lab sets backup_repository)
-    units = {"postfix": 6, "chasquid": 7}[world[0].mta]
+    # unbound, postsrsd, opendkim, rspamd, dovecot, nginx, postfix; chasquid: unbound, its
+    # service and sockets, rspamd, dovecot, nginx), certbot.timer, outbound 25, the queue,
+    # rspamd answering, no package hold, the latest backup's age (the lab sets
+    # backup_repository)
+    units = {"postfix": 7, "chasquid": 8}[world[0].mta]
     assert len(names) == len(set(names)) == 58 + units + 6
     assert all(set(e) == {"host", "name", "status", "expected", "found", "advice", "required"}
                for e in entries)
