@@ -27,7 +27,9 @@ from mailhost.facts import known_state
 from mailhost.host import put_text, render, units
 from mailhost.settings import Settings
 
-PACKAGES = ["unbound"]
+# dns-root-data: the root trust anchor unbound starts from (/usr/share/dns/root.key); only a
+# Recommends of unbound, and without it unbound does not start (seen in the chasquid world)
+PACKAGES = ["unbound", "dns-root-data"]
 UNITS = ["unbound"]
 CONFIG = "/etc/unbound/unbound.conf.d/mailhost.conf"
 RESOLV_CONF = "/etc/resolv.conf"
