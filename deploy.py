@@ -17,7 +17,7 @@ from pyinfra.api.exceptions import PyinfraError
 from mailhost import paths
 from mailhost.dkim import host_state_path, published_everywhere, rotation_step
 from mailhost.facts import DkimPublicKey, known_lines, read_paths
-from mailhost.host import backup, base, firewall, tls, units, users
+from mailhost.host import backup, base, firewall, resolver, tls, units, users
 from mailhost.host.mtas import mta_of, others, refuse_a_switch_while_mail_waits
 from mailhost.operations import dkim, dns, verify
 from mailhost.rotation import describe
@@ -78,15 +78,29 @@ if settings.mail_manage_host:
     units.restarts_done()
 
 for zone in run.zones_applied_by(host.name):
+    preview = run.preview(zone, read_host_key)
     dns.zone_records(
         name=f"DNS records of {zone}",
         zone=zone,
-        preview=run.preview(zone, read_host_key),
+        preview=preview,
         refresh=lambda zone=zone: run.zone_sync(zone, read_host_key),
     )
+    if settings.mail_manage_host and not preview.empty:
+        resolver.forget(zone)  # the host's unbound may hold the zone's old (negative) answers
 
 if settings.mail_manage_host:
     tls.obtain_certificate(settings)
+    # DANE on a first deploy: the TLSA of the key certbot has just made (mailhost.dane)
+    for zone in run.zones_applied_by(host.name):
+        tlsa_plan = run.tlsa_preview(zone, read_host_key)
+        if tlsa_plan is not None:
+            dns.zone_records(
+                name=f"DANE: TLSA of the new certificate's key in {zone}",
+                zone=zone,
+                preview=tlsa_plan,
+                refresh=lambda zone=zone: run.tlsa_sync(zone, read_host_key),
+            )
+            resolver.forget(zone)
 
 if settings.mail_manage_host:
     verify.checks(name="Checks of the mail host", settings=settings, secrets=secrets, mta=mta)

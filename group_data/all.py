@@ -37,3 +37,7 @@ acme_challenge = "http-01"       # or "dns-01", through the DNS provider
 # Where the controller keeps secrets and the DKIM private keys (gitignored).
 secrets_file = "secrets/secrets.toml"
 secrets_dir = "secrets"
+
+# DANE (README, "Keys and certificates over time"): "auto" publishes the TLSA of port 25 when
+# the zone is DNSSEC-signed; "off" manages no TLSA
+dane = "auto"

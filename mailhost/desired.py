@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from checkdmarc.utils import get_base_domain
 
-from mailhost import mta_sts
+from mailhost import dane, mta_sts
 from mailhost.dkim import DkimPublicKeys, record_name, selector_for
 from mailhost.dnsplan import Ownership
 from mailhost.records import RecordSet, zone_of
@@ -36,6 +36,7 @@ class MailHost:
 
     settings: Settings
     dkim: dict[str, DkimPublicKeys]
+    tlsa: str | None = None  # the TLSA value of its certificate's key (mailhost.dane), if any
 
 
 @dataclass(frozen=True)
@@ -155,11 +156,15 @@ def srv_records(domain: str, hosts: list[MailHost]) -> list[RecordSet]:
     return records
 
 
-def host_records(settings: Settings) -> list[RecordSet]:
+def host_records(settings: Settings, tlsa: str | None = None) -> list[RecordSet]:
+    """A/AAAA of the host; its TLSA with ``dane = "auto"`` once its certificate's key exists
+    (published only in a signed zone: dnssync.ZoneSync.plan drops it otherwise)."""
     ttl = settings.dns_ttl
     records = [RecordSet(settings.mail_hostname, "A", ttl, (str(settings.ipv4),))]
     if settings.ipv6:
         records.append(RecordSet(settings.mail_hostname, "AAAA", ttl, (str(settings.ipv6),)))
+    if settings.dane == "auto" and tlsa and tlsa != dane.PENDING:
+        records.append(RecordSet(dane.tlsa_name(settings.mail_hostname), "TLSA", ttl, (tlsa,)))
     return records
 
 
@@ -225,8 +230,12 @@ def desired_by_zone(hosts: list[MailHost]) -> list[ZoneRecords]:
     mx_keep: set[tuple[str, str]] = set()
     zones_of_host = {}
     for host in hosts:
-        records += host_records(host.settings)
+        records += host_records(host.settings, host.tlsa)
         extra_owned |= {(host.settings.mail_hostname, "A"), (host.settings.mail_hostname, "AAAA")}
+        # owned once its key is known: a rebuilt host's old TLSA is replaced (not deleted first)
+        # by the operation after its new certificate (dnssync.tlsa_records)
+        if host.settings.dane == "auto" and host.tlsa:
+            extra_owned.add((dane.tlsa_name(host.settings.mail_hostname), "TLSA"))
         zones_of_host[host.settings.mail_hostname] = host.settings.zones
     for domain in _unique(d for h in hosts for d in h.settings.mail_domains):
         serving = [h for h in hosts if domain in h.settings.mail_domains]

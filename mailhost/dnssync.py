@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 
+from mailhost.dane import PENDING, certificate_key_path, tlsa_name, tlsa_of_public_key
 from mailhost.desired import MailHost, ZoneRecords, desired_by_zone
 from mailhost.dkim import (
     DkimPublicKeys,
@@ -21,6 +22,7 @@ from mailhost.dkim import (
     rotation_state,
 )
 from mailhost.dnsplan import (
+    Ownership,
     PlanError,
     ZonePlan,
     changed_since,
@@ -29,7 +31,7 @@ from mailhost.dnsplan import (
     compute_plan,
 )
 from mailhost.providers import Provider, ProviderError
-from mailhost.records import zone_of
+from mailhost.records import RecordSet, zone_of
 from mailhost.reports import raised_policy_notices
 from mailhost.settings import Settings
 
@@ -55,9 +57,30 @@ def public_keys(settings: Settings, domain: str, read_host_key: HostKeyReader) -
 def mail_hosts(hosts: dict[str, Settings], read_host_key: HostsKeyReader) -> list[MailHost]:
     """Each host (by name) with its domains' public keys."""
     return [
-        MailHost(s, {d: public_keys(s, d, partial(read_host_key, name)) for d in s.mail_domains})
+        MailHost(s, {d: public_keys(s, d, partial(read_host_key, name)) for d in s.mail_domains},
+                 tlsa_of_public_key(read_host_key(name, certificate_key_path(s.mail_hostname)))
+                 if s.dane == "auto" else None)
         for name, s in hosts.items()
     ]
+
+
+def tlsa_records(hosts: dict[str, Settings], read_host_key: HostsKeyReader, zone: str,
+                 pending: bool = False) -> ZoneRecords | None:
+    """The zone's TLSA records alone (owned: only their keys), for the DNS operation after the
+    certificate; with ``pending``, hosts whose certificate key does not exist yet get
+    dane.PENDING (what the plan shows before certbot runs). None: no host wants a TLSA here."""
+    records, keys = [], set()
+    for host in mail_hosts(hosts, read_host_key):
+        name = tlsa_name(host.settings.mail_hostname)
+        if host.settings.dane != "auto" or zone_of(name, [zone]) is None:
+            continue
+        keys.add((name, "TLSA"))
+        value = host.tlsa or (PENDING if pending else None)
+        if value:
+            records.append(RecordSet(name, "TLSA", host.settings.dns_ttl, (value,)))
+    if not keys:
+        return None
+    return ZoneRecords(zone, records, Ownership(frozenset(keys)))
 
 
 def zone_records(hosts: dict[str, Settings], read_host_key: HostsKeyReader) -> list[ZoneRecords]:
@@ -110,8 +133,14 @@ class ZoneSync:
         """Read the owned keys and compare; raises PlanError/ProviderError with one line."""
         self.provider.check_zone(self.zone)
         found = self.provider.read(self.zone, self.records.ownership.keys)
-        plan = compute_plan(self.zone, self.records.desired, found, self.records.ownership)
-        plan.notices = list(self.records.notices)
+        desired, notices = self.records.desired, list(self.records.notices)
+        tlsa = [r for r in desired if r.rtype == "TLSA"]
+        if tlsa and not self.provider.dnssec_signed(self.zone):
+            desired = [r for r in desired if r.rtype != "TLSA"]
+            notices += [f"no TLSA for {r.name}: zone {self.zone} is not DNSSEC-signed "
+                        f"({self.provider.kind}); DANE needs a signed zone" for r in tlsa]
+        plan = compute_plan(self.zone, desired, found, self.records.ownership)
+        plan.notices = notices
         check_conflicts(plan, self.force)
         check_safety(plan, lambda: self.provider.count_records(self.zone), self.force)
         return plan

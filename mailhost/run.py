@@ -8,8 +8,9 @@ from pyinfra import logger
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.inventory import Inventory
 
+from mailhost.dane import PENDING
 from mailhost.dnsplan import PlanError, ZonePlan
-from mailhost.dnssync import HostsKeyReader, ZoneSync, zone_records
+from mailhost.dnssync import HostsKeyReader, ZoneSync, tlsa_records, zone_records
 from mailhost.providers import ProviderError, make_provider
 from mailhost.secrets import Secrets, load_secrets
 from mailhost.settings import Settings, SettingsError, load_settings
@@ -49,6 +50,31 @@ class MailRun:
         records = {r.zone: r for r in zone_records(self.settings, read_host_key)}
         provider = make_provider(self.settings[first], self.secrets[first])
         return ZoneSync(records[zone], provider, force=self.settings[first].dns_force)
+
+    def tlsa_sync(self, zone: str, read_host_key: HostsKeyReader,
+                  pending: bool = False) -> ZoneSync | None:
+        """The zone's TLSA records alone (dnssync.tlsa_records), through its provider."""
+        records = tlsa_records(self.settings, read_host_key, zone, pending)
+        if records is None:
+            return None
+        first = next(n for n, s in self.settings.items() if zone in s.zones)
+        provider = make_provider(self.settings[first], self.secrets[first])
+        return ZoneSync(records, provider, force=self.settings[first].dns_force)
+
+    def tlsa_preview(self, zone: str, read_host_key: HostsKeyReader) -> ZonePlan | None:
+        """When a host's certificate key does not exist yet (a first deploy): the plan of the
+        TLSA written after certbot, printed (its value shown as dane.PENDING); else None (the
+        zone's own operation has the TLSA)."""
+        sync = self.tlsa_sync(zone, read_host_key, pending=True)
+        if sync is None or not any(PENDING in r.values for r in sync.records.desired):
+            return None
+        try:
+            plan = sync.plan()
+        except (PlanError, ProviderError) as error:
+            raise PyinfraError(f"DNS zone {zone}: {error}") from None
+        for line in plan.lines():
+            logger.info(line)
+        return None if plan.empty else plan  # empty: an unsigned zone (its notice says so)
 
     def preview(self, zone: str, read_host_key: HostsKeyReader) -> ZonePlan:
         """Plan a zone while operations are prepared and print it (this is what --dry shows)."""

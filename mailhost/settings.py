@@ -522,6 +522,9 @@ class Settings(BaseModel):
     # of that mode ("none" is RFC 8461's way out: publish it for max_age before "off")
     mta_sts_mode: Literal["off", "none", "testing", "enforce"] = "off"
     mta_sts_max_age: Number = Field(default=604800, ge=86400, le=31557600)
+    # DANE (RFC 7672): "auto" publishes TLSA _25._tcp.MAIL_HOSTNAME 3 1 1 when the zone is
+    # DNSSEC-signed (mailhost.dane); "off" manages no TLSA
+    dane: Literal["auto", "off"] = "auto"
 
     # sending through a smarthost when the VPS provider blocks outbound port 25 (Postfix):
     # every outbound message goes there with SASL over verified TLS; the password is the
@@ -842,6 +845,7 @@ _EXPECTED = {
     "dns_force": "True or False",
     "mta_sts_mode": "'off', 'none', 'testing' or 'enforce'",
     "mta_sts_max_age": "seconds from 86400 (a day) to 31557600 (a year)",
+    "dane": "'auto' or 'off'",
     "imap_starttls": "True or False",
     "mailbox_quota": "a size such as 500M or 2G (1 to 999999, M or G), or None",
     "cloudflare_api_url_is_api_host": "True or False",

@@ -16,7 +16,7 @@ from secrecy import leaked
 from mailhost import facts
 from mailhost.checks import FAILED, OK, WARNING
 from mailhost.checks import backup as backup_check
-from mailhost.host import backup, render
+from mailhost.host import backup, render, resolver
 from mailhost.host.mtas import CHASQUID, POSTFIX
 from mailhost.secrets import BackupSecrets, Secret, Secrets, load_secrets
 from mailhost.settings import SettingsError
@@ -45,7 +45,8 @@ def fresh_host(paths_found=None):
 
 
 def test_first_in_both_mtas_and_nothing_without_a_repository(ops):
-    assert POSTFIX.components[0] is backup and CHASQUID.components[0] is backup
+    # first after the resolver (a restore resolves the repository's host through it)
+    assert POSTFIX.components[:2] == CHASQUID.components[:2] == (resolver, backup)
     assert "restic" not in POSTFIX.packages and backup.TIMER not in POSTFIX.units
     with on(fresh_host()):
         facts.read_paths(backup.ROOTS)
@@ -103,7 +104,7 @@ def test_files_pin_the_sftp_host_key_and_keep_the_retention():
     assert backup.known_hosts(settings) == ("198.51.100.20 ssh-ed25519 "
                                             "AAAAC3NzaC1lZDI1NTE5AAAAIHostKey\n")
     script = render("backup/backup.sh.j2", settings, **data).splitlines()
-    assert "for path in /var/mail/vhosts /etc/mailhost/dkim; do" in script
+    assert "for path in /var/mail/vhosts /etc/mailhost/dkim /etc/letsencrypt; do" in script
     assert "$restic backup --tag mailhost $paths" in script
     assert "$restic forget --tag mailhost --prune --keep-daily 7 --keep-monthly 12" in script
     assert script[-1] == f"date +%s > {backup.LAST_SUCCESS}"  # only after both succeeded

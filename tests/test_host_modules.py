@@ -87,9 +87,10 @@ def test_converge_converged_adds_nothing(ops):
 
 
 def test_profiles_name_every_unit_package_and_signer():
-    assert POSTFIX.units == ["postsrsd", "opendkim", "rspamd", "dovecot", "nginx", "postfix"]
+    assert POSTFIX.units == ["unbound", "postsrsd", "opendkim", "rspamd", "dovecot", "nginx",
+                             "postfix"]
     assert "nginx" not in mta_of(sample_settings()).units  # MTA-STS off: no web server
-    assert CHASQUID.units[0] == "rspamd" and "rspamd" in POSTFIX.packages
+    assert CHASQUID.units[:2] == ["unbound", "rspamd"] and "rspamd" in POSTFIX.packages
     assert "postsrsd" in POSTFIX.packages and "dns-root-data" in POSTFIX.packages
     assert CHASQUID.units[-1] == "chasquid.service" and CHASQUID.dkim_signer == "chasquid"
     assert POSTFIX.dkim_signer == "opendkim"
@@ -101,10 +102,10 @@ def test_profiles_name_every_unit_package_and_signer():
 
 
 def test_an_mta_restarts_the_units_of_the_components_that_changed(monkeypatch):
-    from mailhost.host import backup, dovecot, nginx, opendkim, postfix, postsrsd, rspamd
+    from mailhost.host import backup, dovecot, nginx, opendkim, postfix, postsrsd, resolver, rspamd
     changed = {"opendkim": {"opendkim"}, "postfix": set(), "dovecot": set(), "postsrsd": set(),
-               "rspamd": set(), "nginx": set(), "backup": set()}
-    for component in (backup, postsrsd, opendkim, rspamd, dovecot, nginx, postfix):
+               "rspamd": set(), "nginx": set(), "backup": set(), "resolver": set()}
+    for component in (resolver, backup, postsrsd, opendkim, rspamd, dovecot, nginx, postfix):
         name = component.__name__.rsplit(".", 1)[1]
         monkeypatch.setattr(component, "configure",
                             lambda settings, secrets, name=name: changed[name])
@@ -626,7 +627,9 @@ def test_an_mta_configured_on_a_fresh_host_then_again_changes_nothing(world, sec
     secret_files["log"].clear()
 
     copies = f"{paths.CHASQUID_CONFIG}/certs/{settings.mail_hostname}"
-    converged = FakeHost({**version, facts.PathStates: written, facts.Accounts: {
+    converged = FakeHost({**version, facts.PathStates: written,
+                          facts.SystemdUnitStates: {"unbound": {"active": True, "enabled": True}},
+                          facts.Accounts: {
         "users": {"vmail": users.VMAIL_ACCOUNT},
         "groups": {"vmail": {"gid": paths.VMAIL_GID, "members": [chasquid.USER]}}},
         Sha256File: {key(path=paths.TLS_CERT): "c", key(path=f"{copies}/fullchain.pem"): "c",

@@ -216,6 +216,8 @@ BAD = [
     ("check_outbound_smtp", "mx.example.net:25 x", "HOST:PORT", {}),
     ("lab_allowances", "yes please", "valid boolean", {}),
     ("greylisting", "yes please", "True or False", {}),
+    ("dane", "on", "'auto' or 'off'", {}),
+    ("dane", "auto\nsmtp_tls_security_level = none", "'auto' or 'off'", {}),
     ("greylisting", "true\nenabled = false;", "True or False", {}),
     ("spam_test_patterns", "on; gtube", "True or False", {}),
     ("spam_test_patterns", True, "only for a lab", PRODUCTION),

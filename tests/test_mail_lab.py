@@ -24,6 +24,7 @@ import tomllib
 from datetime import timedelta
 from pathlib import Path
 
+import dns.message
 import dns.query
 import dns.tsigkeyring
 import pytest
@@ -488,6 +489,46 @@ def test_second_deploy_changes_nothing_and_writes_no_dns(lab_host):
     assert zone_text(status) == zone_before
 
 
+# the VPS's unbound asked for a name with the DO bit: "rcode ad answers" (a raw query: the VPS
+# has python3 but no dig)
+AD_QUERY = ("python3 -c 'import socket,struct,sys\n"
+            "n,t=sys.argv[1],int(sys.argv[2])\n"
+            "q=struct.pack(\">HHHHHH\",7,0x0120,1,0,0,1)+b\"\".join(bytes([len(p)])+p.encode() "
+            "for p in n.split(\".\"))+b\"\\0\"+struct.pack(\">HH\",t,1)"
+            "+b\"\\0\"+struct.pack(\">HHIH\",41,1232,0x8000,0)\n"
+            "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.settimeout(5)\n"
+            "s.sendto(q,(\"127.0.0.1\",53));r=s.recv(4096);f=struct.unpack(\">H\",r[2:4])[0]\n"
+            "print(f&15,int(bool(f&0x20)),struct.unpack(\">H\",r[6:8])[0])' ")
+
+
+@only_in(DEFAULT_WORLD)
+def test_dane_tlsa_is_signed_validated_by_the_hosts_unbound_and_matches_port_25(lab_host):
+    """The signed lab zone gets the TLSA of certbot's key on the first deploy (the operation
+    after the certificate); the VPS's unbound returns it validated (AD); it matches the
+    certificate on 25 over IPv4 and IPv6 (the deploy's checks and here); Postfix sends with
+    DANE through that resolver. (The second deploy's no change: the test above.)"""
+    from types import SimpleNamespace
+
+    from mailhost.checks.dane import presented_tlsa
+
+    first = lab_host["first_deploy"]
+    assert "DANE: TLSA of the new certificate's key in example.test" in first
+    for what in ("matches port 25 on 198.51.100.10", "matches port 25 on 2001:db8::10",
+                 "_25._tcp.mail.example.test signed (DNSSEC)"):
+        assert re.search(rf"ok +dane: TLSA .*{re.escape(what)}", first), what
+    name = "_25._tcp.mail.example.test"
+    answer = dns.query.tcp(dns.message.make_query(name, "TLSA", want_dnssec=True),
+                           lab_host["dns"]["server"], timeout=10)
+    published = {r.to_text() for rrset in answer.answer if rrset.rdtype == 52 for r in rrset}
+    assert {rrset.rdtype for rrset in answer.answer} == {52, 46}, answer  # TLSA, RRSIG
+    settings = SimpleNamespace(mail_hostname=HOSTNAME)
+    assert {presented_tlsa(settings, address) for address in (VPS4, VPS6)} == published
+    assert ssh(AD_QUERY + f"{name} 52").split()[:2] == ["0", "1"]  # NOERROR, validated (AD)
+    assert ssh(AD_QUERY + "mx.example.net 1").split() == ["0", "0", "1"]  # unsigned: no AD
+    assert ssh("postconf -h smtp_tls_security_level smtp_dns_support_level").split() == [
+        "dane", "dnssec"]
+    assert ssh("cat /var/spool/postfix/etc/resolv.conf").count("nameserver 127.0.0.1") == 1
+
 # --- inbound mail checked by rspamd, and no forged From from the host's own users ---
 
 # the standard GTUBE (refused by every filter) and rspamd's "add header" test pattern, which
@@ -936,7 +977,10 @@ def test_warmup_transports_are_read_back_from_postconf(lab_host, monkeypatch):
 
 
 def records(zone: str) -> list[str]:
-    return [line for line in zone.splitlines() if " SOA " not in line]
+    """The zone's records but its SOA, its DNSSEC signatures and keys (the lab signs it) and
+    the TLSA (a rebuilt host's certbot makes a new key: DANE pins the new one)."""
+    skipped = (" SOA ", " RRSIG ", " NSEC ", " DNSKEY ", " CDS ", " CDNSKEY ", " TLSA ")
+    return [line for line in zone.splitlines() if not any(kind in line for kind in skipped)]
 
 
 def host_dkim_public_key():

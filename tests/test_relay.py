@@ -80,7 +80,7 @@ def test_postfix_sends_everything_through_the_relay_over_verified_tls(port, wrap
 def test_without_a_relay_mail_goes_to_each_mx_and_the_table_is_empty():
     settings = sample_settings()
     main = parameters(postfix.rendered("main.cf", settings))
-    assert "relayhost" not in main and main["smtp_tls_security_level"] == "may"
+    assert "relayhost" not in main and main["smtp_tls_security_level"] == "dane"
     assert postfix.relay_passwords(settings, Secrets()) == ""
 
 

@@ -1,9 +1,10 @@
 """Checks: what a working mail host looks like, one line each, with what to do when it fails.
 
 Run at the end of every deploy (mailhost.operations.verify) and alone (``scripts/check``).
-One module per concern: dns, rdns, mta_sts, smtp and imap (from the controller), host (on the host,
-through pyinfra), blocklists. Each check says what it expected, what it found and, when it fails,
-what to do. A failed *required* check fails the deploy and makes ``scripts/check`` exit 1.
+One module per concern: dns, rdns, mta_sts, dane, smtp and imap (from the controller), host (on
+the host, through pyinfra), blocklists. Each check says what it expected, what it found and,
+when it fails, what to do. A failed *required* check fails the deploy and makes
+``scripts/check`` exit 1.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def run_checks(settings: Settings, secrets: Secrets, mta, host=None) -> list[Che
     """Every check of one mail host, whose MTA profile is ``mta`` (mailhost.host.Mta: its
     units, queue, TLS advice). ``host`` (a connected pyinfra Host) runs the host-side ones;
     without it they are left out and the DKIM record is compared with the local key."""
-    from mailhost.checks import backup, blocklists, dns, imap, inbound, mta_sts, rdns, smtp
+    from mailhost.checks import backup, blocklists, dane, dns, imap, inbound, mta_sts, rdns, smtp
     from mailhost.checks import host as host_checks
     from mailhost.checks.lookup import resolver_for
 
@@ -98,6 +99,7 @@ def run_checks(settings: Settings, secrets: Secrets, mta, host=None) -> list[Che
     groups = [lambda: dns.checks(settings, resolver, host),
               lambda: rdns.checks(settings, resolver),
               lambda: mta_sts.checks(settings, resolver),
+              lambda: dane.checks(settings, resolver),
               *[lambda address=address: smtp.checks_of_address(settings, secrets, address, mta)
                 + imap.checks_of_address(settings, secrets, address)
                 for address in smtp.addresses(settings)],
@@ -109,9 +111,9 @@ def run_checks(settings: Settings, secrets: Secrets, mta, host=None) -> list[Che
         running = [pool.submit(group) for group in groups]
         on_host = ([*host_checks.checks(settings, host, mta), inbound.rspamd_check(host),
                     *backup.checks(settings, host)] if host is not None else [])
-        (dns_results, rdns_results, mta_sts_results, *smtp_results, blocklist_results,
-         spoof_results) = [future.result() for future in running]
-    return [*dns_results, *rdns_results, *mta_sts_results,
+        (dns_results, rdns_results, mta_sts_results, dane_results, *smtp_results,
+         blocklist_results, spoof_results) = [future.result() for future in running]
+    return [*dns_results, *rdns_results, *mta_sts_results, *dane_results,
             *[r for group in smtp_results for r in group],
             *spoof_results, *on_host, *blocklist_results]
 

@@ -159,8 +159,9 @@ class Mta:
         return [*self.ports, *extra]
 
     def configure(self, settings, secrets) -> set[str]:
-        """Every component's files; the units to restart (those whose files changed)."""
+        """Every component's files; the units to restart (those whose files changed; a component
+        may name another's unit, e.g. the resolver Postfix, kept only if this MTA runs it)."""
         restart: set[str] = set()
         for component in self.components:
             restart |= component.configure(settings, secrets)
-        return restart
+        return restart & set(self.units)

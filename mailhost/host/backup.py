@@ -50,6 +50,14 @@ ROOTS = [BACKUP_DIR, RESTIC, BACKUP_SCRIPT, RESTORE_SCRIPT, f"{UNIT_DIR}/{SERVIC
 # controller's secrets_dir, which the deploy uploads: see README, the disaster drill)
 BACKED_UP = [paths.MAILBOX_ROOT, paths.HOST_DKIM_DIR]
 RESTORED_PATHS = [paths.MAILBOX_ROOT]
+# with DANE the TLSA pins certbot's key: its whole directory (the key, the lineage, the account)
+# is kept, so a rebuilt host can be given the same key by hand (it is not restored by itself)
+CERTBOT_DIR = "/etc/letsencrypt"
+
+
+def backed_up(settings: Settings) -> list[str]:
+    """What the backup holds: BACKED_UP, and certbot's directory when DANE pins its key."""
+    return [*BACKED_UP, *([CERTBOT_DIR] if settings.dane == "auto" else [])]
 TAG = "mailhost"
 
 
@@ -128,7 +136,7 @@ def first_backup_needed(settings: Settings) -> bool:
 def render_data(settings: Settings) -> dict:
     """What the templates get besides ``s`` and ``p``."""
     return {"restic": RESTIC, "environment": ENVIRONMENT, "sftp_command": sftp_command(settings),
-            "backed_up": BACKED_UP, "restored_paths": RESTORED_PATHS, "tag": TAG,
+            "backed_up": backed_up(settings), "restored_paths": RESTORED_PATHS, "tag": TAG,
             "forget": forget_options(settings), "marker": RESTORED,
             "backup_script": BACKUP_SCRIPT, "service": SERVICE, "last_success": LAST_SUCCESS}
 

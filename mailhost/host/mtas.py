@@ -10,7 +10,18 @@ from pyinfra import host
 from pyinfra.api.exceptions import DeployError
 
 from mailhost.facts import QueuedMessages
-from mailhost.host import Mta, backup, chasquid, dovecot, nginx, opendkim, postfix, postsrsd, rspamd
+from mailhost.host import (
+    Mta,
+    backup,
+    chasquid,
+    dovecot,
+    nginx,
+    opendkim,
+    postfix,
+    postsrsd,
+    resolver,
+    rspamd,
+)
 from mailhost.settings import Settings
 
 
@@ -28,12 +39,14 @@ def served_by(server: ModuleType, name: str, components: tuple[ModuleType, ...],
 
 # Dovecot (IMAP, delivery, the users) in both, started before the SMTP server that uses it;
 # nginx (the MTA-STS policy) in both, only when MTA-STS is on; the backup first in both (a
-# restore brings the mailboxes back before anything delivers)
+# restore brings the mailboxes back before anything delivers), after the resolver (unbound:
+# validated DNS for Postfix's DANE, and a restore resolves through it)
 POSTFIX = served_by(postfix, name="postfix",  # postfix last
-                    components=(backup, postsrsd, opendkim, rspamd, dovecot, nginx, postfix),
+                    components=(resolver, backup, postsrsd, opendkim, rspamd, dovecot, nginx,
+                                postfix),
                     dkim_signer=opendkim.USER, tls_configurable=True)
 CHASQUID = served_by(chasquid, name="chasquid",
-                     components=(backup, rspamd, dovecot, nginx, chasquid),
+                     components=(resolver, backup, rspamd, dovecot, nginx, chasquid),
                      dkim_signer=chasquid.USER, tls_configurable=False)
 MTAS = {mta.name: mta for mta in (POSTFIX, CHASQUID)}
 

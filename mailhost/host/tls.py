@@ -181,7 +181,7 @@ def obtain_certificate(settings: Settings) -> None:
             "--post-hook", QuoteString("ufw delete allow 80/tcp >/dev/null 2>&1 || true"),
         ]
     command = StringCommand(
-        environment + "certbot certonly --non-interactive --agree-tos",
+        environment + "certbot certonly --non-interactive --agree-tos --reuse-key",
         *challenge,
         "--server", QuoteString(settings.acme_directory),
         "--email", QuoteString(settings.acme_contact),

@@ -27,6 +27,8 @@ from .cloudflare_mirror import Rfc2136Mirror
 from .common import TSIG_KEY_NAME
 
 SKIPPED_AT_APEX = ("SOA", "NS")
+# Knot's signatures and keys (the lab signs example.test): Cloudflare's API lists none of them
+DNSSEC_TYPES = ("RRSIG", "NSEC", "NSEC3", "NSEC3PARAM", "DNSKEY", "CDS", "CDNSKEY")
 
 
 def records_from_dns(zone: str, server: str, port: int, keyring) -> list[dict]:
@@ -39,7 +41,7 @@ def records_from_dns(zone: str, server: str, port: int, keyring) -> list[dict]:
         absolute = name.derelativize(origin).to_text().rstrip(".")
         for rdataset in node.rdatasets:
             rtype = dns.rdatatype.to_text(rdataset.rdtype)
-            if absolute == zone and rtype in SKIPPED_AT_APEX:
+            if (absolute == zone and rtype in SKIPPED_AT_APEX) or rtype in DNSSEC_TYPES:
                 continue
             for rdata in rdataset:
                 body = {"name": absolute, "type": rtype, "ttl": rdataset.ttl}

@@ -31,16 +31,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import dns.dnssec
 import dns.exception
 import dns.message
+import dns.name
 import dns.query
 import dns.rcode
+import dns.rdataclass
 import dns.rdatatype
+import dns.rdtypes.dnskeybase
 
 from mailhost.lab.common import StartStop
 
 KNOTD = "knotd"
 KNOTC = "knotc"
+SIGNING_POLICY = "lab-signing"
 
 
 def knot_program(name: str) -> str | None:
@@ -112,6 +117,28 @@ def _port_free(address: str, port: int) -> bool:
     return True
 
 
+def zone_ds(address: str, zone: str, port: int = 53, timeout: float = 10.0) -> list[str]:
+    """The DS (SHA-256) of each key-signing DNSKEY ``zone`` serves at ADDRESS, as text; waits
+    (up to ``timeout``) until the signer has published them."""
+    origin = dns.name.from_text(zone)
+    deadline = time.monotonic() + timeout
+    while True:
+        query = dns.message.make_query(origin, dns.rdatatype.DNSKEY, want_dnssec=True)
+        try:
+            answer = dns.query.tcp(query, address, timeout=2.0, port=port)
+        except (dns.exception.DNSException, OSError):
+            answer = None
+        keys = answer.get_rrset(answer.answer, origin, dns.rdataclass.IN,
+                                dns.rdatatype.DNSKEY) if answer else None
+        anchors = [dns.dnssec.make_ds(origin, key, "SHA256").to_text()
+                   for key in keys or () if key.flags & dns.rdtypes.dnskeybase.Flag.SEP]
+        if anchors:
+            return anchors
+        if time.monotonic() > deadline:
+            raise KnotError(f"{zone} has no key-signing DNSKEY at {address}@{port}")
+        time.sleep(0.1)
+
+
 def _program(name: str) -> str:
     path = knot_program(name)
     if path is None:
@@ -136,6 +163,8 @@ class KnotServer(StartStop):
       removed by stop())
     + command_prefix: run knotd through this, e.g. ``["ip", "netns", "exec", "lab"]``; the
       prefix must exec knotd so that the PID stays knotd's
+    + signed_zones: zones Knot signs with DNSSEC (policy ``SIGNING_POLICY``: one ECDSA P-256
+      key per zone, never rolled, NSEC); an RFC 2136 update to them is signed as it lands
     """
 
     def __init__(
@@ -148,10 +177,12 @@ class KnotServer(StartStop):
         command_prefix: Sequence[str] = (),
         acme_key: TsigKey | None = None,
         acme_names: Sequence[str] = (),
+        signed_zones: Sequence[str] = (),
     ):
         self.zones = {zone.rstrip(".").lower(): text for zone, text in zones.items()}
         self.key = key or TsigKey.generate()
         self.acme_key, self.acme_names = acme_key, list(acme_names)
+        self.signed_zones = {zone.rstrip(".").lower() for zone in signed_zones}
         self.listen = list(listen)
         self.port = port
         self.command_prefix = list(command_prefix)
@@ -176,7 +207,16 @@ class KnotServer(StartStop):
         """The knotd config, in block style."""
         listen = ", ".join(f"{address}@{self.port}" for address in self.listen)
         acls = "[ update-transfer, acme-challenge ]" if self.acme_key else "update-transfer"
-        zones = "".join(f"  - domain: {zone}\n    acl: {acls}\n" for zone in self.zones)
+        zones = "".join(f"  - domain: {zone}\n    acl: {acls}\n"
+                        + (f"    dnssec-signing: on\n    dnssec-policy: {SIGNING_POLICY}\n"
+                           if zone in self.signed_zones else "")
+                        for zone in self.zones)
+        policy = ("policy:\n"
+                  f"  - id: {SIGNING_POLICY}\n"
+                  "    algorithm: ecdsap256sha256\n"
+                  "    single-type-signing: on\n"  # one key (CSK): its DS is the anchor
+                  "    ksk-lifetime: 0\n"
+                  "    zsk-lifetime: 0\n") if self.signed_zones else ""
         acme_key, acme_acl = "", ""
         if self.acme_key:
             acme_key = (f"  - id: {self.acme_key.name}\n"
@@ -209,6 +249,7 @@ class KnotServer(StartStop):
             f"    key: {self.key.name}\n"
             "    action: [ update, transfer ]\n"
             + acme_acl
+            + policy
             + "template:\n"
             "  - id: default\n"
             f'    storage: "{self.workdir / "zones"}"\n'
@@ -283,6 +324,12 @@ class KnotServer(StartStop):
         except (dns.exception.DNSException, OSError):
             return False
         return answer.rcode() == dns.rcode.NOERROR and bool(answer.answer)
+
+    def trust_anchors(self, timeout: float = 10.0) -> dict[str, list[str]]:
+        """Each signed zone's DS records (text), made from its DNSKEYs with the SEP flag as
+        served: what a validating resolver is given where no parent publishes the DS."""
+        return {zone: zone_ds(self.address, zone, self.port, timeout)
+                for zone in sorted(self.signed_zones)}
 
     def log_tail(self, lines: int = 5) -> str:
         """knotd's warnings and errors, else its last log lines (the log holds no secret)."""

@@ -192,7 +192,9 @@ def start_vps(paths: Paths, state: dict, image: images.Image, dpkg_lock_seconds:
 
 
 def boot_vps(paths: Paths, state: dict, log: Path) -> None:
-    """Boot the VPS's root filesystem as it is; wait until systemd is up; record it."""
+    """Boot the VPS's root filesystem as it is; wait until systemd is up; record it. Before
+    each boot the VPS's unbound snippet gets the signed lab zones' current trust anchors."""
+    vps.write_resolver_snippet(paths.vps_rootfs, zones.trust_anchors())
     nspawn = vps.boot(paths, log)
     _record(paths, state, "vps", nspawn)
     init = wait_for(lambda: vps.container_init(nspawn), 20, "VPS init", proc=nspawn, log=log)
@@ -395,6 +397,8 @@ def status(paths: Paths) -> dict:
             "tsig_algorithm": "hmac-sha256",
             "tsig_secret_in": f"{paths.secrets_file} (key tsig_secret)",
             "zones": sorted(zones.zones()),
+            # DNSSEC: no parent publishes these DS records; a validating resolver is given them
+            "trust_anchors": zones.trust_anchors(timeout=2) if _alive(state, "knot") else {},
         },
         "cloudflare": {
             "base_url": CLOUDFLARE_URL,

@@ -97,6 +97,30 @@ def prepare_rootfs(paths: Paths, image: Image, dpkg_lock_seconds: int = 0) -> No
     _write(ssh_dir / "authorized_keys", paths.ssh_key.with_suffix(".pub").read_text(), 0o600)
 
 
+RESOLVER_SNIPPET = "etc/unbound/unbound.conf.d/mailhost-lab.conf"
+INSECURE_TOPS = ["test", "net", "arpa"]  # the lab's unsigned names live under these
+# names unbound answers itself by default (RFC 6761 "test.", RFC 6303's TEST-NET reverse
+# zones): the lab's names live there, so they are asked of Knot like any other
+UNBOUND_LOCAL_ZONES = ["test", "100.51.198.in-addr.arpa", "8.b.d.0.1.0.0.2.ip6.arpa"]
+
+
+def write_resolver_snippet(root: Path, trust_anchors: dict[str, list[str]]) -> None:
+    """The internet's substitute for the VPS's validating resolver (unbound, installed by the
+    deploy, reads /etc/unbound/unbound.conf.d/*.conf): every query goes to Knot, the signed lab
+    zones are anchored by their DS (no parent publishes them), and the unsigned lab names are
+    insecure rather than bogus (the root anchor the package ships would fail them: the lab has
+    no root). Written before each boot, so the deploy itself has no lab branch."""
+    anchors = "".join(f'    trust-anchor: "{zone}. DS {ds}"\n'
+                      for zone, records in trust_anchors.items() for ds in records)
+    _write(root / RESOLVER_SNIPPET,
+           "# mailhost lab (mailhost/lab/vps.py): the lab's DNS instead of the internet's\n"
+           "server:\n"
+           + "".join(f'    domain-insecure: "{top}."\n' for top in INSECURE_TOPS)
+           + "".join(f'    local-zone: "{zone}." nodefault\n' for zone in UNBOUND_LOCAL_ZONES)
+           + anchors
+           + f'forward-zone:\n    name: "."\n    forward-addr: {HOST4}\n')
+
+
 def write_network(root: Path, image: Image) -> None:
     """The VPS configures its own addresses, as a rented one does.
 

@@ -8,6 +8,11 @@ Zones (all updatable with the TSIG key ``mailhost-lab``, the RFC 2136 provider's
 - ``lab.test``: the lab's own names (ns.lab.test = Knot, acme.lab.test = Pebble)
 - ``bl.lab.test``: an empty DNSBL zone for later checks
 - the reverse zones of 198.51.100.0/24 and 2001:db8::/64, with PTRs for every lab host
+
+``example.test`` is DNSSEC-signed by Knot (SIGNED_ZONES: keys made at start, updates signed as
+they land). There is no root or parent in the lab: a validating resolver is given the zone's
+DS as a trust anchor (``trust_anchors``, in ``scripts/lab status --json`` and in the VPS's
+unbound snippet, vps.write_resolver_snippet); the other zones are unsigned.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from .common import (
 )
 from .relay import RELAY4, RELAY6, RELAY_HOSTNAME, RELAY_SPF
 
+SIGNED_ZONES = [MAIL_DOMAIN]
 REVERSE4 = "100.51.198.in-addr.arpa"
 REVERSE6 = "0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa"  # 2001:db8::/64
 PTRS = {HOST4: NS_NAME, HOST6: NS_NAME, VPS4: MAIL_HOSTNAME, VPS6: MAIL_HOSTNAME,
@@ -101,7 +107,8 @@ def start_knot(paths: Paths, tsig_secret: str, acme_secret: str | None = None) -
     server = KnotServer(zones(), key=TsigKey(TSIG_KEY_NAME, tsig_secret), listen=[HOST4, HOST6],
                         port=DNS_PORT, workdir=paths.knot, acme_key=acme_key,
                         acme_names=[f"_acme-challenge.{MAIL_HOSTNAME}.",
-                                    f"_acme-challenge.mta-sts.{MAIL_DOMAIN}."])
+                                    f"_acme-challenge.mta-sts.{MAIL_DOMAIN}."],
+                        signed_zones=SIGNED_ZONES)
     command = server.prepare()
     log = paths.logs / "knotd.log"
     proc = spawn(command, log)  # detached: it outlives `lab up`
@@ -111,3 +118,13 @@ def start_knot(paths: Paths, tsig_secret: str, acme_secret: str | None = None) -
         proc.stop()
         raise LabError(f"knotd did not start: {error}; log {log}:\n{log_tail(log)}") from error
     return proc
+
+
+def trust_anchors(timeout: float = 10.0) -> dict[str, list[str]]:
+    """Each signed lab zone's DS records as Knot serves its keys now ({} if Knot is down)."""
+    from .knot import KnotError, zone_ds
+
+    try:
+        return {zone: zone_ds(HOST4, zone, DNS_PORT, timeout) for zone in SIGNED_ZONES}
+    except KnotError:
+        return {}

@@ -44,6 +44,11 @@ class Provider(ABC):
     def apply(self, plan) -> None:
         """Write a ZonePlan (mailhost.dnsplan.ZonePlan). Raise ProviderError on failure."""
 
+    def dnssec_signed(self, zone: str) -> bool:
+        """Whether the zone is DNSSEC-signed (DANE's TLSA is published only then); a provider
+        that cannot tell says no."""
+        return False
+
     def count_records(self, zone: str) -> int:
         """Number of records (RRs) in the zone; only called when the safety check needs it."""
         raise NotImplementedError

@@ -20,6 +20,7 @@ import socket
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
+import dns.dnssec
 import dns.exception
 import dns.flags
 import dns.message
@@ -69,6 +70,11 @@ def value_rdata(rtype: str, value: str) -> dns.rdata.Rdata:
 def canonical(rtype: str, rdata: dns.rdata.Rdata) -> str:
     """The normalized value of an rdata, as RecordSet stores it."""
     return normalize_value(rtype, rdata_value(rdata))
+
+
+DNSSEC_TYPES = {dns.rdatatype.RRSIG, dns.rdatatype.NSEC, dns.rdatatype.NSEC3,
+                dns.rdatatype.NSEC3PARAM, dns.rdatatype.DNSKEY, dns.rdatatype.CDS,
+                dns.rdatatype.CDNSKEY}
 
 
 class Rfc2136Provider(Provider):
@@ -154,6 +160,27 @@ class Rfc2136Provider(Provider):
         hint = f": it is inside zone {normalize_name(inside.to_text())}" if inside else ""
         raise ProviderError(f"DNS server {self.where} is not authoritative for zone {zone}{hint}")
 
+    def dnssec_signed(self, zone: str) -> bool:
+        """The server answers the zone's DNSKEY set with a signature that one of those keys
+        validates (dnspython). Whether the parent publishes the DS (the chain a resolver
+        follows) is not seen from here: the checks (mailhost.checks.dane) ask a resolver."""
+        zone = normalize_name(zone)
+        apex = dns.name.from_text(zone)
+        query = dns.message.make_query(apex, dns.rdatatype.DNSKEY, want_dnssec=True)
+        with self._talking(zone):
+            self.calls["read"] += 1
+            answer = dns.query.tcp(query, self.address, timeout=self.timeout, port=self.port)
+        keys = answer.get_rrset(answer.answer, apex, dns.rdataclass.IN, dns.rdatatype.DNSKEY)
+        signature = answer.get_rrset(answer.answer, apex, dns.rdataclass.IN,
+                                     dns.rdatatype.RRSIG, dns.rdatatype.DNSKEY)
+        if not keys or not signature:
+            return False
+        try:
+            dns.dnssec.validate(keys, signature, {apex: keys})
+        except dns.dnssec.ValidationFailure:
+            return False
+        return True
+
     def read(self, zone: str, owned: Iterable[tuple[str, str]]) -> list[RecordSet]:
         zone = normalize_name(zone)
         keys = sorted({(normalize_name(name), rtype.upper()) for name, rtype in owned})
@@ -206,8 +233,9 @@ class Rfc2136Provider(Provider):
         """Number of RRs in the zone, SOA included, counted while the AXFR streams in."""
         zone = normalize_name(zone)
         count = 0
-        for message in self._xfr_messages(zone):
-            count += sum(len(rrset) for rrset in message.answer)
+        for message in self._xfr_messages(zone):  # a signed zone's signatures are not records
+            count += sum(len(rrset) for rrset in message.answer
+                         if rrset.rdtype not in DNSSEC_TYPES)
         return count - 1  # the transfer ends with the SOA again
 
     # -- helpers --
