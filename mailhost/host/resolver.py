@@ -21,7 +21,7 @@ where it is not enabled nothing is flushed, and a stale answer lasts its negativ
 from __future__ import annotations
 
 from pyinfra.api import QuoteString, StringCommand
-from pyinfra.operations import server
+from pyinfra.operations import files, server
 
 from mailhost.facts import known_state
 from mailhost.host import put_text, render, units
@@ -62,8 +62,6 @@ def configure(settings: Settings, secrets) -> set[str]:
     units.activate(UNITS, restart=set(UNITS) if changed else set())
     known, state = known_state(RESOLV_CONF)
     if known and state is not None and state["type"] == "l":  # systemd-resolved's stub
-        from pyinfra.operations import files
-
         files.link(name="resolv.conf: no longer systemd-resolved's stub", path=RESOLV_CONF,
                    present=False)
     if put_text(RESOLV_CONF, RESOLV_CONF_TEXT, name="resolv.conf names the host's unbound"):
