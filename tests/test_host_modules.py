@@ -747,3 +747,32 @@ def test_no_marker_and_nothing_changed_adds_nothing(ops):
         facts.read_paths([paths.RESTARTS_OWED])
         units.restarts_done()
     assert called(ops) == []
+
+
+def test_resolver_replaces_resolveds_stub_and_forgets_a_written_zone(ops):
+    from mailhost.host import resolver
+
+    link = {"type": "l", "user": "root", "group": "root", "mode": 777, "sha256": None,
+            "target": "../run/systemd/resolve/stub-resolv.conf"}
+    host = FakeHost({facts.PathStates: {resolver.RESOLV_CONF: link},
+                     facts.SystemdUnitStates: states(unbound="active enabled")})
+    with on(host):
+        facts.read_paths(resolver.ROOTS)
+        assert resolver.configure(sample_settings(), None) == {"postfix"}  # its chroot copy
+        resolver.forget("example.test")
+    assert called(ops) == [
+        OWED, "put: unbound: the host's validating resolver", "shell: Restart unbound",
+        "link: resolv.conf: no longer systemd-resolved's stub",
+        "put: resolv.conf names the host's unbound",
+        "shell: unbound forgets what it cached of example.test"]
+
+
+def test_postfix_with_a_relay_installs_the_sasl_client_mechanisms(ops, monkeypatch):
+    installed = []
+    monkeypatch.setattr(base, "install_packages", installed.extend)
+    monkeypatch.setattr(postfix, "secret_file", Recorder("secret", ops["log"]))
+    settings = sample_settings(relay_host="[smtp.relay.example]:587", relay_user="me")
+    secrets = Secrets(relay_password=Secret("relay password 0123"))
+    with on(FakeHost({facts.PathStates: {}})):
+        postfix.configure(settings, secrets)
+    assert installed == [postfix.SASL_CLIENT_PACKAGE]
