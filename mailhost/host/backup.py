@@ -9,8 +9,8 @@ snapshot back before its MTA and Dovecot first start. Nothing is installed or wr
 The repository password and its credentials (an SSH key, S3 keys) are secrets
 (mailhost.secrets): root-only 0600 files in BACKUP_DIR (0700), never on a command line. Every
 restic run on the host goes through one wrapper (RESTIC) that reads them; the repository is
-initialised by the first backup run that finds none. The TLS key is not backed up: it is
-regenerated (certbot), and nothing pins it yet (no DANE).
+initialised by the first backup run that finds none. The TLS key is backed up with certbot's
+directory when DANE pins it (``backed_up``); the restore brings back the mailboxes only.
 """
 
 from __future__ import annotations
