@@ -365,10 +365,12 @@ def test_an_interrupted_install_is_finished_with_services_held(ops):
         facts.read_paths(base.ROOTS)
         base.install_packages(["ufw"])
     assert called(ops) == ["put: Hold services during package install",
-                           "shell: Finish an interrupted package install (dpkg --configure -a)",
+                           "shell: Finish an interrupted package install (dpkg --configure -a, "
+                           "then apt-get -f install if dpkg cannot alone)",
                            "file: Release the service hold"]
     (command,) = ops["server.shell"].calls[0]["commands"]
     assert "dpkg --configure -a" in command and "*lock*) sleep 5" in command
+    assert command.endswith(" -f install")  # what dpkg alone cannot finish
 
 
 def test_packages_installed_with_services_held_and_the_hold_released(ops):

@@ -51,12 +51,17 @@ def configure_apt(settings: Settings) -> None:
 
 
 # dpkg --configure -a, waiting (as apt does, DPKG_LOCK_WAIT_SECONDS) while another dpkg holds
-# the lock; any other failure ends the operation with dpkg's message
+# the lock; when dpkg cannot finish alone (it was stopped between two packages that depend on
+# each other: one unpacked at its new version, the other still at its old one), apt-get -f
+# install unpacks what is missing (from the archives the stopped run downloaded); any other
+# failure ends the operation with apt's message
 FINISH_INTERRUPTED = (
     f"for i in $(seq {DPKG_LOCK_WAIT_SECONDS // 5}); do "
     "out=$(DEBIAN_FRONTEND=noninteractive dpkg --configure -a --force-confdef --force-confold "
-    "2>&1) && exit 0; case \"$out\" in *lock*) sleep 5;; *) echo \"$out\" >&2; exit 1;; esac; "
-    f"done; echo 'dpkg: the lock is still held after {DPKG_LOCK_WAIT_SECONDS} s' >&2; exit 1")
+    "2>&1) && exit 0; case \"$out\" in *lock*) sleep 5;; *) break;; esac; done; "
+    "DEBIAN_FRONTEND=noninteractive apt-get -y -q "
+    f"-o DPkg::Lock::Timeout={DPKG_LOCK_WAIT_SECONDS} -o Dpkg::Options::=--force-confdef "
+    "-o Dpkg::Options::=--force-confold -f install")
 
 
 def install_packages(packages: list[str]) -> None:
@@ -77,7 +82,8 @@ def install_packages(packages: list[str]) -> None:
         files.put(name="Hold services during package install",
                   src=StringIO("#!/bin/sh\nexit 101\n"), dest=POLICY_RC_D, mode="755")
     if interrupted:
-        server.shell(name="Finish an interrupted package install (dpkg --configure -a)",
+        server.shell(name="Finish an interrupted package install (dpkg --configure -a, then "
+                          "apt-get -f install if dpkg cannot alone)",
                      commands=[FINISH_INTERRUPTED])
     if missing:
         apt.packages(
