@@ -195,6 +195,7 @@ def boot_vps(paths: Paths, state: dict, log: Path) -> None:
     """Boot the VPS's root filesystem as it is; wait until systemd is up; record it. Before
     each boot the VPS's unbound snippet gets the signed lab zones' current trust anchors."""
     vps.write_resolver_snippet(paths.vps_rootfs, zones.trust_anchors())
+    network.forget_neighbours([VPS4, VPS6], [RX_NS])
     nspawn = vps.boot(paths, log)
     _record(paths, state, "vps", nspawn)
     init = wait_for(lambda: vps.container_init(nspawn), 20, "VPS init", proc=nspawn, log=log)

@@ -130,6 +130,16 @@ def reset_vps_link(ns: Namespace, ipv6_off: bool) -> None:
         run("ip", "netns", "exec", ns.name, "sysctl", "-q", "-w",
             f"net.ipv6.conf.{scope}.disable_ipv6={value}")
 
+def forget_neighbours(addresses: list[str], namespaces: list[Namespace]) -> None:
+    """Drop the host's (and these namespaces') neighbour entries for ADDRESSES: a VPS booted in
+    a new namespace has a new MAC address (a real VPS keeps its own across a reboot), and an
+    IPv6 entry still naming the old one loses the first connections until it is probed again."""
+    for address in addresses:
+        run("ip", "neigh", "flush", "to", address)
+        for ns in namespaces:
+            run("ip", "-n", ns.name, "neigh", "flush", "to", address)
+
+
 # --- outbound port 25 blocked, as many VPS providers do: on the bridge (the host side), so the
 # VPS's own firewall (which the deploy manages) neither sees nor can undo it ---
 
