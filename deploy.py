@@ -17,7 +17,7 @@ from pyinfra.api.exceptions import PyinfraError
 from mailhost import paths
 from mailhost.dkim import host_state_path, published_everywhere, rotation_step
 from mailhost.facts import DkimPublicKey, known_lines, read_paths
-from mailhost.host import backup, base, firewall, resolver, tls, units, users
+from mailhost.host import backup, base, firewall, resolver, restarts, tls, units, users
 from mailhost.host.mtas import mta_of, others, refuse_a_switch_while_mail_waits
 from mailhost.operations import dkim, dns, verify
 from mailhost.rotation import describe
@@ -74,8 +74,8 @@ if settings.mail_manage_host:
     units.converge(running=[*mta.units, *tls.TIMERS],
                    stopped=[u for other in others(settings) for u in other.units
                            if u not in mta.units],  # Dovecot and rspamd serve both
-                   restart=restart | units.owed_by_a_stopped_run(mta.units))
-    units.restarts_done()
+                   restart=restart | restarts.owed_by_a_stopped_run(mta.units))
+    restarts.done()
 
 for zone in run.zones_applied_by(host.name):
     preview = run.preview(zone, read_host_key)

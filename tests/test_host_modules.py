@@ -22,6 +22,7 @@ from mailhost.host import (
     postfix,
     put_text,
     render,
+    restarts,
     tls,
     units,
     users,
@@ -717,11 +718,11 @@ def test_restarts_are_owed_before_the_first_changed_file_and_cleared_after_them(
         dovecot="active enabled", postfix="active enabled")})
     with on(host):
         facts.read_paths([paths.RESTARTS_OWED, "/etc/dovecot"])
-        assert units.owed_by_a_stopped_run(["dovecot", "postfix"]) == set()
+        assert restarts.owed_by_a_stopped_run(["dovecot", "postfix"]) == set()
         put_text("/etc/dovecot/a.conf", "a\n")
         put_text("/etc/dovecot/b.conf", "b\n")  # one marker for the run
         units.converge(running=["dovecot", "postfix"], restart={"dovecot"})
-        units.restarts_done()
+        restarts.done()
     assert called(ops) == [
         OWED, "put: /etc/dovecot/a.conf", "put: /etc/dovecot/b.conf", "shell: Restart dovecot",
         "shell: Restarts done"]
@@ -735,11 +736,11 @@ def test_a_marker_left_by_a_stopped_run_restarts_every_service_once(ops):
     running = ["chasquid-smtp.socket", "chasquid", "dovecot"]
     with on(host):
         facts.read_paths([paths.RESTARTS_OWED, "/etc/dovecot"])
-        owed = units.owed_by_a_stopped_run(running)
+        owed = restarts.owed_by_a_stopped_run(running)
         assert owed == {"chasquid", "dovecot"}  # services, not their sockets
         put_text("/etc/dovecot/a.conf", "a\n")  # the marker is there already: not again
         units.converge(running=running, restart=owed)
-        units.restarts_done()
+        restarts.done()
     assert called(ops) == ["put: /etc/dovecot/a.conf", "shell: Restart chasquid",
                            "shell: Restart dovecot", "shell: Restarts done"]
 
@@ -747,7 +748,7 @@ def test_a_marker_left_by_a_stopped_run_restarts_every_service_once(ops):
 def test_no_marker_and_nothing_changed_adds_nothing(ops):
     with on(FakeHost({facts.PathStates: {}})):
         facts.read_paths([paths.RESTARTS_OWED])
-        units.restarts_done()
+        restarts.done()
     assert called(ops) == []
 
 

@@ -28,13 +28,12 @@ from io import StringIO
 from pathlib import Path
 from types import ModuleType
 
-from pyinfra import host
 from pyinfra.api.util import get_template
-from pyinfra.context import ctx_state
-from pyinfra.operations import files, server
+from pyinfra.operations import files
 
 from mailhost import paths
-from mailhost.facts import in_place, known_state
+from mailhost.facts import in_place
+from mailhost.host import restarts
 
 TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
 
@@ -50,42 +49,12 @@ def render(src: str, settings, **data) -> str:
     return get_template(template(src)).render(s=settings, p=paths, **data)
 
 
-def _owing() -> set[str]:
-    """The hosts whose restarts-owed marker is queued in this run (kept on pyinfra's state)."""
-    run = ctx_state.get()
-    if not hasattr(run, "mailhost_restarts_owed"):
-        run.mailhost_restarts_owed = set()
-    return run.mailhost_restarts_owed
-
-
-def restarts_owed_before() -> bool:
-    """Whether a run stopped midway left the marker (paths.RESTARTS_OWED, read by read_paths):
-    the restarts it owed were never done."""
-    known, state = known_state(paths.RESTARTS_OWED)
-    return known and state is not None
-
-
-def restarts_owed_from_here() -> bool:
-    """Whether restarts are owed in this run: the marker was left, or is queued before the
-    first changed file (``put_text``); ``units.converge`` clears it once all have restarted."""
-    return host.name in _owing() or restarts_owed_before()
-
-
-def _owe_restarts() -> None:
-    """The marker, on the host before the first configuration file this run changes."""
-    if restarts_owed_from_here():
-        return
-    _owing().add(host.name)
-    server.shell(name="Restarts owed from here (cleared once the services have restarted)",
-                 commands=[f"mkdir -p {paths.MAILHOST_ETC} && touch {paths.RESTARTS_OWED}"])
-
-
 def put_text(dest: str, content: str, mode: str = "644", name: str | None = None) -> bool:
     """DEST on the host holds CONTENT with MODE; whether it changes (the restarts-owed marker
     goes first: a run stopped after the write still restarts what reads it next time)."""
     if in_place(dest, "f", mode, sha256=hashlib.sha256(content.encode()).hexdigest()):
         return False
-    _owe_restarts()
+    restarts.owe()
     return files.put(name=name or dest, src=StringIO(content), dest=dest,
                      mode=mode).will_change
 

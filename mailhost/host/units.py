@@ -8,9 +8,7 @@ from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand
 from pyinfra.operations import server
 
-from mailhost import paths
 from mailhost.facts import SystemdUnitStates
-from mailhost.host import _owing, restarts_owed_before, restarts_owed_from_here
 
 NOT_THERE = {"active": False, "enabled": False}
 
@@ -50,18 +48,3 @@ def _stop(unit: str, state: dict) -> None:
                           "&& { systemctl reset-failed", QuoteString(unit),
                           "2>/dev/null || true; }")])
 
-
-def owed_by_a_stopped_run(units: list[str]) -> set[str]:
-    """The services among ``units`` to restart because a run stopped midway left the
-    restarts-owed marker: which of its changed files each read is unknown, so all of them."""
-    services = {u for u in units if not u.endswith((".socket", ".timer", ".path"))}
-    return services if restarts_owed_before() else set()
-
-
-def restarts_done() -> None:
-    """Clear the restarts-owed marker, after the restarts (queued last: a run stopped before
-    this point leaves it for the next run)."""
-    if restarts_owed_from_here():
-        server.shell(name="Restarts done",
-                     commands=[StringCommand("rm -f", QuoteString(paths.RESTARTS_OWED))])
-    _owing().discard(host.name)
