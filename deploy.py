@@ -14,7 +14,7 @@ from functools import partial
 from pyinfra import host, inventory, logger
 from pyinfra.api.exceptions import PyinfraError
 
-from mailhost import paths
+from mailhost import dane, paths
 from mailhost.dkim import host_state_path, published_everywhere, rotation_step
 from mailhost.facts import DkimPublicKey, known_lines, read_paths
 from mailhost.host import backup, base, firewall, resolver, restarts, tls, units, users
@@ -42,7 +42,7 @@ if settings.mail_manage_host:
     # every file and directory the deploy writes, read in one command: what is in place
     # already costs no further round trip
     read_paths([paths.RESTARTS_OWED, *base.ROOTS, *tls.roots(settings), *users.ROOTS, *mta.roots],
-               contents=[*users.hash_files(settings),
+               contents=[*users.hash_files(settings), paths.NEXT_KEY_SEEN,
                          *(host_state_path(d) for d in settings.mail_domains)])
     base.configure(settings)
     base.install_packages(["ufw", *tls.packages(settings), *mta.packages,
@@ -67,7 +67,12 @@ for domain in settings.mail_domains:
     dkim.domain_keys(settings, domain, step, owner=mta.dkim_signer)
 
 if settings.mail_manage_host:
+    # DANE: the TLS key's rollover advances at most one phase (mailhost.dane), said like DKIM's
+    rollover = tls.key_rollover(settings, partial(read_host_key, host.name))
+    if settings.dane == "auto":
+        logger.info(dane.describe(settings.mail_hostname, rollover))
     tls.configure(settings, secrets, mta)
+    tls.advance_rollover(settings, rollover)
     restart = mta.configure(settings, secrets)
     # switching MTAs: the old one's units stop first (port 25 released), those both MTAs
     # share (rspamd) stay; certbot's renewal timer runs from here on
@@ -90,7 +95,9 @@ for zone in run.zones_applied_by(host.name):
 
 if settings.mail_manage_host:
     tls.obtain_certificate(settings)
-    # DANE on a first deploy: the TLSA of the key certbot has just made (mailhost.dane)
+    tls.switch_key(settings, rollover)
+    # DANE on a first deploy, or after a rollover's switch: the TLSA of the key certbot now
+    # uses (mailhost.dane)
     for zone in run.zones_applied_by(host.name):
         tlsa_plan = run.tlsa_preview(zone, read_host_key)
         if tlsa_plan is not None:

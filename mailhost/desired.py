@@ -36,7 +36,8 @@ class MailHost:
 
     settings: Settings
     dkim: dict[str, DkimPublicKeys]
-    tlsa: str | None = None  # the TLSA value of its certificate's key (mailhost.dane), if any
+    # the TLSA values of its certificate's key and a rollover's next key (mailhost.dane)
+    tlsa: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -156,15 +157,16 @@ def srv_records(domain: str, hosts: list[MailHost]) -> list[RecordSet]:
     return records
 
 
-def host_records(settings: Settings, tlsa: str | None = None) -> list[RecordSet]:
+def host_records(settings: Settings, tlsa: tuple[str, ...] = ()) -> list[RecordSet]:
     """A/AAAA of the host; its TLSA with ``dane = "auto"`` once its certificate's key exists
     (published only in a signed zone: dnssync.ZoneSync.plan drops it otherwise)."""
     ttl = settings.dns_ttl
     records = [RecordSet(settings.mail_hostname, "A", ttl, (str(settings.ipv4),))]
     if settings.ipv6:
         records.append(RecordSet(settings.mail_hostname, "AAAA", ttl, (str(settings.ipv6),)))
-    if settings.dane == "auto" and tlsa and tlsa != dane.PENDING:
-        records.append(RecordSet(dane.tlsa_name(settings.mail_hostname), "TLSA", ttl, (tlsa,)))
+    values = tuple(v for v in tlsa if v != dane.PENDING)
+    if settings.dane == "auto" and values:
+        records.append(RecordSet(dane.tlsa_name(settings.mail_hostname), "TLSA", ttl, values))
     return records
 
 

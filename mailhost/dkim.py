@@ -251,25 +251,15 @@ def state_text(step: rotation.Step, settings: Settings, domain: str) -> str:
 
 
 def published_everywhere(settings: Settings) -> Visibility:
-    """Whether every authoritative server of the record's zone (as the checks find them)
-    answers a DKIM record with this key; any DNS error: not (yet)."""
+    """Whether every authoritative server of the record's zone answers a DKIM record with this
+    key (checks.lookup.every_server_answers)."""
     def visible(domain: str, selector: str, public: str) -> bool:
-        import dns.exception
+        from mailhost.checks.lookup import every_server_answers
 
-        from mailhost.checks.lookup import make_resolver, resolver_for
-
-        name = record_name(selector, domain)
-        try:
-            zone_servers = resolver_for(settings).for_name(name)
-            for server in zone_servers.nameservers:
-                answer = make_resolver([server], zone_servers.port).resolve(name, "TXT")
-                texts = ["".join(b"".join(r.strings).decode(errors="replace").split())
-                         for r in answer]
-                if not any(f"p={public}" in t.split(";") for t in texts):
-                    return False
-        except dns.exception.DNSException:
-            return False
-        return True
+        def has_key(rdata) -> bool:
+            text = "".join(b"".join(rdata.strings).decode(errors="replace").split())
+            return f"p={public}" in text.split(";")
+        return every_server_answers(settings, record_name(selector, domain), "TXT", has_key)
     return visible
 
 

@@ -10,7 +10,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 
-from mailhost.dane import PENDING, certificate_key_path, tlsa_name, tlsa_of_public_key
+from mailhost.dane import (
+    PENDING,
+    certificate_key_path,
+    tlsa_name,
+    tlsa_of_public_key,
+    tlsa_values,
+)
 from mailhost.desired import MailHost, ZoneRecords, desired_by_zone
 from mailhost.dkim import (
     DkimPublicKeys,
@@ -30,6 +36,7 @@ from mailhost.dnsplan import (
     check_safety,
     compute_plan,
 )
+from mailhost.paths import NEXT_KEY
 from mailhost.providers import Provider, ProviderError
 from mailhost.records import RecordSet, zone_of
 from mailhost.reports import raised_policy_notices
@@ -54,12 +61,23 @@ def public_keys(settings: Settings, domain: str, read_host_key: HostKeyReader) -
                           step.remove if step is not None else ())
 
 
-def mail_hosts(hosts: dict[str, Settings], read_host_key: HostsKeyReader) -> list[MailHost]:
-    """Each host (by name) with its domains' public keys."""
+def host_tlsa(name: str, settings: Settings, read_host_key: HostsKeyReader,
+              after_switch: bool = False) -> tuple[str, ...]:
+    """The TLSA values of a host with ``dane = "auto"``: its certificate key's, and during a
+    key rollover the next key's (dane.tlsa_values)."""
+    if settings.dane != "auto":
+        return ()
+    current = tlsa_of_public_key(read_host_key(name, certificate_key_path(settings.mail_hostname)))
+    upcoming = tlsa_of_public_key(read_host_key(name, NEXT_KEY))
+    return tlsa_values(settings.mail_hostname, current, upcoming, after_switch)
+
+
+def mail_hosts(hosts: dict[str, Settings], read_host_key: HostsKeyReader,
+               after_switch: bool = False) -> list[MailHost]:
+    """Each host (by name) with its domains' public keys and its TLSA values."""
     return [
         MailHost(s, {d: public_keys(s, d, partial(read_host_key, name)) for d in s.mail_domains},
-                 tlsa_of_public_key(read_host_key(name, certificate_key_path(s.mail_hostname)))
-                 if s.dane == "auto" else None)
+                 host_tlsa(name, s, read_host_key, after_switch))
         for name, s in hosts.items()
     ]
 
@@ -67,17 +85,18 @@ def mail_hosts(hosts: dict[str, Settings], read_host_key: HostsKeyReader) -> lis
 def tlsa_records(hosts: dict[str, Settings], read_host_key: HostsKeyReader, zone: str,
                  pending: bool = False) -> ZoneRecords | None:
     """The zone's TLSA records alone (owned: only their keys), for the DNS operation after the
-    certificate; with ``pending``, hosts whose certificate key does not exist yet get
-    dane.PENDING (what the plan shows before certbot runs). None: no host wants a TLSA here."""
+    certificate; with ``pending`` (the plan shown before certbot runs), hosts whose certificate
+    key does not exist yet get dane.PENDING, and a key rollover's switch is taken as done.
+    None: no host wants a TLSA here."""
     records, keys = [], set()
-    for host in mail_hosts(hosts, read_host_key):
+    for host in mail_hosts(hosts, read_host_key, after_switch=pending):
         name = tlsa_name(host.settings.mail_hostname)
         if host.settings.dane != "auto" or zone_of(name, [zone]) is None:
             continue
         keys.add((name, "TLSA"))
-        value = host.tlsa or (PENDING if pending else None)
-        if value:
-            records.append(RecordSet(name, "TLSA", host.settings.dns_ttl, (value,)))
+        values = host.tlsa or ((PENDING,) if pending else ())
+        if values:
+            records.append(RecordSet(name, "TLSA", host.settings.dns_ttl, values))
     if not keys:
         return None
     return ZoneRecords(zone, records, Ownership(frozenset(keys)))

@@ -17,6 +17,13 @@ TLS_DIR = "/etc/mailhost/tls"
 TLS_CERT = f"{TLS_DIR}/fullchain.pem"
 TLS_KEY = f"{TLS_DIR}/privkey.pem"
 TLS_DEPLOY_HOOK = f"{TLS_DIR}/deploy-hook"
+# a DANE key rollover (mailhost.dane): the next key, when its TLSA was first answered
+# everywhere, the script that makes it and switches to it, and the pair the daemons read
+# while certbot renews over the next key
+NEXT_KEY = f"{TLS_DIR}/next-key.pem"
+NEXT_KEY_SEEN = f"{TLS_DIR}/next-key.seen"
+TLS_KEY_ROLLOVER = f"{TLS_DIR}/key-rollover"
+TLS_HELD = f"{TLS_DIR}/held"
 # DKIM private keys: HOST_DKIM_DIR/DOMAIN/SELECTOR.KIND.pem
 HOST_DKIM_DIR = f"{MAILHOST_ETC}/dkim"
 # there from before the first configuration file of a run changes until every unit has been

@@ -8,7 +8,7 @@ from pyinfra import logger
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.inventory import Inventory
 
-from mailhost.dane import PENDING
+from mailhost.dane import PENDING, switching_now
 from mailhost.dnsplan import PlanError, ZonePlan
 from mailhost.dnssync import HostsKeyReader, ZoneSync, tlsa_records, zone_records
 from mailhost.providers import ProviderError, make_provider
@@ -62,11 +62,13 @@ class MailRun:
         return ZoneSync(records, provider, force=self.settings[first].dns_force)
 
     def tlsa_preview(self, zone: str, read_host_key: HostsKeyReader) -> ZonePlan | None:
-        """When a host's certificate key does not exist yet (a first deploy): the plan of the
-        TLSA written after certbot, printed (its value shown as dane.PENDING); else None (the
-        zone's own operation has the TLSA)."""
+        """When a host's certificate key does not exist yet (a first deploy), or a key
+        rollover switches keys in this run: the plan of the TLSA written after certbot, printed
+        (a new key's value shown as dane.PENDING); else None (the zone's own operation has
+        the TLSA)."""
         sync = self.tlsa_sync(zone, read_host_key, pending=True)
-        if sync is None or not any(PENDING in r.values for r in sync.records.desired):
+        if sync is None or not (switching_now() or
+                                any(PENDING in r.values for r in sync.records.desired)):
             return None
         try:
             plan = sync.plan()

@@ -17,6 +17,7 @@ from sample import sample_settings
 from mailhost import dane
 from mailhost.dnssync import ZoneSync, tlsa_records, zone_records
 from mailhost.lab.knot import KnotServer, minimal_zone
+from mailhost.paths import NEXT_KEY
 from mailhost.providers.rfc2136 import Rfc2136Provider
 
 ZONE = "example.test"
@@ -56,9 +57,14 @@ def provider_of(knot) -> Rfc2136Provider:
     return Rfc2136Provider(knot.address, knot.port, key.name, key.secret, key.algorithm)
 
 
-def reader(spki):
-    """A host whose DKIM key and certificate key are both ``spki`` (None: no certificate)."""
-    return lambda host, path: spki if "letsencrypt" not in path else certificate[0]
+def reader(spki, upcoming=None):
+    """A host whose DKIM key is ``spki``, its certificate key ``certificate[0]`` (None: no
+    certificate), a rollover's next key ``upcoming`` (None: no rollover)."""
+    def read(host, path):
+        if "letsencrypt" in path:
+            return certificate[0]
+        return upcoming if path == NEXT_KEY else spki
+    return read
 
 
 certificate = [None]

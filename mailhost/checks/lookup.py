@@ -89,3 +89,18 @@ def _addresses_of(name_or_address: str, recursive: dns.resolver.Resolver) -> lis
     if not found:
         raise dns.exception.DNSException(f"{name_or_address} has no address")
     return found
+
+
+def every_server_answers(settings: Settings, name: str, rtype: str, matches) -> bool:
+    """Whether every authoritative server of the name's zone (as the checks find them)
+    answers an rdata at name/rtype for which ``matches(rdata)`` holds; any DNS error: not (yet).
+    What a key rotation waits for before it moves on (DKIM, DANE)."""
+    try:
+        zone_servers = resolver_for(settings).for_name(name)
+        for server in zone_servers.nameservers:
+            answer = make_resolver([server], zone_servers.port).resolve(name, rtype)
+            if not any(matches(rdata) for rdata in answer):
+                return False
+    except dns.exception.DNSException:
+        return False
+    return True

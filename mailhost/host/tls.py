@@ -12,10 +12,22 @@ from pathlib import Path
 from pyinfra import host
 from pyinfra.api import FactBase, QuoteString, StringCommand
 from pyinfra.facts.files import File, Link
-from pyinfra.operations import files, server
+from pyinfra.operations import files, python, server
 
 from mailhost import mta_sts
-from mailhost.facts import known_state
+from mailhost.checks.lookup import every_server_answers
+from mailhost.dane import (
+    Rollover,
+    parse_seen,
+    remember,
+    rollover_request,
+    rollover_step,
+    seen_text,
+    tlsa_name,
+    tlsa_of_public_key,
+)
+from mailhost.dkim import clock
+from mailhost.facts import known_lines, known_state
 from mailhost.host import Mta, directory, put_text, write_template
 from mailhost.operations.secret_file import secret_file
 from mailhost.paths import (
@@ -24,10 +36,14 @@ from mailhost.paths import (
     ACME_DNS_CREDENTIALS,
     CERTBOT_TIMER,
     MAILHOST_ETC,
+    NEXT_KEY,
+    NEXT_KEY_SEEN,
     TLS_CERT,
     TLS_DEPLOY_HOOK,
     TLS_DIR,
+    TLS_HELD,
     TLS_KEY,
+    TLS_KEY_ROLLOVER,
     live_certificate_dir,
 )
 from mailhost.secrets import Secret, Secrets
@@ -112,6 +128,8 @@ def configure(settings: Settings, secrets: Secrets, mta: Mta) -> None:
         if _link_target(link) != target:
             files.link(name=f"TLS {name} -> {target}", path=link, target=target, force=True)
     write_template("tls/deploy-hook.sh.j2", TLS_DEPLOY_HOOK, settings, mode="755", mta=mta)
+    if settings.dane == "auto":
+        write_template("tls/key-rollover.sh.j2", TLS_KEY_ROLLOVER, settings, mode="700")
     if settings.acme_challenge == "dns-01":
         directory(ACME_DIR, mode="700", name="ACME credentials directory")
         secret_file(name=f"DNS-01 credentials ({settings.dns_provider})",
@@ -167,7 +185,16 @@ def obtain_certificate(settings: Settings) -> None:
     if not missing:
         return
     names = certificate_names(settings)
-    environment = f"REQUESTS_CA_BUNDLE={ACME_CA_BUNDLE} " if settings.acme_ca_bundle else ""
+    what = ", ".join(names) if len(missing) == len(names) else \
+        f"{settings.mail_hostname}, adding {', '.join(missing)}"
+    server.shell(name=f"Certificate for {what} from the ACME CA",
+                 commands=[certbot_certonly(settings)], _ignore_errors=True)
+
+
+def certbot_certonly(settings: Settings, *extra: str) -> StringCommand:
+    """certbot's command for the host's certificate (certificate_names), keeping its key."""
+    names = certificate_names(settings)
+    environment = ["env", f"REQUESTS_CA_BUNDLE={ACME_CA_BUNDLE}"] if settings.acme_ca_bundle else []
     if settings.acme_challenge == "dns-01":
         plugin = f"dns-{settings.dns_provider}"
         challenge = [
@@ -180,8 +207,8 @@ def obtain_certificate(settings: Settings) -> None:
             "--pre-hook", QuoteString("ufw allow 80/tcp >/dev/null 2>&1 || true"),
             "--post-hook", QuoteString("ufw delete allow 80/tcp >/dev/null 2>&1 || true"),
         ]
-    command = StringCommand(
-        environment + "certbot certonly --non-interactive --agree-tos --reuse-key",
+    return StringCommand(
+        *environment, "certbot certonly --non-interactive --agree-tos --reuse-key", *extra,
         *challenge,
         "--server", QuoteString(settings.acme_directory),
         "--email", QuoteString(settings.acme_contact),
@@ -189,10 +216,59 @@ def obtain_certificate(settings: Settings) -> None:
         *[part for name in names for part in ("-d", QuoteString(name))],
         "--deploy-hook", TLS_DEPLOY_HOOK,
     )
-    what = ", ".join(names) if len(missing) == len(names) else \
-        f"{settings.mail_hostname}, adding {', '.join(missing)}"
-    server.shell(name=f"Certificate for {what} from the ACME CA", commands=[command],
-                 _ignore_errors=True)
 
 
 TIMERS = [CERTBOT_TIMER]  # renewals: started with the MTA's units (units.converge)
+
+
+# --- DANE key rollover (mailhost.dane) ---
+
+
+def key_rollover(settings: Settings, read_key) -> Rollover:
+    """This deploy's step of the host's key rollover (dane.rollover_step), remembered for the
+    TLSA records; a steady Rollover with ``dane = "off"`` or before the first certificate.
+
+    + read_key: a key path on the host -> its base64 DER public half (None: no key)
+    """
+    asked = rollover_request(settings.secrets_dir, settings.mail_hostname).exists()
+    if settings.dane != "auto" or not has_certificate(settings):
+        step = Rollover(waiting="the first certificate from the ACME CA" if asked else "")
+    else:
+        upcoming = tlsa_of_public_key(read_key(NEXT_KEY))
+        step = rollover_step(
+            has_next=upcoming is not None, seen=parse_seen(known_lines(NEXT_KEY_SEEN)[1]),
+            asked=asked, now=clock(settings), ttl=settings.dns_ttl,
+            visible=lambda: every_server_answers(settings, tlsa_name(settings.mail_hostname),
+                                                 "TLSA", lambda r: r.to_text() == upcoming))
+    remember(settings.mail_hostname, step)
+    return step
+
+
+def advance_rollover(settings: Settings, step: Rollover) -> None:
+    """The step's host part before the DNS records: the next key made (and the controller's
+    request cleared), or the time its TLSA was first answered everywhere recorded. A switch
+    that a stopped run left midway is finished or undone first (the next step does it again)."""
+    if known_state(TLS_HELD)[1] is not None:
+        server.shell(name="A TLS key switch stopped midway finished or undone",
+                     commands=[StringCommand(TLS_KEY_ROLLOVER, "undo")])
+    if step.make:
+        server.shell(name="DANE: the next TLS key made on the host",
+                     commands=[StringCommand(TLS_KEY_ROLLOVER, "make")])
+    request = rollover_request(settings.secrets_dir, settings.mail_hostname)
+    if step.next_key and request.exists():  # made now, or a rollover under way answers it
+        python.call(name=f"Rollover request {request} cleared",
+                    function=request.unlink, missing_ok=True)
+    if step.mark_seen:
+        put_text(NEXT_KEY_SEEN, seen_text(step), mode="600",
+                 name="DANE: the next key's TLSA answered by every authoritative server")
+
+
+def switch_key(settings: Settings, step: Rollover) -> None:
+    """The rollover's switch: certbot renews the certificate over the next key (its deploy
+    hook hands it to every daemon), then the next key's files go; if certbot fails, the
+    current key and certificate stay, and the run says so (the next run tries again)."""
+    if step.switch:
+        server.shell(name="DANE: the certificate renewed over the next TLS key",
+                     commands=[StringCommand(TLS_KEY_ROLLOVER, "switch",
+                                             certbot_certonly(settings, "--force-renewal"))],
+                     _ignore_errors=True)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pyinfra import host, logger
 from pyinfra.api import FunctionCommand, OperationError, operation
 
+from mailhost.dane import NEXT_PENDING
 from mailhost.dkim import PENDING
 from mailhost.dnsplan import PlanError, ZonePlan
 from mailhost.dnssync import ZoneSync
@@ -37,6 +38,9 @@ def _apply(refresh: Callable[[], ZoneSync], preview: ZonePlan):
     sync = refresh()
     if any(r.rtype == "TXT" and PENDING in v for r in sync.records.desired for v in r.values):
         raise OperationError(f"DNS zone {sync.zone}: a DKIM key is missing on the controller")
+    if any(r.rtype == "TLSA" and v == NEXT_PENDING for r in sync.records.desired
+           for v in r.values):
+        raise OperationError(f"DNS zone {sync.zone}: the next TLS key is missing on the host")
     try:
         plan = sync.plan()
         for line in plan.lines():
