@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 import tomllib
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dns.message
@@ -30,7 +30,7 @@ import dns.tsigkeyring
 import pytest
 from secrecy import leaked
 
-from mailhost import mta_sts, paths
+from mailhost import dane, mta_sts, paths
 from mailhost.checks import inbound
 from mailhost.lab.common import RX_NETNS
 from mailhost.lab.receiver import list_messages, wait_for_message
@@ -755,6 +755,73 @@ def test_a_forced_renewal_reaches_every_tls_port_on_both_families(lab_host):
     assert https_get(lab_host, VPS6)[:3] == (
         200, "text/plain", mta_sts.policy_text("enforce", [HOSTNAME], 604800))
     assert "80/tcp" not in ssh("ufw status")
+
+
+def published_tlsa(lab_host) -> set[str]:
+    name = "_25._tcp.mail.example.test"
+    answer = dns.query.tcp(dns.message.make_query(name, "TLSA"), lab_host["dns"]["server"],
+                           timeout=10)
+    return {r.to_text() for rrset in answer.answer if rrset.rdtype == 52 for r in rrset}
+
+
+def tlsa_of_host_key(path) -> str | None:
+    from mailhost.dane import tlsa_of_public_key
+    return tlsa_of_public_key(ssh(f"test -f {path} && openssl pkey -in {path} -pubout "
+                                  "-outform DER | base64 -w0").strip() or None)
+
+
+@only_in(*BOTH_MTAS)
+def test_a_tls_key_rollover_prepublishes_the_next_tlsa_and_switches_after_twice_the_ttl(
+        lab_host, monkeypatch):
+    """scripts/rotate-tls-key; --dry shows the step and writes nothing; deploy 1 makes the next
+    key on the host and publishes its TLSA beside the current one; deploy 2 records it answered
+    everywhere; deploy 3 (twice the TTL, 300 s, later on the lab's clock) has certbot renew over
+    it: the TLSA set is the new key alone, and every TLS port on both families presents a
+    certificate over it; the checks pass at each step; mail still flows; then nothing changes."""
+    from types import SimpleNamespace
+
+    from mailhost.checks.dane import presented_tlsa
+
+    settings = SimpleNamespace(mail_hostname=HOSTNAME)
+    old = tlsa_of_host_key(dane.certificate_key_path(HOSTNAME))
+    assert published_tlsa(lab_host) == {old}
+    code, said = run_in_world(lab_host, sys.executable, "-m", "mailhost.rotate_tls_key",
+                              "inventory/lab.py", HOSTNAME)
+    assert code == 0 and "the next deploy makes the next key" in said, said
+    zone_before = zone_text(lab_host)
+    dry = deploy(lab_host, "--dry")
+    assert "DANE mail.example.test: key rollover; now: make the next key" in dry, dry[-3000:]
+    assert dane.NEXT_PENDING in dry and zone_text(lab_host) == zone_before
+    assert tlsa_of_host_key(paths.NEXT_KEY) is None
+    start = datetime.now(UTC).replace(microsecond=0)
+    serials = {presented_serial(lab_host, VPS4, port) for port in TLS_PORTS}
+    for offset, said in [(timedelta(0), "now: make the next key"),
+                         (timedelta(minutes=1), "now: record that every authoritative server"),
+                         (timedelta(minutes=12), "now: renew the certificate over the next key")]:
+        monkeypatch.setenv("MAILHOST_LAB_NOW", (start + offset).isoformat())
+        new = tlsa_of_host_key(paths.NEXT_KEY)
+        output = deploy(lab_host, "-y")
+        assert said in output, output[-3000:]
+        assert re.search(r"ok +dane: TLSA .*matches port 25 on 2001:db8::10", output)
+        if offset < timedelta(minutes=12):
+            new = tlsa_of_host_key(paths.NEXT_KEY)
+            assert new not in (None, old) and published_tlsa(lab_host) == {old, new}
+            assert {presented_tlsa(settings, a) for a in (VPS4, VPS6)} == {old}
+    assert "key-rollover: " not in output
+    assert published_tlsa(lab_host) == {new}
+    assert {presented_tlsa(settings, a) for a in (VPS4, VPS6)} == {new}
+    after = {presented_serial(lab_host, address, port)
+             for address in (VPS4, VPS6) for port in TLS_PORTS}
+    assert len(after) == 1 and after != serials, (serials, after)
+    left = [paths.NEXT_KEY, paths.NEXT_KEY_SEEN, paths.TLS_HELD]
+    assert ssh(f"ls -d {' '.join(left)} 2>/dev/null").split() == []  # the old key went too
+    assert received(lab_host, submit(lab_host, 587)).verdicts["dkim"] == "pass"
+    monkeypatch.setenv("MAILHOST_LAB_NOW", (start + timedelta(minutes=13)).isoformat())
+    output = deploy(lab_host, "-y")
+    assert "DANE mail.example.test: key steady" in output
+    total = [line for line in output.splitlines() if "Grand total" in line][0].split()
+    assert total[3] == "-" and total[4] == "-", total
+    assert "= example.test: no DNS changes" in output
 
 
 @only_in(DEFAULT_WORLD)
