@@ -157,7 +157,8 @@ class ZoneSync:
         if tlsa and not self.provider.dnssec_signed(self.zone):
             desired = [r for r in desired if r.rtype != "TLSA"]
             notices += [f"no TLSA for {r.name}: zone {self.zone} is not DNSSEC-signed "
-                        f"({self.provider.kind}); DANE needs a signed zone" for r in tlsa]
+                        f"({self.provider.kind}); {self.provider.dnssec_advice(self.zone)}"
+                        for r in tlsa]
         plan = compute_plan(self.zone, desired, found, self.records.ownership)
         plan.notices = notices
         check_conflicts(plan, self.force)

@@ -529,6 +529,22 @@ def test_dane_tlsa_is_signed_validated_by_the_hosts_unbound_and_matches_port_25(
         "dane", "dnssec"]
     assert ssh("cat /var/spool/postfix/etc/resolv.conf").count("nameserver 127.0.0.1") == 1
 
+
+@only_in(WORLDS[2])
+def test_cloudflare_says_pending_for_the_signed_lab_zone_without_ds_so_no_tlsa(lab_host):
+    """Knot signs example.test, but no parent zone holds its DS: the lab's Cloudflare reports
+    DNSSEC "pending" (cloudflare_lab.dnssec_as_served), as Cloudflare does before the DS is at
+    the registrar; the deploy publishes no TLSA and its plan says what to do."""
+    assert ("no TLSA for _25._tcp.mail.example.test: zone example.test is not DNSSEC-signed "
+            "(cloudflare); Cloudflare's DNSSEC status is \"pending\": add the DS record"
+            in lab_host["first_deploy"])
+    server = lab_host["dns"]["server"]
+    keys = dns.query.tcp(dns.message.make_query("example.test", "DNSKEY"), server, timeout=10)
+    assert [rrset.rdtype for rrset in keys.answer] == [48]  # signed: its DNSKEY set
+    tlsa = dns.query.tcp(dns.message.make_query("_25._tcp.mail.example.test", "TLSA"), server,
+                         timeout=10)
+    assert tlsa.answer == []
+
 # --- inbound mail checked by rspamd, and no forged From from the host's own users ---
 
 # the standard GTUBE (refused by every filter) and rspamd's "add header" test pattern, which

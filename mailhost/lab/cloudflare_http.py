@@ -3,8 +3,9 @@
 ``/client/v4/zones`` (GET, ``?name=``), ``/client/v4/zones/ID``,
 ``/client/v4/zones/ID/dns_records`` (GET list with filters and pages, POST),
 ``/client/v4/zones/ID/dns_records/ID`` (GET, PATCH, PUT, DELETE) and
-``/client/v4/zones/ID/dns_records/batch`` (POST); ``/__emulator/...`` (stats, faults, seeding;
-no auth, loopback only). The request handler is ``CloudflareHandler``.
+``/client/v4/zones/ID/dns_records/batch`` (POST), ``/client/v4/zones/ID/dnssec`` (GET);
+``/__emulator/...`` (stats, faults, seeding, DNSSEC status; no auth, loopback only). The
+request handler is ``CloudflareHandler``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ ZONE_PATH = re.compile(r"^/zones/([^/]+)$")
 RECORDS_PATH = re.compile(r"^/zones/([^/]+)/dns_records$")
 BATCH_PATH = re.compile(r"^/zones/([^/]+)/dns_records/batch$")
 RECORD_PATH = re.compile(r"^/zones/([^/]+)/dns_records/([^/]+)$")
+DNSSEC_PATH = re.compile(r"^/zones/([^/]+)/dnssec$")
 
 
 class CloudflareHandler(BaseHTTPRequestHandler):
@@ -38,6 +40,7 @@ class CloudflareHandler(BaseHTTPRequestHandler):
 
     emulator: CloudflareState
     visible: frozenset[str] | None = None  # the zones the request's token may see (None: all)
+    token = ""  # the request's API token
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body go out at once: no 40 ms delayed-ACK stall
 
@@ -87,7 +90,8 @@ class CloudflareHandler(BaseHTTPRequestHandler):
         try:
             if not authorization.startswith("Bearer "):
                 raise auth_error()
-            self.visible = emulator.zones_of_token(authorization[len("Bearer "):])
+            self.token = authorization[len("Bearer "):]
+            self.visible = emulator.zones_of_token(self.token)
             status, payload = self._route(method, path, query, body)
         except ApiError as error:
             status, payload = error.status, error.body()
@@ -122,6 +126,10 @@ class CloudflareHandler(BaseHTTPRequestHandler):
                 return 200, _ok(emulator._write(
                     zone_id, lambda records: emulator._batch(zone_id, records, body)
                 ))
+        elif match := DNSSEC_PATH.match(path):
+            zone_id = self._zone(match.group(1))
+            if method == "GET":
+                return 200, _ok(emulator.get_dnssec(zone_id, self.token))
         elif match := RECORD_PATH.match(path):
             zone_id, record_id = self._zone(match.group(1)), match.group(2)
             if method == "GET":
@@ -168,6 +176,10 @@ class CloudflareHandler(BaseHTTPRequestHandler):
                 self._send(200, {"ok": True})
             elif path == "/zones" and method == "POST":
                 self._send(200, {"id": emulator.add_zone(_object(body)["name"])})
+            elif path == "/dnssec" and method == "POST":
+                fields = _object(body)
+                self._send(200, emulator.set_dnssec(fields["zone"], fields["status"],
+                                                    fields.get("ds")))
             elif path == "/records" and method == "GET":
                 self._send(200, emulator.records(query["zone"]))
             elif path == "/records" and method == "POST":
@@ -179,7 +191,7 @@ class CloudflareHandler(BaseHTTPRequestHandler):
                 self._send(404, {"error": "unknown emulator endpoint"})
         except ApiError as error:
             self._send(error.status, error.body())
-        except (KeyError, TypeError) as error:
+        except (KeyError, TypeError, ValueError) as error:
             self._send(400, {"error": f"bad request: {error}"})
 
     def _body(self):

@@ -3,7 +3,11 @@
 At start the emulator is seeded with what Knot holds for the zone (read by AXFR, except the
 SOA and the apex NS, which Cloudflare manages itself); from then on every write made through
 the API is mirrored into Knot by RFC 2136 (``Rfc2136Mirror``), so what the emulator holds is
-what the lab DNS answers. Secrets come from the lab's secrets file, never the command line::
+what the lab DNS answers. Its DNSSEC status tells the truth about that DNS
+(``dnssec_as_served``): Knot signs example.test, but the lab has no parent zone to hold its DS
+(resolvers are given it as a trust anchor instead), so the status is "pending", as Cloudflare
+reports a signed zone whose DS is not at the registrar: DANE's TLSA is not published through
+the lab's Cloudflare. Secrets come from the lab's secrets file, never the command line::
 
     python -m mailhost.lab.cloudflare_lab --listen 198.51.100.1:8443 --zone example.test \\
         --dns 198.51.100.1 --secrets .lab/secrets.toml
@@ -16,6 +20,7 @@ import signal
 import threading
 import tomllib
 
+import dns.message
 import dns.name
 import dns.query
 import dns.rdatatype
@@ -25,6 +30,7 @@ import dns.zone
 from .cloudflare_emulator import CloudflareEmulator
 from .cloudflare_mirror import Rfc2136Mirror
 from .common import TSIG_KEY_NAME
+from .knot import KnotError, zone_ds
 
 SKIPPED_AT_APEX = ("SOA", "NS")
 # Knot's signatures and keys (the lab signs example.test): Cloudflare's API lists none of them
@@ -52,6 +58,9 @@ def records_from_dns(zone: str, server: str, port: int, keyring) -> list[dict]:
                     body["content"] = rdata.target.derelativize(origin).to_text().rstrip(".")
                 elif rtype == "TXT":
                     body["content"] = b"".join(rdata.strings).decode()
+                elif rtype == "TLSA":
+                    body["data"] = {"usage": rdata.usage, "selector": rdata.selector,
+                                    "matching_type": rdata.mtype, "certificate": rdata.cert.hex()}
                 elif rtype == "CAA":
                     body["data"] = {"flags": rdata.flags, "tag": rdata.tag.decode(),
                                     "value": rdata.value.decode()}
@@ -59,6 +68,23 @@ def records_from_dns(zone: str, server: str, port: int, keyring) -> list[dict]:
                     body["content"] = rdata.to_text(origin=origin, relativize=False)
                 bodies.append(body)
     return bodies
+
+
+def dnssec_as_served(zone: str, server: str, port: int, timeout: float = 5.0):
+    """(status, DS text or None): the DNSSEC status Cloudflare would report for ``zone`` as
+    ``server`` serves it. "disabled": no key-signing DNSKEY; signed: "active" when a DS of its
+    key is served at the parent side (asked of the same server, which serves every lab zone),
+    else "pending" (Cloudflare signs but the registrar has no DS)."""
+    try:
+        key_ds = zone_ds(server, zone, port, timeout)
+    except KnotError:
+        return "disabled", None
+    query = dns.message.make_query(zone + ".", "DS")
+    answer = dns.query.tcp(query, server, port=port, timeout=timeout)
+    served = {rdata.to_text().lower() for rrset in answer.answer
+              if rrset.rdtype == dns.rdatatype.DS for rdata in rrset}
+    matching = [ds for ds in key_ds if ds.lower() in served]
+    return ("active", matching[0]) if matching else ("pending", key_ds[0])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -79,11 +105,14 @@ def main(argv: list[str] | None = None) -> None:
     seed = records_from_dns(args.zone, args.dns, args.dns_port, keyring)
     if seed:
         emulator.add_records(args.zone, seed)
+    status, ds = dnssec_as_served(args.zone, args.dns, args.dns_port)
+    emulator.set_dnssec(args.zone, status, ds)
     emulator.on_write = Rfc2136Mirror(args.dns, args.dns_port, args.zone, TSIG_KEY_NAME,
                                       secrets["tsig_secret"])
     emulator.start()
     print(f"cloudflare emulator on {emulator.base_url}, zone {args.zone} "
-          f"({len(seed)} records from {args.dns}), mirroring writes by RFC 2136", flush=True)
+          f"({len(seed)} records from {args.dns}, DNSSEC {status}), mirroring writes by RFC 2136",
+          flush=True)
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())

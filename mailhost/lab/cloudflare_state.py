@@ -1,10 +1,10 @@
 """The Cloudflare emulator's API state: zones and DNS records, validated as the real API does.
 
 Everything the HTTP layer (mailhost.lab.cloudflare_http) serves lives here, behind one lock:
-the records of each zone, the tokens and the zones each may see, injected faults and request
-counters. A write runs on a copy and is committed only when it succeeded and, when a write
-hook is set (the lab's Knot mirror), when the hook succeeded too: a failed write-through fails
-the request.
+the records of each zone, each zone's DNSSEC status, the tokens and the zones each may see,
+injected faults and request counters. A write runs on a copy and is committed only when it
+succeeded and, when a write hook is set (the lab's Knot mirror), when the hook succeeded too: a
+failed write-through fails the request.
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ BATCH_MAX = 200  # changes per dns_records/batch call (the Free plan's documente
 TXT_STRING_MAX = 255  # bytes per quoted character-string (RFC 1035)
 TXT_CONTENT_MAX = 2048  # characters of TXT content, as documented
 ZONES_PER_PAGE_MAX = 50
+# GET /zones/{id}/dnssec: "status" is one of these (the SDK's Literal); the emulator signs
+# nothing and serves no DNS itself, so a zone is "disabled" until told otherwise (set_dnssec)
+DNSSEC_STATUSES = ("active", "pending", "disabled", "pending-disabled", "error")
 
 
 class ApiError(Exception):
@@ -106,6 +109,8 @@ class CloudflareState:
     ):
         self.token = token
         self.tokens: dict[str, frozenset[str] | None] = {token: None}  # token -> zone names
+        self.no_dnssec_read: set[str] = set()  # tokens refused GET /zones/{id}/dnssec
+        self.dnssec: dict[str, dict] = {}  # zone id -> its DNSSEC object, as the API returns it
         self._name_index: dict[str, tuple[list, dict]] = {}  # zone id -> (records, by name)
         self.host, self.port = host, port
         self.state_file = state_file
@@ -152,8 +157,31 @@ class CloudflareState:
                 "plan": {"id": "0" * 32, "name": "Free Website", "price": 0, "currency": "USD"},
             }
             self.dns[zone_id] = []
+            self.dnssec[zone_id] = _dnssec_object("disabled", None, now)
             self._save_state()
             return zone_id
+
+    def set_dnssec(self, zone: str, status: str, ds: str | None = None) -> dict:
+        """Set the zone's DNSSEC status (DNSSEC_STATUSES) and, when signed, its key-signing
+        key's DS as text ("key_tag algorithm digest_type digest"); return the API object."""
+        if status not in DNSSEC_STATUSES:
+            raise ValueError(f"DNSSEC status {status!r}: expected one of "
+                             f"{', '.join(DNSSEC_STATUSES)}")
+        with self.lock:
+            zone_id = self.zone_id(zone)
+            name = self.zones[zone_id]["name"]
+            self.dnssec[zone_id] = _dnssec_object(status, f"{name}. 3600 IN DS {ds}" if ds
+                                                  else None, _now())
+            self._save_state()
+            return copy.deepcopy(self.dnssec[zone_id])
+
+    def get_dnssec(self, zone_id: str, token: str) -> dict:
+        """The zone's DNSSEC object; 403 for a token without the permission to read it."""
+        if token in self.no_dnssec_read:
+            raise ApiError(403, 9109, "Unauthorized to access requested resource")
+        with self.lock:
+            return copy.deepcopy(self.dnssec.get(zone_id)
+                                 or _dnssec_object("disabled", None, _now()))
 
     def find_zone(self, name: str) -> str | None:
         """The id of the zone called ``name``, or None."""
@@ -172,10 +200,14 @@ class CloudflareState:
             raise KeyError(f"no zone {zone}")
         return zone_id
 
-    def add_token(self, token: str, zones) -> None:
-        """Accept ``token`` for the zones named (the others answer 403, as Cloudflare does)."""
+    def add_token(self, token: str, zones, dnssec_read: bool = True) -> None:
+        """Accept ``token`` for the zones named (the others answer 403, as Cloudflare does);
+        without ``dnssec_read`` it may not read their DNSSEC status (403, a token without
+        "DNS Read")."""
         with self.lock:
             self.tokens[token] = frozenset(z.rstrip(".").lower() for z in zones)
+            if not dnssec_read:
+                self.no_dnssec_read.add(token)
 
     def zones_of_token(self, token: str) -> frozenset[str] | None:
         """The zone names ``token`` may see (None: all); ApiError 403 for an unknown token."""
@@ -375,6 +407,10 @@ class CloudflareState:
         if rtype == "CAA":  # CAA is written through data{flags, tag, value}
             data = _caa_data(data if data is not None else (previous or {}).get("data"))
             content = f'{data["flags"]} {data["tag"]} "{data["value"]}"'
+        elif rtype == "TLSA":  # written only through data; content is the formatted data
+            data = _tlsa_data(data if data is not None else (previous or {}).get("data"))
+            content = (f'{data["usage"]} {data["selector"]} {data["matching_type"]} '
+                       f'{data["certificate"]}')
         elif rtype == "SRV" and data is not None:  # or data{priority, weight, port, target}
             data = _srv_data(data)
             content = f'{data["priority"]} {data["weight"]} {data["port"]} {data["target"]}'
@@ -411,7 +447,7 @@ class CloudflareState:
             if not isinstance(priority, int) or not 0 <= priority <= 65535:
                 raise ApiError(400, 9101, "MX records require a priority between 0 and 65535.")
             record["priority"] = priority
-        if rtype in ("CAA", "SRV") and data is not None:
+        if rtype in ("CAA", "SRV", "TLSA") and data is not None:
             record["data"] = data
         return record
 
@@ -504,13 +540,15 @@ class CloudflareState:
             return
         temporary = self.state_file + ".tmp"
         with open(temporary, "w") as out:
-            json.dump({"zones": self.zones, "dns": self.dns}, out, indent=1)
+            json.dump({"zones": self.zones, "dns": self.dns, "dnssec": self.dnssec}, out,
+                      indent=1)
         os.replace(temporary, self.state_file)
 
     def _load_state(self) -> None:
         with open(self.state_file) as state:
             data = json.load(state)
         self.zones, self.dns = data["zones"], data["dns"]
+        self.dnssec = data.get("dnssec", {})
 
 
 def _srv_data(data) -> dict:
@@ -527,6 +565,43 @@ def _srv_data(data) -> dict:
         raise ApiError(400, 9101, "SRV target must be a host name.")
     return {"priority": numbers[0], "weight": numbers[1], "port": numbers[2],
             "target": target.rstrip(".").lower() or "."}
+
+
+def _dnssec_object(status: str, ds: str | None, modified_on: str) -> dict:
+    """GET /zones/{id}/dnssec's result: the key fields are null unless a DS is given (as the
+    real API answers for a zone whose DNSSEC was never turned on)."""
+    fields = {"algorithm": None, "digest": None, "digest_algorithm": None, "digest_type": None,
+              "ds": None, "flags": None, "key_tag": None, "key_type": None,
+              "public_key": None}
+    if ds:
+        key_tag, algorithm, digest_type, digest = ds.split()[-4:]
+        fields.update(algorithm=algorithm, digest=digest.upper(), digest_type=digest_type,
+                      digest_algorithm={"1": "SHA1", "2": "SHA256", "4": "SHA384"}.get(
+                          digest_type, digest_type),
+                      ds=ds, flags=257, key_tag=int(key_tag),
+                      key_type={"8": "RSASHA256", "13": "ECDSAP256SHA256",
+                                "15": "ED25519"}.get(algorithm, algorithm))
+    return {"status": status, **fields, "dnssec_multi_signer": False,
+            "dnssec_presigned": False, "dnssec_use_nsec3": False, "modified_on": modified_on}
+
+
+def _tlsa_data(data) -> dict:
+    """The data of a TLSA record, checked: usage 0-3, selector 0-1, matching type 0-2, a
+    hexadecimal certificate association."""
+    if not isinstance(data, dict):
+        raise ApiError(400, 9101, "TLSA records require data with usage, selector, "
+                                  "matching_type and certificate.")
+    numbers = [data.get(key) for key in ("usage", "selector", "matching_type")]
+    if not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= limit
+               for n, limit in zip(numbers, (3, 1, 2), strict=True)):
+        raise ApiError(400, 9101, "TLSA usage (0-3), selector (0-1) and matching_type (0-2) "
+                                  "must be integers.")
+    certificate = data.get("certificate")
+    if not isinstance(certificate, str) or not re.fullmatch(r"(?:[0-9a-fA-F]{2})+",
+                                                            certificate):
+        raise ApiError(400, 9101, "TLSA certificate must be hexadecimal.")
+    return {"usage": numbers[0], "selector": numbers[1], "matching_type": numbers[2],
+            "certificate": certificate.lower()}
 
 
 def _caa_data(data) -> dict:

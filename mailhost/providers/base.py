@@ -49,6 +49,10 @@ class Provider(ABC):
         that cannot tell says no."""
         return False
 
+    def dnssec_advice(self, zone: str) -> str:
+        """What the plan's notice says after dnssec_signed said no: why, and what to do."""
+        return "DANE needs a signed zone"
+
     def count_records(self, zone: str) -> int:
         """Number of records (RRs) in the zone; only called when the safety check needs it."""
         raise NotImplementedError

@@ -6,6 +6,9 @@ one ``dns.records.batch`` call (all or nothing) per 200 changes, right after a r
 makes sure nothing we touch changed since the plan was read. The re-read and the batch are two
 calls, not one transaction: a change made between them is not prevented, it is found by the
 read-back after the write (mailhost.dnssync.ZoneSync.verify) and reported.
+
+DNSSEC (for DANE's TLSA) is Cloudflare's own zone status (``dns.dnssec.get``): signed only when
+"active", which Cloudflare reports once it signs the zone and sees the DS at the registrar.
 """
 
 from __future__ import annotations
@@ -26,6 +29,17 @@ NEVER_PROXIED = ("A", "AAAA")  # the mail host's addresses: SMTP cannot go throu
 # Cloudflare documents at most 200 changes per dns_records/batch call on the Free plan (3,500
 # on paid plans); a bigger plan is written in several batches, each all or nothing.
 BATCH_LIMIT = 200
+# Cloudflare's DNSSEC status -> what to do for DANE (only "active" is signed)
+DNSSEC_ADVICE = {
+    "disabled": "turn DNSSEC on in Cloudflare (DNS > Settings > DNSSEC), add the DS record it "
+                'shows at your registrar, and wait for the status "active"',
+    "pending": "add the DS record Cloudflare shows (DNS > Settings > DNSSEC) at your registrar "
+               'and wait for the status "active"',
+}
+DNSSEC_OTHER_ADVICE = ('DANE needs the status "active": DNSSEC on in Cloudflare and its DS '
+                       "record at your registrar")
+# GET /zones/{id}/dnssec accepts "DNS Read" or "DNS Write" (Cloudflare's API reference)
+DNSSEC_PERMISSION = '"DNS Read" (Zone > DNS > Read)'
 
 
 @dataclass(frozen=True)
@@ -74,6 +88,7 @@ class CloudflareProvider(Provider):
         )
         self._zone_ids: dict[str, str] = {}
         self._found: dict[str, dict[tuple[str, str], list[FoundRecord]]] = {}
+        self._dnssec_advice: dict[str, str] = {}  # zone -> why it counts as unsigned
 
     # ----- the Provider interface -----
 
@@ -109,6 +124,38 @@ class CloudflareProvider(Provider):
                 lambda part=part: self.client.dns.records.batch(zone_id=zone_id, **part),
             )
         self._found.pop(zone, None)
+
+    def dnssec_signed(self, zone: str) -> bool:
+        """Whether Cloudflare's DNSSEC status of ``zone`` is "active" (it signs the zone and
+        sees the DS at the registrar). "pending", "disabled" and the rest count as unsigned, and
+        so does a token refused this endpoint (HTTP 401/403): the deploy goes on without a
+        TLSA; ``dnssec_advice`` says why and what to do."""
+        zone_id = self._zone_id(zone)
+
+        def get_status():
+            try:
+                return self.client.dns.dnssec.get(zone_id=zone_id)
+            except (cloudflare.AuthenticationError, cloudflare.PermissionDeniedError) as error:
+                return error  # not fatal: any other error is, through _call
+
+        dnssec = self._call("read", f"reading the DNSSEC status of zone {zone}", get_status)
+        if isinstance(dnssec, cloudflare.APIStatusError):
+            self._dnssec_advice[zone] = (
+                f"the API token may not read its DNSSEC status ({_describe(dnssec)}): give the "
+                f"token {DNSSEC_PERMISSION} on the zone; it counts as unsigned until then")
+            return False
+        status = (dnssec.status if dnssec is not None else None) or "disabled"
+        if status == "active":
+            self._dnssec_advice.pop(zone, None)
+            return True
+        self._dnssec_advice[zone] = (f'Cloudflare\'s DNSSEC status is "{status}": '
+                                     + DNSSEC_ADVICE.get(status, DNSSEC_OTHER_ADVICE))
+        return False
+
+    def dnssec_advice(self, zone: str) -> str:
+        """Why ``zone`` counted as unsigned at the last dnssec_signed, and what to do."""
+        advice = self._dnssec_advice.get(zone) or super().dnssec_advice(zone)
+        return advice.replace(self._token, "[token]")
 
     def count_records(self, zone: str) -> int:
         """The zone's size from total_count of the smallest page the API allows (5 records)."""
@@ -280,7 +327,7 @@ def record_value(rtype: str, content: str | None, priority=None, data=None) -> s
     """A Cloudflare record's fields as a value in records.py form (the one converter).
 
     MX is "priority target"; TXT content is unquoted (Cloudflare accepts and returns both
-    quoted and bare content); CAA and SRV come from ``data`` when the API gives it.
+    quoted and bare content); CAA, SRV and TLSA come from ``data`` when the API gives it.
     """
     content = content or ""
     if rtype == "MX":
@@ -292,6 +339,9 @@ def record_value(rtype: str, content: str | None, priority=None, data=None) -> s
     if rtype == "SRV" and isinstance(data, dict) and data.get("target"):
         return (f'{int(data.get("priority") or 0)} {int(data.get("weight") or 0)} '
                 f'{int(data.get("port") or 0)} {data["target"]}')
+    if rtype == "TLSA" and isinstance(data, dict) and data.get("certificate"):
+        return (f'{int(data.get("usage") or 0)} {int(data.get("selector") or 0)} '
+                f'{int(data.get("matching_type") or 0)} {data["certificate"].lower()}')
     if rtype == "SRV" and priority is not None and len(content.split()) == 3:
         return f"{int(priority)} {content}"  # content holds "weight port target"
     return content
@@ -365,6 +415,10 @@ def _body(rrset: RecordSet, value: str) -> dict:
         priority, weight, port, target = value.split()
         body["data"] = {"priority": int(priority), "weight": int(weight), "port": int(port),
                         "target": target}
+    elif rrset.rtype == "TLSA":  # written through data: the API's content is read-only
+        usage, selector, matching_type, certificate = value.split(None, 3)
+        body["data"] = {"usage": int(usage), "selector": int(selector),
+                        "matching_type": int(matching_type), "certificate": certificate}
     else:
         body["content"] = value
     if rrset.rtype in PROXIABLE:
