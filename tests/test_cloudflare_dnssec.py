@@ -23,6 +23,7 @@ from mailhost import dane
 from mailhost.dnssync import ZoneSync, zone_records
 from mailhost.lab.cloudflare_lab import dnssec_as_served, records_from_dns
 from mailhost.lab.knot import KnotServer, minimal_zone, zone_ds
+from mailhost.paths import NEXT_KEY
 from mailhost.providers.base import ProviderError
 from mailhost.providers.cloudflare import CloudflareProvider
 
@@ -45,7 +46,8 @@ def zone_sync(provider, tmp_path, certificate_key: str) -> ZoneSync:
     dkim_key = public_key()
     (records,) = zone_records(
         {"mail": settings},
-        lambda host, path: certificate_key if "letsencrypt" in path else dkim_key)
+        lambda host, path: certificate_key if "letsencrypt" in path else
+        None if path == NEXT_KEY else dkim_key)  # no TLS key rollover under way
     return ZoneSync(records, provider)
 
 
