@@ -138,7 +138,9 @@ def lab_host(request):
     status["ipv6_before"] = ssh(IPV6_STATE)
     before_zone = zone_text(status)
     before_host = ssh("ls /etc/postfix /etc/mailhost 2>&1; dpkg -l | wc -l")
-    output = deploy(status, "--dry")
+    # --diff and -vv: every file the deploy would write, and its commands, shown; no secret
+    # among them (test_certbot_used_the_worlds_challenge_and_keeps_secrets_private)
+    output = deploy(status, "--dry", "--diff", "-vv")
     status["dry_output"] = output
     status["dry_unchanged"] = (zone_text(status) == before_zone,
                                ssh("ls /etc/postfix /etc/mailhost 2>&1; dpkg -l | wc -l")
@@ -253,6 +255,8 @@ def test_dry_run_on_a_fresh_vps_lists_changes_and_changes_nothing(lab_host):
     assert "<new key, generated when applied>" in output or "v=DKIM1; k=rsa; p=MII" in output
     assert "Install ufw, certbot" in output and MTA_FILE[lab_host["world"][1]] in output
     assert lab_host["dry_unchanged"] == (True, True)
+    # --diff shows what each new file holds (and, the test below, no secret with it)
+    assert "Will create /etc/mailname" in output and "+ # Managed by mailhost" in output
 
 
 @pytest.mark.parametrize("port", [587, 465])
@@ -470,7 +474,11 @@ def test_certbot_used_the_worlds_challenge_and_keeps_secrets_private(lab_host):
             holds_token = ini == f"dns_cloudflare_api_token = {secrets['cloudflare_api_token']}\n"
             assert holds_token
     output = lab_host["dry_output"] + lab_host["first_deploy"]
-    named = {"tsig_secret": secrets["tsig_secret"],
+    dkim_keys = Path(lab_host["secrets_file"]).parent / "secrets" / "dkim" / "example.test"
+    named = {f"DKIM key {key.name}": key.read_text().splitlines()[1]
+             for key in dkim_keys.glob("*.pem")}
+    assert named  # a line of each private key's base64
+    named |= {"tsig_secret": secrets["tsig_secret"],
              "cloudflare_api_token": secrets["cloudflare_api_token"],
              "relay_password": secrets["relay_password"],
              **{f"password of {user}": p for user, p in secrets["passwords"].items()}}
