@@ -285,3 +285,30 @@ def test_rotate_tls_key_marks_the_request_on_the_controller(cli):  # noqa: F811
     mark = cli.secrets_dir / "tls" / "mail.example.test.rollover-asked"
     assert mark.exists() and str(mark) in asked.stdout
     assert oct(mark.parent.stat().st_mode & 0o777) == "0o700"
+
+
+def test_the_next_tlsa_is_waited_for_only_where_a_tlsa_is_published(
+        signed_knot, knot_world, tmp_path):  # noqa: F811
+    from mailhost.host.tls import next_tlsa_answered
+
+    current, upcoming = key_pair()[1], key_pair()[1]
+    old, new = dane.tlsa_of_public_key(current), dane.tlsa_of_public_key(upcoming)
+    unsigned = sample_settings(secrets_dir=str(tmp_path), dns_server=knot_world.server.address,
+                               dns_port=knot_world.server.port)
+    assert next_tlsa_answered(unsigned, new)  # no TLSA at all: nothing to wait for
+    signed = sample_settings(secrets_dir=str(tmp_path), dns_server=signed_knot.address,
+                             dns_port=signed_knot.port)
+    provider = provider_of(signed_knot)
+    from mailhost.desired import ZoneRecords
+    from mailhost.dnsplan import Ownership
+    from mailhost.records import RecordSet
+
+    def publish(*values):
+        records = ZoneRecords(ZONE, [RecordSet(TLSA_NAME, "TLSA", 300, values)],
+                              Ownership(frozenset({(TLSA_NAME, "TLSA")})))
+        sync = ZoneSync(records, provider)
+        sync.apply(sync.plan())
+    publish(old)
+    assert not next_tlsa_answered(signed, new)  # the old set only: wait
+    publish(old, new)
+    assert next_tlsa_answered(signed, new)
