@@ -40,6 +40,8 @@ class Ownership:
     servers kept beside ours. At a CAA key only the values we want are ours: other CAs stay.
     ``mail_hosts`` and ``spf_terms`` are every host's name and SPF terms in this run: an MX or
     SPF term naming them is ours even where the new record no longer does (a parked domain).
+    ``spf_written`` are the SPF values this controller last wrote in the zone (dnssync's
+    memory): found unchanged, every term of one is ours (an ``spf_include`` since dropped).
     """
 
     keys: frozenset[tuple[str, str]]
@@ -47,6 +49,7 @@ class Ownership:
     mx_keep: frozenset[tuple[str, str]] = frozenset()
     mail_hosts: frozenset[str] = frozenset()
     spf_terms: frozenset[str] = frozenset()
+    spf_written: frozenset[str] = frozenset()
 
 
 def is_spf(value: str) -> bool:
@@ -243,7 +246,7 @@ def _spf_part(whole: RecordSet, new: RecordSet | None, ownership: Ownership):
         return None, new, kept, []
     old = whole.with_values(spf)
     conflicts = []
-    if new is not None:
+    if new is not None and spf[0] not in ownership.spf_written:
         ours = {_spf_term(t) for t in new.values[0].split()[1:]} | ownership.spf_terms
         foreign = [t for t in spf[0].split()[1:]
                    if _spf_term(t) not in ours and _spf_term(t) != "all"]

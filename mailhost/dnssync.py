@@ -6,9 +6,11 @@ provider holds at the owned keys -> plan (mailhost.dnsplan) -> print -> apply.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
+from pathlib import Path
 
 from mailhost.dane import (
     PENDING,
@@ -26,6 +28,7 @@ from mailhost.dkim import (
     kinds_for,
     public_half,
     rotation_state,
+    save_local_key,
 )
 from mailhost.dnsplan import (
     Ownership,
@@ -35,6 +38,7 @@ from mailhost.dnsplan import (
     check_conflicts,
     check_safety,
     compute_plan,
+    is_spf,
 )
 from mailhost.paths import NEXT_KEY
 from mailhost.providers import Provider, ProviderError
@@ -138,11 +142,16 @@ def left_domain_notices(hosts: dict[str, Settings]) -> dict[str, list[str]]:
 
 @dataclass
 class ZoneSync:
-    """One zone: where its records live and what they should be."""
+    """One zone: where its records live and what they should be.
+
+    + memory: a directory on the controller where the SPF values written in this zone are
+      kept (spf_memory); None: no memory (every foreign-looking SPF term is a conflict)
+    """
 
     records: ZoneRecords
     provider: Provider
     force: bool = False
+    memory: Path | None = None
 
     @property
     def zone(self) -> str:
@@ -159,7 +168,9 @@ class ZoneSync:
             notices += [f"no TLSA for {r.name}: zone {self.zone} is not DNSSEC-signed "
                         f"({self.provider.kind}); {self.provider.dnssec_advice(self.zone)}"
                         for r in tlsa]
-        plan = compute_plan(self.zone, desired, found, self.records.ownership)
+        ownership = replace(self.records.ownership, spf_written=frozenset(
+            written_spf(self.memory).values()))
+        plan = compute_plan(self.zone, desired, found, ownership)
         plan.notices = notices
         check_conflicts(plan, self.force)
         check_safety(plan, lambda: self.provider.count_records(self.zone), self.force)
@@ -182,6 +193,10 @@ class ZoneSync:
             return
         self.provider.apply(plan)
         self.verify(plan)
+        shared = self.records.ownership.shared_txt
+        remember_spf(self.memory, {r.name: v for r in self.records.desired
+                                   if r.rtype == "TXT" and r.name in shared
+                                   for v in r.values if is_spf(v)})
 
     def verify(self, plan: ZonePlan) -> None:
         """Fail, naming the record, when the server did not keep what was written."""
@@ -197,3 +212,27 @@ class ZoneSync:
                     f"zone {self.zone}: the server did not keep {change.rtype} {change.name} "
                     f"as written: it holds {shown}, expected {', '.join(sorted(want)) or 'nothing'}"
                 )
+
+
+# --- what this controller wrote: the SPF values of a zone ---
+
+SPF_MEMORY = "spf.json"
+
+
+def written_spf(memory: Path | None) -> dict[str, str]:
+    """The SPF value this controller last wrote at each shared name of the zone ({} if none)."""
+    path = memory / SPF_MEMORY if memory is not None else None
+    if path is None or not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except ValueError:
+        return {}  # unreadable: no memory, the plan asks as it would on a new controller
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def remember_spf(memory: Path | None, values: dict[str, str]) -> None:
+    """Keep the SPF values just written (the zone's whole set: names no longer ours go)."""
+    if memory is not None and values != written_spf(memory):
+        save_local_key(memory / SPF_MEMORY, (json.dumps(values, indent=1, sort_keys=True)
+                                             + "\n").encode())

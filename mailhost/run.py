@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pyinfra import logger
 from pyinfra.api.exceptions import PyinfraError
@@ -49,7 +50,8 @@ class MailRun:
         first = serving[0]
         records = {r.zone: r for r in zone_records(self.settings, read_host_key)}
         provider = make_provider(self.settings[first], self.secrets[first])
-        return ZoneSync(records[zone], provider, force=self.settings[first].dns_force)
+        return ZoneSync(records[zone], provider, force=self.settings[first].dns_force,
+                        memory=Path(self.settings[first].secrets_dir) / "dns" / zone)
 
     def tlsa_sync(self, zone: str, read_host_key: HostsKeyReader,
                   pending: bool = False) -> ZoneSync | None:

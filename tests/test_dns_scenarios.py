@@ -3,6 +3,7 @@ emulator through the official SDK. dnscontrol's rule: apply, plan again, expect 
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -357,3 +358,35 @@ def test_the_deploy_operation_applies_only_the_plan_it_showed(world):
     world.remove_foreign("example.test", "TXT", "ms=ms12345")
     _apply(lambda: zone_sync(world, **ADOPT), preview)  # as seen again: applied
     assert zone_sync(world, **ADOPT).plan().empty
+
+
+def test_an_spf_include_dropped_from_the_settings_leaves_the_record_we_wrote(world, tmp_path):
+    """The zone's SPF as this controller wrote it (its memory, secrets_dir/dns/ZONE/) is ours
+    whole: an include taken out of spf_include is removed without dns_force. A term added by
+    hand since, or no memory (another controller), is a conflict as before."""
+    memory = tmp_path / "dns" / "example.test"
+    newsletter = dict(spf_include=["spf.newsletter.example"])
+    sync = zone_sync(world, **newsletter)
+    sync.memory = memory
+    sync.apply(sync.plan())
+    written = "v=spf1 ip4:198.51.100.10 ip6:2001:db8::10 include:spf.newsletter.example ~all"
+    assert json.loads((memory / "spf.json").read_text()) == {"example.test": written}
+    with pytest.raises(PlanError, match="has terms that are not ours"):
+        zone_sync(world).plan()  # no memory: a conflict, as on a new controller
+    dropped = zone_sync(world)
+    dropped.memory = memory
+    plan = dropped.plan()
+    assert plan.conflicts == [] and "include:" not in " ".join(
+        v for c in plan.changes for v in c.expected_values())
+    dropped.apply(plan)
+    assert json.loads((memory / "spf.json").read_text()) == {
+        "example.test": "v=spf1 ip4:198.51.100.10 ip6:2001:db8::10 ~all"}
+    # a term written by hand since the last run is somebody else's: a conflict again
+    world.remove_foreign("example.test", "TXT",
+                         "v=spf1 ip4:198.51.100.10 ip6:2001:db8::10 ~all")
+    world.add_foreign("example.test", "TXT",
+                      "v=spf1 ip4:198.51.100.10 ip6:2001:db8::10 include:spf.crm.example ~all")
+    again = zone_sync(world)
+    again.memory = memory
+    with pytest.raises(PlanError, match="include:spf.crm.example"):
+        again.plan()
