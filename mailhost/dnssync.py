@@ -205,7 +205,10 @@ class ZoneSync:
         owned = self.records.ownership.keys
         watched = {k for domain, _ in self.records.mta_sts_off for k in mta_sts_keys_of(domain)}
         read = self.provider.read(self.zone, owned | watched if watched else owned)
-        found = [r for r in read if r.key in owned]  # read at once, the MTA-STS left looked at
+        # the MTA-STS records left behind are read at once, looked at, and kept out of the plan
+        # (what the provider reads beside an owned key, a CNAME there, stays in)
+        looked_at = {name for name, _ in watched} - {name for name, _ in owned}
+        found = [r for r in read if r.name not in looked_at]
         desired, notices = self.records.desired, list(self.records.notices)
         notices += mta_sts_left_notices(self.records.mta_sts_off, read)
         tlsa = [r for r in desired if r.rtype == "TLSA"]
