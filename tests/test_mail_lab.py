@@ -787,11 +787,13 @@ def test_mta_sts_turned_off_leaves_no_nginx_then_on_again_serves_the_policy(lab_
                                                                           monkeypatch):
     """Deployed with mta_sts_mode "off": nginx inactive and disabled, our nginx.conf and
     policies gone, 443 closed on both families, the records left with the plan's notice
-    (RFC 8461 8.3); deployed with "enforce" again (the tests after it need it): served again."""
+    (RFC 8461 8.3), and a second run changes nothing; deployed with "enforce" again (the tests
+    after it need it): served again."""
     started = time.monotonic()
     monkeypatch.setenv("MAILHOST_LAB_MTA_STS", "off")
     try:
         output = deploy(lab_host, "-y")
+        assert no_change(deploy(lab_host, "-y"))  # nothing left to retire
     finally:
         monkeypatch.delenv("MAILHOST_LAB_MTA_STS")
     assert "! NOTICE   mta_sts_mode is off for example.test" in output, output[-3000:]
