@@ -17,7 +17,7 @@ from pyinfra.api.exceptions import PyinfraError
 from mailhost import dane, paths
 from mailhost.dkim import host_state_path, published_everywhere, rotation_step
 from mailhost.facts import DkimPublicKey, known_lines, read_paths
-from mailhost.host import backup, base, firewall, resolver, restarts, tls, units, users
+from mailhost.host import backup, base, firewall, nginx, resolver, restarts, tls, units, users
 from mailhost.host.mtas import mta_of, others, refuse_a_switch_while_mail_waits
 from mailhost.operations import dkim, dns, verify
 from mailhost.rotation import describe
@@ -41,7 +41,9 @@ if settings.mail_manage_host:
     refuse_a_switch_while_mail_waits(settings)
     # every file and directory the deploy writes, read in one command: what is in place
     # already costs no further round trip
-    read_paths([paths.RESTARTS_OWED, *base.ROOTS, *tls.roots(settings), *users.ROOTS, *mta.roots],
+    # (nginx's too when MTA-STS is off: what a host that served a policy has left)
+    read_paths([paths.RESTARTS_OWED, *base.ROOTS, *tls.roots(settings), *users.ROOTS, *mta.roots,
+                *([] if nginx.wanted(settings) else nginx.ROOTS)],
                contents=[*users.hash_files(settings), paths.NEXT_KEY_SEEN,
                          *(host_state_path(d) for d in settings.mail_domains)])
     base.configure(settings)
@@ -75,11 +77,14 @@ if settings.mail_manage_host:
     tls.advance_rollover(settings, rollover)
     restart = mta.configure(settings, secrets)
     # switching MTAs: the old one's units stop first (port 25 released), those both MTAs
-    # share (rspamd) stay; certbot's renewal timer runs from here on
+    # share (rspamd) stay; certbot's renewal timer runs from here on; MTA-STS turned off:
+    # nginx stops, then its files go
     units.converge(running=[*mta.units, *tls.TIMERS],
-                   stopped=[u for other in others(settings) for u in other.units
-                           if u not in mta.units],  # Dovecot and rspamd serve both
+                   stopped=[*nginx.stopped_units(settings),
+                            *(u for other in others(settings) for u in other.units
+                              if u not in mta.units)],  # Dovecot and rspamd serve both
                    restart=restart | restarts.owed_by_a_stopped_run(mta.units))
+    nginx.remove_leftovers(settings)
     restarts.done()
 
 for zone in run.zones_applied_by(host.name):

@@ -72,8 +72,9 @@ mail_hosts = [
             "dmarc_rua": ["mailto:dmarc@example.test"],
             "tlsrpt_rua": ["mailto:tlsrpt@example.test"],
             "caa_issuers": ["acme.lab.test"],
-            # MTA-STS enforced: nginx serves the policy at https://mta-sts.example.test (443)
-            "mta_sts_mode": "enforce",
+            # MTA-STS enforced: nginx serves the policy at https://mta-sts.example.test (443);
+            # turned off with MAILHOST_LAB_MTA_STS=off
+            "mta_sts_mode": os.environ.get("MAILHOST_LAB_MTA_STS", "enforce"),
 
             # ACME: Pebble; certbot must trust the bundle (Pebble's HTTPS listener CA + root)
             "acme_directory": "https://198.51.100.1:14000/dir",

@@ -46,6 +46,9 @@ class ZoneRecords:
     desired: list[RecordSet]
     ownership: Ownership
     notices: tuple[str, ...] = ()  # what the plan shows beside its changes
+    # (domain, its host's addresses) of each mail domain whose mta_sts_mode is "off": the plan
+    # reads its MTA-STS records (not owned) to say when they were left behind
+    mta_sts_off: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 def dmarc_record(settings: Settings) -> str:

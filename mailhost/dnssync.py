@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
+from mailhost import mta_sts
 from mailhost.dane import (
     PENDING,
     certificate_key_path,
@@ -114,8 +115,58 @@ def zone_records(hosts: dict[str, Settings], read_host_key: HostsKeyReader) -> l
     for settings in hosts.values():
         for domain, line in raised_policy_notices(settings).items():
             notices.setdefault(zone_of(domain, zones), []).append(line)
-    return [replace(zone, notices=tuple(notices.get(zone.zone, ())))
+    off = mta_sts_off_domains(hosts)
+    return [replace(zone, notices=tuple(notices.get(zone.zone, ())),
+                    mta_sts_off=tuple(off.get(zone.zone, {}).items()))
             for zone in desired_by_zone(mail_hosts(hosts, read_host_key))]
+
+
+def mta_sts_off_domains(hosts: dict[str, Settings]) -> dict[str, dict[str, tuple[str, ...]]]:
+    """By zone: each mail domain whose (first) host has mta_sts_mode "off", with that host's
+    addresses (where its policy host pointed while it served one)."""
+    zones = {z for s in hosts.values() for z in s.zones}
+    found: dict[str, dict[str, tuple[str, ...]]] = {}
+    seen: set[str] = set()
+    for settings in hosts.values():
+        for domain in settings.mail_domains:
+            zone = zone_of(domain, zones)
+            if domain in seen or zone is None:
+                continue
+            seen.add(domain)
+            if settings.mta_sts_mode == "off":
+                addresses = tuple(str(a) for a in (settings.ipv4, settings.ipv6) if a)
+                found.setdefault(zone, {})[domain] = addresses
+    return found
+
+
+def mta_sts_keys_of(domain: str) -> set[tuple[str, str]]:
+    """The keys of a domain's MTA-STS records (its policy host's addresses and the TXT)."""
+    host = mta_sts.policy_host(domain)
+    return {(host, "A"), (host, "AAAA"), (mta_sts.record_name(domain), "TXT")}
+
+
+def mta_sts_left_notices(off: tuple[tuple[str, tuple[str, ...]], ...],
+                         found: list[RecordSet]) -> list[str]:
+    """A line for each domain with MTA-STS "off" whose ``_mta-sts`` TXT still announces a
+    policy served from its host (mta-sts.DOMAIN at the host's address): records set up by this
+    tool, which "off" leaves as they are (not owned any more). RFC 8461 8.3: a policy is
+    withdrawn safely by publishing mode "none" for its max_age before the records go."""
+    by_key = {r.key: r for r in found}
+    lines = []
+    for domain, addresses in off:
+        txt = by_key.get((mta_sts.record_name(domain), "TXT"))
+        policy_host = mta_sts.policy_host(domain)
+        pointed = {v for rtype in ("A", "AAAA")
+                   for v in getattr(by_key.get((policy_host, rtype)), "values", ())}
+        if txt is None or not any("v=STSv1" in v for v in txt.values) \
+                or not pointed & set(addresses):
+            continue
+        lines.append(
+            f"mta_sts_mode is off for {domain}, but {mta_sts.record_name(domain)} TXT and "
+            f"{policy_host} still announce the policy its host served: left as they are; "
+            "senders keep a cached policy up to its max_age (RFC 8461 8.3: the safe way off is "
+            'mta_sts_mode "none" for mta_sts_max_age first), then delete both by hand')
+    return lines
 
 
 def left_domain_notices(hosts: dict[str, Settings]) -> dict[str, list[str]]:
@@ -160,8 +211,15 @@ class ZoneSync:
     def plan(self) -> ZonePlan:
         """Read the owned keys and compare; raises PlanError/ProviderError with one line."""
         self.provider.check_zone(self.zone)
-        found = self.provider.read(self.zone, self.records.ownership.keys)
+        owned = self.records.ownership.keys
+        watched = {k for domain, _ in self.records.mta_sts_off for k in mta_sts_keys_of(domain)}
+        read = self.provider.read(self.zone, owned | watched if watched else owned)
+        # the MTA-STS records left behind are read at once, looked at, and kept out of the plan
+        # (what the provider reads beside an owned key, a CNAME there, stays in)
+        looked_at = {name for name, _ in watched} - {name for name, _ in owned}
+        found = [r for r in read if r.name not in looked_at]
         desired, notices = self.records.desired, list(self.records.notices)
+        notices += mta_sts_left_notices(self.records.mta_sts_off, read)
         tlsa = [r for r in desired if r.rtype == "TLSA"]
         if tlsa and not self.provider.dnssec_signed(self.zone):
             desired = [r for r in desired if r.rtype != "TLSA"]

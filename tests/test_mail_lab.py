@@ -781,6 +781,42 @@ def test_a_forced_renewal_reaches_every_tls_port_on_both_families(lab_host):
     assert "80/tcp" not in ssh("ufw status")
 
 
+def connects(address, port) -> bool:
+    """Whether this machine opens a TCP connection to the VPS's address:port within 3 s."""
+    try:
+        socket.create_connection((address, port), timeout=3).close()
+    except OSError:
+        return False
+    return True
+
+
+@only_in(DEFAULT_WORLD)
+def test_mta_sts_turned_off_leaves_no_nginx_then_on_again_serves_the_policy(lab_host,
+                                                                          monkeypatch):
+    """Deployed with mta_sts_mode "off": nginx inactive and disabled, our nginx.conf and
+    policies gone, 443 closed on both families, the records left with the plan's notice
+    (RFC 8461 8.3), and a second run changes nothing; deployed with "enforce" again (the tests
+    after it need it): served again."""
+    started = time.monotonic()
+    monkeypatch.setenv("MAILHOST_LAB_MTA_STS", "off")
+    try:
+        output = deploy(lab_host, "-y")
+        assert no_change(deploy(lab_host, "-y"))  # nothing left to retire
+    finally:
+        monkeypatch.delenv("MAILHOST_LAB_MTA_STS")
+    assert "! NOTICE   mta_sts_mode is off for example.test" in output, output[-3000:]
+    assert unit_states(["nginx"]) == ["inactive disabled"]
+    assert ssh("ls -d /etc/nginx/nginx.conf /etc/nginx/mta-sts 2>/dev/null").strip() == ""
+    assert not connects(VPS4, 443) and not connects(VPS6, 443)
+    expected = mta_sts.policy_text("enforce", [HOSTNAME], 604800)
+    assert f'"{mta_sts.txt_record(expected)}"' in zone_text(lab_host)  # left as it is
+    deploy(lab_host, "-y")
+    assert unit_states(["nginx"]) == ["active enabled"]
+    for address in (VPS4, VPS6):
+        assert https_get(lab_host, address)[:3] == (200, "text/plain", expected)
+    print(f"\nMTA-STS off and on again: {time.monotonic() - started:.0f} s")
+
+
 def published_tlsa(lab_host) -> set[str]:
     name = "_25._tcp.mail.example.test"
     answer = dns.query.tcp(dns.message.make_query(name, "TLSA"), lab_host["dns"]["server"],

@@ -9,11 +9,22 @@ loads). Its own configuration
 replaces the package's whole ``nginx.conf``, so the default site is never loaded. It reads the
 certificate the MTA reads (paths.TLS_CERT: self-signed until certbot's, whose names include
 every ``mta-sts.DOMAIN``), TLS 1.2 and 1.3 only; the renewal hook reloads it.
+
+Turned "off" on a host that served a policy (``retired``): nginx stopped and disabled (deploy.py
+puts it in units.converge's ``stopped``), then our nginx.conf and policy directory removed
+(``remove_leftovers``). The package stays installed: stopped and disabled, it listens on
+nothing (the firewall closes 443 too), removing it is an apt transaction on every such run's
+path for no gain, and turning MTA-STS on again only needs our files back.
 """
 
 from __future__ import annotations
 
+import shlex
+
+from pyinfra.operations import server
+
 from mailhost import mta_sts
+from mailhost.facts import known_state
 from mailhost.host import CertificateReader, directory, put_text, write_template
 from mailhost.host.dovecot import CIPHERS
 from mailhost.settings import Settings
@@ -30,6 +41,34 @@ HTTPS_PORT = 443
 def wanted(settings: Settings) -> bool:
     """Whether the host runs nginx at all: only to serve an MTA-STS policy."""
     return settings.mta_sts_mode != "off"
+
+
+def retired(settings: Settings) -> bool:
+    """MTA-STS off on a host that still has our policy directory (read by read_paths: no
+    round trip; a host that never served a policy has none). The directory goes last
+    (``remove_leftovers``): a run stopped midway is finished by the next one."""
+    if wanted(settings):
+        return False
+    known, state = known_state(POLICY_DIR)
+    return not known or state is not None
+
+
+def stopped_units(settings: Settings) -> list[str]:
+    """nginx when MTA-STS was turned off on this host (units.converge stops and disables it);
+    none otherwise (an nginx of the host's own, without our policy directory, is left alone)."""
+    return list(UNITS) if retired(settings) else []
+
+
+def remove_leftovers(settings: Settings) -> None:
+    """MTA-STS turned off: our nginx.conf, then the policy directory, removed (after nginx is
+    stopped); nothing on a host that never served a policy, nor on a second run.
+
+    + settings: mta_sts_mode
+    """
+    if not retired(settings):
+        return
+    server.shell(name="MTA-STS off: nginx's configuration and the policies removed",
+                 commands=[f"rm -f {shlex.quote(CONFIG)}", f"rm -rf {shlex.quote(POLICY_DIR)}"])
 
 
 def ports(settings: Settings) -> tuple[int, ...]:
