@@ -312,3 +312,128 @@ def test_the_next_tlsa_is_waited_for_only_where_a_tlsa_is_published(
     assert not next_tlsa_answered(signed, new)  # the old set only: wait
     publish(old, new)
     assert next_tlsa_answered(signed, new)
+
+
+def test_a_dns_error_is_not_an_answer(monkeypatch, tmp_path):
+    import dns.exception
+
+    from mailhost.host import tls as host_tls
+
+    def unreachable(settings):
+        raise dns.exception.Timeout()
+    monkeypatch.setattr(host_tls, "every_server_answers", lambda *a: False)
+    monkeypatch.setattr(host_tls, "resolver_for", unreachable)
+    assert not host_tls.next_tlsa_answered(sample_settings(secrets_dir=str(tmp_path)), "3 1 1 b")
+
+
+# --- the host's part in a deploy (facts in, operations out: fakehost.py) ---
+
+from fakehost import FakeHost, Recorder, on  # noqa: E402
+from pyinfra.operations import python, server  # noqa: E402
+
+from mailhost import facts  # noqa: E402
+from mailhost.host import tls  # noqa: E402
+
+FILE = {"type": "f", "user": "root", "group": "root", "mode": 600, "sha256": "x", "target": None}
+DIRECTORY = {**FILE, "type": "d", "mode": 700, "sha256": None}
+LIVE = "/etc/letsencrypt/live/mail.example.test"
+CURRENT, UPCOMING = "3 1 1 aa", "3 1 1 bb"
+
+
+@pytest.fixture
+def operations(monkeypatch):
+    """server.shell, python.call and put_text recorded, the clock at NOW."""
+    log: list[str] = []
+    recorders = {"shell": Recorder("shell", log), "call": Recorder("call", log),
+                 "put": Recorder("put", log)}
+    monkeypatch.setattr(server, "shell", recorders["shell"])
+    monkeypatch.setattr(python, "call", recorders["call"])
+    monkeypatch.setattr(tls, "put_text", lambda path, text, mode, name:
+                        recorders["put"](name=name, path=path, text=text))
+    monkeypatch.setattr(tls, "clock", lambda settings: NOW)
+    recorders["log"] = log
+    return recorders
+
+
+def rollover_on(settings, found: dict, next_key: str | None = None):
+    """The deploy's rollover steps on a host where read_paths finds FOUND; (step, ops log)."""
+    host = FakeHost({facts.PathStates: found})
+    with on(host):
+        facts.read_paths(tls.roots(settings), contents=[paths.NEXT_KEY_SEEN])
+        step = tls.key_rollover(settings, lambda path: next_key if path == paths.NEXT_KEY
+                                else None)
+        tls.advance_rollover(settings, step)
+        tls.switch_key(settings, step)
+    return step
+
+
+WITH_CERTIFICATE = {f"{LIVE}/fullchain.pem": FILE}
+
+
+def test_a_requested_rollover_makes_the_key_then_records_then_switches(
+        operations, tmp_path, monkeypatch):
+    settings = sample_settings(secrets_dir=str(tmp_path))
+    request = dane.rollover_request(settings.secrets_dir, settings.mail_hostname)
+    request.parent.mkdir(parents=True)
+    request.write_text("asked\n")
+    try:
+        made = rollover_on(settings, WITH_CERTIFICATE)
+        assert made.make
+        assert operations["log"] == ["shell: DANE: the next TLS key made on the host",
+                                     f"call: Rollover request {request} cleared"]
+        assert operations["shell"].calls[0]["commands"][0].get_raw_value() == \
+            f"{paths.TLS_KEY_ROLLOVER} make"
+        operations["log"].clear()
+        request.unlink()
+
+        monkeypatch.setattr(tls, "next_tlsa_answered", lambda settings, value: True)
+        marked = rollover_on(settings, WITH_CERTIFICATE, next_key=key_pair()[1])
+        assert marked.mark_seen
+        assert operations["log"] == [
+            "put: DANE: the next key's TLSA answered by every authoritative server"]
+        assert operations["put"].calls[0]["text"] == f"{NOW.isoformat()}\n"
+        operations["log"].clear()
+
+        seen = {**WITH_CERTIFICATE,
+                paths.NEXT_KEY_SEEN: {**FILE, "lines": [(NOW - timedelta(hours=3)).isoformat()]}}
+        switched = rollover_on(settings, seen, next_key=key_pair()[1])
+        assert switched.switch
+        assert operations["log"] == ["shell: DANE: the certificate renewed over the next TLS key"]
+        call = operations["shell"].calls[-1]
+        command = call["commands"][0].get_raw_value()
+        assert command.startswith(f"{paths.TLS_KEY_ROLLOVER} switch ")
+        assert "certbot certonly" in command and "--reuse-key --force-renewal" in command
+        assert call["_ignore_errors"] is True
+    finally:
+        dane._steps.clear()
+
+
+def test_no_rollover_without_dane_or_a_certificate_and_a_held_pair_is_undone_first(
+        operations, tmp_path):
+    settings = sample_settings(secrets_dir=str(tmp_path))
+    request = dane.rollover_request(settings.secrets_dir, settings.mail_hostname)
+    request.parent.mkdir(parents=True)
+    request.write_text("asked\n")
+    try:
+        off = sample_settings(secrets_dir=str(tmp_path), dane="off")
+        assert rollover_on(off, WITH_CERTIFICATE) == dane.Rollover()
+        waiting = rollover_on(settings, {})  # asked before the first certificate
+        assert not waiting.make and waiting.waiting == "the first certificate from the ACME CA"
+        assert "rollover asked; next: the first certificate" in dane.describe("m", waiting)
+        assert operations["log"] == []
+        request.unlink()
+        rollover_on(settings, {**WITH_CERTIFICATE, paths.TLS_HELD: DIRECTORY})
+        assert operations["log"] == ["shell: A TLS key switch stopped midway finished or undone"]
+    finally:
+        dane._steps.clear()
+
+
+def test_the_dns_operation_refuses_to_write_a_next_key_that_was_not_made():
+    from pyinfra.api import OperationError
+
+    from mailhost.operations import dns
+
+    record = SimpleNamespace(rtype="TLSA", values=[CURRENT, dane.NEXT_PENDING])
+    sync = SimpleNamespace(zone="example.test", records=SimpleNamespace(desired=[record]))
+    with pytest.raises(OperationError, match="the next TLS key is missing on the host"):
+        dns._apply(lambda: sync, None)

@@ -440,7 +440,13 @@ def test_vmail_accounts_created_only_when_missing_or_wrong(ops):
 
 
 def test_tls_links_follow_the_certificate(ops, monkeypatch):
-    monkeypatch.setattr("mailhost.host.tls.write_template", lambda *a, **k: False)
+    written = []
+    monkeypatch.setattr("mailhost.host.tls.write_template",
+                        lambda src, dest, *a, **k: written.append(dest) and False)
+    with on(FakeHost({File: None, Link: None})):  # DANE off: no key-rollover script
+        tls.configure(sample_settings(dane="off"), Secrets(None, None, {}), POSTFIX)
+    assert written == [paths.TLS_DEPLOY_HOOK]
+    ops["files.link"].calls.clear()
     settings = sample_settings()
     live = paths.live_certificate_dir(settings.mail_hostname)
     fresh = FakeHost({File: None, Link: None})

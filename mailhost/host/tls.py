@@ -232,7 +232,9 @@ def key_rollover(settings: Settings, read_key) -> Rollover:
     + read_key: a key path on the host -> its base64 DER public half (None: no key)
     """
     asked = rollover_request(settings.secrets_dir, settings.mail_hostname).exists()
-    if settings.dane != "auto" or not has_certificate(settings):
+    if settings.dane != "auto":
+        step = Rollover()
+    elif not has_certificate(settings):
         step = Rollover(waiting="the first certificate from the ACME CA" if asked else "")
     else:
         upcoming = tlsa_of_public_key(read_key(NEXT_KEY))
