@@ -101,6 +101,24 @@ def rollover_step(has_next: bool, seen: datetime | None, asked: bool, visible, n
     return Rollover(True, seen=seen, waiting=f"the switch after {due:%Y-%m-%d %H:%M} UTC")
 
 
+def next_tlsa_answered(settings, upcoming: str) -> bool:
+    """Whether every authoritative server of the zone (as the checks find them) answers the
+    next key's TLSA; also when none answers any TLSA there (an unsigned zone publishes none:
+    no sender holds one to wait for, and a leaked key is still replaced). Any DNS error: not
+    (yet). What a rollover waits for, as dkim.published_everywhere for a DKIM key."""
+    from dns.exception import DNSException
+
+    from mailhost.checks.lookup import every_server_answers, resolver_for
+
+    name = tlsa_name(settings.mail_hostname)
+    if every_server_answers(settings, name, "TLSA", lambda r: r.to_text() == upcoming):
+        return True
+    try:
+        return resolver_for(settings).values(name, "TLSA") == []
+    except DNSException:
+        return False
+
+
 def describe(mail_hostname: str, step: Rollover) -> str:
     """The --dry line of a host's key rollover."""
     then = f"; next: {step.waiting}" if step.waiting else ""

@@ -289,7 +289,7 @@ def test_rotate_tls_key_marks_the_request_on_the_controller(cli):  # noqa: F811
 
 def test_the_next_tlsa_is_waited_for_only_where_a_tlsa_is_published(
         signed_knot, knot_world, tmp_path):  # noqa: F811
-    from mailhost.host.tls import next_tlsa_answered
+    from mailhost.dane import next_tlsa_answered
 
     current, upcoming = key_pair()[1], key_pair()[1]
     old, new = dane.tlsa_of_public_key(current), dane.tlsa_of_public_key(upcoming)
@@ -317,13 +317,13 @@ def test_the_next_tlsa_is_waited_for_only_where_a_tlsa_is_published(
 def test_a_dns_error_is_not_an_answer(monkeypatch, tmp_path):
     import dns.exception
 
-    from mailhost.host import tls as host_tls
+    from mailhost.checks import lookup
 
     def unreachable(settings):
         raise dns.exception.Timeout()
-    monkeypatch.setattr(host_tls, "every_server_answers", lambda *a: False)
-    monkeypatch.setattr(host_tls, "resolver_for", unreachable)
-    assert not host_tls.next_tlsa_answered(sample_settings(secrets_dir=str(tmp_path)), "3 1 1 b")
+    monkeypatch.setattr(lookup, "every_server_answers", lambda *a: False)
+    monkeypatch.setattr(lookup, "resolver_for", unreachable)
+    assert not dane.next_tlsa_answered(sample_settings(secrets_dir=str(tmp_path)), "3 1 1 b")
 
 
 # --- the host's part in a deploy (facts in, operations out: fakehost.py) ---

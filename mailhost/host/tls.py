@@ -9,22 +9,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dns.exception import DNSException
 from pyinfra import host
 from pyinfra.api import FactBase, QuoteString, StringCommand
 from pyinfra.facts.files import File, Link
 from pyinfra.operations import files, python, server
 
 from mailhost import mta_sts
-from mailhost.checks.lookup import every_server_answers, resolver_for
 from mailhost.dane import (
     Rollover,
+    next_tlsa_answered,
     parse_seen,
     remember,
     rollover_request,
     rollover_step,
     seen_text,
-    tlsa_name,
     tlsa_of_public_key,
 )
 from mailhost.dkim import clock
@@ -244,19 +242,6 @@ def key_rollover(settings: Settings, read_key) -> Rollover:
             visible=lambda: next_tlsa_answered(settings, upcoming))
     remember(settings.mail_hostname, step)
     return step
-
-
-def next_tlsa_answered(settings: Settings, upcoming: str) -> bool:
-    """Whether every authoritative server answers the next key's TLSA; also when none answers
-    any TLSA there (an unsigned zone publishes none: no sender holds one to wait for, and a
-    leaked key is still replaced). Any DNS error: not (yet)."""
-    name = tlsa_name(settings.mail_hostname)
-    if every_server_answers(settings, name, "TLSA", lambda r: r.to_text() == upcoming):
-        return True
-    try:
-        return resolver_for(settings).values(name, "TLSA") == []
-    except DNSException:
-        return False
 
 
 def advance_rollover(settings: Settings, step: Rollover) -> None:
