@@ -221,10 +221,7 @@ def mta_sts_records(domain: str, hosts: list[MailHost]) -> list[RecordSet]:
 def mta_sts_keys(domain: str, settings: Settings) -> set[tuple[str, str]]:
     """The keys MTA-STS records use, owned unless mta_sts_mode is "off" (then an MTA-STS set
     up elsewhere is left alone; with "none" our AAAA goes when ipv6 is unset)."""
-    if settings.mta_sts_mode == "off":
-        return set()
-    host = mta_sts.policy_host(domain)
-    return {(host, "A"), (host, "AAAA"), (mta_sts.record_name(domain), "TXT")}
+    return set() if settings.mta_sts_mode == "off" else mta_sts.record_keys(domain)
 
 
 def desired_by_zone(hosts: list[MailHost]) -> list[ZoneRecords]:

@@ -139,12 +139,6 @@ def mta_sts_off_domains(hosts: dict[str, Settings]) -> dict[str, dict[str, tuple
     return found
 
 
-def mta_sts_keys_of(domain: str) -> set[tuple[str, str]]:
-    """The keys of a domain's MTA-STS records (its policy host's addresses and the TXT)."""
-    host = mta_sts.policy_host(domain)
-    return {(host, "A"), (host, "AAAA"), (mta_sts.record_name(domain), "TXT")}
-
-
 def mta_sts_left_notices(off: tuple[tuple[str, tuple[str, ...]], ...],
                          found: list[RecordSet]) -> list[str]:
     """A line for each domain with MTA-STS "off" whose ``_mta-sts`` TXT still announces a
@@ -212,7 +206,7 @@ class ZoneSync:
         """Read the owned keys and compare; raises PlanError/ProviderError with one line."""
         self.provider.check_zone(self.zone)
         owned = self.records.ownership.keys
-        watched = {k for domain, _ in self.records.mta_sts_off for k in mta_sts_keys_of(domain)}
+        watched = {k for domain, _ in self.records.mta_sts_off for k in mta_sts.record_keys(domain)}
         read = self.provider.read(self.zone, owned | watched if watched else owned)
         # the MTA-STS records left behind are read at once, looked at, and kept out of the plan
         # (what the provider reads beside an owned key, a CNAME there, stays in)

@@ -79,3 +79,10 @@ def policy_host(domain: str) -> str:
 
 def record_name(domain: str) -> str:
     return f"_mta-sts.{domain}"
+
+
+def record_keys(domain: str) -> set[tuple[str, str]]:
+    """The (name, type) keys of a domain's MTA-STS records: its policy host's addresses and
+    the ``_mta-sts`` TXT."""
+    host = policy_host(domain)
+    return {(host, "A"), (host, "AAAA"), (record_name(domain), "TXT")}
