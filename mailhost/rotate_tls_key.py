@@ -34,7 +34,7 @@ def request(inventory: str, mail_hostname: str) -> str:
     found = [s for s in hosts if s.mail_hostname == mail_hostname.rstrip(".").lower()]
     if not found:
         names = ", ".join(s.mail_hostname for s in hosts)
-        raise PyinfraError(f"mail_hostname = {mail_hostname}: expected one of {names}")
+        raise PyinfraError(f"mail_hostname = {mail_hostname!r}: expected one of {names}")
     settings = found[0]
     if settings.dane != "auto":
         raise PyinfraError(f"dane = {settings.dane} on {settings.mail_hostname}: a key rollover "

@@ -278,8 +278,11 @@ def rotate_tls_key(inventory, name):
 def test_rotate_tls_key_marks_the_request_on_the_controller(cli):  # noqa: F811
     wrong = rotate_tls_key(cli.inventory, "mx.example.test")
     assert wrong.returncode == 2
-    assert wrong.stderr.strip() == ("scripts/rotate-tls-key: mail_hostname = mx.example.test: "
-                                    "expected one of mail.example.test")
+    assert wrong.stderr.strip() == ("scripts/rotate-tls-key: mail_hostname = "
+                                    "'mx.example.test': expected one of mail.example.test")
+    pasted = rotate_tls_key(cli.inventory, "mail.example.test ")  # a stray space: shown
+    assert pasted.returncode == 2 and "'mail.example.test '" in pasted.stderr
+    assert not (cli.secrets_dir / "tls").exists()  # nothing written on a refusal
     asked = rotate_tls_key(cli.inventory, "mail.example.test")
     assert asked.returncode == 0, asked.stderr
     mark = cli.secrets_dir / "tls" / "mail.example.test.rollover-asked"
