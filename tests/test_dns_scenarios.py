@@ -390,3 +390,6 @@ def test_an_spf_include_dropped_from_the_settings_leaves_the_record_we_wrote(wor
     again.memory = memory
     with pytest.raises(PlanError, match="include:spf.crm.example"):
         again.plan()
+    (memory / "spf.json").write_text("{not json")  # damaged: the plan still runs, one line
+    with pytest.raises(PlanError, match="include:spf.crm.example"):
+        again.plan()
