@@ -8,6 +8,7 @@ import json
 import socket
 import ssl
 import threading
+from types import SimpleNamespace
 
 import dns.name
 import dns.query
@@ -31,10 +32,13 @@ from mailhost.checks import (
     smtp,
 )
 from mailhost.checks import dns as dns_checks
+from mailhost.checks import host as host_checks
 from mailhost.checks.lookup import CheckResolver, make_resolver, resolver_for
 from mailhost.desired import MailHost, desired_by_zone
 from mailhost.dkim import DkimPublicKeys, generate_key, local_key_path, public_value, save_local_key
 from mailhost.dnssync import ZoneSync
+from mailhost.host.chasquid import QUEUE as CHASQUID_QUEUE
+from mailhost.host.postfix import QUEUE as POSTFIX_QUEUE
 from mailhost.lab.knot import KnotServer, TsigKey, minimal_zone
 from mailhost.providers.rfc2136 import Rfc2136Provider, value_rdata
 
@@ -211,10 +215,11 @@ def self_signed(tmp_path, name="mail.example.test", days=30):
 
 
 def tls_server(tmp_path, minimum: ssl.TLSVersion | None = None,
-               ciphers: str = "ALL:@SECLEVEL=0") -> int:
+               ciphers: str = "ALL:@SECLEVEL=0", days: int = 30) -> int:
     """A TLS server on loopback for three handshakes, offering ``ciphers`` and accepting versions
-    from ``minimum`` (else Python's default); returns its port."""
-    cert, key, _ = self_signed(tmp_path)
+    from ``minimum`` (else Python's default), its certificate valid for ``days``; returns its
+    port."""
+    cert, key, _ = self_signed(tmp_path, days=days)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     context.set_ciphers(ciphers)
@@ -263,6 +268,78 @@ def test_certificate_description_counts_days_left(tmp_path):
     text, days = smtp.describe_certificate(certificate.public_bytes(serialization.Encoding.DER))
     assert days in (9, 10)
     assert text.startswith("mail.example.test, issued by mail.example.test, expires ")
+
+
+class TlsClient:
+    """What ``judged_certificate`` opens: a connection whose ``sock`` is the TLS socket."""
+
+    def __init__(self, port: int, context: ssl.SSLContext):
+        raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.sock = context.wrap_socket(raw, server_hostname="mail.example.test")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.sock.close()
+
+
+@pytest.mark.parametrize("days, passed", [(10, False), (16, True)])
+def test_a_trusted_certificate_fails_within_14_days_of_expiry(tmp_path, days, passed):
+    port = tls_server(tmp_path, days=days)
+    settings = sample_settings(check_ca_file=str(tmp_path / "cert.pem"))  # the server's own
+    ok, found = smtp.judged_certificate(settings, lambda context: TlsClient(port, context))
+    assert ok is passed, found
+    assert found.startswith("" if passed else "expires within 14 days; mail.example.test")
+    assert "not trusted" not in found
+
+
+def test_an_untrusted_certificate_says_why_and_what_it_is(tmp_path):
+    port = tls_server(tmp_path, days=90)  # the system's CAs do not know it
+    ok, found = smtp.judged_certificate(sample_settings(),
+                                        lambda context: TlsClient(port, context))
+    assert not ok
+    assert found.startswith("not trusted: self-signed certificate; mail.example.test, issued by "
+                            "mail.example.test")
+
+
+# --- the mail queue: what each MTA's queue command prints, judged ---
+
+class QueueHost:
+    """A host whose one command (the queue's) prints ``stdout``, or fails."""
+
+    def __init__(self, stdout: str, ok: bool = True):
+        self.stdout, self.ok = stdout, ok
+
+    def run_shell_command(self, command):
+        return self.ok, SimpleNamespace(stdout=self.stdout, stderr="postqueue: fatal: no spool")
+
+
+NOW = 1_800_000_000
+POSTFIX_PRINTS = (f"{NOW}\n" + "\n".join(  # `postqueue -j`: one JSON object per message
+    json.dumps({"queue_name": "deferred", "queue_id": f"4F{i}", "arrival_time": NOW - age,
+                "message_size": 900, "sender": "alice@example.test",
+                "recipients": [{"address": "bob@example.org", "delay_reason": "refused"}]})
+    for i, age in enumerate(ages)) for ages in ([30 * 60], [30 * 60, 2 * 3600, 3 * 3600]))
+CHASQUID_PRINTS = tuple(f"{NOW}\n" + "".join(f"{NOW - age}.25\n" for age in ages)
+                        for ages in ([30 * 60], [30 * 60, 2 * 3600, 3 * 3600]))
+
+
+@pytest.mark.parametrize("queue, young, stuck", [(POSTFIX_QUEUE, *POSTFIX_PRINTS),
+                                                 (CHASQUID_QUEUE, *CHASQUID_PRINTS)])
+def test_a_message_waiting_over_an_hour_fails_the_queue_check_not_the_run(queue, young, stuck):
+    waiting = host_checks.queue_check(queue, QueueHost(young))
+    assert (waiting.status, waiting.found) == (OK, "1 queued")
+    failing = host_checks.queue_check(queue, QueueHost(stuck))
+    assert (failing.status, failing.required) == (FAILED, False)
+    assert failing.found == "3 queued, 2 waiting for more than 60 min (oldest 180 min)"
+    assert queue.where in failing.advice
+    assert host_checks.queue_check(queue, QueueHost(f"{NOW}\n")).found == "0 queued"
+
+
+def test_an_unreadable_queue_fails_its_check_with_the_error():
+    check = host_checks.queue_check(POSTFIX_QUEUE, QueueHost("", ok=False))
+    assert check.status == FAILED and "no spool" in check.found
 
 
 # --- results, rendering ---

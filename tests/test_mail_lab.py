@@ -1011,6 +1011,8 @@ def test_queued_mail_survives_a_redeploy_and_a_reboot_and_holds_back_a_switch(la
         assert after[0] == "0" and "inet6 2001:db8::10/64" in after[1], after
         code, output = run_in_world(lab_host, str(ROOT / "scripts" / "check"), "inventory/lab.py")
         assert code == 0, output[-3000:]
+        queue_line = next(line for line in output.splitlines() if "mail queue not stuck" in line)
+        assert queue_line.startswith("ok") and "1 queued" in queue_line  # real `postqueue -j`
         other = dict(lab_host, world=(*lab_host["world"][:1], "chasquid", *lab_host["world"][2:]))
         code, output = run_in_world(other, PYINFRA, "-y", "inventory/lab.py", "deploy.py")
         assert code != 0 and "postfix queue still holds 1 message(s)" in output, output[-3000:]
