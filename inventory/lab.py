@@ -27,6 +27,7 @@ mail_hosts = [
             "ssh_key": str(_lab / "ssh" / "id_ed25519"),
             "ssh_known_hosts_file": str(_lab / "ssh" / "known_hosts"),
             "ssh_strict_host_key_checking": "yes",
+            "ssh_port": int(os.environ.get("MAILHOST_LAB_SSH_PORT", "22")),  # a test moves it
 
             # a lab: documentation-range addresses and http:// API URLs are accepted
             "lab_allowances": True,

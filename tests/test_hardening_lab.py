@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import smtplib
+import subprocess
 import threading
 import time
 import tomllib
@@ -126,8 +127,8 @@ MAIL_PORTS = {"22/tcp", "25/tcp", "465/tcp", "587/tcp", "993/tcp", "143/tcp",
               "443/tcp"}  # the lab serves MTA-STS
 
 
-def ufw_rules() -> tuple[list[str], set[str]]:
-    lines = [line.strip() for line in ssh("ufw status verbose").splitlines()]
+def ufw_rules(port: int = 22) -> tuple[list[str], set[str]]:
+    lines = [line.strip() for line in ssh_on(port, "ufw status verbose").stdout.splitlines()]
     start = next(i for i, line in enumerate(lines) if line.startswith("--")) + 1
     return lines[:start], {line.split()[0] for line in lines[start:] if line}
 
@@ -146,6 +147,49 @@ def test_ufw_denies_incoming_but_ssh_and_mail_ports_and_resets_a_firewall_of_its
     assert any(line.startswith("Default: deny (incoming)") for line in head)
     assert ports == MAIL_PORTS
     assert no_change(deploy(lab_host, "-y"))
+
+
+SSH_ON_2222 = "/etc/ssh/sshd_config.d/50-port-2222.conf"
+# Ubuntu 24.04 starts sshd from ssh.socket, whose ports a generator reads from sshd_config
+RESTART_SSH = ("systemctl daemon-reload && if systemctl is-active -q ssh.socket; then "
+               "systemctl restart ssh.socket; else systemctl restart ssh.service; fi")
+
+
+def ssh_on(port: int, command: str, timeout: int = 60) -> subprocess.CompletedProcess:
+    status = json.loads(lab("status", "--json").stdout)
+    return subprocess.run(["ssh", "-F", status["vps"]["ssh_config"], "-p", str(port), HOSTNAME,
+                           command], capture_output=True, text=True, timeout=timeout)
+
+
+def on_port(known_host: str, port: int) -> str:
+    """A known_hosts line for the same keys as ssh names them on another port."""
+    names, key = known_host.split(maxsplit=1)
+    return ",".join(f"[{name}]:{port}" for name in names.split(",")) + f" {key}\n"
+
+
+def test_a_host_whose_ssh_moved_to_2222_is_deployed_through_it_and_not_locked_out(lab_host,
+                                                                                  monkeypatch):
+    """The user moved sshd to 2222 (and let it through their firewall) before the deploy: the
+    deploy, connecting on 2222, keeps 2222 open and closes 22; a second run changes nothing."""
+    known_hosts = Path(json.loads(lab("status", "--json").stdout)["vps"]["ssh_known_hosts"])
+    before = known_hosts.read_text()
+    ssh(f"printf 'Port 22\\nPort 2222\\n' > {SSH_ON_2222} && ufw allow 2222/tcp && "
+        + RESTART_SSH)
+    try:
+        known_hosts.write_text(before + "".join(map(lambda line: on_port(line, 2222),
+                                                    before.splitlines())))
+        assert ssh_on(2222, "true").returncode == 0
+        monkeypatch.setenv("MAILHOST_LAB_SSH_PORT", "2222")  # inventory/lab.py's ssh_port
+        output = deploy(lab_host, "-y")
+        assert "Firewall: deny incoming but SSH (2222)" in output
+        assert ufw_rules(port=2222)[1] == MAIL_PORTS - {"22/tcp"} | {"2222/tcp"}
+        assert ssh_on(22, "true", timeout=30).returncode != 0  # 22 is closed now
+        assert no_change(deploy(lab_host, "-y"))
+    finally:  # back as the deploy leaves a host on 22 (through 2222, the one way in)
+        ssh_on(2222, f"ufw allow 22/tcp; ufw delete allow 2222/tcp; rm -f {SSH_ON_2222}; "
+               + RESTART_SSH)
+        known_hosts.write_text(before)
+    assert ufw_rules()[1] == MAIL_PORTS
 
 
 def test_vrfy_is_refused(lab_host):
