@@ -12,6 +12,7 @@ import datetime
 import difflib
 import ipaddress
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -86,6 +87,8 @@ def _text(value) -> str:
 def domain_name(value, min_labels: int = 2, underscores: bool = False) -> str:
     """A DNS name, lower case, international names as punycode (xn--), without the final dot."""
     name = _text(value).strip().rstrip(".")
+    if not name.isascii():
+        _refuse_look_alikes(name)
     try:
         name = idna.encode(name, uts46=True).decode() if not name.isascii() else name.lower()
     except idna.IDNAError:
@@ -100,6 +103,23 @@ def domain_name(value, min_labels: int = 2, underscores: bool = False) -> str:
     if labels[-1].isdigit():
         raise ValueError("expected a domain name, not an IP address")
     return name
+
+
+# Scripts whose letters look like Latin ones (UTS #39's "highly restrictive" profile keeps a label
+# to one script, Latin joined only with Han, Kana, Hangul or Bopomofo).
+_LOOK_ALIKE_SCRIPTS = ("CYRILLIC", "GREEK", "ARMENIAN", "CHEROKEE")
+
+
+def _refuse_look_alikes(name: str):
+    """An international name whose label mixes Latin letters with letters of a look-alike script
+    (``mаil`` with a Cyrillic а) is refused: it would be a different name than it seems."""
+    for label in name.split("."):
+        scripts = {unicodedata.name(c, "").split(" ")[0]: c for c in label if c.isalpha()}
+        if "LATIN" in scripts and (foreign := scripts.keys() & set(_LOOK_ALIKE_SCRIPTS)):
+            letter = scripts[sorted(foreign)[0]]
+            raise ValueError(f"expected each label in one script; {label!r} mixes Latin letters "
+                             f"with U+{ord(letter):04X} {unicodedata.name(letter)} (a look-alike "
+                             "letter pasted in?)")
 
 
 def _fqdn(value) -> str:
@@ -126,9 +146,10 @@ def _address(value, foreign: bool = False) -> str:
                          f"(local part: {chars})")
     try:
         return f"{local.lower()}@{domain_name(domain)}"
-    except ValueError:
+    except ValueError as error:
+        why = str(error).removeprefix("expected ")
         raise ValueError("expected an e-mail address such as postmaster@example.com "
-                         "(domain: a fully qualified domain name)") from None
+                         f"(domain: {why})") from None
 
 
 def _email(value) -> str:

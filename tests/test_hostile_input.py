@@ -41,6 +41,10 @@ BAD = [
     ("mail_domains", [], "a list of mail domains", {}),
     ("mail_domains", ["exa mple.test"], "fully qualified", {}),
     ("mail_domains", ["example.test", "example.test"], "each domain once", {}),
+    # a look-alike letter pasted into a name (Cyrillic а, Greek ο): refused, named by code point
+    ("mail_hostname", "m\u0430il.example.test", "U+0430 CYRILLIC SMALL LETTER A", {}),
+    ("mail_domains", ["ex\u0430mple.test"], "mixes Latin letters with U+0430", {}),
+    ("mail_aliases", {"fwd@example.test": ["bob@g\u03bfogle.com"]}, "U+03BF GREEK", {}),
     ("ipv4", "198.51.100.300", "IPv4", {}),
     ("ipv4", "127.0.0.1", "public IPv4", {}),
     ("ipv6", "fe80::1", "global IPv6", {}),
@@ -306,6 +310,19 @@ def test_bad_input_is_refused_with_one_line(key, value, expected, others, no_con
         assert str(value) not in line  # a secret is never echoed back
     elif isinstance(value, str | int | float):
         assert repr(value) in line, line  # the value as given, escaped
+
+
+@pytest.mark.parametrize("domain, punycode", [
+    ("\u043f\u0440\u0438\u043c\u0435\u0440.test", "xn--e1afmkfd.test"),  # Cyrillic alone
+    ("\u03c0\u03b1\u03c1\u03ac\u03b4\u03b5\u03b9\u03b3\u03bc\u03b1.test",
+     "xn--hxajbheg2az3al.test"),  # Greek alone
+    ("\u4f8b\u3048.test", "xn--r8jz45g.test"),  # Han with Hiragana
+    ("b\u00fccher-shop.test", "xn--bcher-shop-9db.test")])  # Latin with a diacritic
+def test_an_international_name_in_one_script_passes_as_punycode(domain, punycode):
+    settings = load_settings({**BASE, "mail_domains": [domain], "mail_hostname": f"mail.{domain}",
+                              "mail_users": [f"alice@{domain}"], "mail_aliases": {},
+                              "dns_zones": [domain]})
+    assert settings.mail_domains == [punycode]
 
 
 BAD_PASSWORDS = ["short", "eleven char", "twelve chars\n", "a tab\tin the middle",
