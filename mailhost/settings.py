@@ -131,6 +131,14 @@ def _dns_name(value) -> str:
     return domain_name(value, underscores=True)
 
 
+def _spf_include(value) -> str:
+    """The domain of an SPF ``include:`` (the mechanism is written by the tool)."""
+    if _text(value).strip().lower().startswith(("include:", "+include:", "v=spf1")):
+        raise ValueError("expected the domain alone, e.g. _spf.google.com (the tool writes "
+                         "'include:')")
+    return _dns_name(value)
+
+
 def _key_name(value) -> str:
     """A TSIG key name: a DNS name of one or more labels."""
     return domain_name(value, min_labels=1)
@@ -323,10 +331,10 @@ def _server(value) -> str:
 
 
 def _path(value) -> str:
-    """A path on the controller."""
+    """A path on the controller (``~`` is the user's home, as in a shell)."""
     if not _text(value):
         raise ValueError("expected a path")
-    return value
+    return str(Path(value).expanduser())
 
 
 def _pem_file(value) -> str:
@@ -519,7 +527,7 @@ class Settings(BaseModel):
 
     # records
     spf_all: Literal["~all", "-all"] = "~all"
-    spf_include: list[DnsName] = []
+    spf_include: list[Annotated[str, AfterValidator(_spf_include)]] = []
     mx_keep: list[MxValue] = []  # other servers' MX values to keep beside ours (backup MX)
     dmarc_policy: Literal["none", "quarantine", "reject"] = "none"
     dmarc_subdomain_policy: Literal["none", "quarantine", "reject"] | None = None

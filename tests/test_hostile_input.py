@@ -41,6 +41,7 @@ BAD = [
     ("mail_domains", [], "a list of mail domains", {}),
     ("mail_domains", ["exa mple.test"], "fully qualified", {}),
     ("mail_domains", ["example.test", "example.test"], "each domain once", {}),
+    ("spf_include", ["include:_spf.google.com"], "the domain alone", {}),
     # a look-alike letter pasted into a name (Cyrillic а, Greek ο): refused, named by code point
     ("mail_hostname", "m\u0430il.example.test", "U+0430 CYRILLIC SMALL LETTER A", {}),
     ("mail_domains", ["ex\u0430mple.test"], "mixes Latin letters with U+0430", {}),

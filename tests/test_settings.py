@@ -91,3 +91,10 @@ def test_dns01_with_its_own_key_needs_its_secret(tmp_path):
     loaded = load_secrets(settings, environ={"MAILHOST_TSIG_SECRET": "eA==",
                                              "MAILHOST_ACME_TSIG_SECRET": "eQ=="})
     assert loaded.acme_tsig_secret.reveal() == "eQ==" and loaded.tsig_secret.reveal() == "eA=="
+
+
+def test_a_controller_path_starting_with_a_tilde_is_in_the_users_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    settings = sample_settings(secrets_dir="~/mail-secrets", secrets_file="~/mail/secrets.toml")
+    assert settings.secrets_dir == str(tmp_path / "mail-secrets")
+    assert settings.secrets_file == str(tmp_path / "mail" / "secrets.toml")
