@@ -338,9 +338,10 @@ def _path(value) -> str:
 
 
 def _pem_file(value) -> str:
-    if not Path(_path(value)).is_file():
+    path = _path(value)
+    if not Path(path).is_file():
         raise ValueError("expected the path of a PEM file on the controller")
-    return value
+    return path
 
 
 def _host_port(value) -> str:
