@@ -35,6 +35,7 @@ class MailRun:
                 secrets[host.name] = load_secrets(settings[host.name])
             except SettingsError as error:
                 raise PyinfraError(f"{host.name}: {error}") from None
+        refuse_shared_identity(settings)
         return cls(settings, secrets)
 
     def zones_applied_by(self, host_name: str) -> list[str]:
@@ -93,6 +94,21 @@ class MailRun:
             for line in self.previews[zone].lines():
                 logger.info(line)
         return self.previews[zone]
+
+
+def refuse_shared_identity(settings: dict[str, Settings]):
+    """Two hosts of one inventory with the same mail_hostname or address would publish one
+    name for two machines (mail and certificates split between them): refused in one line."""
+    seen: dict[tuple[str, str], str] = {}
+    for name, host_settings in settings.items():
+        for key in ("mail_hostname", "ipv4", "ipv6"):
+            value = getattr(host_settings, key)
+            if value is None:
+                continue
+            other = seen.setdefault((key, str(value)), name)
+            if other != name:
+                raise PyinfraError(f"{name}: settings: {key} = {str(value)!r}: expected one of "
+                                   f"its own; host {other} of the inventory has it too")
 
 
 _current: MailRun | None = None

@@ -80,3 +80,4 @@ def test_host_keys_are_read_from_the_host_by_name(tmp_path):
     assert asked == [("vps1", host_key_path(settings, "example.test", "rsa")),  # then DANE's
                      ("vps1", "/etc/letsencrypt/live/mail.example.test/privkey.pem"),
                      ("vps1", "/etc/mailhost/tls/next-key.pem")]  # a rollover's next key
+

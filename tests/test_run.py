@@ -1,0 +1,40 @@
+"""One run's inventory: every host's settings validated once, and checked against each other."""
+
+from __future__ import annotations
+
+import pytest
+from pyinfra.api.exceptions import PyinfraError
+from pyinfra.api.inventory import Inventory
+from sample import BASE
+
+from mailhost.run import MailRun
+
+
+def inventory(*hosts: dict) -> Inventory:
+    return Inventory(([(f"vps{i}", data) for i, data in enumerate(hosts, 1)], {}))
+
+
+@pytest.fixture
+def first(monkeypatch, tmp_path) -> dict:
+    monkeypatch.setenv("MAILHOST_TSIG_SECRET", "c2VjcmV0IG9mIHRoZSBsYWI=")
+    return dict(BASE, secrets_file=str(tmp_path / "none.toml"), secrets_dir=str(tmp_path))
+
+
+def test_two_hosts_of_their_own_load(first):
+    second = {**first, "mail_hostname": "mx2.example.test", "ipv4": "198.51.100.11",
+              "ipv6": "2001:db8::11"}
+    run = MailRun.load(inventory(first, second))
+    assert [s.mail_hostname for s in run.settings.values()] == ["mail.example.test",
+                                                                "mx2.example.test"]
+
+
+@pytest.mark.parametrize("second, key, value", [
+    ({"ipv4": "198.51.100.11", "ipv6": "2001:db8::11"}, "mail_hostname", "mail.example.test"),
+    ({"mail_hostname": "mx2.example.test", "ipv6": "2001:db8::11"}, "ipv4", "198.51.100.10"),
+    ({"mail_hostname": "mx2.example.test", "ipv4": "198.51.100.11"}, "ipv6", "2001:db8::10")])
+def test_two_hosts_with_one_name_or_address_are_refused_in_one_line(first, second, key, value):
+    """One VPS listed twice, or a host block copied and half edited."""
+    with pytest.raises(PyinfraError) as raised:
+        MailRun.load(inventory(first, {**first, **second}))
+    assert str(raised.value) == (f"vps2: settings: {key} = '{value}': expected one of its own; "
+                                 "host vps1 of the inventory has it too")
