@@ -94,6 +94,7 @@ for zone in run.zones_applied_by(host.name):
         zone=zone,
         preview=preview,
         refresh=lambda zone=zone: run.zone_sync(zone, read_host_key),
+        memory=run.memory(zone),
     )
     if settings.mail_manage_host and not preview.empty:
         resolver.forget(zone)  # the host's unbound may hold the zone's old (negative) answers
@@ -111,6 +112,7 @@ if settings.mail_manage_host:
                 zone=zone,
                 preview=tlsa_plan,
                 refresh=lambda zone=zone: run.tlsa_sync(zone, read_host_key),
+                memory=run.memory(zone),
             )
             resolver.forget(zone)
 

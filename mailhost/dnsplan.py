@@ -42,6 +42,9 @@ class Ownership:
     SPF term naming them is ours even where the new record no longer does (a parked domain).
     ``spf_written`` are the SPF values this controller last wrote in the zone (dnssync's
     memory): found unchanged, every term of one is ours (an ``spf_include`` since dropped).
+    ``written`` are the (name, type, sorted values) this controller last wrote at each key
+    (the same memory): at a key whose whole set is ours (DKIM, DMARC, TLS-RPT, MTA-STS TXT,
+    SRV, TLSA), a set found neither as we want it nor as we wrote it is not ours.
     """
 
     keys: frozenset[tuple[str, str]]
@@ -50,6 +53,7 @@ class Ownership:
     mail_hosts: frozenset[str] = frozenset()
     spf_terms: frozenset[str] = frozenset()
     spf_written: frozenset[str] = frozenset()
+    written: frozenset[tuple[str, str, tuple[str, ...]]] = frozenset()
 
 
 def is_spf(value: str) -> bool:
@@ -135,6 +139,8 @@ class ZonePlan:
     conflicts: list[Conflict] = field(default_factory=list)
     found: tuple[RecordSet, ...] = ()
     notices: list[str] = field(default_factory=list)  # shown, never written nor blocking
+    owned: frozenset[tuple[str, str]] = frozenset()  # the keys it was made for
+    ours: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)  # once applied
 
     @property
     def empty(self) -> bool:
@@ -173,13 +179,16 @@ def compute_plan(
     for key in desired_by_key:
         if key not in ownership.keys:
             raise PlanError(f"internal error: desired record {key} is not in the owned keys")
-    plan = ZonePlan(zone, found=tuple(sorted(found, key=lambda r: r.key)))
+    plan = ZonePlan(zone, found=tuple(sorted(found, key=lambda r: r.key)),
+                    owned=ownership.keys)
     plan.conflicts += _aliases(desired_by_key, found)
     for key in sorted(ownership.keys | desired_by_key.keys(), key=_sort_key):
         whole = found_by_key.get(key)
         new = desired_by_key.get(key)
         old, new, kept, conflicts = _our_part(key, whole, new, ownership)
         plan.conflicts += conflicts
+        if new is not None:
+            plan.ours[key] = new.values
         note = ""
         if kept and new is not None:
             ttl = _ttl_of(whole, kept)
@@ -229,10 +238,32 @@ def _our_part(key, whole: RecordSet | None, new: RecordSet | None, ownership: Ow
         return _mx_part(whole, new, ownership)
     if rtype == "CAA":
         return _caa_part(whole, new)
-    conflicts = []
     if rtype in ("A", "AAAA"):
-        conflicts = _address_conflicts(whole, new, ownership)
-    return whole, new, (), conflicts
+        return whole, new, (), _address_conflicts(whole, new, ownership)
+    return _whole_part(whole, new, ownership)
+
+
+def _whole_part(whole: RecordSet, new: RecordSet | None, ownership: Ownership):
+    """A key whose whole set is ours: found as we want it, or as this controller last wrote
+    it. Anything else was not written by this tool: replaced only with dns_force, and left
+    alone where we want nothing."""
+    if new is not None and set(whole.values) == set(new.values):
+        return whole, new, (), []
+    if (whole.name, whole.rtype, tuple(sorted(whole.values))) in ownership.written:
+        return whole, new, (), []
+    if new is None:
+        return None, None, (), []
+    dkim_key = any(v.lower().startswith("v=dkim1") for v in whole.values)  # another sender's
+    hint = "choose another dkim_selector, " if dkim_key else ""
+    found = ", ".join(_short(display_value(whole.rtype, v)) for v in whole.values)
+    return whole, new, (), [Conflict(whole.name, whole.rtype, (
+        f"{found} was not written by this tool (here before it, or edited since; a second "
+        f"controller has no record of what the first wrote): {hint}delete it, or set "
+        "dns_force = True to replace it"))]
+
+
+def _short(text: str, limit: int = 72) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _spf_part(whole: RecordSet, new: RecordSet | None, ownership: Ownership):

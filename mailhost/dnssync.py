@@ -189,8 +189,8 @@ def left_domain_notices(hosts: dict[str, Settings]) -> dict[str, list[str]]:
 class ZoneSync:
     """One zone: where its records live and what they should be.
 
-    + memory: a directory on the controller where the SPF values written in this zone are
-      kept (spf_memory); None: no memory (every foreign-looking SPF term is a conflict)
+    + memory: a directory on the controller where the values written in this zone are kept
+      (written_records); None: no memory (every record found unlike ours is another's)
     """
 
     records: ZoneRecords
@@ -220,8 +220,12 @@ class ZoneSync:
             notices += [f"no TLSA for {r.name}: zone {self.zone} is not DNSSEC-signed "
                         f"({self.provider.kind}); {self.provider.dnssec_advice(self.zone)}"
                         for r in tlsa]
-        ownership = replace(self.records.ownership, spf_written=frozenset(
-            written_spf(self.memory).values()))
+        written = written_records(self.memory)
+        ownership = replace(
+            self.records.ownership,
+            spf_written=frozenset(v for values in written.values() for v in values if is_spf(v)),
+            written=frozenset((name, rtype, tuple(sorted(values)))
+                              for (name, rtype), values in written.items()))
         plan = compute_plan(self.zone, desired, found, ownership)
         plan.notices = notices
         check_conflicts(plan, self.force)
@@ -241,14 +245,10 @@ class ZoneSync:
                     f"zone {self.zone} changed since the plan you saw: {', '.join(changed)}; "
                     "nothing was written: check the new plan (--dry) and run again"
                 )
-        if plan.empty:
-            return
-        self.provider.apply(plan)
-        self.verify(plan)
-        shared = self.records.ownership.shared_txt
-        remember_spf(self.memory, {r.name: v for r in self.records.desired
-                                   if r.rtype == "TXT" and r.name in shared
-                                   for v in r.values if is_spf(v)})
+        if not plan.empty:
+            self.provider.apply(plan)
+            self.verify(plan)
+        remember(self.memory, plan)
 
     def verify(self, plan: ZonePlan) -> None:
         """Fail, naming the record, when the server did not keep what was written."""
@@ -266,25 +266,39 @@ class ZoneSync:
                 )
 
 
-# --- what this controller wrote: the SPF values of a zone ---
+# --- what this controller wrote in a zone: our values at each owned key ---
 
-SPF_MEMORY = "spf.json"
+MEMORY = "written.json"
+SPF_MEMORY = "spf.json"  # before written.json: the SPF values alone, {name: value}
 
 
-def written_spf(memory: Path | None) -> dict[str, str]:
-    """The SPF value this controller last wrote at each shared name of the zone ({} if none)."""
-    path = memory / SPF_MEMORY if memory is not None else None
-    if path is None or not path.exists():
+def written_records(memory: Path | None) -> dict[tuple[str, str], tuple[str, ...]]:
+    """Our values at each key of the zone as this controller last left them ({} if none)."""
+    if memory is None:
         return {}
     try:
-        data = json.loads(path.read_text())
-    except ValueError:
-        return {}  # unreadable: no memory, the plan asks as it would on a new controller
-    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+        if (memory / MEMORY).exists():
+            data = json.loads((memory / MEMORY).read_text())
+            return {tuple(k.split(" ", 1)): tuple(map(str, v)) for k, v in data.items()
+                    if " " in k and isinstance(v, list)}
+        if (memory / SPF_MEMORY).exists():
+            data = json.loads((memory / SPF_MEMORY).read_text())
+            return {(str(k), "TXT"): (str(v),) for k, v in data.items()}
+    except (ValueError, AttributeError):
+        pass  # unreadable: no memory, the plan asks as it would on a new controller
+    return {}
 
 
-def remember_spf(memory: Path | None, values: dict[str, str]) -> None:
-    """Keep the SPF values just written (the zone's whole set: names no longer ours go)."""
-    if memory is not None and values != written_spf(memory):
-        save_local_key(memory / SPF_MEMORY, (json.dumps(values, indent=1, sort_keys=True)
-                                             + "\n").encode())
+def remember(memory: Path | None, plan: ZonePlan) -> None:
+    """Keep our values at the plan's keys once it is applied, or found with nothing to change
+    (keys no longer ours go; keys another sync of the zone owns, such as the TLSA after
+    certbot, stay)."""
+    if memory is None:
+        return
+    before = written_records(memory)
+    after = {k: v for k, v in before.items() if k not in plan.owned}
+    after.update({k: tuple(v) for k, v in plan.ours.items() if k in plan.owned})
+    if after != before or not (memory / MEMORY).exists():
+        data = {f"{name} {rtype}": list(values) for (name, rtype), values in sorted(after.items())}
+        save_local_key(memory / MEMORY, (json.dumps(data, indent=1) + "\n").encode())
+        (memory / SPF_MEMORY).unlink(missing_ok=True)

@@ -52,7 +52,13 @@ class MailRun:
         records = {r.zone: r for r in zone_records(self.settings, read_host_key)}
         provider = make_provider(self.settings[first], self.secrets[first])
         return ZoneSync(records[zone], provider, force=self.settings[first].dns_force,
-                        memory=Path(self.settings[first].secrets_dir) / "dns" / zone)
+                        memory=self.memory(zone))
+
+    def memory(self, zone: str) -> Path:
+        """Where this controller keeps what it wrote in the zone (its first serving host's
+        secrets_dir)."""
+        first = next(n for n, s in self.settings.items() if zone in s.zones)
+        return Path(self.settings[first].secrets_dir) / "dns" / zone
 
     def tlsa_sync(self, zone: str, read_host_key: HostsKeyReader,
                   pending: bool = False) -> ZoneSync | None:
@@ -62,7 +68,8 @@ class MailRun:
             return None
         first = next(n for n, s in self.settings.items() if zone in s.zones)
         provider = make_provider(self.settings[first], self.secrets[first])
-        return ZoneSync(records, provider, force=self.settings[first].dns_force)
+        return ZoneSync(records, provider, force=self.settings[first].dns_force,
+                        memory=self.memory(zone))
 
     def tlsa_preview(self, zone: str, read_host_key: HostsKeyReader) -> ZonePlan | None:
         """When a host's certificate key does not exist yet (a first deploy), or a key

@@ -48,7 +48,7 @@ def zone_sync(provider, tmp_path, certificate_key: str) -> ZoneSync:
         {"mail": settings},
         lambda host, path: certificate_key if "letsencrypt" in path else
         None if path == NEXT_KEY else dkim_key)  # no TLS key rollover under way
-    return ZoneSync(records, provider)
+    return ZoneSync(records, provider, memory=tmp_path / "dns")
 
 
 def tlsa_changes(plan) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import subprocess
+from pathlib import Path
 
 import dns.message
 import dns.query
@@ -73,7 +74,7 @@ certificate = [None]
 def sync_of(provider, settings, spki) -> ZoneSync:
     certificate[0] = spki
     (records,) = zone_records({"mail": settings}, reader(key_pair()[1]))
-    return ZoneSync(records, provider)
+    return ZoneSync(records, provider, memory=Path(settings.secrets_dir) / "dns")
 
 
 def plan_of(provider, settings, spki):

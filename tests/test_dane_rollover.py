@@ -63,7 +63,8 @@ def test_the_tlsa_set_holds_both_keys_during_a_rollover_and_only_the_new_one_aft
     try:
         dane.remember(settings.mail_hostname, step())
         (records,) = zone_records({"mail": settings}, reader(key_pair()[1]))
-        ZoneSync(records, provider).apply(ZoneSync(records, provider).plan())
+        sync = ZoneSync(records, provider, memory=tmp_path / "dns")
+        sync.apply(sync.plan())
 
         # publish: the next key is made in this run: the plan shows it pending, beside the
         # current one; applied (the key exists then), both values are in the set
@@ -72,7 +73,7 @@ def test_the_tlsa_set_holds_both_keys_during_a_rollover_and_only_the_new_one_aft
         tlsa = [r for r in records.desired if r.rtype == "TLSA"]
         assert [set(r.values) for r in tlsa] == [{old, dane.NEXT_PENDING}]
         (records,) = zone_records({"mail": settings}, reader(key_pair()[1], upcoming))
-        sync = ZoneSync(records, provider)
+        sync = ZoneSync(records, provider, memory=tmp_path / "dns")
         plan = sync.plan()
         assert [line.split()[1] for line in values_in_plan(plan)] == ["MODIFY"]
         sync.apply(plan)
@@ -82,17 +83,17 @@ def test_the_tlsa_set_holds_both_keys_during_a_rollover_and_only_the_new_one_aft
         dane.remember(settings.mail_hostname,
                       step(has_next=True, seen=NOW, now=NOW + timedelta(hours=1)))
         (records,) = zone_records({"mail": settings}, reader(key_pair()[1], upcoming))
-        assert values_in_plan(ZoneSync(records, provider).plan()) == []
+        assert values_in_plan(ZoneSync(records, provider, memory=tmp_path / "dns").plan()) == []
         after = tlsa_records({"mail": settings}, reader(key_pair()[1], upcoming), ZONE,
                              pending=True)
         assert [r.values for r in after.desired] == [(new,)]
         # applied after a switch that failed: the host still has both keys: no change
         failed = tlsa_records({"mail": settings}, reader(key_pair()[1], upcoming), ZONE)
-        assert values_in_plan(ZoneSync(failed, provider).plan()) == []
+        assert values_in_plan(ZoneSync(failed, provider, memory=tmp_path / "dns").plan()) == []
         # applied after the switch: the certificate's key is the next one, the next is gone
         certificate[0] = upcoming
         done = tlsa_records({"mail": settings}, reader(key_pair()[1]), ZONE)
-        sync = ZoneSync(done, provider)
+        sync = ZoneSync(done, provider, memory=tmp_path / "dns")
         sync.apply(sync.plan())
         assert provider.read(ZONE, {(TLSA_NAME, "TLSA")})[0].values == (new,)
     finally:
@@ -309,7 +310,7 @@ def test_the_next_tlsa_is_waited_for_only_where_a_tlsa_is_published(
     def publish(*values):
         records = ZoneRecords(ZONE, [RecordSet(TLSA_NAME, "TLSA", 300, values)],
                               Ownership(frozenset({(TLSA_NAME, "TLSA")})))
-        sync = ZoneSync(records, provider)
+        sync = ZoneSync(records, provider, memory=tmp_path / "dns")
         sync.apply(sync.plan())
     publish(old)
     assert not next_tlsa_answered(signed, new)  # the old set only: wait

@@ -147,7 +147,9 @@ def test_txt_over_255_bytes_is_split_and_joined_back():
 
 
 def test_plan_lines_read_like_dnscontrol():
-    ownership = Ownership(frozenset({("_dmarc.example.test", "TXT"), ("example.test", "MX")}))
+    ownership = Ownership(frozenset({("_dmarc.example.test", "TXT"), ("example.test", "MX")}),
+                          written=frozenset({("_dmarc.example.test", "TXT",
+                                              ("v=DMARC1; p=none",))}))  # ours, last run
     found = [RecordSet("_dmarc.example.test", "TXT", 3600, ("v=DMARC1; p=none",))]
     desired = [
         RecordSet("_dmarc.example.test", "TXT", 3600, ("v=DMARC1; p=quarantine",)),

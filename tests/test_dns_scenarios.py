@@ -22,14 +22,19 @@ RSA2 = public_value(generate_key("rsa", 2048))
 
 
 @pytest.fixture(params=["knot_world", "cloudflare_world"])
-def world(request):
-    return request.getfixturevalue(request.param)
+def world(request, tmp_path):
+    world = request.getfixturevalue(request.param)
+    world.memory = tmp_path / "dns" / "example.test"  # this controller's (secrets_dir/dns/ZONE)
+    return world
 
 
-def zone_sync(world, provider=None, force=False, rsa=RSA, **overrides) -> ZoneSync:
+def zone_sync(world, provider=None, force=False, rsa=RSA, memory="the world's",
+              **overrides) -> ZoneSync:
+    """The zone's sync as a deploy makes it; ``memory=None``: a controller that wrote nothing."""
     settings = sample_settings(**overrides)
     (records,) = desired_by_zone([MailHost(settings, {"example.test": DkimPublicKeys(rsa)})])
-    return ZoneSync(records, provider or world.provider(), force=force)
+    memory = getattr(world, "memory", None) if memory == "the world's" else memory
+    return ZoneSync(records, provider or world.provider(), force=force, memory=memory)
 
 
 def converge(world, **overrides):
@@ -364,32 +369,107 @@ def test_an_spf_include_dropped_from_the_settings_leaves_the_record_we_wrote(wor
     """The zone's SPF as this controller wrote it (its memory, secrets_dir/dns/ZONE/) is ours
     whole: an include taken out of spf_include is removed without dns_force. A term added by
     hand since, or no memory (another controller), is a conflict as before."""
-    memory = tmp_path / "dns" / "example.test"
+    memory = world.memory
     newsletter = dict(spf_include=["spf.newsletter.example"])
     sync = zone_sync(world, **newsletter)
-    sync.memory = memory
     sync.apply(sync.plan())
     written = "v=spf1 ip4:198.51.100.10 ip6:2001:db8::10 include:spf.newsletter.example ~all"
-    assert json.loads((memory / "spf.json").read_text()) == {"example.test": written}
+    assert json.loads((memory / "written.json").read_text())["example.test TXT"] == [written]
     with pytest.raises(PlanError, match="has terms that are not ours"):
-        zone_sync(world).plan()  # no memory: a conflict, as on a new controller
+        zone_sync(world, memory=None).plan()  # no memory: a conflict, as on a new controller
     dropped = zone_sync(world)
-    dropped.memory = memory
     plan = dropped.plan()
     assert plan.conflicts == [] and "include:" not in " ".join(
         v for c in plan.changes for v in c.expected_values())
     dropped.apply(plan)
-    assert json.loads((memory / "spf.json").read_text()) == {
-        "example.test": "v=spf1 ip4:198.51.100.10 ip6:2001:db8::10 ~all"}
+    assert json.loads((memory / "written.json").read_text())["example.test TXT"] == [
+        "v=spf1 ip4:198.51.100.10 ip6:2001:db8::10 ~all"]
     # a term written by hand since the last run is somebody else's: a conflict again
     world.remove_foreign("example.test", "TXT",
                          "v=spf1 ip4:198.51.100.10 ip6:2001:db8::10 ~all")
     world.add_foreign("example.test", "TXT",
                       "v=spf1 ip4:198.51.100.10 ip6:2001:db8::10 include:spf.crm.example ~all")
     again = zone_sync(world)
-    again.memory = memory
     with pytest.raises(PlanError, match="include:spf.crm.example"):
         again.plan()
-    (memory / "spf.json").write_text("{not json")  # damaged: the plan still runs, one line
+    (memory / "written.json").write_text("{not json")  # damaged: the plan still runs, one line
     with pytest.raises(PlanError, match="include:spf.crm.example"):
         again.plan()
+
+
+# records at names the tool needs, found there before it (a zone that had mail elsewhere)
+BEFORE_US = [
+    ("_dmarc.example.test", "TXT", "v=DMARC1; p=none; rua=mailto:agg@dmarc.vendor.example"),
+    ("mail._domainkey.example.test", "TXT", "v=DKIM1; k=rsa; p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCB"),
+    ("_smtp._tls.example.test", "TXT", "v=TLSRPTv1; rua=mailto:tls@vendor.example"),
+    ("_submission._tcp.example.test", "SRV", "0 1 587 smtp.vendor.example"),
+]
+
+
+def test_records_found_at_our_names_before_us_are_conflicts_not_rewrites(world):
+    """A DMARC policy, another sender's DKIM key under our selector, a TLS-RPT address, a
+    client SRV: none written by this tool, so none is rewritten (nor its TTL) without
+    dns_force; each is one line saying what to do."""
+    for name, rtype, value in BEFORE_US:
+        world.add_foreign(name, rtype, value, ttl=600)
+    before = zone_state(world)
+    with pytest.raises(PlanError) as refused:
+        zone_sync(world).plan()
+    assert "(and 3 more, see the ! lines)" in str(refused.value)
+    conflicts = {c.name: c.text for c in refused.value.plan.conflicts}
+    assert set(conflicts) == {name for name, _, _ in BEFORE_US}
+    assert all("was not written by this tool" in text and "dns_force = True" in text
+               for text in conflicts.values())
+    assert "choose another dkim_selector" in conflicts["mail._domainkey.example.test"]
+    assert "choose another" not in conflicts["_dmarc.example.test"]
+    assert zone_state(world) == before
+    forced = zone_sync(world, force=True)
+    forced.apply(forced.plan())
+    held = {(n, t, v) for n, t, _ttl, v in world.snapshot()}
+    assert not {(n, t, v) for n, t, v in BEFORE_US} & held
+    assert zone_sync(world).plan().empty  # replaced once: ours from now on
+
+
+def test_a_record_found_as_we_want_it_is_ours_and_one_edited_since_is_not(world):
+    dmarc = "v=DMARC1; p=quarantine; rua=mailto:dmarc@example.test"
+    world.add_foreign("_dmarc.example.test", "TXT", dmarc, ttl=3600)
+    sync = zone_sync(world)
+    plan = sync.plan()
+    assert plan.conflicts == [] and "_dmarc.example.test" not in plan.format()
+    sync.apply(plan)
+    # a setting changes it: ours (remembered), one modify
+    changed = zone_sync(world, dmarc_policy="reject").plan()
+    assert [(c.action, c.name) for c in changed.changes] == [("modify", "_dmarc.example.test")]
+    # edited by hand since our last write: somebody's now
+    world.remove_foreign("_dmarc.example.test", "TXT", dmarc)
+    world.add_foreign("_dmarc.example.test", "TXT", dmarc + "; ruf=mailto:f@vendor.example")
+    with pytest.raises(PlanError, match="_dmarc.example.test.*was not written by this tool"):
+        zone_sync(world, dmarc_policy="reject").plan()
+
+
+def test_a_record_at_an_owned_name_we_do_not_want_is_left_unless_we_wrote_it(world):
+    """The ed25519 selector's name is ours (dkim_ed25519 may be turned off): a record there
+    that this tool did not write is neither deleted nor a conflict."""
+    name, value = "mail-ed25519._domainkey.example.test", "v=DKIM1; k=ed25519; p=theirs"
+    world.add_foreign(name, "TXT", value)
+    sync = zone_sync(world)
+    plan = sync.plan()
+    assert plan.conflicts == [] and name not in plan.format()
+    sync.apply(plan)
+    assert (name, "TXT", value) in {(n, t, v) for n, t, _ttl, v in world.snapshot()}
+
+
+def test_the_spf_memory_of_an_older_controller_is_read_then_replaced(world):
+    """secrets/dns/ZONE/spf.json ({name: SPF value}) came before written.json."""
+    newsletter = dict(spf_include=["spf.newsletter.example"])
+    sync = zone_sync(world, memory=None, **newsletter)
+    sync.apply(sync.plan())
+    world.memory.mkdir(parents=True)
+    written = "v=spf1 ip4:198.51.100.10 ip6:2001:db8::10 include:spf.newsletter.example ~all"
+    (world.memory / "spf.json").write_text(json.dumps({"example.test": written}))
+    dropped = zone_sync(world)
+    dropped.apply(dropped.plan())  # the include goes without dns_force: the old file was read
+    assert "include:" not in " ".join(v for _n, t, _ttl, v in world.snapshot() if t == "TXT")
+    assert not (world.memory / "spf.json").exists()
+    assert json.loads((world.memory / "written.json").read_text())["example.test TXT"] == [
+        "v=spf1 ip4:198.51.100.10 ip6:2001:db8::10 ~all"]

@@ -963,7 +963,7 @@ def test_mail_leaves_through_the_relay_while_outbound_25_is_blocked(lab_host, mo
     assert (message.meta["peer"], message.meta["helo"]) == (RELAY4, RELAY_HOST)
     assert [message.verdicts[k] for k in ("dkim", "spf", "dmarc", "iprev")] == ["pass"] * 4
     # the include is no longer in the settings: the SPF record found is the one this
-    # controller wrote (its memory, secrets/dns/example.test/spf.json), so the plan drops the
+    # controller wrote (its memory, secrets/dns/example.test/written.json), so the plan drops the
     # include without dns_force
     output = deploy(lab_host, "-y")
     assert "include:relay.example.net" not in zone_text(lab_host)

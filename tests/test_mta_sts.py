@@ -85,17 +85,18 @@ def test_bad_mta_sts_settings_are_refused(key, value, expected):
     assert expected in str(refused.value) and "\n" not in str(refused.value)
 
 
-def test_a_policy_change_is_one_txt_change_and_off_leaves_them(world):
-    first = ZoneSync(zone(mta_sts_mode="testing"), world.provider())
+def test_a_policy_change_is_one_txt_change_and_off_leaves_them(world, tmp_path):
+    first = ZoneSync(zone(mta_sts_mode="testing"), world.provider(), memory=tmp_path)
     first.apply(first.plan())
-    assert ZoneSync(zone(mta_sts_mode="testing"), world.provider()).plan().empty
-    changed = ZoneSync(zone(mta_sts_mode="enforce"), world.provider())
+    assert ZoneSync(zone(mta_sts_mode="testing"), world.provider(), memory=tmp_path).plan().empty
+    changed = ZoneSync(zone(mta_sts_mode="enforce"), world.provider(), memory=tmp_path)
     plan = changed.plan()
     assert [(c.action, c.rtype, c.name) for c in plan.changes] == [
         ("modify", "TXT", "_mta-sts.example.test")]
     changed.apply(plan)
     before = world.snapshot()
-    assert ZoneSync(zone(), world.provider()).plan().empty  # "off": not ours to touch
+    off = ZoneSync(zone(), world.provider(), memory=tmp_path)
+    assert off.plan().empty  # "off": not ours to touch
     assert world.snapshot() == before
 
 

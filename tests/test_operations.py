@@ -181,6 +181,29 @@ def test_zone_records_yields_the_apply_only_when_the_preview_has_changes():
     assert [text(c) for c in commands] == ["<_apply>"]
 
 
+def test_an_empty_preview_notes_what_was_found_ours_only_when_the_run_executes(tmp_path):
+    """Records found as we want them (written before the memory existed, or by hand) are
+    remembered by a run with nothing to change; --dry (preparing only) writes nothing."""
+    import json
+
+    from mailhost.dnsplan import Ownership, compute_plan
+    from mailhost.operations import dns
+    from mailhost.records import RecordSet
+    dmarc = RecordSet("_dmarc.example.test", "TXT", 300, ("v=DMARC1; p=none",))
+    preview = compute_plan("example.test", [dmarc], [dmarc], Ownership(frozenset({dmarc.key})))
+    assert preview.empty
+    memory = tmp_path / "dns" / "example.test"
+    host = FakeHost()
+    assert run(dns.zone_records, host, zone="example.test", preview=preview, refresh=None,
+               memory=memory) == []
+    assert not memory.exists()  # preparing (--dry): nothing written on the controller
+    with on(host, executing=True):
+        assert list(dns.zone_records._inner(zone="example.test", preview=preview,
+                                            refresh=None, memory=memory)) == []
+    assert json.loads((memory / "written.json").read_text()) == {
+        "_dmarc.example.test TXT": ["v=DMARC1; p=none"]}
+
+
 def test_zone_records_apply_refuses_a_pending_key_and_reports_errors_in_one_line():
     from types import SimpleNamespace
 

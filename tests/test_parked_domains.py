@@ -119,14 +119,14 @@ def test_notices_are_shown_with_an_empty_plan_too(knot_world, tmp_path):
     assert lines[1].startswith("  ! NOTICE   old.example.test left mail_domains")
 
 
-def test_parking_a_mail_domain_replaces_its_records_and_keeps_the_zones_others(world):
+def test_parking_a_mail_domain_replaces_its_records_and_keeps_the_zones_others(world, tmp_path):
     """shop.example.test was a mail domain (MX, SPF, DKIM, DMARC, TLS-RPT of ours) beside a
     site verification TXT; parked, it gets null MX, SPF -all, DMARC reject and the empty key,
     its old DKIM and TLS-RPT records go, the verification stays; a second plan is empty."""
     as_mail = sample_settings(mail_domains=["example.test", PARKED], dns_zones=["example.test"])
     keys = {d: DkimPublicKeys(RSA) for d in as_mail.mail_domains}
     (zone,) = desired_by_zone([MailHost(as_mail, keys)])
-    first = ZoneSync(zone, world.provider())
+    first = ZoneSync(zone, world.provider(), memory=tmp_path)
     first.apply(first.plan())
     world.add_foreign(PARKED, "TXT", "google-site-verification=shop")
 
@@ -134,8 +134,8 @@ def test_parking_a_mail_domain_replaces_its_records_and_keeps_the_zones_others(w
     (zone,) = desired_by_zone([MailHost(parked, {"example.test": DkimPublicKeys(RSA)})])
     # the world's zone is small: parking touches over 30% of its records (the guard)
     with pytest.raises(Exception, match="over 30%"):
-        ZoneSync(zone, world.provider()).plan()
-    sync = ZoneSync(zone, world.provider(), force=True)
+        ZoneSync(zone, world.provider(), memory=tmp_path).plan()
+    sync = ZoneSync(zone, world.provider(), force=True, memory=tmp_path)
     plan = sync.plan()
     changes = {(c.action, c.rtype, c.name) for c in plan.changes}
     assert changes == {
@@ -152,7 +152,7 @@ def test_parking_a_mail_domain_replaces_its_records_and_keeps_the_zones_others(w
     assert (PARKED, "TXT", "google-site-verification=shop") in held
     assert (f"*._domainkey.{PARKED}", "TXT", "v=DKIM1; p=") in held
     assert not [e for e in held if e[0] == f"mail._domainkey.{PARKED}"]
-    assert ZoneSync(zone, world.provider()).plan().empty
+    assert ZoneSync(zone, world.provider(), memory=tmp_path).plan().empty
 
 
 def test_parking_a_domain_that_receives_mail_elsewhere_is_a_conflict(world):

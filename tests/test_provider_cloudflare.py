@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from dataclasses import replace
 
 import pytest
 from concurrency import assert_refused_after_foreign_write
@@ -164,7 +165,11 @@ def test_removed_key_is_deleted(cloudflare_world):
     world = cloudflare_world
     run(world.provider())
     without_dmarc = [r for r in desired() if r.name != "_dmarc." + ZONE]
-    plan = run(world.provider(), without_dmarc)
+    (dmarc,) = [r for r in desired() if r.name == "_dmarc." + ZONE]
+    written = replace(OWNERSHIP, written=frozenset({(dmarc.name, "TXT", dmarc.values)}))
+    provider = world.provider()
+    plan = compute_plan(ZONE, without_dmarc, provider.read(ZONE, OWNERSHIP.keys), written)
+    provider.apply(plan)
     assert plan.counts() == {"create": 0, "modify": 0, "delete": 1}
     assert not [t for t in world.snapshot() if t[0] == "_dmarc." + ZONE]
 

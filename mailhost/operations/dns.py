@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from pyinfra import host, logger
 from pyinfra.api import FunctionCommand, OperationError, operation
+from pyinfra.context import state
 
 from mailhost.dane import NEXT_PENDING
 from mailhost.dkim import PENDING
 from mailhost.dnsplan import PlanError, ZonePlan
-from mailhost.dnssync import ZoneSync
+from mailhost.dnssync import ZoneSync, remember
 from mailhost.providers import ProviderError
 
 
 @operation()
-def zone_records(zone: str, preview: ZonePlan, refresh: Callable[[], ZoneSync]):
+def zone_records(zone: str, preview: ZonePlan, refresh: Callable[[], ZoneSync],
+                 memory: Path | None = None):
     """
     Publish the mail DNS records of one zone through its provider.
 
@@ -23,6 +26,8 @@ def zone_records(zone: str, preview: ZonePlan, refresh: Callable[[], ZoneSync]):
     + preview: the plan read while operations were prepared; an empty one means no change
     + refresh: rebuilds the ZoneSync when the operation runs, so that a DKIM key generated
       earlier in the same run is the one published
+    + memory: where this controller keeps what it wrote in the zone (dnssync.remember);
+      records found as we want them are noted there when the run executes (not for --dry)
 
     The zone is read again when the operation runs: if it differs from the read the preview
     was made from, nothing is written. The plan is applied in one provider write (one UPDATE
@@ -30,6 +35,8 @@ def zone_records(zone: str, preview: ZonePlan, refresh: Callable[[], ZoneSync]):
     """
     if preview.empty:
         host.noop(preview.lines()[0])
+        if state.is_executing:
+            remember(memory, preview)
         return
     yield FunctionCommand(_apply, (refresh, preview), {})
 
