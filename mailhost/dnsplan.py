@@ -181,7 +181,7 @@ def compute_plan(
             raise PlanError(f"internal error: desired record {key} is not in the owned keys")
     plan = ZonePlan(zone, found=tuple(sorted(found, key=lambda r: r.key)),
                     owned=ownership.keys)
-    plan.conflicts += _aliases(desired_by_key, found)
+    plan.conflicts += _aliases(desired_by_key, found, ownership.mail_hosts)
     for key in sorted(ownership.keys | desired_by_key.keys(), key=_sort_key):
         whole = found_by_key.get(key)
         new = desired_by_key.get(key)
@@ -207,15 +207,17 @@ def compute_plan(
     return plan
 
 
-def _aliases(desired_by_key: dict, found: list[RecordSet]) -> list[Conflict]:
+def _aliases(desired_by_key: dict, found: list[RecordSet],
+             mail_hosts: frozenset[str]) -> list[Conflict]:
     """A CNAME at a name we need, or a DNAME above one: the server would ignore our record."""
     needed = {name for name, _rtype in desired_by_key}
     conflicts = []
     for rr in found:
         if rr.rtype == "CNAME" and rr.name in needed:
+            other_name = " (or choose another mail_hostname)" * (rr.name in mail_hosts)
             conflicts.append(Conflict(rr.name, "CNAME", (
                 f"-> {', '.join(rr.values)}: no other record can sit beside a CNAME; remove it "
-                "or move what it serves elsewhere (or choose another mail_hostname)"), False))
+                f"or move what it serves elsewhere{other_name}"), False))
         elif rr.rtype == "DNAME" and any(n.endswith("." + rr.name) for n in needed):
             below = sorted(n for n in needed if n.endswith("." + rr.name))
             conflicts.append(Conflict(rr.name, "DNAME", (

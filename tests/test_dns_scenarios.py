@@ -254,7 +254,18 @@ def test_cname_at_the_mail_hostname_is_refused_even_when_forced(world):
         zone_sync(world, force=True, **ADOPT).plan()
     assert re.search(r"! CONFLICT CNAME mail.example.test +-> ghs.hosting.example",
                      refused.value.plan.format())
+    assert "choose another mail_hostname" in str(refused.value)
     assert zone_state(world) == before
+
+
+def test_a_dmarc_delegated_by_cname_is_refused_without_naming_the_mail_hostname(world):
+    world.add_foreign("_dmarc.example.test", "CNAME", "example.test._dmarc.vendor.example")
+    with pytest.raises(PlanError) as refused:
+        zone_sync(world, force=True).plan()
+    (conflict,) = refused.value.plan.conflicts
+    assert conflict.name == "_dmarc.example.test" and not conflict.forceable
+    assert "remove it or move what it serves elsewhere" in conflict.text
+    assert "mail_hostname" not in conflict.text
 
 
 def test_mail_hostname_at_the_apex_is_refused(world):
