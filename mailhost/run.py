@@ -36,6 +36,7 @@ class MailRun:
             except SettingsError as error:
                 raise PyinfraError(f"{host.name}: {error}") from None
         refuse_shared_identity(settings)
+        refuse_mta_sts_on_shared_domains(settings)
         return cls(settings, secrets)
 
     def zones_applied_by(self, host_name: str) -> list[str]:
@@ -116,6 +117,23 @@ def refuse_shared_identity(settings: dict[str, Settings]):
             if other != name:
                 raise PyinfraError(f"{name}: settings: {key} = {str(value)!r}: expected one of "
                                    f"its own; host {other} of the inventory has it too")
+
+
+def refuse_mta_sts_on_shared_domains(settings: dict[str, Settings]):
+    """MTA-STS for a domain served by several hosts is not supported yet: each host would serve
+    a policy naming itself only, and a sender enforcing the first host's policy would refuse
+    the others (a backup MX). Refused in one line until the policy names them all."""
+    serving: dict[str, list[str]] = {}
+    for name, host_settings in settings.items():
+        for domain in host_settings.mail_domains:
+            serving.setdefault(domain, []).append(name)
+    for domain, names in serving.items():
+        on = [n for n in names if settings[n].mta_sts_mode in ("testing", "enforce")]
+        if len(names) > 1 and on:
+            raise PyinfraError(
+                f"{on[0]}: settings: mta_sts_mode = {settings[on[0]].mta_sts_mode!r}: expected "
+                f"'off' or 'none' while {domain} is served by several hosts "
+                f"({', '.join(names)}): MTA-STS with several MX hosts is not supported yet")
 
 
 _current: MailRun | None = None

@@ -38,3 +38,21 @@ def test_two_hosts_with_one_name_or_address_are_refused_in_one_line(first, secon
         MailRun.load(inventory(first, {**first, **second}))
     assert str(raised.value) == (f"vps2: settings: {key} = '{value}': expected one of its own; "
                                  "host vps1 of the inventory has it too")
+
+
+@pytest.mark.parametrize("mode, refused", [("enforce", True), ("testing", True),
+                                           ("none", False), ("off", False)])
+def test_mta_sts_on_a_domain_served_by_two_hosts_is_refused_until_supported(first, mode, refused):
+    """Each host would serve a policy naming itself only: a sender enforcing the first host's
+    would refuse the second (a backup MX)."""
+    second = {**first, "mail_hostname": "mx2.example.test", "ipv4": "198.51.100.11",
+              "ipv6": "2001:db8::11", "mta_sts_mode": mode}
+    if not refused:
+        MailRun.load(inventory(first, second))
+        return
+    with pytest.raises(PyinfraError) as raised:
+        MailRun.load(inventory(first, second))
+    assert str(raised.value) == (
+        f"vps2: settings: mta_sts_mode = '{mode}': expected 'off' or 'none' while example.test "
+        "is served by several hosts (vps1, vps2): MTA-STS with several MX hosts is not "
+        "supported yet")
