@@ -27,6 +27,8 @@ No value read here is ever printed: Secret hides itself in repr and str.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 import stat
@@ -94,12 +96,18 @@ def load_secrets(settings: Settings, environ=None) -> Secrets:
     environ = os.environ if environ is None else environ
     from_file = _read_file(Path(settings.secrets_file))
 
-    def pick(variable, key):
+    def pick(variable, key, check=None):
         value = environ.get(variable) or from_file.get(key)
-        return Secret(value) if value else None
+        if not value:
+            return None
+        if not isinstance(value, str):
+            raise SettingsError(f"secrets: {key}: expected text (a quoted TOML string)")
+        if check is not None:
+            check(f"{key} ({variable})", value)
+        return Secret(value)
 
-    token = pick("CLOUDFLARE_API_TOKEN", "cloudflare_api_token")
-    tsig = pick("MAILHOST_TSIG_SECRET", "tsig_secret")
+    token = pick("CLOUDFLARE_API_TOKEN", "cloudflare_api_token", _one_word)
+    tsig = pick("MAILHOST_TSIG_SECRET", "tsig_secret", _base64_key)
     if settings.dns_provider == "cloudflare" and token is None:
         raise SettingsError(
             "secrets: CLOUDFLARE_API_TOKEN: not set; export it, or put cloudflare_api_token in "
@@ -110,8 +118,8 @@ def load_secrets(settings: Settings, environ=None) -> Secrets:
             f"secrets: MAILHOST_TSIG_SECRET: not set; export the base64 secret of TSIG key "
             f"{settings.dns_tsig_key_name}, or put tsig_secret in {settings.secrets_file}"
         )
-    acme_tsig = pick("MAILHOST_ACME_TSIG_SECRET", "acme_tsig_secret")
-    acme_token = pick("CLOUDFLARE_ACME_API_TOKEN", "cloudflare_acme_api_token")
+    acme_tsig = pick("MAILHOST_ACME_TSIG_SECRET", "acme_tsig_secret", _base64_key)
+    acme_token = pick("CLOUDFLARE_ACME_API_TOKEN", "cloudflare_acme_api_token", _one_word)
     if (settings.acme_challenge == "dns-01" and settings.dns_provider == "rfc2136"
             and settings.dns_acme_tsig_key_name and acme_tsig is None):
         raise SettingsError(
@@ -176,6 +184,26 @@ def _backup_secrets(settings: Settings, pick) -> BackupSecrets | None:
                                               if key == "backup_password" else ""))
         found[key.removeprefix("backup_")] = value
     return BackupSecrets(**found)
+
+
+def _one_word(label: str, value: str) -> None:
+    """An API token or key: one word (it goes into a header, or a line of certbot's
+    credentials file on the host); the refusal never shows the value."""
+    if not value or any(unicodedata.category(c) == "Cc" or c.isspace() for c in value):
+        raise SettingsError(f"secrets: {label}: expected one word, no spaces or control "
+                            "characters (a line break pasted in?)")
+
+
+def _base64_key(label: str, value: str) -> None:
+    """A TSIG secret: base64, as ``tsig-keygen`` and ``keymgr`` print it."""
+    _one_word(label, value)
+    try:
+        decoded = base64.b64decode(value, validate=True)
+    except binascii.Error:
+        decoded = b""
+    if not decoded:
+        raise SettingsError(f"secrets: {label}: expected the base64 secret of the TSIG key "
+                            "(as tsig-keygen prints it); this one is not base64")
 
 
 def _checked_password(address: str, value) -> str:

@@ -326,6 +326,39 @@ def test_an_international_name_in_one_script_passes_as_punycode(domain, punycode
     assert settings.mail_domains == [punycode]
 
 
+BAD_KEYS = [  # (variable, value, what the line says); a newline would add a line to certbot's
+    # credentials file on the host (dns_rfc2136_secret = ...)
+    ("MAILHOST_TSIG_SECRET", "c2VjcmV0IG9mIHRoZSBsYWI=\ndns_rfc2136_server = 203.0.113.9",
+     "no spaces or control characters"),
+    ("MAILHOST_TSIG_SECRET", "not-base64!!", "not base64"),
+    ("MAILHOST_TSIG_SECRET", "c2VjcmV0 IG9m", "no spaces"),
+    ("MAILHOST_ACME_TSIG_SECRET", "%%%%", "not base64"),
+    ("CLOUDFLARE_API_TOKEN", "abcdefghij klmnopqrst", "one word"),
+    ("CLOUDFLARE_ACME_API_TOKEN", "Zq9\r\nX-Injected: 1", "control characters"),
+]
+
+
+@pytest.mark.parametrize(("variable", "value", "expected"), BAD_KEYS,
+                         ids=[v for v, _, _ in BAD_KEYS])
+def test_a_malformed_key_or_token_is_refused_naming_it_never_showing_it(variable, value,
+                                                                        expected, tmp_path):
+    settings = load_settings({
+        **BASE, "secrets_file": str(tmp_path / "none.toml"), "acme_challenge": "dns-01",
+        "dns_acme_tsig_key_name": "acme-key",
+        "dns_provider": "cloudflare" if "CLOUDFLARE" in variable else "rfc2136"})
+    environ = {"MAILHOST_TSIG_SECRET": "c2VjcmV0IG9mIHRoZSBsYWI=",
+               "MAILHOST_ACME_TSIG_SECRET": "c2VjcmV0IG9mIHRoZSBsYWI=",
+               "CLOUDFLARE_API_TOKEN": "t" * 40, "CLOUDFLARE_ACME_API_TOKEN": "a" * 40,
+               **{f"MAILHOST_PASSWORD_{u}": "a long password 1" for u in (
+                   "ALICE_EXAMPLE_TEST", "BOB_EXAMPLE_TEST")},
+               variable: value}
+    with pytest.raises(SettingsError) as raised:
+        load_secrets(settings, environ)
+    line = str(raised.value)
+    assert "\n" not in line and variable in line and expected in line, line
+    assert value not in line and value.split()[0] not in line
+
+
 BAD_PASSWORDS = ["short", "eleven char", "twelve chars\n", "a tab\tin the middle",
                  "nul\x00in the middle", "delete \x7f character", "\nleading newline ok?"]
 
