@@ -48,26 +48,26 @@ class MailRun:
         return [zone for zone, name in claimed.items() if name == host_name]
 
     def zone_sync(self, zone: str, read_host_key: HostsKeyReader) -> ZoneSync:
-        serving = [n for n, s in self.settings.items() if zone in s.zones]
-        first = serving[0]
         records = {r.zone: r for r in zone_records(self.settings, read_host_key)}
-        provider = make_provider(self.settings[first], self.secrets[first])
-        return ZoneSync(records[zone], provider, force=self.settings[first].dns_force,
-                        memory=self.memory(zone))
-
-    def memory(self, zone: str) -> Path:
-        """Where this controller keeps what it wrote in the zone (its first serving host's
-        secrets_dir)."""
-        first = next(n for n, s in self.settings.items() if zone in s.zones)
-        return Path(self.settings[first].secrets_dir) / "dns" / zone
+        return self._sync(zone, records[zone])
 
     def tlsa_sync(self, zone: str, read_host_key: HostsKeyReader,
                   pending: bool = False) -> ZoneSync | None:
         """The zone's TLSA records alone (dnssync.tlsa_records), through its provider."""
         records = tlsa_records(self.settings, read_host_key, zone, pending)
-        if records is None:
-            return None
-        first = next(n for n, s in self.settings.items() if zone in s.zones)
+        return None if records is None else self._sync(zone, records)
+
+    def memory(self, zone: str) -> Path:
+        """Where this controller keeps what it wrote in the zone (dnssync.remember): beside the
+        keys, in the secrets_dir of the zone's first serving host."""
+        return Path(self.settings[self._first(zone)].secrets_dir) / "dns" / zone
+
+    def _first(self, zone: str) -> str:
+        """The zone's first serving host (inventory order): its provider and settings apply."""
+        return next(n for n, s in self.settings.items() if zone in s.zones)
+
+    def _sync(self, zone: str, records) -> ZoneSync:
+        first = self._first(zone)
         provider = make_provider(self.settings[first], self.secrets[first])
         return ZoneSync(records, provider, force=self.settings[first].dns_force,
                         memory=self.memory(zone))

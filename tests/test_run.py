@@ -56,3 +56,22 @@ def test_mta_sts_on_a_domain_served_by_two_hosts_is_refused_until_supported(firs
         f"vps2: settings: mta_sts_mode = '{mode}': expected 'off' or 'none' while example.test "
         "is served by several hosts (vps1, vps2): MTA-STS with several MX hosts is not "
         "supported yet")
+
+
+def test_both_syncs_of_a_zone_share_its_provider_settings_and_memory(first):
+    """The TLSA after certbot is written by its own sync: the same memory (what this
+    controller wrote), so neither takes the other's records for somebody else's."""
+    import base64
+    from pathlib import Path
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    key = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    spki = base64.b64encode(key).decode()
+    run = MailRun.load(inventory(first))
+    read = lambda host, path: spki if "letsencrypt" in path else None  # noqa: E731
+    tlsa, zone = run.tlsa_sync("example.test", read), run.zone_sync("example.test", read)
+    assert tlsa.memory == zone.memory == Path(first["secrets_dir"]) / "dns" / "example.test"
+    assert [r.rtype for r in tlsa.records.desired] == ["TLSA"]
+    assert type(tlsa.provider) is type(zone.provider) and tlsa.force is zone.force is False
