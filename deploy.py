@@ -112,7 +112,6 @@ if settings.mail_manage_host:
                 zone=zone,
                 preview=tlsa_plan,
                 refresh=lambda zone=zone: run.tlsa_sync(zone, read_host_key),
-                memory=run.memory(zone),
             )
             resolver.forget(zone)
 

@@ -40,11 +40,10 @@ class Ownership:
     servers kept beside ours. At a CAA key only the values we want are ours: other CAs stay.
     ``mail_hosts`` and ``spf_terms`` are every host's name and SPF terms in this run: an MX or
     SPF term naming them is ours even where the new record no longer does (a parked domain).
-    ``spf_written`` are the SPF values this controller last wrote in the zone (dnssync's
-    memory): found unchanged, every term of one is ours (an ``spf_include`` since dropped).
     ``written`` are the (name, type, sorted values) this controller last wrote at each key
-    (the same memory): at a key whose whole set is ours (DKIM, DMARC, TLS-RPT, MTA-STS TXT,
-    SRV, TLSA), a set found neither as we want it nor as we wrote it is not ours.
+    (dnssync's memory): an SPF found as written there is ours whole, every term of it (an
+    ``spf_include`` since dropped); at a key whose whole set is ours (DKIM, DMARC, TLS-RPT,
+    MTA-STS TXT, SRV, TLSA), a set found neither as we want it nor as written is not ours.
     """
 
     keys: frozenset[tuple[str, str]]
@@ -52,7 +51,6 @@ class Ownership:
     mx_keep: frozenset[tuple[str, str]] = frozenset()
     mail_hosts: frozenset[str] = frozenset()
     spf_terms: frozenset[str] = frozenset()
-    spf_written: frozenset[str] = frozenset()
     written: frozenset[tuple[str, str, tuple[str, ...]]] = frozenset()
 
 
@@ -279,7 +277,7 @@ def _spf_part(whole: RecordSet, new: RecordSet | None, ownership: Ownership):
         return None, new, kept, []
     old = whole.with_values(spf)
     conflicts = []
-    if new is not None and spf[0] not in ownership.spf_written:
+    if new is not None and (whole.name, "TXT", (spf[0],)) not in ownership.written:
         ours = {_spf_term(t) for t in new.values[0].split()[1:]} | ownership.spf_terms
         foreign = [t for t in spf[0].split()[1:]
                    if _spf_term(t) not in ours and _spf_term(t) != "all"]

@@ -39,7 +39,6 @@ from mailhost.dnsplan import (
     check_conflicts,
     check_safety,
     compute_plan,
-    is_spf,
 )
 from mailhost.paths import NEXT_KEY
 from mailhost.providers import Provider, ProviderError
@@ -220,12 +219,9 @@ class ZoneSync:
             notices += [f"no TLSA for {r.name}: zone {self.zone} is not DNSSEC-signed "
                         f"({self.provider.kind}); {self.provider.dnssec_advice(self.zone)}"
                         for r in tlsa]
-        written = written_records(self.memory)
-        ownership = replace(
-            self.records.ownership,
-            spf_written=frozenset(v for values in written.values() for v in values if is_spf(v)),
-            written=frozenset((name, rtype, tuple(sorted(values)))
-                              for (name, rtype), values in written.items()))
+        ownership = replace(self.records.ownership, written=frozenset(
+            (name, rtype, tuple(sorted(values)))
+            for (name, rtype), values in written_records(self.memory).items()))
         plan = compute_plan(self.zone, desired, found, ownership)
         plan.notices = notices
         check_conflicts(plan, self.force)

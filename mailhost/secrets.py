@@ -143,8 +143,7 @@ def load_secrets(settings: Settings, environ=None) -> Secrets:
             f"secrets: MAILHOST_RELAY_PASSWORD: not set; export the password of "
             f"{settings.relay_user} at {settings.relay_host}, or put relay_password in "
             f"{settings.secrets_file}")
-    if relay is not None and any(unicodedata.category(c) == "Cc" or c.isspace()
-                                 for c in relay.reveal()):
+    if relay is not None and _space_or_control(relay.reveal()):
         raise SettingsError("secrets: relay_password: expected no spaces or control characters "
                             "(Postfix's password table holds it after a colon on one line)")
     backup = _backup_secrets(settings, pick)
@@ -186,10 +185,14 @@ def _backup_secrets(settings: Settings, pick) -> BackupSecrets | None:
     return BackupSecrets(**found)
 
 
+def _space_or_control(value: str) -> bool:
+    return any(unicodedata.category(c) == "Cc" or c.isspace() for c in value)
+
+
 def _one_word(label: str, value: str) -> None:
     """An API token or key: one word (it goes into a header, or a line of certbot's
     credentials file on the host); the refusal never shows the value."""
-    if not value or any(unicodedata.category(c) == "Cc" or c.isspace() for c in value):
+    if not value or _space_or_control(value):
         raise SettingsError(f"secrets: {label}: expected one word, no spaces or control "
                             "characters (a line break pasted in?)")
 
