@@ -14,10 +14,10 @@ providers, it measures:
 
 Where the providers run:
 
-- rfc2136: a real knotd on 127.0.0.1 (mailhost.lab.knot.KnotServer), its zone file holding
+- rfc2136: a real knotd on 127.0.0.1 (lab.knot.KnotServer), its zone file holding
   the filler records; knotd is a child process, stopped by its PID;
 - cloudflare: the CloudflareEmulator, seeded with the filler records through its Python API
-  (``add_records``), run in a child process (``python -m mailhost.lab.worlds
+  (``add_records``), run in a child process (``python -m lab.worlds
   serve-emulator``), so that neither its memory nor its CPU (the GIL) is counted in our
   plan; stopped by its PID.
 
@@ -32,7 +32,7 @@ zone by AXFR. Its desired zone is the whole zone as an octoDNS config would hold
 zone's records plus ours), so that it plans exactly our change (8 creates) and nothing else;
 what it plans when given only our records is reported too (it deletes everything else, and
 its own safety check refuses that). knotd runs with ``tcp-io-timeout`` raised to 10 s (see
-KNOT_IO_TIMEOUT_MS). Both worlds are mailhost.lab.worlds, the ones the tests use.
+KNOT_IO_TIMEOUT_MS). Both worlds are lab.worlds, the ones the tests use.
 
 Usage: scripts/bench-dns [--sizes 10,1000,10000] [--repeat 3] [--json PATH]
        [--providers rfc2136,cloudflare]
@@ -62,12 +62,12 @@ import dns.query
 import dns.rdatatype
 import dns.zone
 
+from lab.knot import KNOTD, filler_records, knot_program, minimal_zone
+from lab.worlds import SAMPLE_HOST, CloudflareWorld, KnotWorld
 from mailhost.desired import MailHost, ZoneRecords, desired_by_zone
 from mailhost.dkim import DkimPublicKeys, generate_key, public_value
 from mailhost.dnsplan import DELETE, Change, ZonePlan
 from mailhost.dnssync import ZoneSync
-from mailhost.lab.knot import KNOTD, filler_records, knot_program, minimal_zone
-from mailhost.lab.worlds import SAMPLE_HOST, CloudflareWorld, KnotWorld
 from mailhost.providers.rfc2136 import value_rdata
 from mailhost.settings import load_settings
 

@@ -29,7 +29,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from mailhost.lab.common import VPS4
+from lab.common import VPS4
 from mailhost.paths import MAILBOX_ROOT
 
 ROOT = Path(__file__).resolve().parent.parent

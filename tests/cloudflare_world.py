@@ -1,11 +1,11 @@
 """The ``cloudflare_world`` fixture: the Cloudflare emulator serving example.test, in this
-process (mailhost.lab.worlds)."""
+process (lab.worlds)."""
 
 from __future__ import annotations
 
 import pytest
 
-from mailhost.lab.worlds import CloudflareWorld
+from lab.worlds import CloudflareWorld
 
 
 @pytest.fixture

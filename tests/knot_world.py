@@ -1,11 +1,11 @@
-"""The ``knot_world`` fixture: a fresh Knot serving example.test (mailhost.lab.worlds)."""
+"""The ``knot_world`` fixture: a fresh Knot serving example.test (lab.worlds)."""
 
 from __future__ import annotations
 
 import pytest
 
-from mailhost.lab.knot import KNOTD, knot_program
-from mailhost.lab.worlds import KnotWorld
+from lab.knot import KNOTD, knot_program
+from lab.worlds import KnotWorld
 
 
 @pytest.fixture(scope="session")

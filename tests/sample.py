@@ -7,7 +7,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from mailhost.lab.worlds import SAMPLE_HOST
+from lab.worlds import SAMPLE_HOST
 from mailhost.settings import load_settings
 
 BASE = SAMPLE_HOST  # one definition, shared with scripts/bench_dns.py

@@ -18,6 +18,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from sample import sample_settings, self_signed_pem
 
+from lab.knot import KnotServer, TsigKey, minimal_zone
 from mailhost.checks import (
     FAILED,
     OK,
@@ -39,7 +40,6 @@ from mailhost.dkim import DkimPublicKeys, generate_key, local_key_path, public_v
 from mailhost.dnssync import ZoneSync
 from mailhost.host.chasquid import QUEUE as CHASQUID_QUEUE
 from mailhost.host.postfix import QUEUE as POSTFIX_QUEUE
-from mailhost.lab.knot import KnotServer, TsigKey, minimal_zone
 from mailhost.providers.rfc2136 import Rfc2136Provider, value_rdata
 
 ZONE = "example.test"

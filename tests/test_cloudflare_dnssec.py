@@ -19,10 +19,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sample import sample_settings
 from secrecy import leaked
 
+from lab.cloudflare.lab_server import dnssec_as_served, records_from_dns
+from lab.knot import KnotServer, minimal_zone, zone_ds
 from mailhost import dane
 from mailhost.dnssync import ZoneSync, zone_records
-from mailhost.lab.cloudflare_lab import dnssec_as_served, records_from_dns
-from mailhost.lab.knot import KnotServer, minimal_zone, zone_ds
 from mailhost.paths import NEXT_KEY
 from mailhost.providers.base import ProviderError
 from mailhost.providers.cloudflare import CloudflareProvider

@@ -14,7 +14,7 @@ import cloudflare
 import pytest
 from cloudflare import Cloudflare
 
-from mailhost.lab.cloudflare_emulator import CloudflareEmulator, Rfc2136Mirror
+from lab.cloudflare.emulator import CloudflareEmulator, Rfc2136Mirror
 
 TOKEN = "emulator-test-token"
 ZONE = "example.test"
@@ -311,7 +311,7 @@ def test_runs_as_a_module():
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     process = subprocess.Popen(
-        [sys.executable, "-m", "mailhost.lab.cloudflare_emulator", "--listen",
+        [sys.executable, "-m", "lab.cloudflare.emulator", "--listen",
          f"127.0.0.1:{port}", "--zone", ZONE, "--token", TOKEN],
         stdout=subprocess.PIPE, text=True,
     )

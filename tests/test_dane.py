@@ -1,5 +1,5 @@
 """DANE: the TLSA value of a key, and the record planned only in a DNSSEC-signed zone (a real
-Knot signing it, mailhost.lab.knot), pending on a first deploy, owned only with dane = auto."""
+Knot signing it, lab.knot), pending on a first deploy, owned only with dane = auto."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sample import sample_settings
 
+from lab.knot import KnotServer, minimal_zone
 from mailhost import dane
 from mailhost.dnssync import ZoneSync, tlsa_records, zone_records
-from mailhost.lab.knot import KnotServer, minimal_zone
 from mailhost.paths import NEXT_KEY
 from mailhost.providers.rfc2136 import Rfc2136Provider
 

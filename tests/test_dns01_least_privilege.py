@@ -9,7 +9,7 @@ import dns.tsigkeyring
 import dns.update
 import pytest
 
-from mailhost.lab.knot import KnotServer, TsigKey, minimal_zone
+from lab.knot import KnotServer, TsigKey, minimal_zone
 
 ZONE = "example.test"
 CHALLENGE = "_acme-challenge.mail.example.test."

@@ -1,4 +1,4 @@
-"""The DNS part in the lab, on a zone cluttered as real domains are (mailhost.lab.worlds
+"""The DNS part in the lab, on a zone cluttered as real domains are (lab.worlds
 CLUTTER): the deploy refuses it with one line per conflict and leaves the zone as it was; with
 the newsletter's include adopted (spf_include) and the old MX kept (mx_keep) it converges,
 every foreign record untouched, and a second run changes nothing.
@@ -25,8 +25,8 @@ import dns.update
 import pytest
 from secrecy import leaked
 
-from mailhost.lab.common import CLOUDFLARE_PORT, HOST4
-from mailhost.lab.worlds import api_body, clutter_records
+from lab.common import CLOUDFLARE_PORT, HOST4
+from lab.worlds import api_body, clutter_records
 from mailhost.providers.rfc2136 import DNSSEC_TYPES, canonical, value_rdata
 from mailhost.records import normalize_name
 

@@ -29,10 +29,10 @@ import nacl.signing
 import pytest
 from secrecy import leaked
 
-from mailhost.lab import lab as lab_module
-from mailhost.lab import network, vps
-from mailhost.lab.common import LabError, Paths, Proc
-from mailhost.lab.receiver import wait_for_message
+from lab import lab as lab_module
+from lab import network, vps
+from lab.common import LabError, Paths, Proc
+from lab.receiver import wait_for_message
 
 pytestmark = pytest.mark.lab
 

@@ -30,10 +30,10 @@ import dns.tsigkeyring
 import pytest
 from secrecy import leaked
 
+from lab.common import RX_NETNS
+from lab.receiver import list_messages, wait_for_message
 from mailhost import dane, mta_sts, paths
 from mailhost.checks import inbound
-from mailhost.lab.common import RX_NETNS
-from mailhost.lab.receiver import list_messages, wait_for_message
 from mailhost.rotation import Policy, from_json, selector_on
 
 pytestmark = pytest.mark.lab
@@ -541,8 +541,8 @@ def test_dane_tlsa_is_signed_validated_by_the_hosts_unbound_and_matches_port_25(
 @only_in(WORLDS[2])
 def test_cloudflare_says_pending_for_the_signed_lab_zone_without_ds_so_no_tlsa(lab_host):
     """Knot signs example.test, but no parent zone holds its DS: the lab's Cloudflare reports
-    DNSSEC "pending" (cloudflare_lab.dnssec_as_served), as Cloudflare does before the DS is at
-    the registrar; the deploy publishes no TLSA and its plan says what to do."""
+    DNSSEC "pending" (lab.cloudflare.lab_server.dnssec_as_served), as Cloudflare does before
+    the DS is at the registrar; the deploy publishes no TLSA and its plan says what to do."""
     assert ("no TLSA for _25._tcp.mail.example.test: zone example.test is not DNSSEC-signed "
             "(cloudflare); Cloudflare's DNSSEC status is \"pending\": add the DS record"
             in lab_host["first_deploy"])
@@ -892,7 +892,7 @@ def test_the_receivers_reports_are_read_by_scripts_reports(lab_host):
     session counted."""
     received(lab_host, submit(lab_host, 587))
     sent = subprocess.run(
-        ["ip", "netns", "exec", RX_NETNS, sys.executable, "-m", "mailhost.lab.receiver",
+        ["ip", "netns", "exec", RX_NETNS, sys.executable, "-m", "lab.receiver",
          "send-reports", "--store", lab_host["receiver"]["messages_dir"],
          "--dns", lab_host["dns"]["server"], "--ca-file", lab_host["acme"]["root_ca_file"]],
         cwd=ROOT, capture_output=True, text=True, timeout=120)

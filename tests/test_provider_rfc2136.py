@@ -10,8 +10,8 @@ import pytest
 from concurrency import assert_refused_after_foreign_write
 from secrecy import leaked
 
+from lab.knot import KnotServer, filler_records, minimal_zone
 from mailhost.dnsplan import CREATE, DELETE, MODIFY, Ownership, compute_plan
-from mailhost.lab.knot import KnotServer, filler_records, minimal_zone
 from mailhost.providers.base import ProviderError
 from mailhost.providers.rfc2136 import AXFR_ABOVE_KEYS, Rfc2136Provider
 from mailhost.records import RecordSet

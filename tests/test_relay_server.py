@@ -1,4 +1,4 @@
-"""The lab's relay (mailhost/lab/relay.py) on free loopback ports, without the lab: STARTTLS
+"""The lab's relay (lab/relay.py) on free loopback ports, without the lab: STARTTLS
 first, AUTH required before MAIL, a wrong password refused, and an accepted message handed on,
 unchanged, to the next hop (itself an aiosmtpd server offering STARTTLS with a lab CA
 certificate) from the relay's source address."""
@@ -15,7 +15,7 @@ import time
 import pytest
 from aiosmtpd.controller import Controller
 
-from mailhost.lab import certs, relay
+from lab import certs, relay
 
 USER, PASSWORD = "mailhost-lab", "relay-test-password-0123"
 MESSAGE = (b"From: alice@example.test\r\nTo: inbox@example.net\r\nSubject: via the relay\r\n"

@@ -13,7 +13,7 @@ import zipfile
 import pytest
 from sample import sample_settings
 
-from mailhost.lab.receiver import dmarc_report_xml, report_message, tlsrpt_json
+from lab.receiver import dmarc_report_xml, report_message, tlsrpt_json
 from mailhost.reports import (
     THIS_HOST,
     UNKNOWN,

@@ -2,15 +2,15 @@
 
 It serves the unmodified official ``cloudflare`` SDK pointed at it with
 ``Cloudflare(api_token=TOKEN, base_url=emulator.base_url)``. Three parts:
-``cloudflare_state`` (zones, records, validation, tokens, faults, counters),
-``cloudflare_http`` (the HTTP routes) and ``cloudflare_mirror`` (the write-through to a real
+``state`` (zones, records, validation, tokens, faults, counters),
+``http`` (the HTTP routes) and ``mirror`` (the write-through to a real
 DNS server by RFC 2136). Tests seed and inspect state through the Python API (``add_record``,
 ``records``), inject faults and read counters; the same is reachable over HTTP under
 ``/__emulator/`` (no auth, loopback only).
 
 Run it alone::
 
-    python -m mailhost.lab.cloudflare_emulator --listen 127.0.0.1:8787 \\
+    python -m lab.cloudflare.emulator --listen 127.0.0.1:8787 \\
         --zone example.test --token TOKEN [--state FILE]
 """
 
@@ -20,10 +20,10 @@ import argparse
 import os
 import time
 
-from mailhost.lab.cloudflare_http import serve
-from mailhost.lab.cloudflare_mirror import Rfc2136Mirror
-from mailhost.lab.cloudflare_state import API_PREFIX, ApiError, CloudflareState, Fault
-from mailhost.lab.common import StartStop
+from lab.cloudflare.http import serve
+from lab.cloudflare.mirror import Rfc2136Mirror
+from lab.cloudflare.state import API_PREFIX, ApiError, CloudflareState, Fault
+from lab.common import StartStop
 
 __all__ = ["ApiError", "CloudflareEmulator", "Fault", "Rfc2136Mirror"]
 

@@ -8,7 +8,7 @@ port 25 from RELAY4: the receiver checks SPF against the relay's address (the re
 record, which the sender's SPF includes) and DKIM as the sender signed it. Nothing is queued:
 the client gets the receiver's answer (or 451 if the receiver cannot be reached)::
 
-    ip netns exec mhlab-rx python -m mailhost.lab.relay --listen 198.51.100.30 \\
+    ip netns exec mhlab-rx python -m lab.relay --listen 198.51.100.30 \\
         --listen 2001:db8::30 --next-hop 198.51.100.20 --source 198.51.100.30 \\
         --cert relay.pem --key relay.key --ca-file lab-ca.pem --secrets .lab/secrets.toml
 
@@ -177,12 +177,12 @@ def start(paths: Paths, exec_prefix: list[str], receiver: str, device: str = "et
     cert, key = certs.ensure_leaf(paths.ca, "relay", [RELAY_HOSTNAME], [RELAY4, RELAY6],
                                   paths.ca)
     log = paths.logs / "relay.log"
-    proc = spawn([*exec_prefix, sys.executable, "-m", "mailhost.lab.relay",
+    proc = spawn([*exec_prefix, sys.executable, "-m", "lab.relay",
                   "--listen", RELAY4, "--listen", RELAY6, "--next-hop", receiver,
                   "--source", RELAY4, "--cert", str(cert), "--key", str(key),
                   "--ca-file", str(paths.ca / "lab-ca.pem"),
                   "--secrets", str(paths.secrets_file)], log,
-                 cwd=Path(__file__).resolve().parents[2])
+                 cwd=Path(__file__).resolve().parents[1])
     wait_for(lambda: accepts_connections(RELAY4, RELAY_PORT)
              and accepts_connections(RELAY6, RELAY_PORT), 20, "relay", proc=proc, log=log)
     return proc

@@ -13,7 +13,7 @@ The tests (through thin pytest fixtures) and ``scripts/bench_dns.py`` use them a
 - ``server_writes()``: a number that moves when the server accepts a write;
 - ``clutter()``: what a real domain holds before it gets a mail host (see CLUTTER).
 
-Run ``python -m mailhost.lab.worlds serve-emulator SIZE`` to serve an emulator with SIZE
+Run ``python -m lab.worlds serve-emulator SIZE`` to serve an emulator with SIZE
 filler records in a process of its own (the benchmark does); the token comes from the
 environment variable CLOUDFLARE_EMULATOR_TOKEN and the base URL is printed on stdout.
 """
@@ -35,9 +35,9 @@ import dns.rdatatype
 import dns.tsig
 import dns.update
 
-from mailhost.lab.cloudflare_emulator import CloudflareEmulator
-from mailhost.lab.common import StartStop
-from mailhost.lab.knot import KnotServer, TsigKey, filler_records, minimal_zone
+from lab.cloudflare.emulator import CloudflareEmulator
+from lab.common import StartStop
+from lab.knot import KnotServer, TsigKey, filler_records, minimal_zone
 from mailhost.providers.cloudflare import CloudflareProvider, record_value
 from mailhost.providers.rfc2136 import Rfc2136Provider, canonical, value_rdata
 from mailhost.records import normalize_name, normalize_value
@@ -246,7 +246,7 @@ class CloudflareWorld(StartStop):
                    if k not in ("CLOUDFLARE_EMAIL", "CLOUDFLARE_API_KEY", "CLOUDFLARE_BASE_URL")}
             env["CLOUDFLARE_EMULATOR_TOKEN"] = self.token
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "mailhost.lab.worlds", "serve-emulator", str(self.size)],
+                [sys.executable, "-m", "lab.worlds", "serve-emulator", str(self.size)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True,
             )
             line = self.process.stdout.readline().strip()
@@ -368,4 +368,4 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["serve-emulator"]:
         _serve_emulator(int(sys.argv[2]))
     else:
-        sys.exit("usage: python -m mailhost.lab.worlds serve-emulator SIZE")
+        sys.exit("usage: python -m lab.worlds serve-emulator SIZE")

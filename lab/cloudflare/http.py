@@ -18,7 +18,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from mailhost.lab.cloudflare_state import (
+from lab.cloudflare.state import (
     ADMIN_PREFIX,
     API_PREFIX,
     ApiError,

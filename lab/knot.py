@@ -41,7 +41,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rdtypes.dnskeybase
 
-from mailhost.lab.common import StartStop
+from lab.common import StartStop
 
 KNOTD = "knotd"
 KNOTC = "knotc"

@@ -50,7 +50,7 @@ SMTP_PORT = 25
 # --- caches outside the checkout ---
 CACHE_DIR = Path(os.environ.get("MAILHOST_LAB_CACHE", "/var/cache/mailhost-lab"))
 
-CHECKOUT = Path(__file__).resolve().parents[2]
+CHECKOUT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)

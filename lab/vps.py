@@ -113,7 +113,7 @@ def write_resolver_snippet(root: Path, trust_anchors: dict[str, list[str]]) -> N
     anchors = "".join(f'    trust-anchor: "{zone}. DS {ds}"\n'
                       for zone, records in trust_anchors.items() for ds in records)
     _write(root / RESOLVER_SNIPPET,
-           "# mailhost lab (mailhost/lab/vps.py): the lab's DNS instead of the internet's\n"
+           "# mailhost lab (lab/vps.py): the lab's DNS instead of the internet's\n"
            "server:\n"
            + "".join(f'    domain-insecure: "{top}."\n' for top in INSECURE_TOPS)
            + "".join(f'    local-zone: "{zone}." nodefault\n' for zone in UNBOUND_LOCAL_ZONES)

@@ -9,7 +9,7 @@ what the lab DNS answers. Its DNSSEC status tells the truth about that DNS
 reports a signed zone whose DS is not at the registrar: DANE's TLSA is not published through
 the lab's Cloudflare. Secrets come from the lab's secrets file, never the command line::
 
-    python -m mailhost.lab.cloudflare_lab --listen 198.51.100.1:8443 --zone example.test \\
+    python -m lab.cloudflare.lab_server --listen 198.51.100.1:8443 --zone example.test \\
         --dns 198.51.100.1 --secrets .lab/secrets.toml
 """
 
@@ -27,10 +27,10 @@ import dns.rdatatype
 import dns.tsigkeyring
 import dns.zone
 
-from .cloudflare_emulator import CloudflareEmulator
-from .cloudflare_mirror import Rfc2136Mirror
-from .common import TSIG_KEY_NAME
-from .knot import KnotError, zone_ds
+from ..common import TSIG_KEY_NAME
+from ..knot import KnotError, zone_ds
+from .emulator import CloudflareEmulator
+from .mirror import Rfc2136Mirror
 
 SKIPPED_AT_APEX = ("SOA", "NS")
 # Knot's signatures and keys (the lab signs example.test): Cloudflare's API lists none of them

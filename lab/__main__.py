@@ -1,4 +1,4 @@
-"""python -m mailhost.lab up [--fresh] [--image IMAGE] [--dpkg-lock-seconds N] | down
+"""python -m lab up [--fresh] [--image IMAGE] [--dpkg-lock-seconds N] | down
 | reboot | block-smtp on|off | status [--json] | ssh [COMMAND...]"""
 
 from __future__ import annotations

@@ -154,7 +154,7 @@ def _record(paths: Paths, state: dict, name: str, proc: Proc | None) -> None:
 
 def start_cloudflare(paths: Paths) -> Proc:
     log = paths.logs / "cloudflare.log"
-    proc = spawn([sys.executable, "-m", "mailhost.lab.cloudflare_lab",
+    proc = spawn([sys.executable, "-m", "lab.cloudflare.lab_server",
                   "--listen", f"{HOST4}:{CLOUDFLARE_PORT}", "--zone", MAIL_DOMAIN,
                   "--dns", HOST4, "--dns-port", str(DNS_PORT),
                   "--secrets", str(paths.secrets_file)], log, cwd=CHECKOUT)
@@ -167,7 +167,7 @@ def start_receiver(paths: Paths) -> Proc:
     cert, key = certs.ensure_leaf(paths.ca, "receiver", [RX_HOSTNAME], [RX4, RX6], paths.ca)
     paths.received.mkdir(parents=True, exist_ok=True)
     log = paths.logs / "receiver.log"
-    proc = spawn([*RX_NS.exec_prefix(), sys.executable, "-m", "mailhost.lab.receiver",
+    proc = spawn([*RX_NS.exec_prefix(), sys.executable, "-m", "lab.receiver",
                   "--listen", RX4, "--listen", RX6, "--port", str(SMTP_PORT),
                   "--hostname", RX_HOSTNAME, "--domain", RX_DOMAIN,
                   "--dns", HOST4, "--dns-port", str(DNS_PORT),

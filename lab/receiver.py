@@ -3,7 +3,7 @@ message's DKIM, SPF, DMARC and iprev against the lab DNS and stores it for tests
 
 Run inside its network namespace (``scripts/lab up`` does this)::
 
-    ip netns exec mhlab-rx python -m mailhost.lab.receiver --listen 198.51.100.20 \\
+    ip netns exec mhlab-rx python -m lab.receiver --listen 198.51.100.20 \\
         --listen 2001:db8::20 --hostname mx.example.net --domain example.net \\
         --dns 198.51.100.1 --store .lab/received --cert rx.pem --key rx.key
 
@@ -38,7 +38,7 @@ from pathlib import Path
 import dns.resolver
 import dns.reversename
 
-from mailhost.lab.common import RX_TEMPFAIL_FLAG
+from lab.common import RX_TEMPFAIL_FLAG
 
 # --- reading what the receiver stored (used by tests, no server needed) ---
 
@@ -286,7 +286,7 @@ class Handler:
 
 # --- reports for what was received, sent when asked (never on a timer) ---
 #
-#     ip netns exec mhlab-rx python -m mailhost.lab.receiver send-reports \
+#     ip netns exec mhlab-rx python -m lab.receiver send-reports \
 #         --store .lab/received --dns 198.51.100.1 --ca-file .lab/pebble-root.pem
 #
 # For each sending domain with a DMARC record naming rua=mailto: addresses: one aggregate
@@ -544,7 +544,7 @@ def send_reports(store: str | Path, ca_file: str | None = None, since: float = 0
 
 
 def send_reports_main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="mailhost.lab.receiver send-reports",
+    parser = argparse.ArgumentParser(prog="lab.receiver send-reports",
                                      description=send_reports.__doc__.splitlines()[0])
     parser.add_argument("--store", required=True, help="the receiver's message folder")
     parser.add_argument("--dns", required=True, help="the only DNS server to ask")

@@ -1,6 +1,6 @@
 """The Cloudflare emulator's API state: zones and DNS records, validated as the real API does.
 
-Everything the HTTP layer (mailhost.lab.cloudflare_http) serves lives here, behind one lock:
+Everything the HTTP layer (lab.cloudflare.http) serves lives here, behind one lock:
 the records of each zone, each zone's DNSSEC status, the tokens and the zones each may see,
 injected faults and request counters. A write runs on a copy and is committed only when it
 succeeded and, when a write hook is set (the lab's Knot mirror), when the hook succeeded too: a
