@@ -1,4 +1,4 @@
-"""The lab's backup target: an SFTP-only sshd in the receiver's namespace (mhlab-rx,
+"""The lab's backup target: an SFTP-only sshd in the receiver's namespace (mhlab0-rx,
 198.51.100.20:22 and [2001:db8::20]:22), where the VPS's restic keeps its repository
 (``sftp:root@198.51.100.20:/restic``, inventory/lab.py).
 
@@ -9,13 +9,17 @@ exec`` gives the process its own mount namespace) is the controller's plus that 
 controller's accounts are not touched. The server has its own host key and
 accepts only the key the lab generated for the VPS (its private half goes into the lab's
 secrets file as ``backup_ssh_key``, with a generated ``backup_password``), runs nothing but
-internal-sftp, chrooted into ``.lab/backup/sftp-root``. ``scripts/lab down`` stops it by PID
-and deletes the repository, so each fresh lab starts with an empty one; ``up --fresh`` (a
-rebuilt VPS) keeps it.
+internal-sftp, chrooted into ``sftp-root`` of its directory. That directory is not in the
+checkout: sshd refuses an ``AuthorizedKeysFile`` or ``ChrootDirectory`` below any directory
+that root does not own or that others may write (a checkout under ``/tmp``), so it lives in
+``/var/lib/mailhost-lab/<checkout and lane>/backup`` (``directory``). ``scripts/lab down``
+stops it by PID and deletes the repository, so each fresh lab starts with an empty one;
+``up --fresh`` (a rebuilt VPS) keeps it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import shlex
@@ -24,7 +28,18 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .common import CACHE_DIR, RX4, RX6, Paths, Proc, accepts_connections, run, spawn, wait_for
+from .common import (
+    CACHE_DIR,
+    RX4,
+    RX6,
+    Paths,
+    Proc,
+    accepts_connections,
+    cache_lock,
+    run,
+    spawn,
+    wait_for,
+)
 
 SSH_PORT = 22
 USER = "root"  # chrooted, internal-sftp only
@@ -35,8 +50,13 @@ SSHD = SSHD_ROOT / "usr/sbin/sshd"
 PRIVSEP_DIR = Path("/run/sshd")  # compiled into Debian's sshd
 
 
+PRIVATE_ROOT = Path("/var/lib/mailhost-lab")  # root's, 0755 all the way up
+
+
 def directory(paths: Paths) -> Path:
-    return paths.root / "backup"
+    """This lane's backup server files, named after the checkout's lab state directory."""
+    tag = hashlib.sha256(str(paths.root).encode()).hexdigest()[:12]
+    return PRIVATE_ROOT / f"{paths.root.parent.parent.name}-{paths.root.name}-{tag}" / "backup"
 
 
 def host_key(paths: Paths) -> Path:
@@ -57,8 +77,14 @@ def repository_dir(paths: Paths) -> Path:
 
 def ensure_sshd() -> Path:
     """Debian's sshd unpacked under SSHD_ROOT (once), from the controller's own apt sources."""
-    if SSHD.is_file():
-        return SSHD
+    with cache_lock("openssh-server"):
+        if SSHD.is_file():
+            return SSHD
+        _unpack_sshd()
+    return SSHD
+
+
+def _unpack_sshd() -> None:
     with tempfile.TemporaryDirectory(dir=CACHE_DIR) as work:
         subprocess.run(["apt-get", "-q", "-o", "APT::Sandbox::User=root", "download",
                         "openssh-server"], cwd=work, check=True, capture_output=True,
@@ -69,14 +95,16 @@ def ensure_sshd() -> Path:
         if SSHD_ROOT.exists():
             shutil.rmtree(SSHD_ROOT)
         unpacked.rename(SSHD_ROOT)
-    return SSHD
 
 
 def ensure_keys(paths: Paths) -> None:
     """The server's host key and the VPS's client key (generated once); the client key's
     private half and a repository password in the lab's secrets file (0600)."""
     folder = directory(paths)
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for parent in reversed(folder.parents[:2]):  # PRIVATE_ROOT and the lane's folder
+        parent.mkdir(mode=0o755, exist_ok=True)
+        parent.chmod(0o755)
+    folder.mkdir(mode=0o700, exist_ok=True)
     folder.chmod(0o700)
     for key, comment in [(host_key(paths), "mhlab-backup-host"),
                          (client_key(paths), "mhlab-vps-backup")]:

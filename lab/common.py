@@ -1,31 +1,88 @@
 """What every part of the lab shares: addresses, names, paths, and starting/stopping by PID.
 
-Everything the lab makes is named with the ``mhlab`` prefix; every process it starts is
-recorded (PID and start time) in ``<checkout>/.lab/state.json`` and stopped by that PID only.
+Everything a lane makes is named with its prefix (``mhlab0-`` for lane 0); every process it
+starts is recorded (PID and start time) in ``<checkout>/.lab/lane-N/state.json`` and stopped
+by that PID only.
 """
 
 from __future__ import annotations
 
+import fcntl
+import ipaddress
 import json
 import os
 import signal
 import socket
 import subprocess
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-# --- addresses (documentation ranges; never the machine's own 192.0.2.0/24, fd00::/64) ---
-LAB_NET4 = "198.51.100.0/24"
-LAB_NET6 = "2001:db8::/64"
-HOST4, HOST6 = "198.51.100.1", "2001:db8::1"  # bridge: Knot, Pebble, proxy, emulator
-VPS4, VPS6 = "198.51.100.10", "2001:db8::10"
-RX4, RX6 = "198.51.100.20", "2001:db8::20"
+# --- lanes: labs side by side on one machine, sharing nothing ---
+# MAILHOST_LAB_LANE=N (0..3) picks a lane: its own /26 of 198.51.100.0/24 and /64 of
+# 2001:db8::/32 (never the machine's own 192.0.2.0/24, fd00::/64, nor 203.0.113.0/24), its own
+# bridge, namespaces, nftables table, state directory, secrets, processes and lock. Every
+# listener binds the lane's own addresses, so each lane uses the same port numbers.
+LANES = 4
+
+
+@dataclass(frozen=True)
+class Lane:
+    """One lab lane: its number, address blocks and the prefix of every name it makes."""
+
+    number: int
+
+    @classmethod
+    def from_environment(cls) -> Lane:
+        text = os.environ.get("MAILHOST_LAB_LANE", "0").strip() or "0"
+        if not text.isdigit() or int(text) >= LANES:
+            raise LabError(f"MAILHOST_LAB_LANE={text!r}: expected a lane number from 0 to "
+                           f"{LANES - 1}")
+        return cls(int(text))
+
+    @property
+    def net4(self) -> str:
+        return f"198.51.100.{64 * self.number}/26"
+
+    @property
+    def net6(self) -> str:
+        return f"2001:db8:0:{self.number:x}::/64"
+
+    def ipv4(self, host: int) -> str:
+        """The lane's IPv4 address number HOST (1..62) of its /26."""
+        return f"198.51.100.{64 * self.number + host}"
+
+    def ipv6(self, host: int) -> str:
+        """The lane's IPv6 address ::HOST (written in hex as in 2001:db8::10)."""
+        return str(ipaddress.ip_address(f"2001:db8:0:{self.number:x}::{host}"))
+
+    @property
+    def prefix(self) -> str:
+        """What every namespace, link and nftables table of this lane starts with."""
+        return f"mhlab{self.number}-"
+
+    @property
+    def lock_dir(self) -> Path:
+        """Machine-wide (not per checkout): who holds each lane."""
+        return Path("/run/mailhost-lab")
+
+
+class LabError(Exception):
+    """The lab could not be brought up (or down); the message says what and where to look."""
+
+
+LANE = Lane.from_environment()
+PREFIX_LEN4, PREFIX_LEN6 = 26, 64
+LAB_NET4, LAB_NET6 = LANE.net4, LANE.net6
+HOST4, HOST6 = LANE.ipv4(1), LANE.ipv6(1)  # bridge: Knot, Pebble, proxy, emulator
+VPS4, VPS6 = LANE.ipv4(10), LANE.ipv6(10)  # the first VPS (lab.vps: every VPS)
+RX4, RX6 = LANE.ipv4(20), LANE.ipv6(20)
 
 # --- names ---
-PREFIX = "mhlab"
-BRIDGE = "mhlab0"
-VPS_NETNS, RX_NETNS = "mhlab-vps", "mhlab-rx"
+PREFIX = LANE.prefix
+BRIDGE = f"{PREFIX}br"
+VPS_NETNS, RX_NETNS = f"{PREFIX}vps", f"{PREFIX}rx"
 MAIL_DOMAIN = "example.test"
 MAIL_HOSTNAME = "mail.example.test"
 RX_DOMAIN = "example.net"
@@ -53,15 +110,24 @@ CACHE_DIR = Path(os.environ.get("MAILHOST_LAB_CACHE", "/var/cache/mailhost-lab")
 CHECKOUT = Path(__file__).resolve().parents[1]
 
 
+@contextmanager
+def cache_lock(name: str):
+    """One lane at a time builds or starts the shared thing NAME in CACHE_DIR."""
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(CACHE_DIR / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 @dataclass(frozen=True)
 class Paths:
-    """Where the lab keeps its runtime state: ``<checkout>/.lab/``."""
+    """Where a lane's lab keeps its runtime state: ``<checkout>/.lab/lane-N/``."""
 
     root: Path
 
     @classmethod
-    def for_checkout(cls, checkout: Path = CHECKOUT) -> Paths:
-        return cls(Path(checkout).resolve() / ".lab")
+    def for_checkout(cls, checkout: Path = CHECKOUT, lane: Lane = LANE) -> Paths:
+        return cls(Path(checkout).resolve() / ".lab" / f"lane-{lane.number}")
 
     state = property(lambda self: self.root / "state.json")
     logs = property(lambda self: self.root / "logs")
@@ -80,10 +146,6 @@ class Paths:
     cloudflare = property(lambda self: self.root / "cloudflare")
     received = property(lambda self: self.root / "received")
     vps_rootfs = property(lambda self: self.root / "vps-rootfs")
-
-
-class LabError(Exception):
-    """The lab could not be brought up (or down); the message says what and where to look."""
 
 
 def run(*args: str, check: bool = True, capture: bool = True, timeout: float = 120,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .common import CACHE_DIR, LabError, log_tail, run
+from .common import CACHE_DIR, LabError, cache_lock, log_tail, run
 
 
 @dataclass(frozen=True)
@@ -169,7 +169,12 @@ def vps_sources(image_: Image) -> str:
 # --- the controller's tools ---
 
 def ensure_tools(log: Path | None = None) -> Path:
-    """Debian 13's debootstrap and Ubuntu keyring unpacked under TOOLS (once)."""
+    """Debian 13's debootstrap and Ubuntu keyring unpacked under TOOLS (once, by one lane)."""
+    with cache_lock("tools"):
+        return _ensure_tools()
+
+
+def _ensure_tools() -> Path:
     if (TOOLS / "usr/sbin/debootstrap").is_file() and \
             (TOOLS / "usr/share/keyrings/ubuntu-archive-keyring.gpg").is_file():
         return TOOLS
@@ -207,7 +212,13 @@ def cache_ready(image_: Image) -> bool:
 
 
 def build_cache(image_: Image, log: Path) -> None:
-    """debootstrap the image's pristine rootfs into the cache unless it is already there."""
+    """debootstrap the image's pristine rootfs into the cache unless it is already there
+    (one lane builds it; another that needs it waits)."""
+    with cache_lock(f"rootfs-{image_.name}"):
+        _build_cache(image_, log)
+
+
+def _build_cache(image_: Image, log: Path) -> None:
     if cache_ready(image_):
         return
     tools = ensure_tools()

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from . import (
     api_front,
+    apt_cache,
     backup_target,
     certs,
     images,
@@ -40,8 +41,10 @@ from .common import (
     DNS_PORT,
     HOST4,
     HOST6,
+    LANE,
     MAIL_DOMAIN,
     MAIL_HOSTNAME,
+    PREFIX,
     PROXY_PORT,
     RX4,
     RX6,
@@ -126,11 +129,39 @@ def ensure_secrets(paths: Paths) -> None:
 
 @contextmanager
 def locked(paths: Paths):
-    """One lab command at a time."""
+    """One lab command at a time in a lane, machine-wide (two checkouts share the machine)."""
     paths.root.mkdir(parents=True, exist_ok=True)
-    with open(paths.root / "lock", "w") as lock:
+    LANE.lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(LANE.lock_dir / f"lane-{LANE.number}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
+
+
+def owner_file() -> Path:
+    """Names the checkout whose lab holds this lane (machine-wide, while it is up)."""
+    return LANE.lock_dir / f"lane-{LANE.number}.checkout"
+
+
+def claim_lane(paths: Paths) -> None:
+    """Make this checkout the lane's holder; LabError if another checkout's lab runs in it."""
+    try:
+        holder = Path(owner_file().read_text().strip())
+    except OSError:
+        holder = None
+    if holder is not None and holder != paths.root and any(
+            Proc.from_json(data).alive()
+            for data in load_state(Paths(holder)).get("procs", {}).values()):
+        raise LabError(f"lane {LANE.number} is in use by the lab in {holder}: take it down "
+                       f"there, or use another lane here (MAILHOST_LAB_LANE=0..3)")
+    owner_file().write_text(f"{paths.root}\n")
+
+
+def release_lane(paths: Paths) -> None:
+    try:
+        if Path(owner_file().read_text().strip()) == paths.root:
+            owner_file().unlink()
+    except OSError:
+        pass
 
 
 def _proc(state: dict, name: str) -> Proc | None:
@@ -263,6 +294,7 @@ def up(paths: Paths, fresh: bool = False, image_name: str | None = None,
         running_image = state.get("image") if _alive(state, "vps") else None
         image = images.image(image_name or running_image or images.DEFAULT_IMAGE)
         fresh = fresh or (running_image is not None and running_image != image.name)
+        claim_lane(paths)
         state["checkout"] = str(CHECKOUT)
         paths.logs.mkdir(parents=True, exist_ok=True)
         ensure_secrets(paths)
@@ -277,6 +309,7 @@ def up(paths: Paths, fresh: bool = False, image_name: str | None = None,
             _record(paths, state, "knot", zones.start_knot(paths, tsig_secret, acme_secret))
             if _alive(state, "cloudflare"):  # re-seed it from the fresh zones
                 _proc(state, "cloudflare").stop()
+        apt_cache.ensure_running()  # shared by every lane; outlives this lane's `down`
         if _alive(state, "proxy") and proxy.allowed_hosts(paths) != mirror_hosts:
             _proc(state, "proxy").stop()  # another image's mirrors
         if not _alive(state, "proxy"):
@@ -318,7 +351,7 @@ def leftovers(paths: Paths, state: dict | None = None) -> dict[str, list]:
     state = load_state(paths) if state is None else state
     recorded = {**state.get("procs", {}), **state.get("stopped_procs", {})}
     mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
-              if "mhlab" in line.split()[4]]
+              if PREFIX in line.split()[4]]
     return {
         "namespaces": network.lab_namespaces(),
         "links": network.lab_links(),
@@ -356,6 +389,8 @@ def down(paths: Paths) -> dict[str, list]:
         for key in ("vps_state", "image", "dpkg_lock_seconds"):
             state.pop(key, None)
         save_state(paths, state)
+        release_lane(paths)
+        apt_cache.stop_unless_used(sorted(LANE.lock_dir.glob("lane-*.checkout")))
         return leftovers(paths, state)
 
 
@@ -368,6 +403,8 @@ def status(paths: Paths) -> dict:
     image = images.IMAGES.get(state.get("image", ""))
     return {
         "running": running,
+        "lane": LANE.number,
+        "lane_prefix": PREFIX,
         "checkout": str(CHECKOUT),
         "state_file": str(paths.state),
         "up_seconds": state.get("up_seconds"),
@@ -444,6 +481,8 @@ def status(paths: Paths) -> dict:
             "secrets_in": f"{paths.secrets_file} (keys backup_password, backup_ssh_key)",
         },
         "apt_proxy": f"http://{HOST4}:{PROXY_PORT}",
+        "apt_cache": {"url": apt_cache.URL, "directory": str(apt_cache.CACHE),
+                      "pid": (apt_cache.running() or Proc(0, 0)).pid or None},
         "apt_proxy_allows": proxy.allowed_hosts(paths),
         "secrets_file": str(paths.secrets_file),
         "secrets_dir": str(paths.secrets_dir),
@@ -459,7 +498,8 @@ def describe(info: dict) -> str:
     missing = "not started"
     vps_, dns_, cf, acme, rx = (info[k] for k in ("vps", "dns", "cloudflare", "acme", "receiver"))
     lines = [
-        f"mailhost lab: {'running' if info['running'] else 'NOT (fully) running'}"
+        f"mailhost lab, lane {info['lane']}: "
+        f"{'running' if info['running'] else 'NOT (fully) running'}"
         + (f" (last up took {info['up_seconds']}s)" if info.get("up_seconds") else ""),
         f"  VPS        {vps_['hostname']}  {vps_['ipv4']}  {vps_['ipv6']}  "
         f"netns {vps_['netns']}, systemd-nspawn {pids.get('vps', missing)}",
@@ -486,6 +526,8 @@ def describe(info: dict) -> str:
         f"{pids.get('backup_target', missing)}",
         f"  apt proxy  tinyproxy {info['apt_proxy']} to {', '.join(info['apt_proxy_allows'])}  "
         f"{pids.get('proxy', missing)}",
+        f"             via the package cache {info['apt_cache']['url']} (apt-cacher-ng, every "
+        f"lane) in {info['apt_cache']['directory']}",
         f"  Secrets    {info['secrets_file']} (tsig_secret, cloudflare_api_token)",
         f"  Inventory  {info['inventory']} (MAILHOST_LAB_PROVIDER=cloudflare for the emulator)",
         f"  Logs       {info['logs']}",

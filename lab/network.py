@@ -1,10 +1,12 @@
-"""The lab's network: a bridge ``mhlab0`` on the host and one network namespace per lab host.
+"""A lane's network: a bridge on the host and one network namespace per lab host. Lane 0:
 
 ::
 
-    host netns:  mhlab0 (bridge) 198.51.100.1/24, 2001:db8::1/64   <- Knot, Pebble, proxy, emulator
-                   |-- mhlab-vps0 == eth0 in netns mhlab-vps  198.51.100.10, 2001:db8::10
-                   `-- mhlab-rx0  == eth0 in netns mhlab-rx   198.51.100.20, 2001:db8::20
+    host netns:  mhlab0-br (bridge) 198.51.100.1/26, 2001:db8::1/64  <- Knot, Pebble, proxy...
+                   |-- mhlab0-vps0 == eth0 in netns mhlab0-vps  198.51.100.10, 2001:db8::10
+                   `-- mhlab0-rx0  == eth0 in netns mhlab0-rx   198.51.100.20, 2001:db8::20
+
+Lane N has the prefix ``mhlabN-``, 198.51.100.(64N)/26 and 2001:db8:0:N::/64 (common.Lane).
 
 The receiver's addresses are set from here; the VPS sets its own from inside (netplan or
 systemd-networkd, as a rented VPS does), with a default route to the bridge, which neither
@@ -20,7 +22,19 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .common import BRIDGE, HOST4, HOST6, LAB_NET4, LAB_NET6, PREFIX, LabError, run
+from .common import (
+    BRIDGE,
+    HOST4,
+    HOST6,
+    LAB_NET4,
+    LAB_NET6,
+    LANE,
+    PREFIX,
+    PREFIX_LEN4,
+    PREFIX_LEN6,
+    LabError,
+    run,
+)
 
 
 @dataclass(frozen=True)
@@ -34,7 +48,7 @@ class Namespace:
 
     @property
     def host_link(self) -> str:
-        return f"{self.name}0"  # e.g. mhlab-vps0, on the bridge
+        return f"{self.name}0"  # e.g. mhlab0-vps0, on the bridge
 
     @property
     def peer_link(self) -> str:
@@ -98,8 +112,8 @@ def up(namespaces: list[Namespace]) -> None:
     check_ranges()
     if BRIDGE not in links():
         run("ip", "link", "add", BRIDGE, "type", "bridge")
-    run("ip", "addr", "replace", f"{HOST4}/24", "dev", BRIDGE)
-    run("ip", "-6", "addr", "replace", f"{HOST6}/64", "dev", BRIDGE, "nodad")
+    run("ip", "addr", "replace", f"{HOST4}/{PREFIX_LEN4}", "dev", BRIDGE)
+    run("ip", "-6", "addr", "replace", f"{HOST6}/{PREFIX_LEN6}", "dev", BRIDGE, "nodad")
     run("ip", "link", "set", BRIDGE, "up")
     # the VPS's default route points here: nothing arriving on the bridge is ever forwarded
     run("sysctl", "-q", "-w", f"net.ipv4.conf.{BRIDGE}.forwarding=0",
@@ -115,8 +129,9 @@ def up(namespaces: list[Namespace]) -> None:
         run("ip", "-n", ns.name, "link", "set", "lo", "up")
         if ns.addressed_inside:
             continue
-        run("ip", "-n", ns.name, "addr", "replace", f"{ns.ipv4}/24", "dev", "eth0")
-        run("ip", "-n", ns.name, "-6", "addr", "replace", f"{ns.ipv6}/64", "dev", "eth0", "nodad")
+        run("ip", "-n", ns.name, "addr", "replace", f"{ns.ipv4}/{PREFIX_LEN4}", "dev", "eth0")
+        run("ip", "-n", ns.name, "-6", "addr", "replace", f"{ns.ipv6}/{PREFIX_LEN6}", "dev", "eth0",
+            "nodad")
         run("ip", "-n", ns.name, "link", "set", "eth0", "up")
 
 
@@ -143,7 +158,7 @@ def forget_neighbours(addresses: list[str], namespaces: list[Namespace]) -> None
 # --- outbound port 25 blocked, as many VPS providers do: on the bridge (the host side), so the
 # VPS's own firewall (which the deploy manages) neither sees nor can undo it ---
 
-BLOCK_TABLE = "mhlab_block_smtp"  # nftables, bridge family, in the host's namespace
+BLOCK_TABLE = f"mhlab{LANE.number}_block_smtp"  # nftables, bridge family, host namespace
 
 
 def block_smtp(ns: Namespace) -> None:

@@ -1,13 +1,16 @@
-"""The VPS's only way out: tinyproxy on the host side of its link (198.51.100.1:3128), for apt.
+"""The VPS's only way out: tinyproxy on the host side of its link (198.51.100.1:3128 in lane 0),
+for apt.
 
-It listens on the lab address only, serves only the lab subnet, and only forwards to the
-hosts of the package mirrors the VPS image uses (``images.mirror_hosts``).
+It listens on the lane's address only, serves only the lane's subnet, only lets through the
+hosts of the package mirrors the VPS image uses (``images.mirror_hosts``), and forwards those
+requests to the package cache every lane shares (apt_cache.py: apt-cacher-ng on loopback).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from . import apt_cache
 from .common import (
     HOST4,
     LAB_NET4,
@@ -40,6 +43,7 @@ def config_text(paths: Paths) -> str:
         "Timeout 600\nMaxClients 50\nLogLevel Info\n"
         f"Allow {LAB_NET4}\nAllow {LAB_NET6}\n"
         "ConnectPort 443\nDisableViaHeader Yes\n"
+        f"Upstream http {apt_cache.ADDRESS}:{apt_cache.PORT}\n"
         f'Filter "{allow_list(paths)}"\n'
         "FilterType fnmatch\nFilterDefaultDeny Yes\n"
     )

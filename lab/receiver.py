@@ -3,7 +3,7 @@ message's DKIM, SPF, DMARC and iprev against the lab DNS and stores it for tests
 
 Run inside its network namespace (``scripts/lab up`` does this)::
 
-    ip netns exec mhlab-rx python -m lab.receiver --listen 198.51.100.20 \\
+    ip netns exec mhlab0-rx python -m lab.receiver --listen 198.51.100.20 \\
         --listen 2001:db8::20 --hostname mx.example.net --domain example.net \\
         --dns 198.51.100.1 --store .lab/received --cert rx.pem --key rx.key
 
@@ -286,7 +286,7 @@ class Handler:
 
 # --- reports for what was received, sent when asked (never on a timer) ---
 #
-#     ip netns exec mhlab-rx python -m lab.receiver send-reports \
+#     ip netns exec mhlab0-rx python -m lab.receiver send-reports \
 #         --store .lab/received --dns 198.51.100.1 --ca-file .lab/pebble-root.pem
 #
 # For each sending domain with a DMARC record naming rua=mailto: addresses: one aggregate

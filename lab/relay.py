@@ -8,7 +8,7 @@ port 25 from RELAY4: the receiver checks SPF against the relay's address (the re
 record, which the sender's SPF includes) and DKIM as the sender signed it. Nothing is queued:
 the client gets the receiver's answer (or 451 if the receiver cannot be reached)::
 
-    ip netns exec mhlab-rx python -m lab.relay --listen 198.51.100.30 \\
+    ip netns exec mhlab0-rx python -m lab.relay --listen 198.51.100.30 \\
         --listen 2001:db8::30 --next-hop 198.51.100.20 --source 198.51.100.30 \\
         --cert relay.pem --key relay.key --ca-file lab-ca.pem --secrets .lab/secrets.toml
 
@@ -30,9 +30,19 @@ import tomllib
 from pathlib import Path
 
 from . import certs
-from .common import Paths, Proc, accepts_connections, run, spawn, wait_for
+from .common import (
+    LANE,
+    PREFIX_LEN4,
+    PREFIX_LEN6,
+    Paths,
+    Proc,
+    accepts_connections,
+    run,
+    spawn,
+    wait_for,
+)
 
-RELAY4, RELAY6 = "198.51.100.30", "2001:db8::30"
+RELAY4, RELAY6 = LANE.ipv4(30), LANE.ipv6(30)
 RELAY_HOSTNAME = "relay.example.net"  # A, AAAA, PTR and the SPF record senders include
 RELAY_PORT = 587
 RELAY_USER = "mailhost-lab"
@@ -171,8 +181,9 @@ def trust_lab_ca(rootfs: Path, ca_file: Path) -> None:
 def start(paths: Paths, exec_prefix: list[str], receiver: str, device: str = "eth0") -> Proc:
     """Add the relay's addresses to the namespace's ``device``, start the relay there
     (forwarding to ``receiver``:25); return its PID once it answers on both addresses."""
-    run(*exec_prefix, "ip", "addr", "replace", f"{RELAY4}/24", "dev", device)
-    run(*exec_prefix, "ip", "-6", "addr", "replace", f"{RELAY6}/64", "dev", device, "nodad")
+    run(*exec_prefix, "ip", "addr", "replace", f"{RELAY4}/{PREFIX_LEN4}", "dev", device)
+    run(*exec_prefix, "ip", "-6", "addr", "replace", f"{RELAY6}/{PREFIX_LEN6}", "dev", device,
+        "nodad")
     ensure_password(paths)
     cert, key = certs.ensure_leaf(paths.ca, "relay", [RELAY_HOSTNAME], [RELAY4, RELAY6],
                                   paths.ca)

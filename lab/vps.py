@@ -1,5 +1,5 @@
 """The lab's VPS: an image's root filesystem (images.py) booted with systemd-nspawn in netns
-mhlab-vps.
+mhlab0-vps (lane 0).
 
 The pristine rootfs is built once per image with debootstrap into ``/var/cache/mailhost-lab/``
 (outside the checkout, about a minute) and copied to ``.lab/vps-rootfs`` for every boot, so each
@@ -21,6 +21,8 @@ from . import api_front, images
 from .common import (
     HOST4,
     MAIL_HOSTNAME,
+    PREFIX_LEN4,
+    PREFIX_LEN6,
     PROXY_PORT,
     VPS4,
     VPS6,
@@ -136,7 +138,7 @@ def write_network(root: Path, image: Image) -> None:
                "# written by the provider's cloud-init (the mailhost lab)\n"
                "network:\n  version: 2\n  renderer: networkd\n  ethernets:\n"
                "    eth0:\n"
-               f"      addresses:\n        - \"{VPS4}/24\"\n"
+               f"      addresses:\n        - \"{VPS4}/{PREFIX_LEN4}\"\n"
                f"      routes:\n        - to: default\n          via: {VPS_GATEWAY4}\n",
                0o600)
         _write(root / "etc/sysctl.d/99-disable-ipv6.conf",
@@ -146,7 +148,7 @@ def write_network(root: Path, image: Image) -> None:
         return
     _write(root / "etc/systemd/network/10-eth0.network",
            "[Match]\nName=eth0\n\n[Network]\n"
-           f"Address={VPS4}/24\nGateway={VPS_GATEWAY4}\nAddress={VPS6}/64\n"
+           f"Address={VPS4}/{PREFIX_LEN4}\nGateway={VPS_GATEWAY4}\nAddress={VPS6}/{PREFIX_LEN6}\n"
            "IPv6AcceptRA=no\n")
     run("systemctl", f"--root={root}", "enable", "systemd-networkd.service")
 

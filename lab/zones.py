@@ -7,7 +7,8 @@ Zones (all updatable with the TSIG key ``mailhost-lab``, the RFC 2136 provider's
   lab relay's name relay.example.net (A/AAAA, and the SPF record a sender includes)
 - ``lab.test``: the lab's own names (ns.lab.test = Knot, acme.lab.test = Pebble)
 - ``bl.lab.test``: an empty DNSBL zone for later checks
-- the reverse zones of 198.51.100.0/24 and 2001:db8::/64, with PTRs for every lab host
+- the reverse zones of 198.51.100.0/24 and the lane's /64 of 2001:db8::/32, with PTRs for
+  every host of the lane
 
 ``example.test`` is DNSSEC-signed by Knot (SIGNED_ZONES: keys made at start, updates signed as
 they land). There is no root or parent in the lab: a validating resolver is given the zone's
@@ -48,7 +49,8 @@ from .relay import RELAY4, RELAY6, RELAY_HOSTNAME, RELAY_SPF
 
 SIGNED_ZONES = [MAIL_DOMAIN]
 REVERSE4 = "100.51.198.in-addr.arpa"
-REVERSE6 = "0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa"  # 2001:db8::/64
+# the lane's /64: 0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa (2001:db8::/64) in lane 0
+REVERSE6 = dns.reversename.from_address(HOST6).split(19)[1].to_text(omit_final_dot=True)
 PTRS = {HOST4: NS_NAME, HOST6: NS_NAME, VPS4: MAIL_HOSTNAME, VPS6: MAIL_HOSTNAME,
         RX4: RX_HOSTNAME, RX6: RX_HOSTNAME, RELAY4: RELAY_HOSTNAME, RELAY6: RELAY_HOSTNAME}
 
