@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 import tomllib
 from pathlib import Path
@@ -24,6 +23,7 @@ import dns.reversename
 import dns.tsig
 import dns.update
 import pytest
+from lab_world import HOSTNAME, ROOT, VPS4, VPS6, fresh_lab, lab, pyinfra
 from sample import self_signed_pem
 from secrecy import leaked
 
@@ -33,10 +33,7 @@ from mailhost.rotation import from_json
 
 pytestmark = pytest.mark.lab
 
-ROOT = Path(__file__).resolve().parent.parent
-PYINFRA = str(Path(sys.executable).parent / "pyinfra")
-VPS4, VPS6 = "198.51.100.10", "2001:db8::10"
-HOSTNAME, DOMAIN, BLOCKLIST = "mail.example.test", "example.test", "bl.lab.test"
+DOMAIN, BLOCKLIST = "example.test", "bl.lab.test"
 REVERSE4 = "100.51.198.in-addr.arpa"
 TLS_DIR = "/etc/mailhost/tls"
 CHASQUID_CERTS = f"/etc/chasquid/certs/{HOSTNAME}"  # chasquid presents its own copies
@@ -54,15 +51,9 @@ WORLDS = [("ubuntu-24.04", "postfix", "cloudflare", "http-01"),  # deployed only
 ENV = dict(os.environ)  # the world's settings are added by the fixture
 
 
-def lab(*args, timeout=900):
-    return subprocess.run([str(ROOT / "scripts" / "lab"), *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout, check=True)
-
-
 def deploy(*args):
-    result = subprocess.run([PYINFRA, "-y", "inventory/lab.py", "deploy.py", *args], cwd=ROOT,
-                            capture_output=True, text=True, timeout=900, env=ENV)
-    return result.returncode, result.stdout + result.stderr
+    """pyinfra in this module's world (ENV): exit status, output."""
+    return pyinfra(None, "-y", *args, env=ENV)
 
 
 def check():
@@ -148,9 +139,7 @@ def world(request):
     image, mta, provider, challenge = request.param
     ENV.update(MAILHOST_LAB_MTA=mta, MAILHOST_LAB_PROVIDER=provider,
                MAILHOST_LAB_ACME_CHALLENGE=challenge)
-    lab("down")
-    lab("up", "--image", image)
-    status = json.loads(lab("status", "--json").stdout)
+    status = fresh_lab(image)
     started = time.monotonic()
     code, output = deploy()
     assert code == 0, output[-4000:]
@@ -162,7 +151,7 @@ def world(request):
 def test_a_healthy_host_passes_every_check_and_the_deploy_shows_them(world):
     lab_, deploy_output = world
     assert "Checks of the mail host" in deploy_output
-    assert "ok    smtp: 2001:db8::10 port 465 TLS certificate" in deploy_output
+    assert f"ok    smtp: {VPS6} port 465 TLS certificate" in deploy_output
     code, entries, stderr, seconds = check()
     assert code == 0 and only_the_mtas_warnings(entries, lab_.mta), not_ok(entries)
     print(f"\nscripts/check in the lab: {seconds:.1f} s for {len(entries)} checks")

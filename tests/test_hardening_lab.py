@@ -14,13 +14,12 @@ import smtplib
 import subprocess
 import threading
 import time
-import tomllib
 from pathlib import Path
 
 import pytest
+from lab_world import HOST4, HOSTNAME, VPS4, deploy, fresh_lab, lab, secrets, ssh, tls_context
 from passlib.hash import sha512_crypt
 from secrecy import leaked
-from test_mail_lab import HOSTNAME, VPS4, deploy, lab, ssh, tls_context
 
 from mailhost.host.users import parse_dovecot_users
 
@@ -33,11 +32,9 @@ WORLD = ("ubuntu-24.04", "postfix", "rfc2136", "http-01")  # image, MTA, DNS, AC
 
 @pytest.fixture(scope="module")
 def lab_host():
-    lab("down")
-    lab("up", "--image", WORLD[0])
-    status = json.loads(lab("status", "--json").stdout)
+    status = fresh_lab(WORLD[0])
     status["world"] = WORLD
-    status["passwords"] = tomllib.loads(Path(status["secrets_file"]).read_text())["passwords"]
+    status["passwords"] = secrets(status)["passwords"]
     status["first_deploy"] = deploy(status, "-y")
     yield status
     lab("down")
@@ -138,7 +135,7 @@ def test_ufw_denies_incoming_but_ssh_and_mail_ports_and_resets_a_firewall_of_its
     assert "Status: active" in head
     assert any(line.startswith("Default: deny (incoming), allow (outgoing)") for line in head)
     assert ports == MAIL_PORTS
-    ssh("ufw allow 8080/tcp && ufw allow from 198.51.100.1 to any port 3306 && "
+    ssh(f"ufw allow 8080/tcp && ufw allow from {HOST4} to any port 3306 && "
         "ufw default allow incoming")
     assert "8080/tcp" in ufw_rules()[1]
     output = deploy(lab_host, "-y")

@@ -7,6 +7,7 @@ the last one takes the lab down and checks that nothing is left behind.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import shlex
 import smtplib
@@ -27,12 +28,14 @@ import dns.tsigkeyring
 import dns.update
 import nacl.signing
 import pytest
+from lab_world import HOST4, HOST6, LANE, RX4, RX6, VPS4, VPS6
 from secrecy import leaked
 
 from lab import lab as lab_module
 from lab import network, vps
-from lab.common import LabError, Paths, Proc
+from lab.common import BRIDGE, PREFIX, RX_NETNS, LabError, Paths, Proc
 from lab.receiver import wait_for_message
+from lab.zones import REVERSE6
 
 pytestmark = pytest.mark.lab
 
@@ -40,7 +43,7 @@ CHECKOUT = Path(__file__).resolve().parents[1]
 SCRIPT = CHECKOUT / "scripts" / "lab"
 PATHS = Paths.for_checkout(CHECKOUT)
 ZONES = ["example.test", "example.net", "lab.test", "bl.lab.test", "100.51.198.in-addr.arpa",
-         "0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa"]
+         REVERSE6]  # the lane's /64: 0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa in lane 0
 
 
 def lab_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -52,13 +55,13 @@ def status_json() -> dict:
     return json.loads(result.stdout)
 
 
-def ssh(command: str, address: str = "198.51.100.10", timeout: float = 60,
+def ssh(command: str, address: str = VPS4, timeout: float = 60,
         **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([*vps.ssh_command(PATHS, address), command], capture_output=True,
                           timeout=timeout, **kwargs)
 
 
-def resolver(server: str = "198.51.100.1") -> dns.resolver.Resolver:
+def resolver(server: str = HOST4) -> dns.resolver.Resolver:
     r = dns.resolver.Resolver(configure=False)
     r.nameservers = [server]
     return r
@@ -72,7 +75,7 @@ def secrets() -> dict:
 def lab():
     result = lab_cli("up")
     assert result.returncode == 0, result.stderr + result.stdout
-    assert "198.51.100.10" in result.stdout  # it prints what runs where
+    assert VPS4 in result.stdout  # it prints what runs where
     yield status_json()
     if PATHS.state.exists() and lab_module.status(PATHS)["processes"]:
         lab_cli("down")  # a test failed before test_down_leaves_nothing_behind
@@ -80,16 +83,20 @@ def lab():
 
 def test_status_json_lists_what_runs_where(lab):
     assert lab["running"] is True
-    assert lab["vps"]["ipv4"] == "198.51.100.10"
-    assert lab["vps"]["ipv6"] == "2001:db8::10"
+    assert lab["lane"] == LANE.number  # each lane: its own names, addresses and processes
+    assert {lab["vps"]["netns"], lab["receiver"]["netns"]} == {f"mhlab{LANE.number}-vps",
+                                                               f"mhlab{LANE.number}-rx"}
+    assert lab["state_file"].endswith(f"/.lab/lane-{LANE.number}/state.json")
+    assert lab["vps"]["ipv4"] == VPS4
+    assert lab["vps"]["ipv6"] == VPS6
     assert Path(lab["vps"]["ssh_key"]).is_file()
-    assert lab["dns"]["server"] == "198.51.100.1"
+    assert lab["dns"]["server"] == HOST4
     assert lab["dns"]["tsig_key_name"] == "mailhost-lab"
-    assert lab["cloudflare"]["base_url"] == "http://198.51.100.1:8443/client/v4"
-    assert lab["acme"]["directory_url"] == "https://198.51.100.1:14000/dir"
+    assert lab["cloudflare"]["base_url"] == f"http://{HOST4}:8443/client/v4"
+    assert lab["acme"]["directory_url"] == f"https://{HOST4}:14000/dir"
     assert Path(lab["acme"]["root_ca_file"]).is_file()
     assert Path(lab["acme"]["ca_bundle"]).is_file()
-    assert (lab["receiver"]["ipv4"], lab["receiver"]["ipv6"]) == ("198.51.100.20", "2001:db8::20")
+    assert (lab["receiver"]["ipv4"], lab["receiver"]["ipv6"]) == (RX4, RX6)
     assert lab["receiver"]["domain"] == "example.net"
     assert Path(lab["receiver"]["messages_dir"]).is_dir()
     text = json.dumps(lab)
@@ -115,11 +122,11 @@ def test_vps_runs_systemd_and_sshd(lab):
     assert result.stdout.strip() in ("running", "degraded"), result.stderr
 
 
-def remote_json(command: str, address: str = "198.51.100.10"):
+def remote_json(command: str, address: str = VPS4):
     return json.loads(ssh(command, address, text=True).stdout)
 
 
-def global_addresses(address: str = "198.51.100.10") -> set[str]:
+def global_addresses(address: str = VPS4) -> set[str]:
     return {info["local"] for link in remote_json("ip -j addr show eth0", address)
             for info in link["addr_info"] if info.get("scope") == "global"}
 
@@ -131,11 +138,11 @@ def test_default_vps_is_ubuntu_24_04_as_a_provider_ships_it(lab):
     assert lab["vps"]["os_release"]["VERSION_ID"] == "24.04"
     assert 'VERSION_ID="24.04"' in ssh("cat /etc/os-release", text=True).stdout
     netplan = ssh("netplan get ethernets.eth0", text=True).stdout
-    assert "198.51.100.10/24" in netplan and "2001:db8" not in netplan
+    assert f"{VPS4}/26" in netplan and "2001:db8" not in netplan
     assert ssh("networkctl list eth0", text=True).stdout.count("configured") == 1
     assert ssh("sysctl -n net.ipv6.conf.all.disable_ipv6", text=True).stdout.strip() == "1"
-    assert global_addresses() == {"198.51.100.10"}
-    assert ssh("true", "2001:db8::10", timeout=30).returncode != 0
+    assert global_addresses() == {VPS4}
+    assert ssh("true", VPS6, timeout=30).returncode != 0
     # cloud image apt sources: main, universe, -updates, -security
     sources = ssh("cat /etc/apt/sources.list", text=True).stdout
     for suite in ("noble", "noble-updates", "noble-security"):
@@ -144,12 +151,12 @@ def test_default_vps_is_ubuntu_24_04_as_a_provider_ships_it(lab):
 
 def test_vps_network_resolver_and_no_route_out(lab):
     routes = remote_json("ip -j route")
-    assert [r.get("gateway") for r in routes if r["dst"] == "default"] == ["198.51.100.1"]
+    assert [r.get("gateway") for r in routes if r["dst"] == "default"] == [HOST4]
     # the "provider's" gateway is the lab bridge, which forwards nothing anywhere
     forwarding = [Path(f"/proc/sys/net/{key}").read_text().strip() for key in
-                  ("ipv4/conf/mhlab0/forwarding", "ipv6/conf/mhlab0/forwarding")]
+                  (f"ipv4/conf/{BRIDGE}/forwarding", f"ipv6/conf/{BRIDGE}/forwarding")]
     assert forwarding == ["0", "0"]
-    assert "nameserver 198.51.100.1" in ssh("cat /etc/resolv.conf", text=True).stdout
+    assert f"nameserver {HOST4}\n" in ssh("cat /etc/resolv.conf", text=True).stdout
     assert ssh("hostname -f", text=True).stdout.strip() == "mail.example.test"
     # root manages its own network namespace, as on a real VPS (firewall, sysctls)
     assert ssh("sysctl -w net.ipv6.conf.eth0.accept_ra=0 && ip link set lo mtu 65535",
@@ -158,11 +165,14 @@ def test_vps_network_resolver_and_no_route_out(lab):
 
 def test_vps_apt_goes_through_the_proxy(lab):
     result = ssh("apt-config dump | grep -i proxy; apt-get -q update", text=True, timeout=300)
-    assert '"http://198.51.100.1:3128"' in result.stdout
+    assert f'"http://{HOST4}:3128"' in result.stdout
     assert result.returncode == 0, result.stdout[-500:] + result.stderr[-500:]
+    # and tinyproxy through the package cache every lane shares, which now holds the indexes
+    cache = Path(lab["apt_cache"]["directory"])
+    assert lab["apt_cache"]["pid"] and any(cache.glob(f"{lab['apt_proxy_allows'][0]}/**/*Release"))
     # the proxy forwards to the package mirrors only
     script = ("import urllib.request as u, urllib.error as e\n"
-              "o = u.build_opener(u.ProxyHandler({'http': 'http://198.51.100.1:3128'}))\n"
+              f"o = u.build_opener(u.ProxyHandler({{'http': 'http://{HOST4}:3128'}}))\n"
               "try:\n    o.open('http://example.com/', timeout=10)\n"
               "except e.HTTPError as error:\n    print(error.code)\n")
     assert ssh(f"python3 -c {shlex.quote(script)}", text=True).stdout.strip() == "403"
@@ -173,7 +183,7 @@ def test_lab_refuses_ranges_the_machine_uses(monkeypatch):
 
     def with_colliding_route(*args):
         if "route" in args and "-4" in args:
-            return [{"dst": "198.51.100.0/25", "dev": "eth0"}]
+            return [{"dst": str(ipaddress.ip_network(LANE.net4).supernet()), "dev": "eth0"}]
         return real(*args)
 
     monkeypatch.setattr(network, "_ip_json", with_colliding_route)
@@ -183,7 +193,7 @@ def test_lab_refuses_ranges_the_machine_uses(monkeypatch):
     network.check_ranges()  # the machine's own routes (192.0.2.0/24, fd00::/64) do not collide
 
 
-@pytest.mark.parametrize("server", ["198.51.100.1", "2001:db8::1"])
+@pytest.mark.parametrize("server", [HOST4, HOST6])
 def test_knot_answers_soa_for_each_zone(lab, server):
     for zone in ZONES:
         answer = dns.query.udp(dns.message.make_query(zone, "SOA"), server, timeout=3)
@@ -193,17 +203,17 @@ def test_knot_answers_soa_for_each_zone(lab, server):
 
 def test_vps_and_receiver_reach_the_lab_dns(lab):
     result = ssh("getent hosts mx.example.net", text=True)
-    assert "198.51.100.20" in result.stdout or "2001:db8::20" in result.stdout
+    assert RX4 in result.stdout or RX6 in result.stdout
     query = subprocess.run(
-        ["ip", "netns", "exec", "mhlab-rx", "kdig", "+short", "@198.51.100.1", "example.net",
+        ["ip", "netns", "exec", RX_NETNS, "kdig", "+short", f"@{HOST4}", "example.net",
          "MX"], capture_output=True, text=True, timeout=10)
     assert query.stdout.strip() == "10 mx.example.net."
 
 
 def test_ptr_lookups(lab):
     r = resolver()
-    expected = {"198.51.100.10": "mail.example.test.", "2001:db8::10": "mail.example.test.",
-                "198.51.100.20": "mx.example.net.", "2001:db8::20": "mx.example.net."}
+    expected = {VPS4: "mail.example.test.", VPS6: "mail.example.test.",
+                RX4: "mx.example.net.", RX6: "mx.example.net."}
     for address, name in expected.items():
         answer = r.resolve(dns.reversename.from_address(address), "PTR")
         assert [a.target.to_text() for a in answer] == [name]
@@ -214,17 +224,17 @@ def test_knot_accepts_tsig_updates_only(lab):
     keyring = dns.tsigkeyring.from_text({"mailhost-lab": secrets()["tsig_secret"]})
     unsigned = dns.update.Update("example.test.")
     unsigned.add(name, 60, "TXT", '"unsigned"')
-    refused = dns.query.tcp(unsigned, "198.51.100.1", timeout=5).rcode()
+    refused = dns.query.tcp(unsigned, HOST4, timeout=5).rcode()
     assert refused in (dns.rcode.REFUSED, dns.rcode.NOTAUTH)  # Knot says NOTAUTH
     with pytest.raises(dns.resolver.NXDOMAIN):
         resolver().resolve(name, "TXT")
     update = dns.update.Update("example.test.", keyring=keyring, keyalgorithm="hmac-sha256")
     update.add(name, 60, "TXT", '"signed"')
-    assert dns.query.tcp(update, "198.51.100.1", timeout=5).rcode() == dns.rcode.NOERROR
+    assert dns.query.tcp(update, HOST4, timeout=5).rcode() == dns.rcode.NOERROR
     assert [a.to_text() for a in resolver().resolve(name, "TXT")] == ['"signed"']
     cleanup = dns.update.Update("example.test.", keyring=keyring, keyalgorithm="hmac-sha256")
     cleanup.delete(name)
-    assert dns.query.tcp(cleanup, "198.51.100.1", timeout=5).rcode() == dns.rcode.NOERROR
+    assert dns.query.tcp(cleanup, HOST4, timeout=5).rcode() == dns.rcode.NOERROR
 
 
 class Emulator:
@@ -266,15 +276,15 @@ def test_pebble_directory_and_root(lab):
     with urllib.request.urlopen(lab["acme"]["directory_url"], context=context,
                                 timeout=5) as response:
         directory = json.load(response)
-    assert directory["newOrder"].startswith("https://198.51.100.1:14000/")
-    with urllib.request.urlopen("https://198.51.100.1:15000/roots/0", context=context,
+    assert directory["newOrder"].startswith(f"https://{HOST4}:14000/")
+    with urllib.request.urlopen(f"https://{HOST4}:15000/roots/0", context=context,
                                 timeout=5) as response:
         root = response.read().decode()
     assert root.strip() == Path(lab["acme"]["root_ca_file"]).read_text().strip()
     assert Path(lab["acme"]["ca_bundle"]).read_text().count("BEGIN CERTIFICATE") == 2
 
 
-@pytest.mark.parametrize("address", ["198.51.100.20", "2001:db8::20"])
+@pytest.mark.parametrize("address", [RX4, RX6])
 def test_receiver_banner_and_starttls(lab, address):
     assert lab_module.smtp_banner(address).startswith("220 mx.example.net ")
     context = ssl.create_default_context(cafile=str(PATHS.ca / "lab-ca.pem"))
@@ -308,7 +318,7 @@ def probe_domain(lab):
     key = nacl.signing.SigningKey.generate()
     public = base64.b64encode(bytes(key.verify_key)).decode()
     records = [
-        ("probe.example.test", "v=spf1 ip4:198.51.100.10 ip6:2001:db8::10 -all"),
+        ("probe.example.test", f"v=spf1 ip4:{VPS4} ip6:{VPS6} -all"),
         ("_dmarc.probe.example.test", "v=DMARC1; p=reject"),
         ("lab._domainkey.probe.example.test", f"v=DKIM1; k=ed25519; p={public}"),
     ]
@@ -321,12 +331,12 @@ def probe_domain(lab):
 
 
 @pytest.mark.parametrize("address,case,expected", [
-    ("198.51.100.20", "signed", {"spf": "pass", "dkim": "pass", "dmarc": "pass"}),
-    ("2001:db8::20", "signed", {"spf": "pass", "dkim": "pass", "dmarc": "pass"}),
+    (RX4, "signed", {"spf": "pass", "dkim": "pass", "dmarc": "pass"}),
+    (RX6, "signed", {"spf": "pass", "dkim": "pass", "dmarc": "pass"}),
     # the body changed after signing: DKIM fails, DMARC still passes on aligned SPF
-    ("198.51.100.20", "tampered", {"spf": "pass", "dkim": "fail", "dmarc": "pass"}),
+    (RX4, "tampered", {"spf": "pass", "dkim": "fail", "dmarc": "pass"}),
     # and sent with an envelope sender whose SPF does not list the VPS: nothing passes
-    ("2001:db8::20", "forged", {"spf": "fail", "dkim": "fail", "dmarc": "fail"}),
+    (RX6, "forged", {"spf": "fail", "dkim": "fail", "dmarc": "fail"}),
 ])
 def test_receiver_checks_dkim_spf_dmarc_against_lab_dns(lab, probe_domain, address, case,
                                                         expected):
@@ -343,13 +353,13 @@ def test_receiver_checks_dkim_spf_dmarc_against_lab_dns(lab, probe_domain, addre
     mail_from = "bounce@example.net" if case == "forged" else "bounce@probe.example.test"
     if ":" in address:  # the Ubuntu image starts with IPv6 off: turn it on as the deploy does
         on = ssh("sysctl -qw net.ipv6.conf.all.disable_ipv6=0 && "
-                 "ip addr replace 2001:db8::10/64 dev eth0 && sleep 2 && "
-                 "ip -6 addr show to 2001:db8::10", text=True)
-        assert "2001:db8::10" in on.stdout, on.stderr
+                 f"ip addr replace {VPS6}/64 dev eth0 && sleep 2 && "
+                 f"ip -6 addr show to {VPS6}", text=True)
+        assert VPS6 in on.stdout, on.stderr
     _send_from_vps(signed, address, mail_from)
     got = wait_for_message(lab["receiver"]["messages_dir"],
                            lambda m: token in str(m.message["Subject"]), timeout=30)
-    assert got.meta["peer"] == ("198.51.100.10" if "." in address else "2001:db8::10")
+    assert got.meta["peer"] == (VPS4 if "." in address else VPS6)
     assert got.meta["mail_from"] == mail_from
     assert got.meta["tls"] and got.meta["tls"]["version"].startswith("TLS")
     assert {k: got.verdicts[k] for k in expected} == expected
@@ -371,12 +381,12 @@ def test_each_image_boots_with_its_network_and_apt(lab, image, version, network_
     assert status["vps"]["image"] == image and status["vps"]["os_release"]["VERSION_ID"] == version
     assert f'VERSION_ID="{version}"' in ssh("cat /etc/os-release", text=True).stdout
     if network_unit == "netplan":
-        assert global_addresses() == {"198.51.100.10"}
+        assert global_addresses() == {VPS4}
     else:
         assert "No such file" in ssh("ls /etc/netplan 2>&1", text=True).stdout
         assert ssh("systemctl is-active systemd-networkd", text=True).stdout.strip() == "active"
-        assert global_addresses() == {"198.51.100.10", "2001:db8::10"}
-        assert global_addresses("2001:db8::10") == {"198.51.100.10", "2001:db8::10"}
+        assert global_addresses() == {VPS4, VPS6}
+        assert global_addresses(VPS6) == {VPS4, VPS6}
     # the proxy lets through exactly the hosts of this image's mirrors
     sources = ssh("cat /etc/apt/sources.list", text=True).stdout
     hosts = sorted({line.split()[1].split("/")[2] for line in sources.splitlines()
@@ -408,10 +418,10 @@ def test_down_leaves_nothing_behind(lab):
     assert network.lab_namespaces() == []
     assert network.lab_links() == []
     mounts = Path("/proc/self/mountinfo").read_text()
-    assert "mhlab" not in mounts and str(PATHS.vps_rootfs) not in mounts
+    assert PREFIX not in mounts and str(PATHS.vps_rootfs) not in mounts
     assert not [name for name, p in processes.items() if Proc.from_json(p).alive()]
     assert not PATHS.vps_rootfs.exists()
     assert lab_module.leftovers(PATHS) == {"namespaces": [], "links": [], "mounts": [],
                                            "nspawn_files": [], "processes": []}
-    assert lab_module.smtp_banner("198.51.100.20", timeout=1) == ""
+    assert lab_module.smtp_banner(RX4, timeout=1) == ""
     assert lab_cli("status").returncode == 3

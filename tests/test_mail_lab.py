@@ -28,62 +28,32 @@ import dns.message
 import dns.query
 import dns.tsigkeyring
 import pytest
+from lab_world import (
+    HOSTNAME,
+    PYINFRA,
+    RECEIVER,
+    ROOT,
+    VPS4,
+    VPS6,
+    deploy,
+    lab,
+    run_in_world,
+    ssh,
+    tls_context,
+    world_env,
+    world_id,
+    zone_text,
+)
 from secrecy import leaked
 
 from lab.common import RX_NETNS
 from lab.receiver import list_messages, wait_for_message
+from lab.relay import RELAY4, RELAY_HOSTNAME
 from mailhost import dane, mta_sts, paths
 from mailhost.checks import inbound
 from mailhost.rotation import Policy, from_json, selector_on
 
 pytestmark = pytest.mark.lab
-
-ROOT = Path(__file__).resolve().parent.parent
-PYINFRA = str(Path(sys.executable).parent / "pyinfra")
-VPS4, VPS6 = "198.51.100.10", "2001:db8::10"
-RECEIVER = {4: "198.51.100.20", 6: "2001:db8::20"}
-HOSTNAME = "mail.example.test"
-
-
-def lab(*args, timeout=900):
-    return subprocess.run([str(ROOT / "scripts" / "lab"), *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout, check=True)
-
-
-def world_env(lab_host) -> dict:
-    """The environment that makes inventory/lab.py this world's (MTA, DNS provider, challenge)."""
-    _, mta, provider, challenge = lab_host["world"]
-    return dict(os.environ, MAILHOST_LAB_MTA=mta, MAILHOST_LAB_PROVIDER=provider,
-                MAILHOST_LAB_ACME_CHALLENGE=challenge)
-
-
-def run_in_world(lab_host, *command) -> tuple[int, str]:
-    """COMMAND (e.g. pyinfra ... or scripts/check ...) for this world: exit status, output."""
-    result = subprocess.run(list(command), cwd=ROOT, capture_output=True, text=True,
-                            timeout=900, env=world_env(lab_host))
-    return result.returncode, result.stdout + result.stderr
-
-
-def deploy(lab_host, *args):
-    """pyinfra inventory/lab.py deploy.py ARGS for this world's MTA and DNS provider."""
-    code, output = run_in_world(lab_host, PYINFRA, "inventory/lab.py", "deploy.py", *args)
-    assert code == 0, output[-4000:]
-    return output
-
-
-def ssh(command):
-    status = json.loads(lab("status", "--json").stdout)
-    return subprocess.run(["ssh", "-F", status["vps"]["ssh_config"], HOSTNAME, command],
-                          capture_output=True, text=True, timeout=120).stdout
-
-
-def zone_text(status):
-    secret = tomllib.loads(Path(status["secrets_file"]).read_text())["tsig_secret"]
-    keyring = dns.tsigkeyring.from_text({status["dns"]["tsig_key_name"]: secret})
-    messages = dns.query.xfr(status["dns"]["server"], "example.test", keyring=keyring,
-                             keyname=status["dns"]["tsig_key_name"])
-    return "\n".join(str(rrset) for message in messages for rrset in message.answer)
-
 
 # (VPS image, MTA, DNS provider, ACME challenge): each world is a fresh lab; every test runs in
 # each world unless it says where (only_in)
@@ -114,10 +84,6 @@ BOTH_MTAS = (WORLDS[0], WORLDS[1])
 # Cloudflare worlds' MTA and image are the default world's.
 REBUILT = (WORLDS[0], WORLDS[2])  # each DNS provider (chasquid's rebuild: by hand, for time)
 SWITCHED = (WORLDS[0], WORLDS[3], WORLDS[4])  # ubuntu-24.04, ubuntu-22.04, debian-13
-
-
-def world_id(world) -> str:
-    return "-".join(world)
 
 
 def only_in(*worlds):
@@ -154,10 +120,6 @@ def lab_host(request):
     print(f"\n{'-'.join(request.param)}: first deploy {status['first_deploy_seconds']:.0f} s")
     yield status
     lab("down")
-
-
-def tls_context(status):
-    return ssl.create_default_context(cafile=status["acme"]["root_ca_file"])
 
 
 def submit(status, port, address=VPS4, user="alice@example.test", sender=None, password=None,
@@ -214,11 +176,11 @@ def test_the_deploy_enabled_ipv6_on_the_provider_like_image(lab_host):
     Debian images configure both addresses with systemd-networkd). After the deploy: on, the
     address in netplan, and a file that keeps it on after a reboot."""
     after = lab_host["ipv6_after"].splitlines()
-    assert after[0] == "0" and "inet6 2001:db8::10/64" in after[1], after
+    assert after[0] == "0" and f"inet6 {VPS6}/64" in after[1], after
     if lab_host["vps"]["network"] == "netplan":
         assert lab_host["ipv6_before"].strip() == "1", lab_host["ipv6_before"]
         assert "eth0:" in ssh("cat /etc/netplan/60-mailhost-ipv6.yaml")
-        assert "2001:db8::10/64" in ssh("netplan get ethernets.eth0.addresses")
+        assert f"{VPS6}/64" in ssh("netplan get ethernets.eth0.addresses")
     else:
         assert lab_host["ipv6_before"].splitlines() == after
     assert "disable_ipv6 = 0" in ssh("cat /etc/sysctl.d/99-zz-mailhost-ipv6.conf")
@@ -521,7 +483,7 @@ def test_dane_tlsa_is_signed_validated_by_the_hosts_unbound_and_matches_port_25(
 
     first = lab_host["first_deploy"]
     assert "DANE: TLSA of the new certificate's key in example.test" in first
-    for what in ("matches port 25 on 198.51.100.10", "matches port 25 on 2001:db8::10",
+    for what in (f"matches port 25 on {VPS4}", f"matches port 25 on {VPS6}",
                  "_25._tcp.mail.example.test signed (DNSSEC)"):
         assert re.search(rf"ok +dane: TLSA .*{re.escape(what)}", first), what
     name = "_25._tcp.mail.example.test"
@@ -862,7 +824,7 @@ def test_a_tls_key_rollover_prepublishes_the_next_tlsa_and_switches_after_twice_
         new = tlsa_of_host_key(paths.NEXT_KEY)
         output = deploy(lab_host, "-y")
         assert said in output, output[-3000:]
-        assert re.search(r"ok +dane: TLSA .*matches port 25 on 2001:db8::10", output)
+        assert re.search(rf"ok +dane: TLSA .*matches port 25 on {re.escape(VPS6)}", output)
         if offset < timedelta(minutes=12):
             new = tlsa_of_host_key(paths.NEXT_KEY)
             assert new not in (None, old) and published_tlsa(lab_host) == {old, new}
@@ -921,7 +883,7 @@ def test_the_receivers_reports_are_read_by_scripts_reports(lab_host):
     assert entry["ladder"]["policy"] == "reject" and entry["ladder"]["next"] is None
 
 
-RELAY4, RELAY_HOST = "198.51.100.30", "relay.example.net"  # the lab's relay (scripts/lab up)
+RELAY_HOST = RELAY_HOSTNAME  # the lab's relay (scripts/lab up), at RELAY4
 
 
 def vps_connects(address, port) -> bool:
@@ -1008,7 +970,7 @@ def test_queued_mail_survives_a_redeploy_and_a_reboot_and_holds_back_a_switch(la
         firewall = ssh("ufw status")
         assert "Status: active" in firewall and "587/tcp" in firewall, firewall
         after = ssh(IPV6_STATE).splitlines()  # eth0's index is new: a new namespace
-        assert after[0] == "0" and "inet6 2001:db8::10/64" in after[1], after
+        assert after[0] == "0" and f"inet6 {VPS6}/64" in after[1], after
         code, output = run_in_world(lab_host, str(ROOT / "scripts" / "check"), "inventory/lab.py")
         assert code == 0, output[-3000:]
         queue_line = next(line for line in output.splitlines() if "mail queue not stuck" in line)
