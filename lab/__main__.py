@@ -8,8 +8,15 @@ import json
 import os
 import sys
 
-from . import images, lab
+from . import images, lab, vps
 from .common import LabError, Paths
+
+
+def memory_size(text: str) -> int:
+    try:
+        return vps.parse_memory(text)
+    except LabError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
                     default=int(os.environ.get("MAILHOST_LAB_DPKG_LOCK_SECONDS", "0")),
                     help="a new VPS holds dpkg's lock this long after boot, as "
                          "unattended-upgrades does (default $MAILHOST_LAB_DPKG_LOCK_SECONDS or 0)")
+    up.add_argument("--memory", type=memory_size, metavar="SIZE",
+                    help="cap the VPS's memory, no swap, as the smallest plans do (e.g. 1G); "
+                         "another cap than the running VPS's rebuilds it")
     up.add_argument("--json", action="store_true", help="print the status as JSON")
     commands.add_parser("down", help="stop everything the lab started and remove what it made")
     commands.add_parser("reboot", help="reboot the VPS (systemctl reboot; its network state "
@@ -47,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "up":
             info = lab.up(paths, fresh=args.fresh, image_name=args.image,
-                          dpkg_lock_seconds=args.dpkg_lock_seconds)
+                          dpkg_lock_seconds=args.dpkg_lock_seconds, memory=args.memory)
             print(json.dumps(info, indent=2) if args.json else lab.describe(info))
             return 0 if info["running"] else 1
         if args.command == "down":

@@ -208,14 +208,17 @@ def start_receiver(paths: Paths) -> Proc:
     return proc
 
 
-def start_vps(paths: Paths, state: dict, image: images.Image, dpkg_lock_seconds: int) -> None:
-    """(Re)build the VPS rootfs from the cache and boot it; wait until systemd is up."""
+def start_vps(paths: Paths, state: dict, image: images.Image, dpkg_lock_seconds: int,
+              memory: int | None = None) -> None:
+    """(Re)build the VPS rootfs from the cache and boot it (MEMORY: its cap in bytes); wait
+    until systemd is up."""
     stop_vps(paths, state)
     network.reset_vps_link(VPS_NS, ipv6_off=image.network == "netplan")
     vps.prepare_rootfs(paths, image, dpkg_lock_seconds)
     relay.trust_lab_ca(paths.vps_rootfs, paths.ca / "lab-ca.pem")  # the relay's certificate
     state["image"] = image.name
     state["dpkg_lock_seconds"] = dpkg_lock_seconds
+    state["memory"] = memory
     vps.write_ssh_config(paths)
     log = paths.logs / "vps-console.log"
     log.unlink(missing_ok=True)
@@ -227,7 +230,7 @@ def boot_vps(paths: Paths, state: dict, log: Path) -> None:
     each boot the VPS's unbound snippet gets the signed lab zones' current trust anchors."""
     vps.write_resolver_snippet(paths.vps_rootfs, zones.trust_anchors())
     network.forget_neighbours([VPS4, VPS6], [RX_NS])
-    nspawn = vps.boot(paths, log)
+    nspawn = vps.boot(paths, log, state.get("memory"))
     _record(paths, state, "vps", nspawn)
     init = wait_for(lambda: vps.container_init(nspawn), 20, "VPS init", proc=nspawn, log=log)
     _record(paths, state, "vps_init", init)
@@ -276,24 +279,30 @@ def stop_vps(paths: Paths, state: dict) -> None:
     vps.stop(_proc(state, "vps"), _proc(state, "vps_init"))
     if not _alive(state, "vps") and not _alive(state, "vps_init"):
         vps.remove_run_files(paths)
+        vps.remove_memory_cgroup()
     _record(paths, state, "vps", None)
     _record(paths, state, "vps_init", None)
 
 
 def up(paths: Paths, fresh: bool = False, image_name: str | None = None,
-       dpkg_lock_seconds: int = 0) -> dict:
+       dpkg_lock_seconds: int = 0, memory: int | None = None) -> dict:
     """Start every part of the lab that is not running; return status().
 
     + fresh: rebuild the VPS from the image's cached rootfs even if it runs
     + image_name: the VPS image (images.IMAGES); another one than the running VPS's rebuilds it
     + dpkg_lock_seconds: the new VPS holds dpkg's lock this long after boot (0: not at all)
+    + memory: cap the VPS's memory at this many bytes, no swap (default: the running VPS's
+      cap, else none); another cap than the running VPS's rebuilds it
     """
     started = time.monotonic()
     with locked(paths):
         state = load_state(paths)
         running_image = state.get("image") if _alive(state, "vps") else None
         image = images.image(image_name or running_image or images.DEFAULT_IMAGE)
-        fresh = fresh or (running_image is not None and running_image != image.name)
+        if running_image is not None and memory is None:
+            memory = state.get("memory")
+        fresh = fresh or (running_image is not None and (
+            running_image != image.name or state.get("memory") != memory))
         claim_lane(paths)
         state["checkout"] = str(CHECKOUT)
         paths.logs.mkdir(parents=True, exist_ok=True)
@@ -328,7 +337,7 @@ def up(paths: Paths, fresh: bool = False, image_name: str | None = None,
             _record(paths, state, "backup_target",
                     backup_target.start(paths, RX_NS.exec_prefix()))
         if fresh or not _alive(state, "vps"):
-            start_vps(paths, state, image, dpkg_lock_seconds)
+            start_vps(paths, state, image, dpkg_lock_seconds, memory)
         state["up_seconds"] = round(time.monotonic() - started, 1)
         save_state(paths, state)
     return status(paths)
@@ -386,7 +395,7 @@ def down(paths: Paths) -> dict[str, list]:
         vps.remove_rootfs(paths)
         backup_target.remove_repository(paths)
         state["stopped_procs"] = stopped
-        for key in ("vps_state", "image", "dpkg_lock_seconds"):
+        for key in ("vps_state", "image", "dpkg_lock_seconds", "memory"):
             state.pop(key, None)
         save_state(paths, state)
         release_lane(paths)
@@ -424,6 +433,7 @@ def status(paths: Paths) -> dict:
             "os_release": images.os_release(paths.vps_rootfs) if image else {},
             "network": image.network if image else None,
             "dpkg_lock_seconds": state.get("dpkg_lock_seconds", 0),
+            "memory": vps.memory_use(state.get("memory")),
             "rootfs_cache": str(image.pristine) if image else None,
             "console_log": str(paths.logs / "vps-console.log"),
         },

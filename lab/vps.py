@@ -230,8 +230,58 @@ def system_state(paths: Paths, address: str = VPS4) -> str:
     return result.stdout.strip() if result.returncode in (0, 1) else ""
 
 
-def boot(paths: Paths, log: Path) -> Proc:
-    """Start systemd-nspawn (real systemd, sshd) in the VPS namespace."""
+MEMORY_CGROUPS = Path("/sys/fs/cgroup/memory")  # cgroup v1, as on this kind of controller
+
+
+def parse_memory(text: str) -> int:
+    """'1G', '512M', '1073741824' as bytes; LabError naming the value otherwise."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    number, unit = (text[:-1], text[-1].upper()) if text[-1:].upper() in units else (text, "")
+    if not number.isdigit() or int(number) == 0:
+        raise LabError(f"--memory {text!r}: expected a size such as 1G or 512M")
+    return int(number) * units.get(unit, 1)
+
+
+def memory_cgroup() -> Path:
+    return MEMORY_CGROUPS / VPS_NETNS
+
+
+def cap_memory(limit: int) -> Path:
+    """The VPS's memory cgroup, capped at LIMIT bytes with no swap (a small plan's VPS): the
+    container's processes count against it and the kernel's OOM killer acts inside it."""
+    group = memory_cgroup()
+    group.mkdir(exist_ok=True)
+    (group / "memory.limit_in_bytes").write_text(str(limit))
+    if (group / "memory.memsw.limit_in_bytes").exists():  # memory + swap: no swap at all
+        (group / "memory.memsw.limit_in_bytes").write_text(str(limit))
+    return group
+
+
+def memory_use(limit: int | None) -> dict:
+    """The cap and the most the VPS used under it (bytes); {} when not capped."""
+    group = memory_cgroup()
+    if not limit or not group.is_dir():
+        return {}
+    read = lambda name: int((group / name).read_text())  # noqa: E731
+    oom = dict(line.split() for line in (group / "memory.oom_control").read_text().splitlines())
+    return {"memory_max": read("memory.limit_in_bytes"),
+            "memory_peak": read("memory.max_usage_in_bytes"),
+            "memory_now": read("memory.usage_in_bytes"), "oom_kills": int(oom.get("oom_kill", 0))}
+
+
+def remove_memory_cgroup() -> None:
+    """Remove the VPS's memory cgroup once nothing runs in it (harmless if absent)."""
+    group = memory_cgroup()
+    if group.is_dir() and not (group / "cgroup.procs").read_text().split():
+        for child in sorted(group.rglob("*"), reverse=True):  # nspawn's sub-groups
+            if child.is_dir():
+                child.rmdir()
+        group.rmdir()
+
+
+def boot(paths: Paths, log: Path, memory: int | None = None) -> Proc:
+    """Start systemd-nspawn (real systemd, sshd) in the VPS namespace; with MEMORY (bytes) in
+    a memory cgroup capped at that size."""
     command = [
         "systemd-nspawn", "--boot", "--directory", str(paths.vps_rootfs),
         f"--machine={VPS_NETNS}", "--register=no", "--keep-unit",
@@ -242,6 +292,9 @@ def boot(paths: Paths, log: Path) -> Proc:
         # the VPS's own, and the host neither forwards nor NATs for it
         "--capability=CAP_NET_ADMIN", "--private-network",
     ]
+    if memory:  # the shell joins the capped group, then becomes nspawn (same PID)
+        procs = cap_memory(memory) / "cgroup.procs"
+        command = ["sh", "-c", 'echo $$ > "$0" && exec "$@"', str(procs), *command]
     # cgroup v1 host without systemd as PID 1: see LAB-FACTS
     return spawn(command, log, env={"SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "0"})
 
