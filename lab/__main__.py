@@ -1,5 +1,6 @@
-"""python -m lab up [--fresh] [--image IMAGE] [--dpkg-lock-seconds N] | down
-| reboot | block-smtp on|off | status [--json] | ssh [COMMAND...]"""
+"""python -m lab up [--fresh [--host NAME]] [--image IMAGE] [--vps N] [--memory SIZE]
+[--dpkg-lock-seconds N] | down | reboot [--host NAME] | block-smtp on|off | status [--json]
+| ssh [--host NAME] [COMMAND...]   (the lane: MAILHOST_LAB_LANE, 0 to 3)"""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import os
 import sys
 
 from . import images, lab, vps
-from .common import LabError, Paths
+from .common import FLEET, LabError, Paths
 
 
 def memory_size(text: str) -> int:
@@ -23,6 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/lab", description=lab.__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="start the lab (what is not running yet)")
+    up.add_argument("--vps", type=int, dest="vps_count", metavar="N",
+                    help=f"boot the first N of the lab's {len(FLEET)} VPS ("
+                         f"{', '.join(v.hostname for v in FLEET)}); default: as many as run, "
+                         "else 1")
+    up.add_argument("--host", help="with --fresh: rebuild only this VPS (its hostname)")
     up.add_argument("--fresh", action="store_true",
                     help="also rebuild the VPS from the cached rootfs and reboot it")
     up.add_argument("--image", choices=list(images.IMAGES),
@@ -37,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
                          "another cap than the running VPS's rebuilds it")
     up.add_argument("--json", action="store_true", help="print the status as JSON")
     commands.add_parser("down", help="stop everything the lab started and remove what it made")
-    commands.add_parser("reboot", help="reboot the VPS (systemctl reboot; its network state "
+    reboot = commands.add_parser("reboot", help="reboot a VPS (systemctl reboot; its network state "
                                        "starts empty, as a rebooted kernel's does)")
     commands.add_parser("ca-down", help="stop the ACME CA (Pebble), as a CA that is down; "
                                         "`up` starts it again")
@@ -46,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     block.add_argument("state", choices=["on", "off"])
     status = commands.add_parser("status", help="what runs where (exit 3 if not running)")
     status.add_argument("--json", action="store_true")
-    ssh = commands.add_parser("ssh", help="ssh into the VPS as root")
+    reboot.add_argument("--host", help="the VPS to reboot (default: the first)")
+    ssh = commands.add_parser("ssh", help="ssh into a VPS as root")
+    ssh.add_argument("--host", help="the VPS (default: the first)")
     ssh.add_argument("remote", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
 
@@ -56,8 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     paths = Paths.for_checkout()
     try:
         if args.command == "up":
+            if args.host and not args.fresh:
+                parser.error("--host goes with --fresh (rebuild that VPS)")
             info = lab.up(paths, fresh=args.fresh, image_name=args.image,
-                          dpkg_lock_seconds=args.dpkg_lock_seconds, memory=args.memory)
+                          dpkg_lock_seconds=args.dpkg_lock_seconds, memory=args.memory,
+                          vps_count=args.vps_count, host=args.host)
             print(json.dumps(info, indent=2) if args.json else lab.describe(info))
             return 0 if info["running"] else 1
         if args.command == "down":
@@ -68,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             print("lab down: every process stopped; no namespace, link or mount left")
             return 0
         if args.command == "reboot":
-            info = lab.reboot_vps(paths)
+            info = lab.reboot_vps(paths, args.host)
             print(lab.describe(info))
             return 0 if info["running"] else 1
         if args.command == "ca-down":
@@ -87,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "ssh":
             from .vps import ssh_command
 
-            command = ssh_command(paths) + args.remote
+            target = lab.find_vps(args.host) if args.host else FLEET[0]
+            command = ssh_command(paths, target.ipv4) + args.remote
             os.execvp(command[0], command)
     except LabError as error:
         print(f"lab {args.command}: {error}", file=sys.stderr)

@@ -76,15 +76,36 @@ LANE = Lane.from_environment()
 PREFIX_LEN4, PREFIX_LEN6 = 26, 64
 LAB_NET4, LAB_NET6 = LANE.net4, LANE.net6
 HOST4, HOST6 = LANE.ipv4(1), LANE.ipv6(1)  # bridge: Knot, Pebble, proxy, emulator
-VPS4, VPS6 = LANE.ipv4(10), LANE.ipv6(10)  # the first VPS (lab.vps: every VPS)
 RX4, RX6 = LANE.ipv4(20), LANE.ipv6(20)
-
-# --- names ---
 PREFIX = LANE.prefix
 BRIDGE = f"{PREFIX}br"
-VPS_NETNS, RX_NETNS = f"{PREFIX}vps", f"{PREFIX}rx"
 MAIL_DOMAIN = "example.test"
-MAIL_HOSTNAME = "mail.example.test"
+SHOP_DOMAIN = "shop.test"  # a second mail domain, in a zone of its own (the fleet's third VPS)
+MAIL_DOMAINS = [MAIL_DOMAIN, SHOP_DOMAIN]
+
+
+@dataclass(frozen=True)
+class Vps:
+    """One VPS of a lane's lab: ``key`` names its namespace, rootfs and processes."""
+
+    key: str  # "vps" (the first), "vps2", "vps3"
+    hostname: str
+    number: int  # its addresses in the lane: LANE.ipv4(number), LANE.ipv6(number)
+
+    ipv4 = property(lambda self: LANE.ipv4(self.number))
+    ipv6 = property(lambda self: LANE.ipv6(self.number))
+    netns = property(lambda self: f"{PREFIX}{self.key}")
+    short = property(lambda self: self.hostname.split(".")[0])
+    domain = property(lambda self: self.hostname.split(".", 1)[1])
+
+
+# `scripts/lab up --vps N` boots the first N: a mail host, a second host of its domain (a
+# backup MX), a mail host of another domain (inventory/lab-fleet.py)
+FLEET = (Vps("vps", "mail.example.test", 10), Vps("vps2", "mx2.example.test", 11),
+         Vps("vps3", "mail.shop.test", 12))
+VPS4, VPS6 = FLEET[0].ipv4, FLEET[0].ipv6  # the first VPS
+VPS_NETNS, RX_NETNS = FLEET[0].netns, f"{PREFIX}rx"
+MAIL_HOSTNAME = FLEET[0].hostname
 RX_DOMAIN = "example.net"
 RX_HOSTNAME = "mx.example.net"
 # while this file is in the receiver's store, every recipient gets a temporary failure (a
@@ -145,7 +166,10 @@ class Paths:
     proxy = property(lambda self: self.root / "tinyproxy")
     cloudflare = property(lambda self: self.root / "cloudflare")
     received = property(lambda self: self.root / "received")
-    vps_rootfs = property(lambda self: self.root / "vps-rootfs")
+    vps_rootfs = property(lambda self: self.root / "vps-rootfs")  # the first VPS's
+
+    def rootfs(self, vps: Vps) -> Path:
+        return self.root / f"{vps.key}-rootfs"
 
 
 def run(*args: str, check: bool = True, capture: bool = True, timeout: float = 120,

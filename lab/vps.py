@@ -19,24 +19,22 @@ from pathlib import Path
 
 from . import api_front, images
 from .common import (
+    FLEET,
     HOST4,
-    MAIL_HOSTNAME,
     PREFIX_LEN4,
     PREFIX_LEN6,
     PROXY_PORT,
-    VPS4,
-    VPS6,
-    VPS_NETNS,
     LabError,
     Paths,
     Proc,
+    Vps,
     run,
     spawn,
     wait_for,
 )
 from .images import Image
 
-SHORT_HOSTNAME = MAIL_HOSTNAME.split(".")[0]
+FIRST = FLEET[0]
 VPS_GATEWAY4 = HOST4  # the "provider's" router: the lab bridge (which forwards nothing)
 DPKG_LOCK_HOLDER = "mailhost-lab-dpkg-lock.service"
 
@@ -52,32 +50,34 @@ def mounts_under(path: Path) -> list[str]:
     return found
 
 
-def remove_rootfs(paths: Paths) -> None:
+def remove_rootfs(paths: Paths, vps: Vps = FIRST) -> None:
     """Delete the working rootfs (never while anything is mounted inside it)."""
-    if not paths.vps_rootfs.exists():
+    root = paths.rootfs(vps)
+    if not root.exists():
         return
-    if mounts_under(paths.vps_rootfs):
-        raise LabError(f"refusing to delete {paths.vps_rootfs}: mounts under it")
-    run("rm", "-rf", "--one-file-system", str(paths.vps_rootfs), timeout=300)
+    if mounts_under(root):
+        raise LabError(f"refusing to delete {root}: mounts under it")
+    run("rm", "-rf", "--one-file-system", str(root), timeout=300)
 
 
-def prepare_rootfs(paths: Paths, image: Image, dpkg_lock_seconds: int = 0) -> None:
+def prepare_rootfs(paths: Paths, image: Image, dpkg_lock_seconds: int = 0,
+                   vps: Vps = FIRST) -> None:
     """A fresh working copy of the image's pristine rootfs, customised for the lab: the
     network as the provider's cloud-init writes it, apt sources as a cloud image has them,
     and optionally a dpkg lock held after boot (unattended-upgrades on a new VPS)."""
-    remove_rootfs(paths)
-    run("cp", "-a", "--reflink=auto", str(image.pristine), str(paths.vps_rootfs), timeout=600)
-    root = paths.vps_rootfs
-    write_network(root, image)
+    remove_rootfs(paths, vps)
+    root = paths.rootfs(vps)
+    run("cp", "-a", "--reflink=auto", str(image.pristine), str(root), timeout=600)
+    write_network(root, image, vps)
     _write(root / "etc/apt/sources.list", "# as the provider's cloud image has it\n"
            + images.vps_sources(image))
     for deb822 in (root / "etc/apt/sources.list.d").glob("*.sources"):
         deb822.unlink()  # the same sources, as written by a newer debootstrap
     write_dpkg_lock_holder(root, dpkg_lock_seconds)
-    _write(root / "etc/hostname", SHORT_HOSTNAME + "\n")
+    _write(root / "etc/hostname", vps.short + "\n")
     _write(root / "etc/hosts",
            "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n"
-           f"{VPS4} {MAIL_HOSTNAME} {SHORT_HOSTNAME}\n{VPS6} {MAIL_HOSTNAME} {SHORT_HOSTNAME}\n"
+           f"{vps.ipv4} {vps.hostname} {vps.short}\n{vps.ipv6} {vps.hostname} {vps.short}\n"
            f"# the lab: the Cloudflare API's name is the emulator's TLS front\n"
            f"{HOST4} {api_front.API_HOSTNAME}\n")
     _write(root / "etc/resolv.conf", f"nameserver {HOST4}\n")
@@ -89,11 +89,7 @@ def prepare_rootfs(paths: Paths, image: Image, dpkg_lock_seconds: int = 0) -> No
     for old in (root / "etc/ssh").glob("ssh_host_*"):
         old.unlink()
     run("ssh-keygen", "-A", "-f", str(root))
-    names = f"{VPS4},{VPS6},{MAIL_HOSTNAME}"
-    keys = sorted((root / "etc/ssh").glob("ssh_host_*_key.pub"))
-    paths.ssh.mkdir(parents=True, exist_ok=True)
-    _write(paths.known_hosts,
-           "".join(f"{names} {' '.join(k.read_text().split()[:2])}\n" for k in keys))
+    write_known_hosts(paths)
     ssh_dir = root / "root/.ssh"
     ssh_dir.mkdir(mode=0o700, exist_ok=True)
     _write(ssh_dir / "authorized_keys", paths.ssh_key.with_suffix(".pub").read_text(), 0o600)
@@ -123,7 +119,18 @@ def write_resolver_snippet(root: Path, trust_anchors: dict[str, list[str]]) -> N
            + f'forward-zone:\n    name: "."\n    forward-addr: {HOST4}\n')
 
 
-def write_network(root: Path, image: Image) -> None:
+def write_known_hosts(paths: Paths) -> None:
+    """Every VPS's host keys (from each working rootfs there is) in the lab's known_hosts."""
+    lines = []
+    for vps in FLEET:
+        names = f"{vps.ipv4},{vps.ipv6},{vps.hostname}"
+        keys = sorted((paths.rootfs(vps) / "etc/ssh").glob("ssh_host_*_key.pub"))
+        lines += [f"{names} {' '.join(k.read_text().split()[:2])}\n" for k in keys]
+    paths.ssh.mkdir(parents=True, exist_ok=True)
+    _write(paths.known_hosts, "".join(lines))
+
+
+def write_network(root: Path, image: Image, vps: Vps = FIRST) -> None:
     """The VPS configures its own addresses, as a rented one does.
 
     netplan images: ``/etc/netplan/50-cloud-init.yaml`` as cloud-init writes it (IPv4 address
@@ -138,7 +145,7 @@ def write_network(root: Path, image: Image) -> None:
                "# written by the provider's cloud-init (the mailhost lab)\n"
                "network:\n  version: 2\n  renderer: networkd\n  ethernets:\n"
                "    eth0:\n"
-               f"      addresses:\n        - \"{VPS4}/{PREFIX_LEN4}\"\n"
+               f"      addresses:\n        - \"{vps.ipv4}/{PREFIX_LEN4}\"\n"
                f"      routes:\n        - to: default\n          via: {VPS_GATEWAY4}\n",
                0o600)
         _write(root / "etc/sysctl.d/99-disable-ipv6.conf",
@@ -148,7 +155,8 @@ def write_network(root: Path, image: Image) -> None:
         return
     _write(root / "etc/systemd/network/10-eth0.network",
            "[Match]\nName=eth0\n\n[Network]\n"
-           f"Address={VPS4}/{PREFIX_LEN4}\nGateway={VPS_GATEWAY4}\nAddress={VPS6}/{PREFIX_LEN6}\n"
+           f"Address={vps.ipv4}/{PREFIX_LEN4}\nGateway={VPS_GATEWAY4}\n"
+           f"Address={vps.ipv6}/{PREFIX_LEN6}\n"
            "IPv6AcceptRA=no\n")
     run("systemctl", f"--root={root}", "enable", "systemd-networkd.service")
 
@@ -192,12 +200,13 @@ def ensure_ssh_key(paths: Paths) -> None:
 
 
 def write_ssh_config(paths: Paths) -> None:
-    """``ssh -F .lab/ssh/config mail.example.test`` logs in as root."""
+    """``ssh -F .lab/lane-N/ssh/config mail.example.test`` logs in as root (any VPS, by its
+    name or address; ``mail`` is the first one's)."""
+    hosts = "".join(f"Host {vps.hostname} {vps.ipv4}{' ' + vps.short if vps == FIRST else ''}\n"
+                    f"    HostName {vps.ipv4}\nHost {vps.ipv6}\n    HostName {vps.ipv6}\n"
+                    for vps in FLEET)
     _write(paths.ssh_config,
-           f"Host {MAIL_HOSTNAME} {SHORT_HOSTNAME} {VPS4}\n"
-           f"    HostName {VPS4}\n"
-           f"Host {VPS6}\n"
-           f"    HostName {VPS6}\n"
+           hosts +
            "Host *\n"
            "    User root\n"
            f"    IdentityFile {paths.ssh_key}\n"
@@ -209,19 +218,19 @@ def write_ssh_config(paths: Paths) -> None:
            "    LogLevel ERROR\n")
 
 
-def ssh_command(paths: Paths, address: str = VPS4) -> list[str]:
+def ssh_command(paths: Paths, address: str = FIRST.ipv4) -> list[str]:
     """The ssh command line (without the remote command) for root on the VPS."""
     return ["ssh", "-F", str(paths.ssh_config), address]
 
 
-def ssh(paths: Paths, command: str, address: str = VPS4,
+def ssh(paths: Paths, command: str, address: str = FIRST.ipv4,
         timeout: float = 30) -> subprocess.CompletedProcess:
     """Run ``command`` on the VPS as root over SSH."""
     return subprocess.run([*ssh_command(paths, address), command], capture_output=True,
                           text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
-def system_state(paths: Paths, address: str = VPS4) -> str:
+def system_state(paths: Paths, address: str = FIRST.ipv4) -> str:
     """``systemctl is-system-running`` on the VPS over SSH ('' if SSH does not answer)."""
     try:
         result = ssh(paths, "systemctl is-system-running", address, timeout=15)
@@ -242,14 +251,14 @@ def parse_memory(text: str) -> int:
     return int(number) * units.get(unit, 1)
 
 
-def memory_cgroup() -> Path:
-    return MEMORY_CGROUPS / VPS_NETNS
+def memory_cgroup(vps: Vps = FIRST) -> Path:
+    return MEMORY_CGROUPS / vps.netns
 
 
-def cap_memory(limit: int) -> Path:
+def cap_memory(limit: int, vps: Vps = FIRST) -> Path:
     """The VPS's memory cgroup, capped at LIMIT bytes with no swap (a small plan's VPS): the
     container's processes count against it and the kernel's OOM killer acts inside it."""
-    group = memory_cgroup()
+    group = memory_cgroup(vps)
     group.mkdir(exist_ok=True)
     (group / "memory.limit_in_bytes").write_text(str(limit))
     if (group / "memory.memsw.limit_in_bytes").exists():  # memory + swap: no swap at all
@@ -257,9 +266,9 @@ def cap_memory(limit: int) -> Path:
     return group
 
 
-def memory_use(limit: int | None) -> dict:
+def memory_use(limit: int | None, vps: Vps = FIRST) -> dict:
     """The cap and the most the VPS used under it (bytes); {} when not capped."""
-    group = memory_cgroup()
+    group = memory_cgroup(vps)
     if not limit or not group.is_dir():
         return {}
     read = lambda name: int((group / name).read_text())  # noqa: E731
@@ -269,9 +278,9 @@ def memory_use(limit: int | None) -> dict:
             "memory_now": read("memory.usage_in_bytes"), "oom_kills": int(oom.get("oom_kill", 0))}
 
 
-def remove_memory_cgroup() -> None:
+def remove_memory_cgroup(vps: Vps = FIRST) -> None:
     """Remove the VPS's memory cgroup once nothing runs in it (harmless if absent)."""
-    group = memory_cgroup()
+    group = memory_cgroup(vps)
     if group.is_dir() and not (group / "cgroup.procs").read_text().split():
         for child in sorted(group.rglob("*"), reverse=True):  # nspawn's sub-groups
             if child.is_dir():
@@ -279,21 +288,21 @@ def remove_memory_cgroup() -> None:
         group.rmdir()
 
 
-def boot(paths: Paths, log: Path, memory: int | None = None) -> Proc:
+def boot(paths: Paths, log: Path, memory: int | None = None, vps: Vps = FIRST) -> Proc:
     """Start systemd-nspawn (real systemd, sshd) in the VPS namespace; with MEMORY (bytes) in
     a memory cgroup capped at that size."""
     command = [
-        "systemd-nspawn", "--boot", "--directory", str(paths.vps_rootfs),
-        f"--machine={VPS_NETNS}", "--register=no", "--keep-unit",
-        f"--network-namespace-path=/run/netns/{VPS_NETNS}",
-        f"--hostname={SHORT_HOSTNAME}", "--console=read-only", "--resolv-conf=off",
+        "systemd-nspawn", "--boot", "--directory", str(paths.rootfs(vps)),
+        f"--machine={vps.netns}", "--register=no", "--keep-unit",
+        f"--network-namespace-path=/run/netns/{vps.netns}",
+        f"--hostname={vps.short}", "--console=read-only", "--resolv-conf=off",
         "--timezone=off", "--link-journal=no",
         # like a real VPS, root may manage its network (firewall, sysctls); the namespace is
         # the VPS's own, and the host neither forwards nor NATs for it
         "--capability=CAP_NET_ADMIN", "--private-network",
     ]
     if memory:  # the shell joins the capped group, then becomes nspawn (same PID)
-        procs = cap_memory(memory) / "cgroup.procs"
+        procs = cap_memory(memory, vps) / "cgroup.procs"
         command = ["sh", "-c", 'echo $$ > "$0" && exec "$@"', str(procs), *command]
     # cgroup v1 host without systemd as PID 1: see LAB-FACTS
     return spawn(command, log, env={"SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "0"})
@@ -314,41 +323,43 @@ def container_init(nspawn: Proc) -> Proc | None:
     return None
 
 
-def wait_running(paths: Paths, nspawn: Proc, log: Path, timeout: float = 180) -> str:
+def wait_running(paths: Paths, nspawn: Proc, log: Path, timeout: float = 180,
+                 vps: Vps = FIRST) -> str:
     """Wait until systemd in the VPS reports running or degraded over SSH, and no address is
     still tentative (duplicate address detection runs for a second or two after networkd
     configures an IPv6 address; tests compare the addresses before and after a deploy)."""
     def settled() -> str:
-        state = system_state(paths)
+        state = system_state(paths, vps.ipv4)
         if state not in ("running", "degraded"):
             return ""
         try:
-            tentative = ssh(paths, "ip -o addr show tentative", timeout=15).stdout.strip()
+            tentative = ssh(paths, "ip -o addr show tentative", vps.ipv4,
+                            timeout=15).stdout.strip()
         except subprocess.TimeoutExpired:
             return ""
         return "" if tentative else state
 
-    return wait_for(settled, timeout, "VPS boot (systemctl is-system-running over SSH)",
+    return wait_for(settled, timeout, f"{vps.hostname} boot (systemctl is-system-running)",
                     proc=nspawn, log=log, interval=0.5)
 
 
 NSPAWN_RUN = Path("/run/systemd/nspawn")
 
 
-def run_files(paths: Paths) -> list[Path]:
+def run_files(paths: Paths, vps: Vps = FIRST) -> list[Path]:
     """What systemd-nspawn leaves in /run for this VPS once it has exited (it cannot remove
     them itself where /run is not a tmpfs): the propagation folder and the rootfs lock."""
-    found = [p for p in [NSPAWN_RUN / "propagate" / VPS_NETNS] if p.exists()]
+    found = [p for p in [NSPAWN_RUN / "propagate" / vps.netns] if p.exists()]
     try:
-        stat = paths.vps_rootfs.stat()
+        stat = paths.rootfs(vps).stat()
     except OSError:
         return found
     lock = NSPAWN_RUN / "locks" / f"inode-{stat.st_dev}:{stat.st_ino}"
     return found + ([lock] if lock.exists() else [])
 
 
-def remove_run_files(paths: Paths) -> None:
-    for path in run_files(paths):
+def remove_run_files(paths: Paths, vps: Vps = FIRST) -> None:
+    for path in run_files(paths, vps):
         if path.is_dir():
             shutil.rmtree(path)
         else:

@@ -3,6 +3,7 @@
 Zones (all updatable with the TSIG key ``mailhost-lab``, the RFC 2136 provider's target):
 
 - ``example.test``: the lab mail domain; SOA and NS only, the deploy adds the mail records
+- ``shop.test``: a second mail domain (the fleet's third VPS, mail.shop.test), likewise
 - ``example.net``: the receiver's domain (MX, A/AAAA of mx.example.net, SPF, DMARC), and the
   lab relay's name relay.example.net (A/AAAA, and the SPF record a sender includes)
 - ``lab.test``: the lab's own names (ns.lab.test = Knot, acme.lab.test = Pebble)
@@ -10,10 +11,11 @@ Zones (all updatable with the TSIG key ``mailhost-lab``, the RFC 2136 provider's
 - the reverse zones of 198.51.100.0/24 and the lane's /64 of 2001:db8::/32, with PTRs for
   every host of the lane
 
-``example.test`` is DNSSEC-signed by Knot (SIGNED_ZONES: keys made at start, updates signed as
-they land). There is no root or parent in the lab: a validating resolver is given the zone's
-DS as a trust anchor (``trust_anchors``, in ``scripts/lab status --json`` and in the VPS's
-unbound snippet, vps.write_resolver_snippet); the other zones are unsigned.
+``example.test`` and ``shop.test`` are DNSSEC-signed by Knot (SIGNED_ZONES: keys made at
+start, updates signed as they land). There is no root or parent in the lab: a validating
+resolver is given the zone's DS as a trust anchor (``trust_anchors``, in ``scripts/lab
+status --json`` and in the VPS's unbound snippet, vps.write_resolver_snippet); the other zones
+are unsigned.
 """
 
 from __future__ import annotations
@@ -26,19 +28,17 @@ from .common import (
     ACME_TSIG_KEY_NAME,
     DNS_PORT,
     DNSBL_ZONE,
+    FLEET,
     HOST4,
     HOST6,
     LAB_DOMAIN,
-    MAIL_DOMAIN,
-    MAIL_HOSTNAME,
+    MAIL_DOMAINS,
     NS_NAME,
     RX4,
     RX6,
     RX_DOMAIN,
     RX_HOSTNAME,
     TSIG_KEY_NAME,
-    VPS4,
-    VPS6,
     LabError,
     Paths,
     Proc,
@@ -47,12 +47,13 @@ from .common import (
 )
 from .relay import RELAY4, RELAY6, RELAY_HOSTNAME, RELAY_SPF
 
-SIGNED_ZONES = [MAIL_DOMAIN]
+SIGNED_ZONES = MAIL_DOMAINS
 REVERSE4 = "100.51.198.in-addr.arpa"
 # the lane's /64: 0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa (2001:db8::/64) in lane 0
 REVERSE6 = dns.reversename.from_address(HOST6).split(19)[1].to_text(omit_final_dot=True)
-PTRS = {HOST4: NS_NAME, HOST6: NS_NAME, VPS4: MAIL_HOSTNAME, VPS6: MAIL_HOSTNAME,
-        RX4: RX_HOSTNAME, RX6: RX_HOSTNAME, RELAY4: RELAY_HOSTNAME, RELAY6: RELAY_HOSTNAME}
+PTRS = {HOST4: NS_NAME, HOST6: NS_NAME, RX4: RX_HOSTNAME, RX6: RX_HOSTNAME,
+        RELAY4: RELAY_HOSTNAME, RELAY6: RELAY_HOSTNAME,
+        **{address: vps.hostname for vps in FLEET for address in (vps.ipv4, vps.ipv6)}}
 
 
 def _head(zone: str) -> str:
@@ -76,7 +77,7 @@ def _ptrs(zone: str) -> str:
 def zones() -> dict[str, str]:
     """Zone name -> zone file text for every zone the lab DNS serves."""
     return {
-        MAIL_DOMAIN: _head(MAIL_DOMAIN),
+        **{domain: _head(domain) for domain in MAIL_DOMAINS},
         RX_DOMAIN: _head(RX_DOMAIN)
         + "@ IN MX 10 mx\n"
         + f"mx IN A {RX4}\nmx IN AAAA {RX6}\n"
@@ -94,11 +95,17 @@ def zones() -> dict[str, str]:
     }
 
 
+def acme_names() -> list[str]:
+    """The names a VPS's certificate may hold: each VPS's hostname, each domain's MTA-STS
+    policy host."""
+    return [vps.hostname for vps in FLEET] + [f"mta-sts.{domain}" for domain in MAIL_DOMAINS]
+
+
 def start_knot(paths: Paths, tsig_secret: str, acme_secret: str | None = None) -> Proc:
     """Start knotd on the bridge (port 53, IPv4 and IPv6) with fresh zones; return its PID.
-    With ``acme_secret``, key ACME_TSIG_KEY_NAME may only write the mail host's
-    _acme-challenge TXT records (the key the VPS's certbot gets for DNS-01): its hostname's
-    and the MTA-STS policy host's (the certificate names mta-sts.MAIL_DOMAIN too)."""
+    With ``acme_secret``, key ACME_TSIG_KEY_NAME may only write the mail hosts'
+    _acme-challenge TXT records (the key a VPS's certbot gets for DNS-01): at each VPS's
+    hostname and each domain's MTA-STS policy host (``acme_names``)."""
     import shutil
 
     from .knot import KnotServer, TsigKey
@@ -108,8 +115,7 @@ def start_knot(paths: Paths, tsig_secret: str, acme_secret: str | None = None) -
     acme_key = TsigKey(ACME_TSIG_KEY_NAME, acme_secret) if acme_secret else None
     server = KnotServer(zones(), key=TsigKey(TSIG_KEY_NAME, tsig_secret), listen=[HOST4, HOST6],
                         port=DNS_PORT, workdir=paths.knot, acme_key=acme_key,
-                        acme_names=[f"_acme-challenge.{MAIL_HOSTNAME}.",
-                                    f"_acme-challenge.mta-sts.{MAIL_DOMAIN}."],
+                        acme_names=[f"_acme-challenge.{name}." for name in acme_names()],
                         signed_zones=SIGNED_ZONES)
     command = server.prepare()
     log = paths.logs / "knotd.log"

@@ -90,7 +90,8 @@ def dnssec_as_served(zone: str, server: str, port: int, timeout: float = 5.0):
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--listen", required=True, help="HOST:PORT")
-    parser.add_argument("--zone", required=True)
+    parser.add_argument("--zone", required=True, action="append",
+                        help="a zone of the account (several: repeat)")
     parser.add_argument("--dns", required=True, help="the DNS server to seed from and mirror to")
     parser.add_argument("--dns-port", type=int, default=53)
     parser.add_argument("--secrets", required=True,
@@ -100,18 +101,23 @@ def main(argv: list[str] | None = None) -> None:
         secrets = tomllib.load(file)
     keyring = dns.tsigkeyring.from_text({TSIG_KEY_NAME: secrets["tsig_secret"]})
     host, _, port = args.listen.rpartition(":")
-    emulator = CloudflareEmulator(secrets["cloudflare_api_token"], zones=[args.zone],
+    emulator = CloudflareEmulator(secrets["cloudflare_api_token"], zones=args.zone,
                                   host=host, port=int(port))
-    seed = records_from_dns(args.zone, args.dns, args.dns_port, keyring)
-    if seed:
-        emulator.add_records(args.zone, seed)
-    status, ds = dnssec_as_served(args.zone, args.dns, args.dns_port)
-    emulator.set_dnssec(args.zone, status, ds)
-    emulator.on_write = Rfc2136Mirror(args.dns, args.dns_port, args.zone, TSIG_KEY_NAME,
-                                      secrets["tsig_secret"])
+    mirrors = []
+    for zone in args.zone:
+        seed = records_from_dns(zone, args.dns, args.dns_port, keyring)
+        if seed:
+            emulator.add_records(zone, seed)
+        status, ds = dnssec_as_served(zone, args.dns, args.dns_port)
+        emulator.set_dnssec(zone, status, ds)
+        mirrors.append(Rfc2136Mirror(args.dns, args.dns_port, zone, TSIG_KEY_NAME,
+                                     secrets["tsig_secret"]))
+        print(f"cloudflare emulator: zone {zone} ({len(seed)} records from {args.dns}, "
+              f"DNSSEC {status})", flush=True)
+    # each mirror copies the writes of its own zone
+    emulator.on_write = lambda *change: [mirror(*change) for mirror in mirrors]
     emulator.start()
-    print(f"cloudflare emulator on {emulator.base_url}, zone {args.zone} "
-          f"({len(seed)} records from {args.dns}, DNSSEC {status}), mirroring writes by RFC 2136",
+    print(f"cloudflare emulator on {emulator.base_url}, mirroring writes by RFC 2136",
           flush=True)
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
