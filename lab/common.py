@@ -72,7 +72,10 @@ class LabError(Exception):
     """The lab could not be brought up (or down); the message says what and where to look."""
 
 
-LANE = Lane.from_environment()
+try:
+    LANE = Lane.from_environment()
+except LabError as error:  # one line, not a traceback: the lab cannot start in no lane
+    raise SystemExit(f"lab: {error}") from None
 PREFIX_LEN4, PREFIX_LEN6 = 26, 64
 LAB_NET4, LAB_NET6 = LANE.net4, LANE.net6
 HOST4, HOST6 = LANE.ipv4(1), LANE.ipv6(1)  # bridge: Knot, Pebble, proxy, emulator

@@ -1,0 +1,78 @@
+"""Lab lanes share nothing: each has its own address blocks (inside the documentation ranges,
+never the machine's own), its own name prefix, state directory and lock; a lane held by
+another checkout's running lab is refused with one line; a bad lane number too."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lab import lab as lab_module
+from lab.common import FLEET, LANES, LabError, Lane, Paths, Proc, save_state
+
+FORBIDDEN = [ipaddress.ip_network(n) for n in ("192.0.2.0/24", "203.0.113.0/24", "fd00::/64")]
+LANE_LIST = [Lane(n) for n in range(LANES)]
+
+
+def test_there_are_at_least_four_lanes_each_with_blocks_of_its_own():
+    assert LANES >= 4
+    nets4 = [ipaddress.ip_network(lane.net4) for lane in LANE_LIST]
+    nets6 = [ipaddress.ip_network(lane.net6) for lane in LANE_LIST]
+    for nets, home in ((nets4, "198.51.100.0/24"), (nets6, "2001:db8::/32")):
+        assert all(net.subnet_of(ipaddress.ip_network(home)) for net in nets)
+        assert not any(a.overlaps(b) for i, a in enumerate(nets) for b in nets[i + 1:])
+    assert not any(net.overlaps(bad) for net in nets4 + nets6 for bad in FORBIDDEN
+                   if net.version == bad.version)
+
+
+def test_every_address_of_a_lane_is_inside_its_blocks():
+    for lane in LANE_LIST:
+        for host in (1, 20, 30, *(vps.number for vps in FLEET)):
+            assert ipaddress.ip_address(lane.ipv4(host)) in ipaddress.ip_network(lane.net4)
+            assert ipaddress.ip_address(lane.ipv6(host)) in ipaddress.ip_network(lane.net6)
+    assert (Lane(0).ipv4(10), Lane(0).ipv6(10)) == ("198.51.100.10", "2001:db8::10")
+
+
+def test_lanes_name_everything_with_prefixes_that_cannot_match_each_other():
+    prefixes = [lane.prefix for lane in LANE_LIST]
+    assert not any(a.startswith(b) for a in prefixes for b in prefixes if a != b)
+    longest = max(len(f"{lane.prefix}{vps.key}0") for lane in LANE_LIST for vps in FLEET)
+    assert longest <= 15  # a Linux interface name
+
+
+def test_each_lane_has_its_own_state_directory(tmp_path):
+    roots = {Paths.for_checkout(tmp_path, lane).root for lane in LANE_LIST}
+    assert len(roots) == LANES
+
+
+@pytest.mark.parametrize("value", ["4", "-1", "one", "0 1"])
+def test_a_bad_lane_number_is_one_line_naming_the_variable(value):
+    result = subprocess.run([sys.executable, "-c", "import lab.common"], capture_output=True,
+                            text=True, env=dict(os.environ, MAILHOST_LAB_LANE=value))
+    assert result.returncode != 0
+    assert f"MAILHOST_LAB_LANE={value!r}: expected a lane number from 0 to 3" in result.stderr
+
+
+def test_a_lane_held_by_another_checkouts_running_lab_is_refused(tmp_path, monkeypatch):
+    owner = tmp_path / "lane.checkout"
+    monkeypatch.setattr(lab_module, "owner_file", lambda: owner)
+    other = Paths(tmp_path / "other" / ".lab" / "lane-0")
+    mine = Paths(tmp_path / "mine" / ".lab" / "lane-0")
+    save_state(other, {"procs": {"knot": Proc.of(os.getpid()).to_json()}})  # alive
+    owner.write_text(f"{other.root}\n")
+    with pytest.raises(LabError, match=r"lane \d is in use by the lab in .*other.*: take it "
+                                       r"down there, or use another lane here"):
+        lab_module.claim_lane(mine)
+    assert Path(owner.read_text().strip()) == other.root  # untouched
+    save_state(other, {"procs": {}})  # that lab is down: the lane is free
+    lab_module.claim_lane(mine)
+    assert Path(owner.read_text().strip()) == mine.root
+    lab_module.release_lane(other)  # not the holder: nothing happens
+    assert owner.exists()
+    lab_module.release_lane(mine)
+    assert not owner.exists()
