@@ -441,9 +441,9 @@ MEMORY = ("for p in $(ps -eo pid=,unit= | awk '$2 ~ /^(" + MAIL_UNITS + ")/ {pri
 
 
 def test_resident_memory_of_the_mail_daemons(lab_host):
-    """Measured, printed for README: every process of the mail units (MTA, Dovecot, OpenDKIM,
-    postsrsd), their RSS summed (shared pages counted in each process) and their PSS summed
-    (shared pages divided among the processes: what they cost the host together)."""
+    """Measured, printed for docs/mailboxes.md: every process of the mail units (MTA, Dovecot,
+    OpenDKIM, postsrsd), their RSS summed (shared pages counted in each process) and their PSS
+    summed (shared pages divided among the processes: what they cost the host together)."""
     rows = [line.split() for line in ssh(MEMORY).splitlines() if len(line.split()) == 3]
     rss_kib, pss_kib = (sum(int(row[i]) for row in rows) for i in (1, 2))
     print(f"\n{'-'.join(lab_host['world'])}: mail daemons ({len(rows)} processes): "
