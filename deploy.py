@@ -65,17 +65,19 @@ for domain in settings.mail_domains:
         )
     except ValueError as error:  # an unreadable state file: one line, nothing changed
         raise PyinfraError(f"{host.name}: {error}") from None
+    run.steps.keep_dkim(settings, domain, step)  # the MTA signs and the DNS publishes by it
     logger.info(describe(domain, step))
     dkim.domain_keys(settings, domain, step, owner=mta.dkim_signer)
 
 if settings.mail_manage_host:
     # DANE: the TLS key's rollover advances at most one phase (mailhost.dane), said like DKIM's
     rollover = tls.key_rollover(settings, partial(read_host_key, host.name))
+    run.steps.keep_tls(settings, rollover)  # the TLSA records follow it
     if settings.dane == "auto":
         logger.info(dane.describe(settings.mail_hostname, rollover))
     tls.configure(settings, secrets, mta)
     tls.advance_rollover(settings, rollover)
-    restart = mta.configure(settings, secrets)
+    restart = mta.configure(settings, secrets, run.steps)
     # switching MTAs: the old one's units stop first (port 25 released), those both MTAs
     # share (rspamd) stay; certbot's renewal timer runs from here on; MTA-STS turned off:
     # nginx stops, then its files go

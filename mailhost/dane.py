@@ -150,27 +150,14 @@ def rollover_request(secrets_dir: str, mail_hostname: str) -> Path:
     return Path(secrets_dir) / "tls" / f"{mail_hostname}.rollover-asked"
 
 
-# mail_hostname -> this run's rollover step (dnssync asks it for the TLSA values)
-_steps: dict[str, Rollover] = {}
-
-
-def remember(mail_hostname: str, step: Rollover) -> None:
-    _steps[mail_hostname] = step
-
-
-def switching_now() -> bool:
-    """Whether a host's rollover switches keys in this run (the TLSA changes after certbot)."""
-    return any(step.switch for step in _steps.values())
-
-
-def tlsa_values(mail_hostname: str, current: str | None, upcoming: str | None,
+def tlsa_values(current: str | None, upcoming: str | None, step: Rollover | None,
                 after_switch: bool = False) -> tuple[str, ...]:
     """The TLSA values of a host: its certificate key's and a rollover's next key's.
 
     + current / upcoming: the TLSA values of the keys on the host now (None: no such key)
+    + step: this run's rollover step of the host (None: none computed in this run)
     + after_switch: as they will be once this run's switch is done (the plan shown before it)
     """
-    step = _steps.get(mail_hostname)
     if upcoming is None and step is not None and step.make:
         upcoming = NEXT_PENDING
     if after_switch and step is not None and step.switch and upcoming:

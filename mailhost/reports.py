@@ -37,11 +37,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from mailhost.notices import LADDER, summary_path
 from mailhost.settings import Settings
 
-LADDER = ("none", "quarantine", "reject")
 LADDER_DAYS = 14  # the ladder looks at this many days of reports, whatever --days says
-SUMMARY_FILE = "reports-summary.json"
 REPORT_TYPES = {"application/zip", "application/gzip", "application/x-gzip", "text/xml",
                 "application/xml", "application/tlsrpt+json", "application/tlsrpt+gzip",
                 "application/json", "application/x-zip-compressed"}
@@ -441,43 +440,6 @@ def render_table(summary: dict) -> str:
     for problem in summary.get("problems", []):
         lines.append(f"! {problem}")
     return "\n".join(lines)
-
-
-# --- the deploy's warning, from the cached summary ---
-
-
-def summary_path(settings: Settings) -> Path:
-    return Path(settings.secrets_dir) / SUMMARY_FILE
-
-
-def raised_policy_notices(settings: Settings) -> dict[str, str]:
-    """By domain: a warning when ``dmarc_policy`` is above the policy the cached reports saw
-    published while they show unaligned legitimate sources (none without a cache)."""
-    try:
-        cached = json.loads(summary_path(settings).read_text())
-    except (OSError, ValueError):
-        return {}
-    notices = {}
-    for domain in settings.mail_domains:
-        entry = cached.get("domains", {}).get(domain)
-        if not entry:
-            continue
-        published = entry["dmarc"]["published_policy"]
-        if published not in LADDER or LADDER.index(settings.dmarc_policy) <= LADDER.index(
-                published):
-            continue
-        unaligned = entry["ladder"]["unaligned_legitimate"]
-        if not unaligned:
-            continue
-        names = ", ".join(f"{s['ip']} ({s['kind']}, {s['rates']['dmarc_pass']:.0%} aligned)"
-                          for s in unaligned)
-        notices[domain] = (
-            f"dmarc_policy of {domain} raised from {published} to {settings.dmarc_policy} "
-            f"while the DMARC reports (scripts/reports, {cached['generated'][:10]}) show "
-            f"unaligned mail from legitimate sources: {names}; their mail would be "
-            f"{'rejected' if settings.dmarc_policy == 'reject' else 'quarantined'}: fix their "
-            f"SPF/DKIM first, or keep p={published}")
-    return notices
 
 
 # --- fetching over IMAP ---

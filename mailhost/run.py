@@ -9,22 +9,24 @@ from pyinfra import logger
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.inventory import Inventory
 
-from mailhost.dane import PENDING, switching_now
+from mailhost.dane import PENDING
 from mailhost.dnsplan import PlanError, ZonePlan
 from mailhost.dnssync import HostsKeyReader, ZoneSync, tlsa_records, zone_records
 from mailhost.providers import ProviderError, make_provider
 from mailhost.secrets import Secrets, load_secrets
 from mailhost.settings import Settings, SettingsError, load_settings
+from mailhost.steps import KeySteps
 
 
 @dataclass
 class MailRun:
     """The validated settings and secrets of every host of the inventory, by host name, in
-    inventory order."""
+    inventory order; what the run has computed so far: the zones' previews, the key steps."""
 
     settings: dict[str, Settings]
     secrets: dict[str, Secrets]
     previews: dict[str, ZonePlan] = field(default_factory=dict)
+    steps: KeySteps = field(default_factory=KeySteps)
 
     @classmethod
     def load(cls, inventory: Inventory) -> MailRun:
@@ -48,13 +50,13 @@ class MailRun:
         return [zone for zone, name in claimed.items() if name == host_name]
 
     def zone_sync(self, zone: str, read_host_key: HostsKeyReader) -> ZoneSync:
-        records = {r.zone: r for r in zone_records(self.settings, read_host_key)}
+        records = {r.zone: r for r in zone_records(self.settings, read_host_key, self.steps)}
         return self._sync(zone, records[zone])
 
     def tlsa_sync(self, zone: str, read_host_key: HostsKeyReader,
                   pending: bool = False) -> ZoneSync | None:
         """The zone's TLSA records alone (dnssync.tlsa_records), through its provider."""
-        records = tlsa_records(self.settings, read_host_key, zone, pending)
+        records = tlsa_records(self.settings, read_host_key, zone, pending, self.steps)
         return None if records is None else self._sync(zone, records)
 
     def memory(self, zone: str) -> Path:
@@ -78,7 +80,7 @@ class MailRun:
         (a new key's value shown as dane.PENDING); else None (the zone's own operation has
         the TLSA)."""
         sync = self.tlsa_sync(zone, read_host_key, pending=True)
-        if sync is None or not (switching_now() or
+        if sync is None or not (self.steps.switching_now() or
                                 any(PENDING in r.values for r in sync.records.desired)):
             return None
         try:
@@ -136,13 +138,11 @@ def refuse_mta_sts_on_shared_domains(settings: dict[str, Settings]):
                 f"({', '.join(names)}): MTA-STS with several MX hosts is not supported yet")
 
 
-_current: MailRun | None = None
-
-
 def current_run(inventory: Inventory) -> MailRun:
-    """The MailRun of this process, loaded on first use: validation happens once, up front."""
-    global _current
-    if _current is None:
-        _current = MailRun.load(inventory)
-    return _current
-
+    """The MailRun of this pyinfra run, loaded on first use (validation happens once, up
+    front) and kept on pyinfra's state, the one object of the run that every host's deploy.py
+    shares."""
+    state = inventory.state
+    if getattr(state, "mailhost_run", None) is None:
+        state.mailhost_run = MailRun.load(inventory)
+    return state.mailhost_run

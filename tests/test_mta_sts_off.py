@@ -11,8 +11,9 @@ from sample import sample_settings
 
 from mailhost import facts
 from mailhost.dkim import generate_key, public_value
-from mailhost.dnssync import ZoneSync, mta_sts_left_notices, zone_records
+from mailhost.dnssync import ZoneSync, zone_records
 from mailhost.host import nginx, units
+from mailhost.notices import mta_sts_left_notices
 from mailhost.records import RecordSet
 
 FILE = {"type": "f", "user": "root", "group": "root", "mode": 644, "sha256": "x", "target": None}

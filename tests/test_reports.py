@@ -14,6 +14,7 @@ import pytest
 from sample import sample_settings
 
 from lab.receiver import dmarc_report_xml, report_message, tlsrpt_json
+from mailhost.notices import raised_policy_notices, summary_path
 from mailhost.reports import (
     THIS_HOST,
     UNKNOWN,
@@ -24,11 +25,9 @@ from mailhost.reports import (
     main,
     parse_document,
     parse_message,
-    raised_policy_notices,
     render_table,
     report_mailboxes,
     summarize,
-    summary_path,
 )
 
 NOW = datetime.datetime(2026, 11, 25, 12, tzinfo=datetime.UTC)

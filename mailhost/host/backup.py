@@ -25,6 +25,7 @@ from mailhost.host import directory, put_text, units, write_template
 from mailhost.operations.secret_file import secret_file
 from mailhost.secrets import BackupSecrets, Secret, Secrets
 from mailhost.settings import Settings
+from mailhost.steps import KeySteps
 
 PACKAGES: list[str] = []  # restic only with a repository: packages(settings), in deploy.py
 PACKAGE = "restic"
@@ -141,7 +142,7 @@ def render_data(settings: Settings) -> dict:
             "backup_script": BACKUP_SCRIPT, "service": SERVICE, "last_success": LAST_SUCCESS}
 
 
-def configure(settings: Settings, secrets: Secrets) -> set[str]:
+def configure(settings: Settings, secrets: Secrets, steps: KeySteps | None = None) -> set[str]:
     """restic, its credentials, the scripts and the timer; the restore of a fresh host (once,
     before the MTA starts); nothing without backup_repository.
 

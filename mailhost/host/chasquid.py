@@ -23,8 +23,10 @@ from mailhost.host import CertificateReader, QueueReader, directory, put_text, w
 from mailhost.host.dovecot import CHASQUID_AUTH_CLIENT, CHASQUID_AUTH_USERDB, CHASQUID_LMTP
 from mailhost.host.users import aliases, mailbox_root, sender_owners
 from mailhost.paths import CHASQUID_CONFIG, CHASQUID_DELIVER, CHASQUID_QUEUE, TLS_CERT, TLS_KEY
+from mailhost.rotation import Step
 from mailhost.secrets import Secrets
 from mailhost.settings import Settings
+from mailhost.steps import KeySteps
 
 PACKAGES = ["chasquid", "python3-dkim"]
 UNITS = ["chasquid-smtp.socket", "chasquid-submission.socket",
@@ -55,7 +57,7 @@ def native_dkim() -> bool:
     return version is not None and version >= NATIVE_DKIM
 
 
-def configure(settings: Settings, secrets: Secrets) -> set[str]:
+def configure(settings: Settings, secrets: Secrets, steps: KeySteps | None = None) -> set[str]:
     """Write every configuration file; what to restart (chasquid.service, not its sockets)."""
     mailbox_root()
     if put_text(STOP_DROP_IN, STOP_DROP_IN_TEXT):
@@ -69,7 +71,7 @@ def configure(settings: Settings, secrets: Secrets) -> set[str]:
                        lmtp=CHASQUID_LMTP),
         write_template("chasquid/post-data.py.j2", f"{CHASQUID_CONFIG}/hooks/post-data", settings,
                        mode="755", owners=sender_owners(settings),
-                       signing={} if native else _hook_signing(settings)),
+                       signing={} if native else _hook_signing(settings, steps)),
     ]
     all_aliases = aliases(settings)
     for domain in settings.mail_domains:
@@ -79,7 +81,7 @@ def configure(settings: Settings, secrets: Secrets) -> set[str]:
         domain_aliases = [(a, t) for a, t in all_aliases.items() if a.endswith("@" + domain)]
         changed.append(write_template("chasquid/aliases.j2", f"{domain_dir}/aliases", settings,
                                       domain=domain, aliases=domain_aliases))
-        for kind, selector, signs in _dkim_links(settings, domain):
+        for kind, selector, signs in _dkim_links(settings, domain, steps):
             link = f"{domain_dir}/dkim:{selector}.pem"
             target = host_key_path(settings, domain, kind, selector) if native and signs else None
             if _link_in_place(link, target):
@@ -107,27 +109,34 @@ QUEUE = QueueReader(f"date +%s; find {CHASQUID_QUEUE} -type f -printf '%T@\\n' 2
                           f"{CHASQUID_QUEUE}) or delete them yourself")
 
 
-def _signing_selector(settings: Settings, domain: str, kind: str) -> str:
-    """RSA: the rotation's signing key; ed25519: its fixed selector."""
-    return signing_selector(settings, domain) if kind == "rsa" else selector_for(settings, kind)
+def _signing_selector(settings: Settings, domain: str, kind: str, step: Step | None) -> str:
+    """RSA: the rotation's signing key (by this run's step); ed25519: its fixed selector."""
+    if kind == "rsa":
+        return signing_selector(settings, domain, step)
+    return selector_for(settings, kind)
 
 
-def _dkim_links(settings: Settings, domain: str) -> list[tuple[str, str, bool]]:
+def _dkim_links(settings: Settings, domain: str,
+                steps: KeySteps | None = None) -> list[tuple[str, str, bool]]:
     """(kind, selector, signs) of every key a domain's dkim:SELECTOR.pem link could name:
     chasquid signs with every such link, so only signing keys have one (a rotation's next
     and retiring keys none)."""
-    links = [(kind, _signing_selector(settings, domain, kind), True)
+    step = (steps or KeySteps()).dkim_step(settings, domain)
+    links = [(kind, _signing_selector(settings, domain, kind, step), True)
              for kind in kinds_for(settings)]
-    state = rotation_state(settings, domain)
+    state = rotation_state(settings, domain, step)
     others = [s for s in (state.published if state else []) if s != links[0][1]]
     return links + [("rsa", selector, False) for selector in others]
 
 
-def _hook_signing(settings: Settings) -> dict[str, list[tuple[str, str, str]]]:
+def _hook_signing(settings: Settings,
+                  steps: KeySteps | None = None) -> dict[str, list[tuple[str, str, str]]]:
     """Per domain: (selector, algorithm, key path) for the post-data hook to sign with."""
+    steps = steps or KeySteps()
     signing = {}
     for domain in settings.mail_domains:
-        selectors = [(kind, _signing_selector(settings, domain, kind))
+        step = steps.dkim_step(settings, domain)
+        selectors = [(kind, _signing_selector(settings, domain, kind, step))
                      for kind in kinds_for(settings)]
         signing[domain] = [(selector, ALGORITHMS[kind],
                             host_key_path(settings, domain, kind, selector))

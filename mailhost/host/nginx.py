@@ -28,6 +28,7 @@ from mailhost.facts import known_state
 from mailhost.host import CertificateReader, directory, put_text, write_template
 from mailhost.host.dovecot import CIPHERS
 from mailhost.settings import Settings
+from mailhost.steps import KeySteps
 
 PACKAGES = ["nginx"]
 UNITS = ["nginx"]
@@ -76,7 +77,7 @@ def ports(settings: Settings) -> tuple[int, ...]:
     return (HTTPS_PORT,) if wanted(settings) else ()
 
 
-def configure(settings: Settings, secrets) -> set[str]:
+def configure(settings: Settings, secrets, steps: KeySteps | None = None) -> set[str]:
     """The policy file of each mail domain and the server that serves only them; what to
     restart.
 

@@ -17,6 +17,7 @@ from mailhost.operations.secret_file import secret_file
 from mailhost.paths import POSTFIX_QUEUES
 from mailhost.secrets import Secret, Secrets
 from mailhost.settings import Settings
+from mailhost.steps import KeySteps
 from mailhost.warmup import PROVIDERS, SCHEDULE, pace_on, transport_map
 
 PACKAGES = ["postfix"]
@@ -34,7 +35,7 @@ CBC_ADVICE = ("submission must use only AEAD ciphers with forward secrecy (Postf
               "Mozilla's intermediate profile)")
 
 
-def configure(settings: Settings, secrets: Secrets) -> set[str]:
+def configure(settings: Settings, secrets: Secrets, steps: KeySteps | None = None) -> set[str]:
     """main.cf, master.cf and the maps (mailboxes, aliases, who may send as whom); what to
     restart."""
     mailbox_root()

@@ -26,6 +26,7 @@ from pyinfra.operations import files, server
 from mailhost.facts import known_state
 from mailhost.host import put_text, render, units
 from mailhost.settings import Settings
+from mailhost.steps import KeySteps
 
 # dns-root-data: the root trust anchor unbound starts from (/usr/share/dns/root.key); only a
 # Recommends of unbound, and without it unbound does not start (seen in the chasquid world)
@@ -52,7 +53,7 @@ def forget(zone: str) -> None:
         "unbound-control flush_zone", QuoteString(zone), ">/dev/null 2>&1 || true")])
 
 
-def configure(settings: Settings, secrets) -> set[str]:
+def configure(settings: Settings, secrets, steps: KeySteps | None = None) -> set[str]:
     """unbound's configuration, unbound running, then resolv.conf naming it; what to restart.
 
     + settings: nothing of them (the resolver is the same on every host)

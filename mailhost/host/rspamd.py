@@ -25,6 +25,7 @@ from mailhost.host.users import sender_owners
 from mailhost.paths import RSPAMD_MILTER, RSPAMD_SCANNER
 from mailhost.secrets import Secrets
 from mailhost.settings import Settings
+from mailhost.steps import KeySteps
 
 PACKAGES = ["rspamd"]
 UNITS = ["rspamd"]
@@ -54,7 +55,7 @@ def files(settings: Settings) -> dict[str, str]:
     return result
 
 
-def configure(settings: Settings, secrets: Secrets) -> set[str]:
+def configure(settings: Settings, secrets: Secrets, steps: KeySteps | None = None) -> set[str]:
     """rspamd's local configuration and the From rule; Redis when greylisting is on; what to
     restart.
 

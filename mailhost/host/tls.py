@@ -19,7 +19,6 @@ from mailhost.dane import (
     Rollover,
     next_tlsa_answered,
     parse_seen,
-    remember,
     rollover_request,
     rollover_step,
     seen_text,
@@ -224,8 +223,9 @@ TIMERS = [CERTBOT_TIMER]  # renewals: started with the MTA's units (units.conver
 
 
 def key_rollover(settings: Settings, read_key) -> Rollover:
-    """This deploy's step of the host's key rollover (dane.rollover_step), remembered for the
-    TLSA records; a steady Rollover with ``dane = "off"`` or before the first certificate.
+    """This deploy's step of the host's key rollover (dane.rollover_step; deploy.py keeps it
+    for the TLSA records); a steady Rollover with ``dane = "off"`` or before the first
+    certificate.
 
     + read_key: a key path on the host -> its base64 DER public half (None: no key)
     """
@@ -240,7 +240,6 @@ def key_rollover(settings: Settings, read_key) -> Rollover:
             has_next=upcoming is not None, seen=parse_seen(known_lines(NEXT_KEY_SEEN)[1]),
             asked=asked, now=clock(settings), ttl=settings.dns_ttl,
             visible=lambda: next_tlsa_answered(settings, upcoming))
-    remember(settings.mail_hostname, step)
     return step
 
 
