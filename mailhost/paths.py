@@ -17,7 +17,7 @@ TLS_DIR = "/etc/mailhost/tls"
 TLS_CERT = f"{TLS_DIR}/fullchain.pem"
 TLS_KEY = f"{TLS_DIR}/privkey.pem"
 TLS_DEPLOY_HOOK = f"{TLS_DIR}/deploy-hook"
-# a DANE key rollover (mailhost.dane): the next key, when its TLSA was first answered
+# a DANE key rollover (mailhost.keys.dane): the next key, when its TLSA was first answered
 # everywhere, the script that makes it and switches to it, and the pair the daemons read
 # while certbot renews over the next key
 NEXT_KEY = f"{TLS_DIR}/next-key.pem"

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mailhost.notices import LADDER, summary_path
+from mailhost.dns.notices import LADDER, summary_path
 from mailhost.settings import Settings
 
 LADDER_DAYS = 14  # the ladder looks at this many days of reports, whatever --days says

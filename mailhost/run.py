@@ -9,13 +9,13 @@ from pyinfra import logger
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.inventory import Inventory
 
-from mailhost.dane import PENDING
-from mailhost.dnsplan import PlanError, ZonePlan
-from mailhost.dnssync import HostsKeyReader, ZoneSync, tlsa_records, zone_records
-from mailhost.providers import ProviderError, make_provider
+from mailhost.dns.plan import PlanError, ZonePlan
+from mailhost.dns.providers import ProviderError, make_provider
+from mailhost.dns.sync import HostsKeyReader, ZoneSync, tlsa_records, zone_records
+from mailhost.keys.dane import PENDING
+from mailhost.keys.steps import KeySteps
 from mailhost.secrets import Secrets, load_secrets
 from mailhost.settings import Settings, SettingsError, load_settings
-from mailhost.steps import KeySteps
 
 
 @dataclass
@@ -55,12 +55,12 @@ class MailRun:
 
     def tlsa_sync(self, zone: str, read_host_key: HostsKeyReader,
                   pending: bool = False) -> ZoneSync | None:
-        """The zone's TLSA records alone (dnssync.tlsa_records), through its provider."""
+        """The zone's TLSA records alone (dns.sync.tlsa_records), through its provider."""
         records = tlsa_records(self.settings, read_host_key, zone, pending, self.steps)
         return None if records is None else self._sync(zone, records)
 
     def memory(self, zone: str) -> Path:
-        """Where this controller keeps what it wrote in the zone (dnssync.remember): beside the
+        """Where this controller keeps what it wrote in the zone (dns.sync.remember): beside the
         keys, in the secrets_dir of the zone's first serving host."""
         return Path(self.settings[self._first(zone)].secrets_dir) / "dns" / zone
 

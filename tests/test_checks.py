@@ -34,13 +34,19 @@ from mailhost.checks import (
 )
 from mailhost.checks import dns as dns_checks
 from mailhost.checks import host as host_checks
-from mailhost.checks.lookup import CheckResolver, make_resolver, resolver_for
-from mailhost.desired import MailHost, desired_by_zone
-from mailhost.dkim import DkimPublicKeys, generate_key, local_key_path, public_value, save_local_key
-from mailhost.dnssync import ZoneSync
+from mailhost.dns.desired import MailHost, desired_by_zone
+from mailhost.dns.lookup import CheckResolver, make_resolver, resolver_for
+from mailhost.dns.providers.rfc2136 import Rfc2136Provider, value_rdata
+from mailhost.dns.sync import ZoneSync
 from mailhost.host.chasquid import QUEUE as CHASQUID_QUEUE
 from mailhost.host.postfix import QUEUE as POSTFIX_QUEUE
-from mailhost.providers.rfc2136 import Rfc2136Provider, value_rdata
+from mailhost.keys.dkim import (
+    DkimPublicKeys,
+    generate_key,
+    local_key_path,
+    public_value,
+    save_local_key,
+)
 
 ZONE = "example.test"
 REVERSE4 = "100.51.198.in-addr.arpa"

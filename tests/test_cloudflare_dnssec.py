@@ -21,11 +21,11 @@ from secrecy import leaked
 
 from lab.cloudflare.lab_server import dnssec_as_served, records_from_dns
 from lab.knot import KnotServer, minimal_zone, zone_ds
-from mailhost import dane
-from mailhost.dnssync import ZoneSync, zone_records
+from mailhost.dns.providers.base import ProviderError
+from mailhost.dns.providers.cloudflare import CloudflareProvider
+from mailhost.dns.sync import ZoneSync, zone_records
+from mailhost.keys import dane
 from mailhost.paths import NEXT_KEY
-from mailhost.providers.base import ProviderError
-from mailhost.providers.cloudflare import CloudflareProvider
 
 ZONE = "example.test"
 TLSA_NAME = "_25._tcp.mail.example.test"

@@ -1,4 +1,4 @@
-"""DANE key rollover: the phases (mailhost.dane), the TLSA values each phase publishes, and the
+"""DANE key rollover: the phases (mailhost.keys.dane), the TLSA values each phase publishes, and the
 host's script (templates/tls/key-rollover.sh.j2) run for real with openssl against a certbot
 lineage laid out as certbot lays it out, including a switch stopped midway."""
 
@@ -16,10 +16,11 @@ import pytest
 from sample import sample_settings
 from test_dane import TLSA_NAME, ZONE, key_pair, provider_of, reader, signed_knot  # noqa: F401
 
-from mailhost import dane, paths
-from mailhost.dnssync import ZoneSync, tlsa_records, zone_records
+from mailhost import paths
+from mailhost.dns.sync import ZoneSync, tlsa_records, zone_records
 from mailhost.host import template
-from mailhost.steps import KeySteps
+from mailhost.keys import dane
+from mailhost.keys.steps import KeySteps
 
 NOW = datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
 TTL = 300
@@ -273,7 +274,7 @@ from test_cli import ROOT, cli  # noqa: E402, F401  (the fixture)
 
 
 def rotate_tls_key(inventory, name):
-    return subprocess.run([sys.executable, "-m", "mailhost.rotate_tls_key", str(inventory),
+    return subprocess.run([sys.executable, "-m", "mailhost.cli.rotate_tls_key", str(inventory),
                            name], cwd=ROOT, capture_output=True, text=True)
 
 
@@ -294,7 +295,7 @@ def test_rotate_tls_key_marks_the_request_on_the_controller(cli):  # noqa: F811
 
 def test_the_next_tlsa_is_waited_for_only_where_a_tlsa_is_published(
         signed_knot, knot_world, tmp_path):  # noqa: F811
-    from mailhost.dane import next_tlsa_answered
+    from mailhost.keys.dane import next_tlsa_answered
 
     current, upcoming = key_pair()[1], key_pair()[1]
     old, new = dane.tlsa_of_public_key(current), dane.tlsa_of_public_key(upcoming)
@@ -304,9 +305,9 @@ def test_the_next_tlsa_is_waited_for_only_where_a_tlsa_is_published(
     signed = sample_settings(secrets_dir=str(tmp_path), dns_server=signed_knot.address,
                              dns_port=signed_knot.port)
     provider = provider_of(signed_knot)
-    from mailhost.desired import ZoneRecords
-    from mailhost.dnsplan import Ownership
-    from mailhost.records import RecordSet
+    from mailhost.dns.desired import ZoneRecords
+    from mailhost.dns.plan import Ownership
+    from mailhost.dns.records import RecordSet
 
     def publish(*values):
         records = ZoneRecords(ZONE, [RecordSet(TLSA_NAME, "TLSA", 300, values)],
@@ -322,7 +323,7 @@ def test_the_next_tlsa_is_waited_for_only_where_a_tlsa_is_published(
 def test_a_dns_error_is_not_an_answer(monkeypatch, tmp_path):
     import dns.exception
 
-    from mailhost.checks import lookup
+    from mailhost.dns import lookup
 
     def unreachable(settings):
         raise dns.exception.Timeout()

@@ -7,10 +7,10 @@ import base64
 import pytest
 from sample import sample_settings
 
-from mailhost.desired import MailHost, desired_by_zone
-from mailhost.dkim import PENDING, DkimPublicKeys, generate_key, public_value
-from mailhost.dnsplan import Ownership, compute_plan
-from mailhost.records import RecordSet, quote_txt, split_txt, unquote_txt
+from mailhost.dns.desired import MailHost, desired_by_zone
+from mailhost.dns.plan import Ownership, compute_plan
+from mailhost.dns.records import RecordSet, quote_txt, split_txt, unquote_txt
+from mailhost.keys.dkim import PENDING, DkimPublicKeys, generate_key, public_value
 from mailhost.settings import SettingsError
 
 RSA = public_value(generate_key("rsa", 2048))

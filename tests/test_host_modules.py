@@ -22,7 +22,6 @@ from mailhost.host import (
     postfix,
     put_text,
     render,
-    restarts,
     tls,
     units,
     users,
@@ -35,6 +34,7 @@ from mailhost.host.mtas import (
     others,
     refuse_a_switch_while_mail_waits,
 )
+from mailhost.operations import restarts
 from mailhost.secrets import Secret, Secrets
 
 

@@ -32,9 +32,11 @@ from secrecy import leaked
 
 from lab.common import RX_NETNS
 from lab.receiver import list_messages, wait_for_message
-from mailhost import dane, mta_sts, paths
+from mailhost import paths
 from mailhost.checks import inbound
-from mailhost.rotation import Policy, from_json, selector_on
+from mailhost.dns import mta_sts
+from mailhost.keys import dane
+from mailhost.keys.rotation import Policy, from_json, selector_on
 
 pytestmark = pytest.mark.lab
 
@@ -825,7 +827,7 @@ def published_tlsa(lab_host) -> set[str]:
 
 
 def tlsa_of_host_key(path) -> str | None:
-    from mailhost.dane import tlsa_of_public_key
+    from mailhost.keys.dane import tlsa_of_public_key
     return tlsa_of_public_key(ssh(f"test -f {path} && openssl pkey -in {path} -pubout "
                                   "-outform DER | base64 -w0").strip() or None)
 

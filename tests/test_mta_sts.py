@@ -1,4 +1,4 @@
-"""MTA-STS: the policy text, its id and its records (mailhost.mta_sts, desired), the web server
+"""MTA-STS: the policy text, its id and its records (mailhost.dns.mta_sts, desired), the web server
 that serves it (nginx, a component of both MTAs only when on), the certificate's names, and the
 check's judgement of a policy and a TXT record. Fetching over HTTPS from the real nginx is the
 lab's (tests/test_mail_lab.py)."""
@@ -14,12 +14,8 @@ from sample import sample_settings
 
 from mailhost import paths
 from mailhost.checks import mta_sts as check
-from mailhost.desired import MailHost, desired_by_zone
-from mailhost.dkim import DkimPublicKeys, generate_key, public_value
-from mailhost.dnssync import ZoneSync
-from mailhost.host import nginx, render, tls
-from mailhost.host.mtas import CHASQUID, POSTFIX, mta_of, others
-from mailhost.mta_sts import (
+from mailhost.dns.desired import MailHost, desired_by_zone
+from mailhost.dns.mta_sts import (
     mx_matches,
     parse_policy,
     policy_id,
@@ -27,6 +23,10 @@ from mailhost.mta_sts import (
     policy_text,
     txt_record,
 )
+from mailhost.dns.sync import ZoneSync
+from mailhost.host import nginx, render, tls
+from mailhost.host.mtas import CHASQUID, POSTFIX, mta_of, others
+from mailhost.keys.dkim import DkimPublicKeys, generate_key, public_value
 from mailhost.settings import SettingsError
 
 RSA = public_value(generate_key("rsa", 2048))

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 from sample import sample_settings
 
-from mailhost.desired import MailHost, desired_by_zone, report_consents
-from mailhost.dkim import DkimPublicKeys, generate_key, local_key_path, public_value
-from mailhost.dnssync import ZoneSync, zone_records
+from mailhost.dns.desired import MailHost, desired_by_zone, report_consents
+from mailhost.dns.sync import ZoneSync, zone_records
+from mailhost.keys.dkim import DkimPublicKeys, generate_key, local_key_path, public_value
 from mailhost.settings import SettingsError
 
 PRIVATE = generate_key("rsa", 2048)

@@ -14,7 +14,7 @@ import pytest
 from sample import sample_settings
 
 from lab.receiver import dmarc_report_xml, report_message, tlsrpt_json
-from mailhost.notices import raised_policy_notices, summary_path
+from mailhost.dns.notices import raised_policy_notices, summary_path
 from mailhost.reports import (
     THIS_HOST,
     UNKNOWN,
@@ -227,8 +227,8 @@ def test_bad_options_are_one_line(args, line, capsys):
 def test_the_plan_shows_the_raised_policy_as_a_notice(knot_world, tmp_path):
     """The deploy's plan (here against a real Knot) carries the warning as a ! NOTICE line;
     it writes nothing and stops nothing."""
-    from mailhost.dkim import generate_key, public_value
-    from mailhost.dnssync import ZoneSync, zone_records
+    from mailhost.dns.sync import ZoneSync, zone_records
+    from mailhost.keys.dkim import generate_key, public_value
 
     settings = sample_settings(dmarc_policy="reject", dane="off",  # no TLSA notice
                                secrets_dir=str(tmp_path))

@@ -1,4 +1,4 @@
-"""DKIM rotation's state machine (mailhost.rotation), walked with the clock advanced."""
+"""DKIM rotation's state machine (mailhost.keys.rotation), walked with the clock advanced."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 
-from mailhost.rotation import (
+from mailhost.keys.rotation import (
     PUBLISHED,
     RETIRING,
     STEADY,
@@ -89,22 +89,22 @@ def test_the_dry_run_line_says_the_phase_and_the_next_step():
         "mail-20260630; next: mail-20260630 to be answered by every authoritative server")
 
 
-# --- the wiring (mailhost.dkim, desired records, the MTA modules, the check): state in ->
+# --- the wiring (mailhost.keys.dkim, desired records, the MTA modules, the check): state in ->
 # records, tables and operations out ---
 
 import pytest  # noqa: E402
 from fakehost import FakeHost, Recorder, on  # noqa: E402
 from sample import sample_settings  # noqa: E402
 
-from mailhost import dkim  # noqa: E402
 from mailhost.checks import OK, WARNING, CheckResult  # noqa: E402
 from mailhost.checks.dns import with_rotation  # noqa: E402
-from mailhost.desired import desired_by_zone  # noqa: E402
-from mailhost.dnssync import mail_hosts  # noqa: E402
+from mailhost.dns.desired import desired_by_zone  # noqa: E402
+from mailhost.dns.sync import mail_hosts  # noqa: E402
 from mailhost.host import chasquid, opendkim  # noqa: E402
+from mailhost.keys import dkim  # noqa: E402
+from mailhost.keys.rotation import from_json, to_json  # noqa: E402
+from mailhost.keys.steps import KeySteps  # noqa: E402
 from mailhost.operations import dkim as dkim_operations  # noqa: E402
-from mailhost.rotation import from_json, to_json  # noqa: E402
-from mailhost.steps import KeySteps  # noqa: E402
 
 DOMAIN = "example.test"
 NEW = "mail-20260630"
@@ -309,7 +309,7 @@ def test_a_forced_rotation_walks_through_deploys_against_knot(cli, knot_world,  
                                                               monkeypatch):
     code, output = cli("-y")
     assert code == 0 and "DKIM example.test: steady, signing with mail" in output, output
-    asked = subprocess.run([sys.executable, "-m", "mailhost.rotate_dkim", str(cli.inventory),
+    asked = subprocess.run([sys.executable, "-m", "mailhost.cli.rotate_dkim", str(cli.inventory),
                             "example.test"], cwd=ROOT, capture_output=True, text=True)
     assert asked.returncode == 0 and "the next deploy publishes a new key" in asked.stdout
     now = datetime.now(UTC).replace(microsecond=0)

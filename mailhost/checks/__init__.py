@@ -88,7 +88,7 @@ def run_checks(settings: Settings, secrets: Secrets, mta, host=None) -> list[Che
     without it they are left out and the DKIM record is compared with the local key."""
     from mailhost.checks import backup, blocklists, dane, dns, imap, inbound, mta_sts, rdns, smtp
     from mailhost.checks import host as host_checks
-    from mailhost.checks.lookup import resolver_for
+    from mailhost.dns.lookup import resolver_for
 
     try:
         resolver = resolver_for(settings)

@@ -15,10 +15,8 @@ import checkdmarc.utils
 import dns.exception as _dns_exception
 import spf as pyspf
 
-from mailhost import rotation
 from mailhost.checks import OK, WARNING, CheckResult, guarded, result
-from mailhost.checks.lookup import CheckResolver
-from mailhost.desired import (
+from mailhost.dns.desired import (
     NULL_MX,
     PARKED_SPF,
     caa_values,
@@ -28,7 +26,11 @@ from mailhost.desired import (
     report_consents,
     tlsrpt_record,
 )
-from mailhost.dkim import (
+from mailhost.dns.lookup import CheckResolver
+from mailhost.dns.plan import caa_beside
+from mailhost.dns.spf import MAX_DNS_LOOKUPS
+from mailhost.keys import rotation
+from mailhost.keys.dkim import (
     kinds_for,
     public_half,
     record_name,
@@ -36,9 +38,7 @@ from mailhost.dkim import (
     selector_for,
     signing_selector,
 )
-from mailhost.dnsplan import caa_beside
 from mailhost.settings import Settings
-from mailhost.spf import MAX_DNS_LOOKUPS
 
 MAX_VOID_LOOKUPS = 2
 REDEPLOY = ("run the deploy (pyinfra INVENTORY deploy.py) to publish it again; if someone "
@@ -183,7 +183,7 @@ def dkim_tags(record: str) -> dict[str, str]:
 
 
 def signing_of(settings, domain, kind) -> str:
-    """The selector the host signs with: RSA's follows the rotation (mailhost.dkim)."""
+    """The selector the host signs with: RSA's follows the rotation (mailhost.keys.dkim)."""
     return signing_selector(settings, domain) if kind == "rsa" else selector_for(settings, kind)
 
 

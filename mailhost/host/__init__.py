@@ -34,7 +34,7 @@ from pyinfra.operations import files
 
 from mailhost import paths
 from mailhost.facts import in_place
-from mailhost.host import restarts
+from mailhost.operations import restarts
 
 TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
 

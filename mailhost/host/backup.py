@@ -22,10 +22,10 @@ from pyinfra.operations import server
 from mailhost import paths
 from mailhost.facts import known_state
 from mailhost.host import directory, put_text, units, write_template
+from mailhost.keys.steps import KeySteps
 from mailhost.operations.secret_file import secret_file
 from mailhost.secrets import BackupSecrets, Secret, Secrets
 from mailhost.settings import Settings
-from mailhost.steps import KeySteps
 
 PACKAGES: list[str] = []  # restic only with a repository: packages(settings), in deploy.py
 PACKAGE = "restic"

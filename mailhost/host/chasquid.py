@@ -17,16 +17,22 @@ from pyinfra.api import QuoteString, StringCommand
 from pyinfra.facts.files import Sha256File
 from pyinfra.operations import files, server
 
-from mailhost.dkim import host_key_path, kinds_for, rotation_state, selector_for, signing_selector
 from mailhost.facts import DebianPackageVersion, known_state
 from mailhost.host import CertificateReader, QueueReader, directory, put_text, write_template
 from mailhost.host.dovecot import CHASQUID_AUTH_CLIENT, CHASQUID_AUTH_USERDB, CHASQUID_LMTP
 from mailhost.host.users import aliases, mailbox_root, sender_owners
+from mailhost.keys.dkim import (
+    host_key_path,
+    kinds_for,
+    rotation_state,
+    selector_for,
+    signing_selector,
+)
+from mailhost.keys.rotation import Step
+from mailhost.keys.steps import KeySteps
 from mailhost.paths import CHASQUID_CONFIG, CHASQUID_DELIVER, CHASQUID_QUEUE, TLS_CERT, TLS_KEY
-from mailhost.rotation import Step
 from mailhost.secrets import Secrets
 from mailhost.settings import Settings
-from mailhost.steps import KeySteps
 
 PACKAGES = ["chasquid", "python3-dkim"]
 UNITS = ["chasquid-smtp.socket", "chasquid-submission.socket",

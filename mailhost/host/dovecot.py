@@ -18,11 +18,11 @@ from pyinfra.operations import server
 from mailhost.facts import DebianPackageVersion
 from mailhost.host import CertificateReader, directory, write_template
 from mailhost.host.users import host_dovecot_users
+from mailhost.keys.steps import KeySteps
 from mailhost.operations.secret_file import secret_file
 from mailhost.paths import DOVECOT_USERS
 from mailhost.secrets import Secret, Secrets
 from mailhost.settings import Settings
-from mailhost.steps import KeySteps
 
 PACKAGES = ["dovecot-core", "dovecot-imapd", "dovecot-lmtpd", "dovecot-sieve"]
 UNITS = ["dovecot"]

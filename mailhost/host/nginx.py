@@ -23,12 +23,12 @@ import shlex
 
 from pyinfra.operations import server
 
-from mailhost import mta_sts
+from mailhost.dns import mta_sts
 from mailhost.facts import known_state
 from mailhost.host import CertificateReader, directory, put_text, write_template
 from mailhost.host.dovecot import CIPHERS
+from mailhost.keys.steps import KeySteps
 from mailhost.settings import Settings
-from mailhost.steps import KeySteps
 
 PACKAGES = ["nginx"]
 UNITS = ["nginx"]

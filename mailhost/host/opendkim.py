@@ -3,11 +3,11 @@ A component of the Postfix MTA (see mailhost.host)."""
 
 from __future__ import annotations
 
-from mailhost.dkim import host_key_path, record_name, signing_selector
 from mailhost.host import write_template
+from mailhost.keys.dkim import host_key_path, record_name, signing_selector
+from mailhost.keys.steps import KeySteps
 from mailhost.secrets import Secrets
 from mailhost.settings import Settings
-from mailhost.steps import KeySteps
 
 PACKAGES = ["opendkim", "dns-root-data"]
 UNITS = ["opendkim"]
@@ -18,7 +18,7 @@ USER = "opendkim"  # owns the DKIM private keys
 def signing_keys(settings: Settings,
                  steps: KeySteps | None = None) -> dict[str, tuple[str, str, str]]:
     """Per domain: the DKIM record name, selector and host path of the key OpenDKIM signs
-    with (the rotation's signing key: mailhost.dkim.signing_selector, by this run's steps)."""
+    with (the rotation's signing key: mailhost.keys.dkim.signing_selector, by this run's steps)."""
     steps = steps or KeySteps()
     keys = {}
     for domain in settings.mail_domains:

@@ -13,11 +13,11 @@ from pyinfra.operations import server
 
 from mailhost.host import CertificateReader, QueueReader, base, put_text, render, write_template
 from mailhost.host.users import alias_map, mailbox_map, mailbox_root, sender_login_map
+from mailhost.keys.steps import KeySteps
 from mailhost.operations.secret_file import secret_file
 from mailhost.paths import POSTFIX_QUEUES
 from mailhost.secrets import Secret, Secrets
 from mailhost.settings import Settings
-from mailhost.steps import KeySteps
 from mailhost.warmup import PROVIDERS, SCHEDULE, pace_on, transport_map
 
 PACKAGES = ["postfix"]

@@ -4,9 +4,9 @@ A component of the Postfix MTA (see mailhost.host)."""
 from __future__ import annotations
 
 from mailhost.host import write_template
+from mailhost.keys.steps import KeySteps
 from mailhost.secrets import Secrets
 from mailhost.settings import Settings
-from mailhost.steps import KeySteps
 
 PACKAGES = ["postsrsd"]
 UNITS = ["postsrsd"]

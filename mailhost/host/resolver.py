@@ -25,8 +25,8 @@ from pyinfra.operations import files, server
 
 from mailhost.facts import known_state
 from mailhost.host import put_text, render, units
+from mailhost.keys.steps import KeySteps
 from mailhost.settings import Settings
-from mailhost.steps import KeySteps
 
 # dns-root-data: the root trust anchor unbound starts from (/usr/share/dns/root.key); only a
 # Recommends of unbound, and without it unbound does not start (seen in the chasquid world)

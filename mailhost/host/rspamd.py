@@ -22,10 +22,10 @@ from pyinfra.operations import server
 
 from mailhost.host import base, units, write_template
 from mailhost.host.users import sender_owners
+from mailhost.keys.steps import KeySteps
 from mailhost.paths import RSPAMD_MILTER, RSPAMD_SCANNER
 from mailhost.secrets import Secrets
 from mailhost.settings import Settings
-from mailhost.steps import KeySteps
 
 PACKAGES = ["rspamd"]
 UNITS = ["rspamd"]

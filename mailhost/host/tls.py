@@ -14,8 +14,10 @@ from pyinfra.api import FactBase, QuoteString, StringCommand
 from pyinfra.facts.files import File, Link
 from pyinfra.operations import files, python, server
 
-from mailhost import mta_sts
-from mailhost.dane import (
+from mailhost.dns import mta_sts
+from mailhost.facts import known_lines, known_state
+from mailhost.host import Mta, directory, put_text, write_template
+from mailhost.keys.dane import (
     Rollover,
     next_tlsa_answered,
     parse_seen,
@@ -24,9 +26,7 @@ from mailhost.dane import (
     seen_text,
     tlsa_of_public_key,
 )
-from mailhost.dkim import clock
-from mailhost.facts import known_lines, known_state
-from mailhost.host import Mta, directory, put_text, write_template
+from mailhost.keys.dkim import clock
 from mailhost.operations.secret_file import secret_file
 from mailhost.paths import (
     ACME_CA_BUNDLE,
@@ -219,7 +219,7 @@ def certbot_certonly(settings: Settings, *extra: str) -> StringCommand:
 TIMERS = [CERTBOT_TIMER]  # renewals: started with the MTA's units (units.converge)
 
 
-# --- DANE key rollover (mailhost.dane) ---
+# --- DANE key rollover (mailhost.keys.dane) ---
 
 
 def key_rollover(settings: Settings, read_key) -> Rollover:

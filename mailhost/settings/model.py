@@ -29,8 +29,8 @@ from pydantic import (
     model_validator,
 )
 
-from mailhost.records import zone_of
-from mailhost.spf import MAX_DNS_LOOKUPS, spf_lookup_count
+from mailhost.dns.records import zone_of
+from mailhost.dns.spf import MAX_DNS_LOOKUPS, spf_lookup_count
 
 LETSENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 CLOUDFLARE_API = "https://api.cloudflare.com/client/v4"

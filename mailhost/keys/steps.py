@@ -3,7 +3,7 @@
 deploy.py computes each step (a domain's DKIM rotation: dkim.rotation_step; the host's TLS key
 rollover: host/tls.key_rollover) and keeps it here; what depends on it is handed this object:
 the MTA's signing configuration (host/opendkim, host/chasquid), the DNS records of every zone
-(dnssync) and the TLSA written after certbot (run.tlsa_preview). A process that computed no
+(dns.sync) and the TLSA written after certbot (run.tlsa_preview). A process that computed no
 step (scripts/check, a test) hands an empty one: the state saved on the controller is read.
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mailhost.dane import Rollover
-from mailhost.rotation import Step
+from mailhost.keys.dane import Rollover
+from mailhost.keys.rotation import Step
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The DNS half of a deploy: the records of every host, planned and applied once per zone.
 
-Story: settings of all hosts -> desired records by zone (mailhost.desired) -> read what the
-provider holds at the owned keys -> plan (mailhost.dnsplan) -> print -> apply.
+Story: settings of all hosts -> desired records by zone (mailhost.dns.desired) -> read what the
+provider holds at the owned keys -> plan (mailhost.dns.plan) -> print -> apply.
 """
 
 from __future__ import annotations
@@ -12,25 +12,10 @@ from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
-from mailhost import mta_sts
-from mailhost.dane import (
-    PENDING,
-    Rollover,
-    certificate_key_path,
-    tlsa_name,
-    tlsa_of_public_key,
-    tlsa_values,
-)
-from mailhost.desired import MailHost, ZoneRecords, desired_by_zone
-from mailhost.dkim import (
-    DkimPublicKeys,
-    HostKeyReader,
-    kinds_for,
-    public_half,
-    rotation_state,
-    save_local_key,
-)
-from mailhost.dnsplan import (
+from mailhost.dns import mta_sts
+from mailhost.dns.desired import MailHost, ZoneRecords, desired_by_zone
+from mailhost.dns.notices import left_domain_notices, mta_sts_left_notices, raised_policy_notices
+from mailhost.dns.plan import (
     Ownership,
     PlanError,
     ZonePlan,
@@ -39,13 +24,28 @@ from mailhost.dnsplan import (
     check_safety,
     compute_plan,
 )
-from mailhost.notices import left_domain_notices, mta_sts_left_notices, raised_policy_notices
+from mailhost.dns.providers import Provider, ProviderError
+from mailhost.dns.records import RecordSet, zone_of
+from mailhost.keys.dane import (
+    PENDING,
+    Rollover,
+    certificate_key_path,
+    tlsa_name,
+    tlsa_of_public_key,
+    tlsa_values,
+)
+from mailhost.keys.dkim import (
+    DkimPublicKeys,
+    HostKeyReader,
+    kinds_for,
+    public_half,
+    rotation_state,
+    save_local_key,
+)
+from mailhost.keys.rotation import Step
+from mailhost.keys.steps import KeySteps
 from mailhost.paths import NEXT_KEY
-from mailhost.providers import Provider, ProviderError
-from mailhost.records import RecordSet, zone_of
-from mailhost.rotation import Step
 from mailhost.settings import Settings
-from mailhost.steps import KeySteps
 
 # (a host's name, a key path on that host) -> its base64 DER public key, or None
 HostsKeyReader = Callable[[str, str], str | None]

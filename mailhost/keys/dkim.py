@@ -8,7 +8,7 @@ is read back instead of generating a new one: rebuilding a VPS never changes the
 This module is the one place for a DKIM record's name (``record_name``) and for reading a
 public half (``public_half``: the controller's key first, else the host's).
 
-Rotation (mailhost.rotation, RSA keys only; the ed25519 key keeps its selector): the state of
+Rotation (mailhost.keys.rotation, RSA keys only; the ed25519 key keeps its selector): the state of
 a domain lives beside its keys, ``secrets_dir/dkim/DOMAIN/rotation.json``, and a copy on the
 host (``HOST_DKIM_DIR/DOMAIN/rotation.json``) from which a new controller recovers it.
 ``rotation_step`` is one deploy's step for a domain (kept by the run: steps.KeySteps);
@@ -29,7 +29,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from mailhost import rotation
+from mailhost.keys import rotation
 from mailhost.paths import HOST_DKIM_DIR
 from mailhost.settings import DOCUMENTATION_NETWORKS, Settings
 
@@ -250,9 +250,9 @@ def state_text(step: rotation.Step, settings: Settings, domain: str) -> str:
 
 def published_everywhere(settings: Settings) -> Visibility:
     """Whether every authoritative server of the record's zone answers a DKIM record with this
-    key (checks.lookup.every_server_answers)."""
+    key (dns.lookup.every_server_answers)."""
     def visible(domain: str, selector: str, public: str) -> bool:
-        from mailhost.checks.lookup import every_server_answers
+        from mailhost.dns.lookup import every_server_answers
 
         def has_key(rdata) -> bool:
             text = "".join(b"".join(rdata.strings).decode(errors="replace").split())

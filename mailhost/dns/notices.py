@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mailhost import mta_sts
-from mailhost.dkim import domains_with_keys
-from mailhost.records import RecordSet, zone_of
+from mailhost.dns import mta_sts
+from mailhost.dns.records import RecordSet, zone_of
+from mailhost.keys.dkim import domains_with_keys
 from mailhost.settings import Settings
 
 LADDER = ("none", "quarantine", "reject")  # the DMARC policies, weakest first

@@ -7,7 +7,7 @@ import dns.exception
 import dns.inet
 import dns.resolver
 
-from mailhost.records import zone_of
+from mailhost.dns.records import zone_of
 from mailhost.settings import Settings
 
 TIMEOUT = 5.0

@@ -18,7 +18,7 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.context import ctx_config, ctx_inventory, ctx_state
 from pyinfra_cli.inventory import make_inventory
 
-from mailhost.dkim import request_rotation
+from mailhost.keys.dkim import request_rotation
 from mailhost.settings import SettingsError, load_settings
 
 

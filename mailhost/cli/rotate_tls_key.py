@@ -4,7 +4,7 @@ For a host with ``dane = "auto"`` whose certificate's key is to change (compromi
 marks the request on the controller (``secrets_dir/tls/MAIL_HOSTNAME.rollover-asked``);
 nothing else changes until the next deploy, which makes the next key on the host and publishes
 its TLSA beside the current one. The later deploys switch the certificate to it once every
-authoritative server has answered the new TLSA set for twice its TTL (mailhost.dane). The
+authoritative server has answered the new TLSA set for twice its TTL (mailhost.keys.dane). The
 inventory is read, not connected to.
 """
 
@@ -16,8 +16,8 @@ import sys
 
 from pyinfra.api.exceptions import PyinfraError
 
-from mailhost.dane import rollover_request
-from mailhost.rotate_dkim import read_inventory
+from mailhost.cli.rotate_dkim import read_inventory
+from mailhost.keys.dane import rollover_request
 from mailhost.settings import SettingsError, load_settings
 
 

@@ -1,0 +1,1 @@
+"""The command lines (scripts/check, rotate-dkim, rotate-tls-key, reports)."""
