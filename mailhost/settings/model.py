@@ -1,36 +1,57 @@
-"""Settings: everything deploy.py reads from host.data, validated once into one typed object.
+"""The settings model: every key deploy.py reads from host.data, with its type and default, the
+checks across keys, and load_settings, which validates one host's data into Settings once.
 
 The inventory, group_data/ and ``--data`` give flat keys (``dmarc_policy``, ``dns_ttl``...), so
 that group defaults and host overrides merge key by key. A wrong value stops the run before
-anything changes, with one line: ``settings: KEY = VALUE: what is expected``.
+anything changes, with one line (mailhost.settings.messages).
 Secrets are not settings: see mailhost.secrets.
 """
 
 from __future__ import annotations
 
-import datetime
-import difflib
 import ipaddress
-import re
-import unicodedata
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Annotated, Literal
-from urllib.parse import urlsplit
+from typing import Literal
 
-import idna
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mailhost.dns.records import zone_of
 from mailhost.dns.spf import MAX_DNS_LOOKUPS, spf_lookup_count
+from mailhost.settings.backup import OnCalendar, Repository, SshHostKey
+from mailhost.settings.messages import (
+    FieldError,
+    SettingsError,
+    pydantic_line,
+    secret_in_inventory,
+    unknown_setting,
+)
+from mailhost.settings.values import (
+    MAX_ROTATING_SELECTOR,
+    ControllerPath,
+    Day,
+    DnsName,
+    Email,
+    ForwardTarget,
+    Fqdn,
+    HostPort,
+    IodefUri,
+    IpAddress,
+    KeyName,
+    Login,
+    MailtoUri,
+    MxValue,
+    Number,
+    PemFile,
+    PublicIPv4,
+    PublicIPv6,
+    Quota,
+    RelayHost,
+    ReportUri,
+    Selector,
+    Server,
+    SpfInclude,
+    Url,
+    is_documentation,
+)
 
 LETSENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 CLOUDFLARE_API = "https://api.cloudflare.com/client/v4"
@@ -54,435 +75,6 @@ OUR_PREFIXES = ("mail_", "dns_", "spf_", "dmarc_", "dkim_", "tlsrpt_", "caa_", "
                 "parked_", "imap_", "mailbox_", "greylist", "spam_", "warmup", "relay_", "mta_sts",
                 "backup_", "restore_")
 
-# Every pattern is used with fullmatch: `$` alone would let a trailing newline through.
-# a rotated key's selector is dkim_selector-YYYYMMDD[-N]: room for that in one 63-byte label
-MAX_ROTATING_SELECTOR = 50
-_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
-_UNDERSCORE_LABEL = re.compile(r"_?[a-z0-9](?:[a-z0-9_-]{0,61}[a-z0-9])?")
-# The dot-atom characters every MTA here (Postfix maps, chasquid's files, Dovecot's passwd-file)
-# and every file path built from a local part handle: letters, digits, '_' and '-', dot-separated.
-# '+' is the recipient delimiter of both MTAs, so only forwarding targets (mail of others) use it.
-_LOCAL_PART = re.compile(r"[a-z0-9][a-z0-9_-]*(?:\.[a-z0-9_-]+)*")
-_FOREIGN_LOCAL_PART = re.compile(r"[a-z0-9_+=-]+(?:\.[a-z0-9_+=-]+)*")
-_URL_PATH = re.compile(r"(?:/[A-Za-z0-9._~%-]*)*")
-_DMARC_SIZE = re.compile(r"[0-9]{1,15}[kmgt]?")
-_QUOTA = re.compile(r"([1-9][0-9]{0,5})([MG])")
-# documentation ranges (RFC 5737, RFC 3849): accepted for the host only with lab_allowances
-DOCUMENTATION_NETWORKS = [ipaddress.ip_network(n) for n in
-                          ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")]
-
-
-class SettingsError(Exception):
-    """A setting is wrong; str() is the one line shown to the user."""
-
-
-def _text(value) -> str:
-    if not isinstance(value, str):
-        raise ValueError("expected a string")
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise ValueError("expected text without control characters (newline, tab...)")
-    return value
-
-
-def domain_name(value, min_labels: int = 2, underscores: bool = False) -> str:
-    """A DNS name, lower case, international names as punycode (xn--), without the final dot."""
-    name = _text(value).strip().rstrip(".")
-    if not name.isascii():
-        _refuse_look_alikes(name)
-    try:
-        name = idna.encode(name, uts46=True).decode() if not name.isascii() else name.lower()
-    except idna.IDNAError:
-        raise ValueError("expected a domain name; not a valid international name") from None
-    labels = name.split(".")
-    pattern = _UNDERSCORE_LABEL if underscores else _LABEL
-    if len(name) > 253 or len(labels) < min_labels or not all(
-            len(label) <= 63 and pattern.fullmatch(label) for label in labels):
-        what = "a fully qualified domain name such as mail.example.com" if min_labels > 1 \
-            else "a DNS name: labels of letters, digits and inner hyphens"
-        raise ValueError(f"expected {what}")
-    if labels[-1].isdigit():
-        raise ValueError("expected a domain name, not an IP address")
-    return name
-
-
-# Scripts whose letters look like Latin ones (UTS #39's "highly restrictive" profile keeps a label
-# to one script, Latin joined only with Han, Kana, Hangul or Bopomofo).
-_LOOK_ALIKE_SCRIPTS = ("CYRILLIC", "GREEK", "ARMENIAN", "CHEROKEE")
-
-
-def _refuse_look_alikes(name: str):
-    """An international name whose label mixes Latin letters with letters of a look-alike script
-    (``mаil`` with a Cyrillic а) is refused: it would be a different name than it seems."""
-    for label in name.split("."):
-        scripts = {unicodedata.name(c, "").split(" ")[0]: c for c in label if c.isalpha()}
-        if "LATIN" in scripts and (foreign := scripts.keys() & set(_LOOK_ALIKE_SCRIPTS)):
-            letter = scripts[sorted(foreign)[0]]
-            raise ValueError(f"expected each label in one script; {label!r} mixes Latin letters "
-                             f"with U+{ord(letter):04X} {unicodedata.name(letter)} (a look-alike "
-                             "letter pasted in?)")
-
-
-def _fqdn(value) -> str:
-    return domain_name(value)
-
-
-def _dns_name(value) -> str:
-    """A name whose labels may hold underscores (_spf.google.com)."""
-    return domain_name(value, underscores=True)
-
-
-def _spf_include(value) -> str:
-    """The domain of an SPF ``include:`` (the mechanism is written by the tool)."""
-    if _text(value).strip().lower().startswith(("include:", "+include:", "v=spf1")):
-        raise ValueError("expected the domain alone, e.g. _spf.google.com (the tool writes "
-                         "'include:')")
-    return _dns_name(value)
-
-
-def _key_name(value) -> str:
-    """A TSIG key name: a DNS name of one or more labels."""
-    return domain_name(value, min_labels=1)
-
-
-def _address(value, foreign: bool = False) -> str:
-    text = _text(value).strip()
-    local, at, domain = text.rpartition("@")
-    pattern = _FOREIGN_LOCAL_PART if foreign else _LOCAL_PART
-    if not at or len(local) > 64 or not pattern.fullmatch(local.lower()):
-        chars = "letters, digits, '.', '_', '-'" + (", '+', '='" if foreign else "")
-        raise ValueError(f"expected an e-mail address such as postmaster@example.com "
-                         f"(local part: {chars})")
-    try:
-        return f"{local.lower()}@{domain_name(domain)}"
-    except ValueError as error:
-        why = str(error).removeprefix("expected ")
-        raise ValueError("expected an e-mail address such as postmaster@example.com "
-                         f"(domain: {why})") from None
-
-
-def _email(value) -> str:
-    return _address(value)
-
-
-def _forward_target(value) -> str:
-    return _address(value, foreign=True)
-
-
-def _mailto(value) -> str:
-    """mailto:ADDRESS with DMARC's optional !SIZE (RFC 7489 6.4), nothing else."""
-    text = _text(value)
-    scheme, _, rest = text.partition(":")
-    address, bang, size = rest.partition("!")
-    try:
-        if scheme.lower() != "mailto" or (bang and not _DMARC_SIZE.fullmatch(size.lower())):
-            raise ValueError
-        return f"mailto:{_address(address)}" + (f"!{size.lower()}" if bang else "")
-    except ValueError:
-        raise ValueError("expected a mailto: URI such as mailto:dmarc@example.com "
-                         "(optionally !SIZE, e.g. !10m)") from None
-
-
-def _report_uri(value) -> str:
-    """TLSRPT rua (RFC 8460 3): mailto: or https:, no size limit."""
-    text = _text(value)
-    if text.lower().startswith("https:"):
-        return _url(text, schemes=("https",))
-    if "!" not in text:
-        try:
-            return _mailto(text)
-        except ValueError:
-            pass
-    raise ValueError("expected mailto:ADDRESS or an https:// URL")
-
-
-def _iodef(value) -> str:
-    """CAA iodef (RFC 8659 4.4): mailto: or https:."""
-    return _report_uri(value)
-
-
-def _host(value: str) -> str:
-    """A URL's or HOST:PORT's host: a DNS name or an IP address ([v6] in URLs)."""
-    if value.startswith("[") and value.endswith("]"):
-        return f"[{_ip_address(value[1:-1])}]"
-    try:
-        return _ip_address(value)
-    except ValueError:
-        return domain_name(value, min_labels=1)
-
-
-def _url(value, schemes=("https", "http")) -> str:
-    """A URL reduced to scheme://host[:port]/path: no user, query or fragment."""
-    text = _text(value).strip()
-    expected = f"expected a {' or '.join(s + '://' for s in schemes)} URL (scheme, host, " \
-               "optional port and path; no user, query or fragment)"
-    try:
-        url = urlsplit(text)
-        port = url.port
-    except ValueError:
-        raise ValueError(expected) from None
-    if (url.scheme not in schemes or not url.hostname or url.username or url.password
-            or url.query or url.fragment or "?" in text or "#" in text
-            or not _URL_PATH.fullmatch(url.path)):
-        raise ValueError(expected)
-    host = url.netloc.rpartition(":")[0] if port is not None else url.netloc
-    try:
-        host = _host(host)
-    except ValueError:
-        raise ValueError(expected) from None
-    return f"{url.scheme}://{host}{f':{port}' if port is not None else ''}{url.path}".rstrip("/")
-
-
-def _whole_number(value):
-    """An int, or the digits of one (from --data): never a bool, a float or padded text."""
-    if isinstance(value, bool) or not (isinstance(value, int) or (
-            isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,9}", value))):
-        raise ValueError("expected a whole number")
-    return int(value)
-
-
-def _selector(value) -> str:
-    if not _LABEL.fullmatch(_text(value)):
-        raise ValueError("expected one DNS label: lowercase letters, digits and hyphens")
-    return value
-
-
-def _quota(value) -> str:
-    """A mailbox size: a whole number of megabytes or gigabytes, '500M' or '2G'."""
-    match = _QUOTA.fullmatch(_text(value).strip().upper()) if isinstance(value, str) else None
-    if not match:
-        raise ValueError("expected a size such as 500M or 2G (1 to 999999, M or G), or None")
-    return "".join(match.groups())
-
-
-def _day(value) -> datetime.date:
-    """A calendar day: a date, or text YYYY-MM-DD."""
-    if isinstance(value, datetime.date) and not isinstance(value, datetime.datetime):
-        return value
-    if isinstance(value, str) and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
-        try:
-            return datetime.date.fromisoformat(value)
-        except ValueError:
-            pass
-    raise ValueError("expected a day such as 2026-11-25, or None")
-
-
-def _is_documentation(address) -> bool:
-    return any(address in network for network in DOCUMENTATION_NETWORKS)
-
-
-def _public_ipv4(value) -> ipaddress.IPv4Address:
-    """Global unicast (documentation ranges pass here; the model refuses them outside a lab)."""
-    expected = "expected the host's public IPv4 address (global unicast), e.g. 198.51.100.10"
-    try:
-        address = ipaddress.IPv4Address(_text(str(value)).strip())
-    except ValueError:
-        raise ValueError(expected) from None
-    if not (address.is_global or _is_documentation(address)) or address.is_multicast:
-        raise ValueError(expected)
-    return address
-
-
-def _public_ipv6(value) -> ipaddress.IPv6Address:
-    """Global unicast: no %scope, no IPv4-mapped, 6to4 or Teredo, no ULA or link-local."""
-    expected = "expected the host's global IPv6 address (global unicast, no %scope), or None"
-    text = _text(str(value)).strip()
-    try:
-        address = ipaddress.IPv6Address(text)
-    except ValueError:
-        raise ValueError(expected) from None
-    if ("%" in text or address.scope_id or address.ipv4_mapped or address.sixtofour
-            or address.teredo or address.is_multicast or address.is_site_local
-            or not (address.is_global or _is_documentation(address))):
-        raise ValueError(expected)
-    return address
-
-
-def _mx_value(value) -> str:
-    """'PRIORITY HOST' of an MX record to keep beside ours."""
-    priority, _, host = _text(value).strip().partition(" ")
-    if not (priority.isdigit() and int(priority) <= 65535):
-        raise ValueError("expected 'PRIORITY HOST', e.g. '20 backup-mx.example.net'")
-    return f"{int(priority)} {_fqdn(host)}"
-
-
-def _ip_address(value) -> str:
-    """An IPv4 or IPv6 address without %scope (a server the controller asks: may be private)."""
-    text = _text(value).strip()
-    if "%" in text:
-        raise ValueError("expected an IPv4 or IPv6 address without %scope")
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        raise ValueError("expected an IPv4 or IPv6 address") from None
-    if address.is_unspecified or address.is_multicast:
-        raise ValueError("expected an IPv4 or IPv6 address of a host (not unspecified/multicast)")
-    return str(address)
-
-
-def _server(value) -> str:
-    """A server the controller talks to: an IP address or a host name."""
-    try:
-        return _ip_address(value)
-    except ValueError:
-        try:
-            return domain_name(value, min_labels=1)
-        except ValueError:
-            raise ValueError("expected a host name or an IP address") from None
-
-
-def _path(value) -> str:
-    """A path on the controller (``~`` is the user's home, as in a shell)."""
-    if not _text(value):
-        raise ValueError("expected a path")
-    return str(Path(value).expanduser())
-
-
-def _pem_file(value) -> str:
-    path = _path(value)
-    if not Path(path).is_file():
-        raise ValueError("expected the path of a PEM file on the controller")
-    return path
-
-
-def _host_port(value) -> str:
-    host, _, port = _text(value).rpartition(":")
-    try:
-        if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
-            raise ValueError
-        return f"{_host(host)}:{int(port)}"
-    except ValueError:
-        raise ValueError("expected HOST:PORT, e.g. gmail-smtp-in.l.google.com:25") from None
-
-
-def _relay(value) -> str:
-    """A smarthost as Postfix's relayhost writes it: [name]:587 or [name]:465 (brackets: no MX
-    lookup). A bare name:port is taken as the same."""
-    text = _text(value)
-    host, _, port = text.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    if port not in ("587", "465"):
-        raise ValueError("expected [HOST]:587 or [HOST]:465, e.g. [smtp.relay.example]:587 "
-                         "(submission with STARTTLS, or implicit TLS)")
-    return f"[{domain_name(host)}]:{port}"
-
-
-def _login(value) -> str:
-    """A SASL login as relays issue them (an address, "apikey", an access key id): kept as
-    written, case included; no space, colon or control character."""
-    text = _text(value)
-    if not re.fullmatch(r"[A-Za-z0-9._@+=-]{1,128}", text):
-        raise ValueError("expected a login of letters, digits and . _ @ + = - (1 to 128)")
-    return text
-
-
-@dataclass(frozen=True)
-class BackupRepository:
-    """Where restic keeps the host's backups: ``kind`` is sftp, s3 or local; ``location`` is
-    the repository as restic names it (RESTIC_REPOSITORY); ``user`` and ``host``: SFTP's."""
-
-    kind: str
-    location: str
-    user: str | None = None
-    host: str | None = None
-
-    def __str__(self) -> str:
-        return self.location
-
-
-_SAFE_PATH = re.compile(r"/?[A-Za-z0-9_][A-Za-z0-9._-]*(?:/[A-Za-z0-9_][A-Za-z0-9._-]*)*/?")
-_SSH_USER = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
-_BACKUP_EXPECTED = ("expected restic's repository: sftp:USER@HOST:/PATH, "
-                    "s3:https://HOST/BUCKET[/PREFIX] or an absolute path on the host "
-                    "(letters, digits, '.', '_', '-' in names)")
-
-
-def _repository_path(path: str, absolute: bool) -> str:
-    if (not _SAFE_PATH.fullmatch(path) or (absolute and not path.startswith("/"))
-            or ".." in path.split("/") or path.strip("/") == ""):
-        raise ValueError(_BACKUP_EXPECTED)
-    return path.rstrip("/") if path != "/" else path
-
-
-def _backup_repository(value) -> BackupRepository:
-    """sftp:USER@HOST:/PATH, s3:https://HOST[:PORT]/BUCKET[/PREFIX] or /PATH (on the host)."""
-    if isinstance(value, BackupRepository):
-        return value
-    text = _text(value).strip()
-    if text.startswith("sftp:"):
-        user, at, rest = text.removeprefix("sftp:").partition("@")
-        host, colon, path = rest.partition(":")
-        if not (at and colon and _SSH_USER.fullmatch(user)):
-            raise ValueError(_BACKUP_EXPECTED)
-        try:
-            host = domain_name(host, min_labels=1) if not host[:1].isdigit() \
-                else str(ipaddress.IPv4Address(host))
-        except ValueError:
-            raise ValueError(_BACKUP_EXPECTED) from None
-        path = _repository_path(path, absolute=False)
-        return BackupRepository("sftp", f"sftp:{user}@{host}:{path}", user, host)
-    if text.startswith("s3:"):
-        try:
-            url = _url(text.removeprefix("s3:"))
-        except ValueError:
-            raise ValueError(_BACKUP_EXPECTED) from None
-        if not urlsplit(url).path.strip("/"):
-            raise ValueError(_BACKUP_EXPECTED + "; the S3 URL names no bucket")
-        return BackupRepository("s3", f"s3:{url}")
-    return BackupRepository("local", _repository_path(text, absolute=True))
-
-
-_WEEKDAY = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
-_ON_CALENDAR = re.compile(
-    rf"(?:{_WEEKDAY}(?:[.,]{{1,2}}{_WEEKDAY})* )?"  # Mon..Fri, Sat,Sun
-    r"(?:[0-9*][0-9*/,.~-]* )?"  # *-*-01, 2026-*-1..7
-    r"[0-9*][0-9*/,:.]*")  # 03:30, *:0/15
-_CALENDAR_WORDS = {"minutely", "hourly", "daily", "weekly", "monthly", "quarterly",
-                   "semiannually", "yearly"}
-
-
-def _on_calendar(value) -> str:
-    """A systemd OnCalendar expression: a word (daily) or [WEEKDAYS ][DATE ]TIME."""
-    text = _text(value).strip()
-    if text in _CALENDAR_WORDS or _ON_CALENDAR.fullmatch(text):
-        return text
-    raise ValueError("expected a systemd OnCalendar expression such as daily, hourly, "
-                     "'*-*-* 03:30' or 'Mon..Fri 02:00'")
-
-
-def _ssh_public_key(value) -> str:
-    """An SSH host key as known_hosts holds it: TYPE BASE64 (a comment is dropped)."""
-    parts = _text(value).split()
-    key_types = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
-                 "ecdsa-sha2-nistp521")
-    if len(parts) >= 2 and parts[0] in key_types and re.fullmatch(r"[A-Za-z0-9+/]+=*",
-                                                                     parts[1]):
-        return f"{parts[0]} {parts[1]}"
-    raise ValueError("expected the SFTP server's public host key, e.g. 'ssh-ed25519 AAAA...' "
-                     "(ssh-keyscan prints it)")
-
-
-Fqdn = Annotated[str, AfterValidator(_fqdn)]
-DnsName = Annotated[str, AfterValidator(_dns_name)]
-KeyName = Annotated[str, AfterValidator(_key_name)]
-MailtoUri = Annotated[str, AfterValidator(_mailto)]
-ReportUri = Annotated[str, AfterValidator(_report_uri)]
-IodefUri = Annotated[str, AfterValidator(_iodef)]
-Email = Annotated[str, AfterValidator(_email)]
-ForwardTarget = Annotated[str, AfterValidator(_forward_target)]
-Url = Annotated[str, AfterValidator(_url)]
-Selector = Annotated[str, AfterValidator(_selector)]
-IpAddress = Annotated[str, AfterValidator(_ip_address)]
-Server = Annotated[str, AfterValidator(_server)]
-ControllerPath = Annotated[str, AfterValidator(_path)]
-PemFile = Annotated[str, AfterValidator(_pem_file)]
-HostPort = Annotated[str, AfterValidator(_host_port)]
-Quota = Annotated[str, AfterValidator(_quota)]
-MxValue = Annotated[str, AfterValidator(_mx_value)]
-Number = Annotated[int, BeforeValidator(_whole_number)]
-RelayHost = Annotated[str, AfterValidator(_relay)]
-Login = Annotated[str, AfterValidator(_login)]
-
-
 class Settings(BaseModel):
     """The validated settings of one mail host."""
 
@@ -493,8 +85,8 @@ class Settings(BaseModel):
     mail_domains: list[Fqdn] = Field(min_length=1)
     # domains that never send or receive mail: null MX, SPF -all, DMARC reject (RFC 7505)
     parked_domains: list[Fqdn] = []
-    ipv4: Annotated[ipaddress.IPv4Address, BeforeValidator(_public_ipv4)]
-    ipv6: Annotated[ipaddress.IPv6Address, BeforeValidator(_public_ipv6)] | None = None
+    ipv4: PublicIPv4
+    ipv6: PublicIPv6 | None = None
     ipv6_prefixlen: Number = Field(default=64, ge=8, le=128)
     mta: Literal["postfix", "chasquid"] = "postfix"
     mail_manage_host: bool = True  # False: only the DNS part (the host is managed elsewhere)
@@ -528,7 +120,7 @@ class Settings(BaseModel):
 
     # records
     spf_all: Literal["~all", "-all"] = "~all"
-    spf_include: list[Annotated[str, AfterValidator(_spf_include)]] = []
+    spf_include: list[SpfInclude] = []
     mx_keep: list[MxValue] = []  # other servers' MX values to keep beside ours (backup MX)
     dmarc_policy: Literal["none", "quarantine", "reject"] = "none"
     dmarc_subdomain_policy: Literal["none", "quarantine", "reject"] | None = None
@@ -562,14 +154,13 @@ class Settings(BaseModel):
     relay_host: RelayHost | None = None
     relay_user: Login | None = None
     # sending: paced deliveries to the big providers for four weeks from this day (Postfix)
-    warmup_start: Annotated[datetime.date, BeforeValidator(_day)] | None = None
+    warmup_start: Day | None = None
 
     # backups (restic, mailhost.host.backup): nothing is installed while backup_repository is
     # None; the password and credentials are secrets (MAILHOST_BACKUP_PASSWORD...)
-    backup_repository: Annotated[BackupRepository,
-                                 BeforeValidator(_backup_repository)] | None = None
-    backup_sftp_host_key: Annotated[str, AfterValidator(_ssh_public_key)] | None = None
-    backup_schedule: Annotated[str, AfterValidator(_on_calendar)] = "daily"
+    backup_repository: Repository | None = None
+    backup_sftp_host_key: SshHostKey | None = None
+    backup_schedule: OnCalendar = "daily"
     backup_keep_daily: Number = Field(default=7, ge=0, le=3650)
     backup_keep_weekly: Number = Field(default=4, ge=0, le=520)
     backup_keep_monthly: Number = Field(default=12, ge=0, le=240)
@@ -613,17 +204,17 @@ class Settings(BaseModel):
         self._check_users_and_aliases()
         self._check_backup()
         if self.relay_host is not None and self.mta == "chasquid":
-            raise _FieldError("relay_host", self.relay_host,
+            raise FieldError("relay_host", self.relay_host,
                               "expected None with mta = 'chasquid' (chasquid has no smarthost "
                               "setting: it delivers to each recipient's MX itself)")
         if self.relay_host is not None and self.relay_user is None:
-            raise _FieldError("relay_user", None, "expected the relay's login with relay_host")
+            raise FieldError("relay_user", None, "expected the relay's login with relay_host")
         if self.warmup_start is not None and self.relay_host is not None:
-            raise _FieldError("warmup_start", str(self.warmup_start),
+            raise FieldError("warmup_start", str(self.warmup_start),
                               "expected None with relay_host (mail leaves through the relay, "
                               "whose own reputation and pacing apply)")
         if self.warmup_start is not None and self.mta == "chasquid":
-            raise _FieldError("warmup_start", str(self.warmup_start),
+            raise FieldError("warmup_start", str(self.warmup_start),
                               "expected None with mta = 'chasquid' (it has no per-destination "
                               "rate or concurrency setting to pace deliveries with)")
         return self
@@ -634,66 +225,66 @@ class Settings(BaseModel):
             return
         for field in ("ipv4", "ipv6"):
             address = getattr(self, field)
-            if address is not None and _is_documentation(address):
-                raise _FieldError(field, str(address),
+            if address is not None and is_documentation(address):
+                raise FieldError(field, str(address),
                                   "expected a global address; documentation ranges are only "
                                   "for a lab (lab_allowances = True)")
         if self.spam_test_patterns:
-            raise _FieldError("spam_test_patterns", True,
+            raise FieldError("spam_test_patterns", True,
                               "expected False: rspamd's test patterns let anyone choose a "
                               "message's verdict; only for a lab (lab_allowances = True)")
         for field in ("acme_directory", "cloudflare_api_url"):
             if not getattr(self, field).startswith("https://"):
-                raise _FieldError(field, getattr(self, field),
+                raise FieldError(field, getattr(self, field),
                                   "expected an https:// URL (http:// only in a lab: "
                                   "lab_allowances = True)")
 
     def _check_backup(self):
         repository = self.backup_repository
         if self.restore_from_backup and repository is None:
-            raise _FieldError("restore_from_backup", True,
+            raise FieldError("restore_from_backup", True,
                               "expected False without backup_repository (nothing to restore "
                               "from)")
         if self.backup_sftp_host_key and (repository is None or repository.kind != "sftp"):
-            raise _FieldError("backup_sftp_host_key", self.backup_sftp_host_key,
+            raise FieldError("backup_sftp_host_key", self.backup_sftp_host_key,
                               "expected None unless backup_repository is sftp:")
         if repository is not None and not (self.backup_keep_daily or self.backup_keep_weekly
                                            or self.backup_keep_monthly):
-            raise _FieldError("backup_keep_daily", 0, "expected at least one of "
+            raise FieldError("backup_keep_daily", 0, "expected at least one of "
                               "backup_keep_daily/weekly/monthly above 0 (else every snapshot "
                               "would be forgotten)")
         if (repository is not None and repository.location.startswith("s3:http://")
                 and not self.lab_allowances):
-            raise _FieldError("backup_repository", repository.location,
+            raise FieldError("backup_repository", repository.location,
                               "expected an https:// S3 URL (http:// only in a lab: "
                               "lab_allowances = True)")
 
     def _check_users_and_aliases(self):
         domains = set(self.mail_domains)
         if len(set(self.mail_users)) != len(self.mail_users):
-            raise _FieldError("mail_users", self.mail_users, "expected each user once")
+            raise FieldError("mail_users", self.mail_users, "expected each user once")
         for field, addresses in [("mail_users", self.mail_users),
                                  ("mail_aliases", list(self.mail_aliases))]:
             for address in addresses:
                 if address.split("@")[1] not in domains:
-                    raise _FieldError(field, address,
+                    raise FieldError(field, address,
                                       f"expected an address in mail_domains "
                                       f"({', '.join(self.mail_domains)})")
         for address, targets in self.mail_aliases.items():
             if not targets:
-                raise _FieldError("mail_aliases", address, "expected at least one target")
+                raise FieldError("mail_aliases", address, "expected at least one target")
             loop = _alias_loop(self.mail_aliases, address)
             if loop:
-                raise _FieldError("mail_aliases", address,
+                raise FieldError("mail_aliases", address,
                                   "expected no alias loop: " + " -> ".join(loop))
 
     def _check_provider(self):
         if self.dns_provider == "rfc2136":
             if not self.dns_server:
-                raise _FieldError("dns_server", None,
+                raise FieldError("dns_server", None,
                                    "expected the primary server's name or address for rfc2136")
             if not self.dns_tsig_key_name:
-                raise _FieldError("dns_tsig_key_name", None,
+                raise FieldError("dns_tsig_key_name", None,
                                    "expected the TSIG key name for rfc2136")
 
     def _check_acme(self):
@@ -703,12 +294,12 @@ class Settings(BaseModel):
             try:
                 ipaddress.ip_address(self.dns_server)
             except ValueError:
-                raise _FieldError("dns_server", self.dns_server,
+                raise FieldError("dns_server", self.dns_server,
                                   "expected an IP address with acme_challenge = 'dns-01' "
                                   "(certbot's rfc2136 plugin takes no host name)") from None
         elif (self.cloudflare_api_url != CLOUDFLARE_API
               and not self.cloudflare_api_url_is_api_host):
-            raise _FieldError("acme_challenge", self.acme_challenge,
+            raise FieldError("acme_challenge", self.acme_challenge,
                               "expected 'http-01' with a custom cloudflare_api_url (certbot's "
                               "Cloudflare plugin only talks to api.cloudflare.com)")
 
@@ -718,29 +309,29 @@ class Settings(BaseModel):
             (domain, "mail_domains") for domain in self.mail_domains
         ]:
             if zone_of(name, zones) is None:
-                raise _FieldError(
+                raise FieldError(
                     field, name,
                     f"expected a name inside a zone the provider serves ({', '.join(zones)}); "
                     "list its zone in dns_zones",
                 )
         if len(set(self.mail_domains)) != len(self.mail_domains):
-            raise _FieldError("mail_domains", self.mail_domains, "expected each domain once")
+            raise FieldError("mail_domains", self.mail_domains, "expected each domain once")
         for domain in self.parked_domains:
             if zone_of(domain, zones) is None:
-                raise _FieldError("parked_domains", domain,
+                raise FieldError("parked_domains", domain,
                                   f"expected a name inside a zone the provider serves "
                                   f"({', '.join(zones)}); list its zone in dns_zones")
             if domain in self.mail_domains:
-                raise _FieldError("parked_domains", domain,
+                raise FieldError("parked_domains", domain,
                                   "expected a domain that is not in mail_domains (a parked "
                                   "domain publishes that it sends and receives no mail)")
         if len(set(self.parked_domains)) != len(self.parked_domains):
-            raise _FieldError("parked_domains", self.parked_domains, "expected each domain once")
+            raise FieldError("parked_domains", self.parked_domains, "expected each domain once")
 
     def _check_spf(self):
         count = spf_lookup_count(self.spf_include)
         if count > MAX_DNS_LOOKUPS:
-            raise _FieldError(
+            raise FieldError(
                 "spf_include", self.spf_include,
                 f"the SPF record would need {count} DNS lookups; at most {MAX_DNS_LOOKUPS} "
                 "are allowed (RFC 7208 4.6.4): drop includes",
@@ -748,10 +339,10 @@ class Settings(BaseModel):
 
     def _check_dkim(self):
         if self.dkim_ed25519 and self.ed25519_selector == self.dkim_selector:
-            raise _FieldError("dkim_ed25519_selector", self.dkim_ed25519_selector,
+            raise FieldError("dkim_ed25519_selector", self.dkim_ed25519_selector,
                                "expected a selector different from dkim_selector")
         if self.dkim_rotate_days and len(self.dkim_selector) > MAX_ROTATING_SELECTOR:
-            raise _FieldError("dkim_selector", self.dkim_selector,
+            raise FieldError("dkim_selector", self.dkim_selector,
                                f"expected at most {MAX_ROTATING_SELECTOR} characters while "
                                "dkim_rotate_days is not 0 (a rotated key's selector adds "
                                "-YYYYMMDD-N), or dkim_rotate_days = 0")
@@ -794,99 +385,20 @@ def _alias_loop(aliases: dict[str, list[str]], start: str) -> list[str] | None:
     return walk(start)
 
 
-class _FieldError(ValueError):
-    def __init__(self, field, value, expected):
-        super().__init__(expected)
-        self.field, self.value, self.expected = field, value, expected
-
-
 def load_settings(data: dict) -> Settings:
     """Validate host data (a plain dict) into Settings, or raise SettingsError with one line."""
     _refuse_secrets_and_typos(data)
     try:
         return Settings.model_validate(data)
     except ValidationError as error:
-        raise SettingsError(_pydantic_line(error, data)) from None
+        raise SettingsError(pydantic_line(error, data)) from None
 
 
 def _refuse_secrets_and_typos(data: dict):
     for key in data:
         if key in SECRET_KEYS:
-            raise SettingsError(
-                f"settings: {key}: secrets are never read from the inventory; set "
-                f"{SECRET_KEYS[key]} in the environment or in the secrets file instead"
-            )
+            raise SettingsError(secret_in_inventory(key, SECRET_KEYS[key]))
     known = set(Settings.model_fields)
     for key in data:
         if key.startswith(OUR_PREFIXES) and key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f"; did you mean {close[0]}?" if close else ""
-            raise SettingsError(_line(key, data[key], f"unknown setting{hint}"))
-
-
-def _pydantic_line(error: ValidationError, data: dict) -> str:
-    first = error.errors()[0]
-    cause = first.get("ctx", {}).get("error")
-    if isinstance(cause, _FieldError):
-        return _line(cause.field, cause.value, cause.expected)
-    location = [str(part) for part in first["loc"]]
-    field = location[0] if location else "settings"
-    if first["type"] == "missing":
-        return f"settings: {field}: missing; expected {_EXPECTED.get(field, 'a value')}"
-    value = first.get("input") if len(location) > 1 else data.get(field, first.get("input"))
-    message = first["msg"]
-    if isinstance(first.get("ctx", {}).get("error"), ValueError):
-        message = str(first["ctx"]["error"])
-    else:
-        message = _EXPECTED.get(field) and f"expected {_EXPECTED[field]}" or message
-    if len(location) > 1 and field in data:
-        field = field + "[" + "][".join(location[1:]) + "]"
-    return _line(field, value, message)
-
-
-def _line(field, value, expected) -> str:
-    return f"settings: {field} = {value!r}: {expected}"
-
-
-_EXPECTED = {
-    "mail_hostname": "the mail host's FQDN, e.g. mail.example.com",
-    "relay_user": "the relay's login (an e-mail address or a name), or None",
-    "mail_domains": "a list of mail domains, e.g. ['example.com']",
-    "parked_domains": "a list of domains that send no mail, e.g. ['example.net']",
-    "ipv4": "the host's public IPv4 address, e.g. 198.51.100.10",
-    "ipv6": "the host's global IPv6 address, or None",
-    "mta": "'postfix' or 'chasquid'",
-    "dns_provider": "'cloudflare' or 'rfc2136'",
-    "dns_port": "a port number from 1 to 65535",
-    "dns_ttl": "a TTL in seconds from 60 to 86400",
-    "dns_tsig_algorithm": "one of hmac-sha256, hmac-sha384, hmac-sha512, hmac-sha224, hmac-sha1",
-    "spf_all": "'~all' (softfail) or '-all' (fail)",
-    "dmarc_policy": "'none', 'quarantine' or 'reject'",
-    "dmarc_subdomain_policy": "'none', 'quarantine', 'reject' or None",
-    "dmarc_pct": "an integer from 0 to 100",
-    "dmarc_adkim": "'r' (relaxed) or 's' (strict)",
-    "dmarc_aspf": "'r' (relaxed) or 's' (strict)",
-    "dkim_key_type": "'rsa-2048', 'rsa-3072' or 'rsa-4096'",
-    "dkim_rotate_days": "days from 0 (never rotate) to 3650",
-    "dkim_retire_days": "days from 1 to 90",
-    "acme_challenge": "'http-01' or 'dns-01'",
-    "acme_dns_propagation_seconds": "seconds from 0 to 3600",
-    "ipv6_prefixlen": "a prefix length from 8 to 128",
-    "dns_force": "True or False",
-    "mta_sts_mode": "'off', 'none', 'testing' or 'enforce'",
-    "mta_sts_max_age": "seconds from 86400 (a day) to 31557600 (a year)",
-    "dane": "'auto' or 'off'",
-    "imap_starttls": "True or False",
-    "mailbox_quota": "a size such as 500M or 2G (1 to 999999, M or G), or None",
-    "cloudflare_api_url_is_api_host": "True or False",
-    "dkim_ed25519": "True or False",
-    "mail_manage_host": "True or False",
-    "greylisting": "True or False",
-    "spam_test_patterns": "True or False",
-    "backup_keep_daily": "a count of daily snapshots to keep, from 0 to 3650",
-    "backup_keep_weekly": "a count of weekly snapshots to keep, from 0 to 520",
-    "backup_keep_monthly": "a count of monthly snapshots to keep, from 0 to 240",
-    "restore_from_backup": "True or False",
-    "check_resolver": "the IP address of a recursive DNS resolver, or None",
-    "check_nameservers": "a list of IP addresses of the zone's authoritative servers, or None",
-}
+            raise SettingsError(unknown_setting(key, data[key], known))
