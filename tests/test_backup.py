@@ -16,8 +16,9 @@ from secrecy import leaked
 from mailhost import facts
 from mailhost.checks import FAILED, OK, WARNING
 from mailhost.checks import backup as backup_check
-from mailhost.host import backup, render, resolver
+from mailhost.host import backup, resolver
 from mailhost.host.mtas import CHASQUID, POSTFIX
+from mailhost.operations.files import render
 from mailhost.secrets import BackupSecrets, Secret, Secrets, load_secrets
 from mailhost.settings import SettingsError
 

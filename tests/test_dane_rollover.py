@@ -18,9 +18,9 @@ from test_dane import TLSA_NAME, ZONE, key_pair, provider_of, reader, signed_kno
 
 from mailhost import paths
 from mailhost.dns.sync import ZoneSync, tlsa_records, zone_records
-from mailhost.host import template
 from mailhost.keys import dane
 from mailhost.keys.steps import KeySteps
+from mailhost.operations.files import template
 
 NOW = datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
 TTL = 300

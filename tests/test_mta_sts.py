@@ -24,9 +24,10 @@ from mailhost.dns.mta_sts import (
     txt_record,
 )
 from mailhost.dns.sync import ZoneSync
-from mailhost.host import nginx, render, tls
+from mailhost.host import nginx, tls
 from mailhost.host.mtas import CHASQUID, POSTFIX, mta_of, others
 from mailhost.keys.dkim import DkimPublicKeys, generate_key, public_value
+from mailhost.operations.files import render
 from mailhost.settings import SettingsError
 
 RSA = public_value(generate_key("rsa", 2048))

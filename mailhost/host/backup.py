@@ -21,8 +21,9 @@ from pyinfra.operations import server
 
 from mailhost import paths
 from mailhost.facts import known_state
-from mailhost.host import directory, put_text, units, write_template
+from mailhost.host import units
 from mailhost.keys.steps import KeySteps
+from mailhost.operations.files import directory, put_text, write_template
 from mailhost.operations.secret_file import secret_file
 from mailhost.secrets import BackupSecrets, Secret, Secrets
 from mailhost.settings import Settings
@@ -37,11 +38,11 @@ KNOWN_HOSTS = f"{BACKUP_DIR}/known_hosts"
 RESTORED = f"{BACKUP_DIR}/restored"  # written once the restore ran (what it restored)
 LAST_SUCCESS = f"{BACKUP_DIR}/last-success"  # the time of the last backup run that succeeded
 CACHE_DIR = "/var/cache/mailhost-restic"
-LIB = "/usr/local/lib/mailhost"
-RESTIC = f"{LIB}/restic"  # restic with this host's repository and credentials
+LIB = paths.MAILHOST_LIB
+RESTIC = paths.BACKUP_RESTIC  # restic with this host's repository and credentials
 BACKUP_SCRIPT = f"{LIB}/backup"
 RESTORE_SCRIPT = f"{LIB}/restore"
-SERVICE = "mailhost-backup.service"
+SERVICE = paths.BACKUP_SERVICE
 TIMER = "mailhost-backup.timer"
 UNIT_DIR = "/etc/systemd/system"
 UNITS: list[str] = []  # the timer, only with a repository (activated in configure)
@@ -59,7 +60,7 @@ CERTBOT_DIR = "/etc/letsencrypt"
 def backed_up(settings: Settings) -> list[str]:
     """What the backup holds: BACKED_UP, and certbot's directory when DANE pins its key."""
     return [*BACKED_UP, *([CERTBOT_DIR] if settings.dane == "auto" else [])]
-TAG = "mailhost"
+TAG = paths.BACKUP_TAG
 
 
 def retire_backups() -> None:

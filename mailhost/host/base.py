@@ -12,7 +12,7 @@ from pyinfra.api.exceptions import DeployError
 from pyinfra.operations import apt, files, server
 
 from mailhost.facts import IPV6_SYSCTLS, BaseState, PackageState, known_state
-from mailhost.host import put_text, render
+from mailhost.operations.files import put_text, render
 from mailhost.settings import Settings
 
 POLICY_RC_D = "/usr/sbin/policy-rc.d"

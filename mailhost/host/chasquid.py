@@ -18,7 +18,7 @@ from pyinfra.facts.files import Sha256File
 from pyinfra.operations import files, server
 
 from mailhost.facts import DebianPackageVersion, known_state
-from mailhost.host import CertificateReader, QueueReader, directory, put_text, write_template
+from mailhost.host import CertificateReader, QueueReader
 from mailhost.host.dovecot import CHASQUID_AUTH_CLIENT, CHASQUID_AUTH_USERDB, CHASQUID_LMTP
 from mailhost.host.users import aliases, mailbox_root, sender_owners
 from mailhost.keys.dkim import (
@@ -30,6 +30,7 @@ from mailhost.keys.dkim import (
 )
 from mailhost.keys.rotation import Step
 from mailhost.keys.steps import KeySteps
+from mailhost.operations.files import directory, put_text, write_template
 from mailhost.paths import CHASQUID_CONFIG, CHASQUID_DELIVER, CHASQUID_QUEUE, TLS_CERT, TLS_KEY
 from mailhost.secrets import Secrets
 from mailhost.settings import Settings

@@ -16,9 +16,10 @@ from pyinfra import host
 from pyinfra.operations import server
 
 from mailhost.facts import DebianPackageVersion
-from mailhost.host import CertificateReader, directory, write_template
+from mailhost.host import CertificateReader
 from mailhost.host.users import host_dovecot_users
 from mailhost.keys.steps import KeySteps
+from mailhost.operations.files import directory, write_template
 from mailhost.operations.secret_file import secret_file
 from mailhost.paths import DOVECOT_USERS
 from mailhost.secrets import Secret, Secrets

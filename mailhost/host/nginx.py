@@ -25,9 +25,10 @@ from pyinfra.operations import server
 
 from mailhost.dns import mta_sts
 from mailhost.facts import known_state
-from mailhost.host import CertificateReader, directory, put_text, write_template
+from mailhost.host import CertificateReader
 from mailhost.host.dovecot import CIPHERS
 from mailhost.keys.steps import KeySteps
+from mailhost.operations.files import directory, put_text, write_template
 from mailhost.settings import Settings
 
 PACKAGES = ["nginx"]

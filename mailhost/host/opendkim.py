@@ -3,9 +3,9 @@ A component of the Postfix MTA (see mailhost.host)."""
 
 from __future__ import annotations
 
-from mailhost.host import write_template
 from mailhost.keys.dkim import host_key_path, record_name, signing_selector
 from mailhost.keys.steps import KeySteps
+from mailhost.operations.files import write_template
 from mailhost.secrets import Secrets
 from mailhost.settings import Settings
 

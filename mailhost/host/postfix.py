@@ -11,9 +11,10 @@ from datetime import UTC, datetime
 
 from pyinfra.operations import server
 
-from mailhost.host import CertificateReader, QueueReader, base, put_text, render, write_template
+from mailhost.host import CertificateReader, QueueReader, base
 from mailhost.host.users import alias_map, mailbox_map, mailbox_root, sender_login_map
 from mailhost.keys.steps import KeySteps
+from mailhost.operations.files import put_text, render, write_template
 from mailhost.operations.secret_file import secret_file
 from mailhost.paths import POSTFIX_QUEUES
 from mailhost.secrets import Secret, Secrets

@@ -3,8 +3,8 @@ A component of the Postfix MTA (see mailhost.host)."""
 
 from __future__ import annotations
 
-from mailhost.host import write_template
 from mailhost.keys.steps import KeySteps
+from mailhost.operations.files import write_template
 from mailhost.secrets import Secrets
 from mailhost.settings import Settings
 

@@ -24,8 +24,9 @@ from pyinfra.api import QuoteString, StringCommand
 from pyinfra.operations import files, server
 
 from mailhost.facts import known_state
-from mailhost.host import put_text, render, units
+from mailhost.host import units
 from mailhost.keys.steps import KeySteps
+from mailhost.operations.files import put_text, render
 from mailhost.settings import Settings
 
 # dns-root-data: the root trust anchor unbound starts from (/usr/share/dns/root.key); only a

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 from pyinfra.operations import server
 
-from mailhost.host import base, units, write_template
+from mailhost.host import base, units
 from mailhost.host.users import sender_owners
 from mailhost.keys.steps import KeySteps
+from mailhost.operations.files import write_template
 from mailhost.paths import RSPAMD_MILTER, RSPAMD_SCANNER
 from mailhost.secrets import Secrets
 from mailhost.settings import Settings

@@ -16,7 +16,7 @@ from pyinfra.operations import files, python, server
 
 from mailhost.dns import mta_sts
 from mailhost.facts import known_lines, known_state
-from mailhost.host import Mta, directory, put_text, write_template
+from mailhost.host import Mta
 from mailhost.keys.dane import (
     Rollover,
     next_tlsa_answered,
@@ -27,6 +27,7 @@ from mailhost.keys.dane import (
     tlsa_of_public_key,
 )
 from mailhost.keys.dkim import clock
+from mailhost.operations.files import directory, put_text, write_template
 from mailhost.operations.secret_file import secret_file
 from mailhost.paths import (
     ACME_CA_BUNDLE,

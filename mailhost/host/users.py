@@ -8,7 +8,7 @@ from pyinfra.facts.files import FileContents
 from pyinfra.operations import server
 
 from mailhost.facts import Accounts, known_lines
-from mailhost.host import directory
+from mailhost.operations.files import directory
 from mailhost.paths import DOVECOT_USERS, MAILBOX_ROOT, VMAIL_GID, VMAIL_UID, maildir
 from mailhost.secrets import Secrets
 from mailhost.settings import Settings

@@ -13,7 +13,6 @@ from pyinfra.facts.files import File, Sha256File
 from pyinfra.operations import files
 
 from mailhost.facts import in_place
-from mailhost.host import put_text
 from mailhost.keys.dkim import (
     generate_key,
     host_key_path,
@@ -28,6 +27,7 @@ from mailhost.keys.dkim import (
 )
 from mailhost.keys.rotation import Step
 from mailhost.operations import run_or_fail
+from mailhost.operations.files import put_text
 from mailhost.settings import Settings
 
 
