@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from pyinfra import logger
 from pyinfra.api.exceptions import PyinfraError
@@ -16,6 +18,8 @@ from mailhost.keys.dane import PENDING
 from mailhost.keys.steps import KeySteps
 from mailhost.secrets import Secrets, load_secrets
 from mailhost.settings import Settings, SettingsError, load_settings
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -30,13 +34,9 @@ class MailRun:
 
     @classmethod
     def load(cls, inventory: Inventory) -> MailRun:
-        settings, secrets = {}, {}
-        for host in inventory:
-            try:
-                settings[host.name] = load_settings(host.data.dict())
-                secrets[host.name] = load_secrets(settings[host.name])
-            except SettingsError as error:
-                raise PyinfraError(f"{host.name}: {error}") from None
+        loaded = per_host(inventory, lambda data: _with_secrets(load_settings(data)))
+        settings = {name: pair[0] for name, pair in loaded.items()}
+        secrets = {name: pair[1] for name, pair in loaded.items()}
         refuse_shared_identity(settings)
         refuse_mta_sts_on_shared_domains(settings)
         return cls(settings, secrets)
@@ -104,6 +104,23 @@ class MailRun:
             for line in self.previews[zone].lines():
                 logger.info(line)
         return self.previews[zone]
+
+
+def per_host(inventory: Inventory, load: Callable[[dict], T]) -> dict[str, T]:
+    """``load`` of every host's data, by host name, in inventory order: the one loop over the
+    inventory's hosts (the run, the command lines); a wrong value stops it with one line
+    naming the host."""
+    loaded = {}
+    for host in inventory:
+        try:
+            loaded[host.name] = load(host.data.dict())
+        except SettingsError as error:
+            raise PyinfraError(f"{host.name}: {error}") from None
+    return loaded
+
+
+def _with_secrets(settings: Settings) -> tuple[Settings, Secrets]:
+    return settings, load_secrets(settings)
 
 
 def refuse_shared_identity(settings: dict[str, Settings]):

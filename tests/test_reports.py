@@ -14,21 +14,17 @@ import pytest
 from sample import sample_settings
 
 from lab.receiver import dmarc_report_xml, report_message, tlsrpt_json
+from mailhost.cli.reports import main
 from mailhost.dns.notices import raised_policy_notices, summary_path
-from mailhost.reports import (
-    THIS_HOST,
-    UNKNOWN,
+from mailhost.reports.fetch import report_mailboxes
+from mailhost.reports.parse import (
     DmarcReport,
-    Origins,
     ReportError,
     TlsReport,
-    main,
     parse_document,
     parse_message,
-    render_table,
-    report_mailboxes,
-    summarize,
 )
+from mailhost.reports.summary import THIS_HOST, UNKNOWN, Origins, render_table, summarize
 
 NOW = datetime.datetime(2026, 11, 25, 12, tzinfo=datetime.UTC)
 DAY = 86400

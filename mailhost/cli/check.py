@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
 from pyinfra import logger
-from pyinfra.api import Config, State
-from pyinfra.api.connect import connect_all
 from pyinfra.api.exceptions import PyinfraError
-from pyinfra.context import ctx_config, ctx_inventory, ctx_state
-from pyinfra_cli.inventory import make_inventory
+from pyinfra.api.inventory import Inventory
 
 from mailhost.checks import (
     FAILED,
@@ -28,27 +24,14 @@ from mailhost.checks import (
     render_table,
     run_checks,
 )
+from mailhost.cli import read_inventory
 from mailhost.host.mtas import mta_of
 from mailhost.run import MailRun
 
 
-def connect(inventory_path: str) -> State:
-    """pyinfra's state for the inventory, every host connected that can be."""
-    state = State()
-    state.cwd = os.getcwd()
-    ctx_state.set(state)
-    config = Config()
-    ctx_config.set(config)
-    inventory = make_inventory(inventory_path, cwd=state.cwd)
-    ctx_inventory.set(inventory)
-    state.init(inventory, config)
-    connect_all(state)
-    return state
-
-
-def check_all(state: State, run: MailRun) -> dict[str, list[CheckResult]]:
+def check_all(inventory: Inventory, run: MailRun) -> dict[str, list[CheckResult]]:
     results = {}
-    for host in state.inventory:
+    for host in inventory:
         settings, lost = run.settings[host.name], []
         on_host = settings.mail_manage_host and host.connected
         if settings.mail_manage_host and not host.connected:
@@ -73,14 +56,12 @@ def main(argv=None) -> int:
     logger.propagate = False
 
     try:
-        if not os.path.exists(args.inventory):
-            raise PyinfraError(f"no inventory file {args.inventory}")
-        state = connect(args.inventory)
-        run = MailRun.load(state.inventory)
+        inventory = read_inventory(args.inventory, connect=True)
+        run = MailRun.load(inventory)
     except PyinfraError as error:
         print(f"scripts/check: {error}", file=sys.stderr)
         return 2
-    results = check_all(state, run)
+    results = check_all(inventory, run)
 
     if args.json:
         print(render_json(results))

@@ -11,26 +11,19 @@ inventory is read, not connected to.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from pyinfra.api.exceptions import PyinfraError
 
-from mailhost.cli.rotate_dkim import read_inventory
+from mailhost.cli import read_inventory
 from mailhost.keys.dane import rollover_request
-from mailhost.settings import SettingsError, load_settings
+from mailhost.run import per_host
+from mailhost.settings import load_settings
 
 
 def request(inventory: str, mail_hostname: str) -> str:
     """Mark the rollover of the inventory's host named ``mail_hostname``; the mark's path."""
-    if not os.path.exists(inventory):
-        raise PyinfraError(f"no inventory file {inventory}")
-    hosts = []
-    for host in read_inventory(inventory):
-        try:
-            hosts.append(load_settings(host.data.dict()))  # no secrets needed
-        except SettingsError as error:
-            raise PyinfraError(f"{host.name}: {error}") from None
+    hosts = list(per_host(read_inventory(inventory), load_settings).values())  # no secrets
     found = [s for s in hosts if s.mail_hostname == mail_hostname.rstrip(".").lower()]
     if not found:
         names = ", ".join(s.mail_hostname for s in hosts)
