@@ -1,7 +1,8 @@
 """The documentation stays true: docs/settings.md has one row per setting of the model (same
 default, every allowed value and range), README.md stays a door of at most 300 lines, and every
-relative link in README.md and docs/*.md reaches an existing file and heading. Each check is a
-function that returns what is wrong, shown failing on a planted page first."""
+relative link in README.md and docs/*.md reaches an existing file and heading, and every path of
+the repository they name in code (`mailhost/keys/dane.py`) exists: a module moved is a page to
+update. Each check is a function that returns what is wrong, shown failing on a planted page."""
 
 import json
 import re
@@ -14,6 +15,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SETTINGS_PAGE = ROOT / "docs" / "settings.md"
 BEGIN, END = "<!-- settings-reference: begin -->", "<!-- settings-reference: end -->"
 README_MAX_LINES = 300
+REPOSITORY_PATH = re.compile(r"(?:mailhost|templates|tests|lab|scripts|inventory|group_data)/\S*")
+# paths the pages name as examples of what you write, not as files of the repository
+EXAMPLE_PATHS = {"inventory/mine.py", "mailhost/host/webmail.py"}
 
 
 def reference_rows(page: str) -> dict[str, list[str]]:
@@ -104,6 +108,18 @@ def broken_links(path: Path) -> list[str]:
     return broken
 
 
+def missing_paths(path: Path) -> list[str]:
+    """The repository paths a Markdown file names in code spans (`scripts/lab up`: its first
+    word) that do not exist."""
+    missing = []
+    for span in re.findall(r"`([^`\n]+)`", path.read_text()):
+        words = span.split()
+        match = REPOSITORY_PATH.fullmatch(words[0].rstrip(":,;")) if words else None
+        if match and match[0] not in EXAMPLE_PATHS and not (ROOT / match[0]).exists():
+            missing.append(f"{path.name}: {match[0]}")
+    return missing
+
+
 def markdown_files() -> list[Path]:
     return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
@@ -153,3 +169,15 @@ def test_every_relative_link_of_the_readme_and_the_docs_resolves():
     files = markdown_files()
     assert len(files) > 5
     assert [problem for path in files for problem in broken_links(path)] == []
+
+
+def test_a_planted_page_shows_the_paths_it_names_that_do_not_exist(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("`mailhost/paths.py`, `scripts/lab up --fresh`, `templates/`, "
+                    "`mailhost/dane.py`, `/etc/mailhost/tls`, `secrets/dkim/`, "
+                    "`scripts/nothing here`\n")
+    assert missing_paths(page) == ["page.md: mailhost/dane.py", "page.md: scripts/nothing"]
+
+
+def test_every_path_the_readme_and_the_docs_name_exists():
+    assert [problem for path in markdown_files() for problem in missing_paths(path)] == []
