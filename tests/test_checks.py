@@ -35,7 +35,7 @@ from mailhost.checks import (
 from mailhost.checks import dns as dns_checks
 from mailhost.checks import host as host_checks
 from mailhost.dns.desired import MailHost, desired_by_zone
-from mailhost.dns.lookup import CheckResolver, make_resolver, resolver_for
+from mailhost.dns.lookup import CheckResolver, make_resolver, zone_resolver
 from mailhost.dns.providers.rfc2136 import Rfc2136Provider, value_rdata
 from mailhost.dns.sync import ZoneSync
 from mailhost.host.chasquid import QUEUE as CHASQUID_QUEUE
@@ -200,11 +200,11 @@ def test_blocklist_lookups_in_a_real_zone(world):
     assert results[f"blocklist: {ZONE} in {BLOCKLIST}"].status == OK
 
 
-def test_resolver_for_rfc2136_asks_the_dns_server_at_its_port(world):
+def test_zone_resolver_for_rfc2136_asks_the_dns_server_at_its_port(world):
     settings = sample_settings(dns_server=world.server.address, dns_port=world.server.port)
-    resolver = resolver_for(settings)
-    zone_resolver = resolver.for_name(f"mail.{ZONE}")
-    assert (zone_resolver.nameservers, zone_resolver.port) == (
+    resolver = zone_resolver(settings)
+    zone_servers = resolver.for_name(f"mail.{ZONE}")
+    assert (zone_servers.nameservers, zone_servers.port) == (
         [world.server.address], world.server.port)
     assert resolver.for_name("gmail.com") is resolver.recursive
     assert [r.address for r in resolver.values(f"mail.{ZONE}", "A")] == [HOST4]

@@ -328,7 +328,7 @@ def test_a_dns_error_is_not_an_answer(monkeypatch, tmp_path):
     def unreachable(settings):
         raise dns.exception.Timeout()
     monkeypatch.setattr(lookup, "every_server_answers", lambda *a: False)
-    monkeypatch.setattr(lookup, "resolver_for", unreachable)
+    monkeypatch.setattr(lookup, "zone_resolver", unreachable)
     assert not dane.next_tlsa_answered(sample_settings(secrets_dir=str(tmp_path)), "3 1 1 b")
 
 

@@ -1,6 +1,7 @@
 """Checks: what a working mail host looks like, one line each, with what to do when it fails.
 
-Run at the end of every deploy (mailhost.operations.verify) and alone (``scripts/check``).
+Run at the end of every deploy (mailhost.operations.verify) and alone (``scripts/check``), all
+of them by checks.all.run_checks.
 One module per concern: dns, rdns, mta_sts, dane, smtp and imap (from the controller), host (on
 the host, through pyinfra), blocklists. Each check says what it expected, what it found and,
 when it fails, what to do. A failed *required* check fails the deploy and makes
@@ -13,7 +14,6 @@ import json
 import ssl
 import textwrap
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 from mailhost.secrets import Secrets
@@ -80,42 +80,6 @@ def guarded(name: str, expected: str, advice: str, check: Callable[[], CheckResu
     except Exception as error:  # noqa: BLE001 - any error is this check's finding
         found = f"{type(error).__name__}: {error}".strip().rstrip(":")
         return CheckResult(name, FAILED, expected, found, advice, required)
-
-
-def run_checks(settings: Settings, secrets: Secrets, mta, host=None) -> list[CheckResult]:
-    """Every check of one mail host, whose MTA profile is ``mta`` (mailhost.host.Mta: its
-    units, queue, TLS advice). ``host`` (a connected pyinfra Host) runs the host-side ones;
-    without it they are left out and the DKIM record is compared with the local key."""
-    from mailhost.checks import backup, blocklists, dane, dns, imap, inbound, mta_sts, rdns, smtp
-    from mailhost.checks import host as host_checks
-    from mailhost.dns.lookup import resolver_for
-
-    try:
-        resolver = resolver_for(settings)
-    except Exception as error:  # noqa: BLE001
-        return [CheckResult("dns: authoritative servers", FAILED, "the zones' nameservers",
-                            f"{type(error).__name__}: {error}",
-                            "set check_nameservers, or check the zones' NS records")]
-    groups = [lambda: dns.checks(settings, resolver, host),
-              lambda: rdns.checks(settings, resolver),
-              lambda: mta_sts.checks(settings, resolver),
-              lambda: dane.checks(settings, resolver),
-              *[lambda address=address: smtp.checks_of_address(settings, secrets, address, mta)
-                + imap.checks_of_address(settings, secrets, address)
-                for address in smtp.addresses(settings)],
-              lambda: blocklists.checks(settings, resolver),
-              lambda: [inbound.spoof_check(settings, smtp.addresses(settings)[0])]]
-    # the checks wait on the network, not the CPU: the groups run side by side, and the
-    # host's own checks (through pyinfra's connection) meanwhile here
-    with ThreadPoolExecutor(max_workers=len(groups)) as pool:
-        running = [pool.submit(group) for group in groups]
-        on_host = ([*host_checks.checks(settings, host, mta), inbound.rspamd_check(host),
-                    *backup.checks(settings, host)] if host is not None else [])
-        (dns_results, rdns_results, mta_sts_results, dane_results, *smtp_results,
-         blocklist_results, spoof_results) = [future.result() for future in running]
-    return [*dns_results, *rdns_results, *mta_sts_results, *dane_results,
-            *[r for group in smtp_results for r in group],
-            *spoof_results, *on_host, *blocklist_results]
 
 
 def failure_line(host_name: str, results: list[CheckResult]) -> str:

@@ -22,8 +22,8 @@ from mailhost.checks import (
     failure_line,
     render_json,
     render_table,
-    run_checks,
 )
+from mailhost.checks.all import run_checks
 from mailhost.cli import read_inventory
 from mailhost.host.mtas import mta_of
 from mailhost.run import MailRun
