@@ -142,11 +142,11 @@ def our_spf_terms(settings: Settings) -> set[str]:
 
 
 # (service label, port, offered): RFC 6186 and 8314; a service not offered has target "."
-CLIENT_SERVICES = [("_submissions._tcp", 465, lambda s: True),
+CLIENT_SERVICES = (("_submissions._tcp", 465, lambda s: True),
                    ("_submission._tcp", 587, lambda s: True),
                    ("_imaps._tcp", 993, lambda s: True),
                    ("_imap._tcp", 143, lambda s: s.imap_starttls),
-                   ("_pop3._tcp", 110, lambda s: False)]
+                   ("_pop3._tcp", 110, lambda s: False))
 NOT_OFFERED = "0 0 0 ."
 
 

@@ -28,7 +28,7 @@ from mailhost.operations.secret_file import secret_file
 from mailhost.secrets import BackupSecrets, Secret, Secrets
 from mailhost.settings import Settings
 
-PACKAGES: list[str] = []  # restic only with a repository: packages(settings), in deploy.py
+PACKAGES: tuple[str, ...] = ()  # restic only with a repository: packages(settings), in deploy.py
 PACKAGE = "restic"
 BACKUP_DIR = f"{paths.MAILHOST_ETC}/backup"
 ENVIRONMENT = f"{BACKUP_DIR}/env"
@@ -45,13 +45,13 @@ RESTORE_SCRIPT = f"{LIB}/restore"
 SERVICE = paths.BACKUP_SERVICE
 TIMER = "mailhost-backup.timer"
 UNIT_DIR = "/etc/systemd/system"
-UNITS: list[str] = []  # the timer, only with a repository (activated in configure)
-ROOTS = [BACKUP_DIR, RESTIC, BACKUP_SCRIPT, RESTORE_SCRIPT, f"{UNIT_DIR}/{SERVICE}",
-         f"{UNIT_DIR}/{TIMER}"]
+UNITS: tuple[str, ...] = ()  # the timer, only with a repository (activated in configure)
+ROOTS = (BACKUP_DIR, RESTIC, BACKUP_SCRIPT, RESTORE_SCRIPT, f"{UNIT_DIR}/{SERVICE}",
+         f"{UNIT_DIR}/{TIMER}")
 # what cannot be regenerated; a restore brings back the mailboxes (the DKIM keys come from the
 # controller's secrets_dir, which the deploy uploads: see README, the disaster drill)
-BACKED_UP = [paths.MAILBOX_ROOT, paths.HOST_DKIM_DIR]
-RESTORED_PATHS = [paths.MAILBOX_ROOT]
+BACKED_UP = (paths.MAILBOX_ROOT, paths.HOST_DKIM_DIR)
+RESTORED_PATHS = (paths.MAILBOX_ROOT,)
 # with DANE the TLSA pins certbot's key: its whole directory (the key, the lineage, the account)
 # is kept, so a rebuilt host can be given the same key by hand (it is not restored by itself)
 CERTBOT_DIR = "/etc/letsencrypt"

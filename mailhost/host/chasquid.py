@@ -12,6 +12,8 @@ The hook also refuses a sender address the authenticated user does not own.
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand
 from pyinfra.facts.files import Sha256File
@@ -35,18 +37,18 @@ from mailhost.paths import CHASQUID_CONFIG, CHASQUID_DELIVER, CHASQUID_QUEUE, TL
 from mailhost.secrets import Secrets
 from mailhost.settings import Settings
 
-PACKAGES = ["chasquid", "python3-dkim"]
-UNITS = ["chasquid-smtp.socket", "chasquid-submission.socket",
-         "chasquid-submission_tls.socket", "chasquid.service"]
+PACKAGES = ("chasquid", "python3-dkim")
+UNITS = ("chasquid-smtp.socket", "chasquid-submission.socket",
+         "chasquid-submission_tls.socket", "chasquid.service")
 # chasquid exits 1 when systemd stops it (SIGTERM; seen with 1.13), so every stop or restart
 # counted as a failure toward systemd's start limit: this drop-in makes 1 a clean exit
 STOP_DROP_IN = "/etc/systemd/system/chasquid.service.d/mailhost-stop.conf"
 STOP_DROP_IN_TEXT = ("# Managed by mailhost (mailhost/host/chasquid.py): chasquid exits 1 on "
                      "SIGTERM\n[Service]\nSuccessExitStatus=1\n")
-ROOTS = [CHASQUID_CONFIG, CHASQUID_DELIVER, STOP_DROP_IN]
+ROOTS = (CHASQUID_CONFIG, CHASQUID_DELIVER, STOP_DROP_IN)
 USER = "chasquid"  # signs DKIM itself (or in its hook) and owns the keys
 NATIVE_DKIM = (1, 14)
-ALGORITHMS = {"rsa": "rsa-sha256", "ed25519": "ed25519-sha256"}
+ALGORITHMS = MappingProxyType({"rsa": "rsa-sha256", "ed25519": "ed25519-sha256"})
 # chasquid reads its own copies of the certificate, as its own user, and has no reload
 CERTIFICATE_READERS = (CertificateReader("chasquid", after_renewal="restart",
                                          copy_to=f"{CHASQUID_CONFIG}/certs", copy_owner=USER),)

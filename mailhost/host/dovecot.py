@@ -25,16 +25,16 @@ from mailhost.paths import DOVECOT_USERS
 from mailhost.secrets import Secret, Secrets
 from mailhost.settings import Settings
 
-PACKAGES = ["dovecot-core", "dovecot-imapd", "dovecot-lmtpd", "dovecot-sieve"]
-UNITS = ["dovecot"]
+PACKAGES = ("dovecot-core", "dovecot-imapd", "dovecot-lmtpd", "dovecot-sieve")
+UNITS = ("dovecot",)
 POSTFIX_PRIVATE = "/var/spool/postfix/private"  # Postfix's sockets (auth, LMTP) are made here
-ROOTS = ["/etc/dovecot", POSTFIX_PRIVATE]
+ROOTS = ("/etc/dovecot", POSTFIX_PRIVATE)
 CERTIFICATE_READERS = (CertificateReader("dovecot", after_renewal="reload"),)
 IMAPS_PORT, IMAP_PORT = 993, 143
 SIEVE_DIR = "/etc/dovecot/sieve"
 JUNK_SIEVE = f"{SIEVE_DIR}/junk.sieve"
 # special-use folders (RFC 6154), created and subscribed at a user's first login or delivery
-FOLDERS = [("Drafts", "Drafts"), ("Junk", "Junk"), ("Sent", "Sent"), ("Trash", "Trash")]
+FOLDERS = (("Drafts", "Drafts"), ("Junk", "Junk"), ("Sent", "Sent"), ("Trash", "Trash"))
 # Mozilla's "intermediate" profile: AEAD ciphers with forward secrecy (TLS 1.2; 1.3 has its own)
 CIPHERS = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
            "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"

@@ -31,11 +31,11 @@ from mailhost.keys.steps import KeySteps
 from mailhost.operations.files import directory, put_text, write_template
 from mailhost.settings import Settings
 
-PACKAGES = ["nginx"]
-UNITS = ["nginx"]
+PACKAGES = ("nginx",)
+UNITS = ("nginx",)
 CONFIG = "/etc/nginx/nginx.conf"
 POLICY_DIR = "/etc/nginx/mta-sts"  # POLICY_DIR/DOMAIN.txt, read by the workers (www-data)
-ROOTS = [CONFIG, POLICY_DIR]
+ROOTS = (CONFIG, POLICY_DIR)
 CERTIFICATE_READERS = (CertificateReader("nginx", after_renewal="reload"),)
 HTTPS_PORT = 443
 

@@ -9,9 +9,9 @@ from mailhost.operations.files import write_template
 from mailhost.secrets import Secrets
 from mailhost.settings import Settings
 
-PACKAGES = ["opendkim", "dns-root-data"]
-UNITS = ["opendkim"]
-ROOTS = ["/etc/opendkim.conf", "/etc/opendkim"]
+PACKAGES = ("opendkim", "dns-root-data")
+UNITS = ("opendkim",)
+ROOTS = ("/etc/opendkim.conf", "/etc/opendkim")
 USER = "opendkim"  # owns the DKIM private keys
 
 

@@ -21,13 +21,13 @@ from mailhost.secrets import Secret, Secrets
 from mailhost.settings import Settings
 from mailhost.warmup import PROVIDERS, SCHEDULE, pace_on, transport_map
 
-PACKAGES = ["postfix"]
+PACKAGES = ("postfix",)
 # the SASL client's PLAIN and LOGIN mechanisms: without them Postfix cannot log in to
 # relay_host ("No worthy mechs found", seen in the lab); installed only with a relay (and left
 # installed when the relay goes, as Redis is after greylisting)
 SASL_CLIENT_PACKAGE = "libsasl2-modules"
-UNITS = ["postfix"]
-ROOTS = ["/etc/postfix"]
+UNITS = ("postfix",)
+ROOTS = ("/etc/postfix",)
 CERTIFICATE_READERS = (CertificateReader("postfix", after_renewal="reload"),)
 OLD_TLS_ADVICE = ("the MTA must accept TLS 1.2 or newer only (Postfix: smtpd_tls_protocols and "
                   "smtpd_tls_mandatory_protocols = >=TLSv1.2)")

@@ -8,9 +8,9 @@ from mailhost.operations.files import write_template
 from mailhost.secrets import Secrets
 from mailhost.settings import Settings
 
-PACKAGES = ["postsrsd"]
-UNITS = ["postsrsd"]
-ROOTS = ["/etc/default/postsrsd"]
+PACKAGES = ("postsrsd",)
+UNITS = ("postsrsd",)
+ROOTS = ("/etc/default/postsrsd",)
 
 
 def configure(settings: Settings, secrets: Secrets, steps: KeySteps | None = None) -> set[str]:

@@ -31,16 +31,16 @@ from mailhost.settings import Settings
 
 # dns-root-data: the root trust anchor unbound starts from (/usr/share/dns/root.key); only a
 # Recommends of unbound, and without it unbound does not start (seen in the chasquid world)
-PACKAGES = ["unbound", "dns-root-data"]
-UNITS = ["unbound"]
+PACKAGES = ("unbound", "dns-root-data")
+UNITS = ("unbound",)
 CONFIG = "/etc/unbound/unbound.conf.d/mailhost.conf"
 RESOLV_CONF = "/etc/resolv.conf"
-ROOTS = [CONFIG, RESOLV_CONF]
+ROOTS = (CONFIG, RESOLV_CONF)
 LISTEN = "127.0.0.1"
 RESOLV_CONF_TEXT = (f"# Managed by mailhost (mailhost/host/resolver.py): the host's unbound\n"
                     f"nameserver {LISTEN}\noptions edns0 trust-ad\n")
 # Postfix reads a copy of resolv.conf in its chroot, made when it starts
-RESOLV_CONF_READERS = {"postfix"}
+RESOLV_CONF_READERS = frozenset({"postfix"})
 
 
 def forget(zone: str) -> None:

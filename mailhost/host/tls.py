@@ -8,6 +8,7 @@ never leaves the host without mail; certbot's deploy hook then points them at th
 from __future__ import annotations
 
 from pathlib import Path
+from types import MappingProxyType
 
 from pyinfra import host
 from pyinfra.api import FactBase, QuoteString, StringCommand
@@ -50,15 +51,15 @@ from mailhost.settings import Settings
 
 SNAKEOIL_CERT = "/etc/ssl/certs/ssl-cert-snakeoil.pem"
 SNAKEOIL_KEY = "/etc/ssl/private/ssl-cert-snakeoil.key"
-PACKAGES = ["certbot", "ssl-cert", "ca-certificates", "openssl"]
-DNS_PLUGINS = {"rfc2136": "python3-certbot-dns-rfc2136",
-               "cloudflare": "python3-certbot-dns-cloudflare"}
+PACKAGES = ("certbot", "ssl-cert", "ca-certificates", "openssl")
+DNS_PLUGINS = MappingProxyType({"rfc2136": "python3-certbot-dns-rfc2136",
+               "cloudflare": "python3-certbot-dns-cloudflare"})
 
 
-def packages(settings: Settings) -> list[str]:
+def packages(settings: Settings) -> tuple[str, ...]:
     """certbot, and for DNS-01 its plugin for the DNS provider."""
     if settings.acme_challenge == "dns-01":
-        return [*PACKAGES, DNS_PLUGINS[settings.dns_provider]]
+        return (*PACKAGES, DNS_PLUGINS[settings.dns_provider])
     return PACKAGES
 
 
@@ -217,7 +218,7 @@ def certbot_certonly(settings: Settings, *extra: str) -> StringCommand:
     )
 
 
-TIMERS = [CERTBOT_TIMER]  # renewals: started with the MTA's units (units.converge)
+TIMERS = (CERTBOT_TIMER,)  # renewals: started with the MTA's units (units.converge)
 
 
 # --- DANE key rollover (mailhost.keys.dane) ---

@@ -6,7 +6,7 @@ from mailhost.dns.providers.base import Provider, ProviderError
 from mailhost.secrets import Secrets
 from mailhost.settings import Settings
 
-__all__ = ["Provider", "ProviderError", "make_provider"]
+__all__ = ("Provider", "ProviderError", "make_provider")
 
 
 def make_provider(settings: Settings, secrets: Secrets) -> Provider:

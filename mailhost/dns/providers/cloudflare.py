@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import cloudflare
 from cloudflare import Cloudflare
@@ -30,12 +31,12 @@ NEVER_PROXIED = ("A", "AAAA")  # the mail host's addresses: SMTP cannot go throu
 # on paid plans); a bigger plan is written in several batches, each all or nothing.
 BATCH_LIMIT = 200
 # Cloudflare's DNSSEC status -> what to do for DANE (only "active" is signed)
-DNSSEC_ADVICE = {
+DNSSEC_ADVICE = MappingProxyType({
     "disabled": "turn DNSSEC on in Cloudflare (DNS > Settings > DNSSEC), add the DS record it "
                 'shows at your registrar, and wait for the status "active"',
     "pending": "add the DS record Cloudflare shows (DNS > Settings > DNSSEC) at your registrar "
                'and wait for the status "active"',
-}
+})
 DNSSEC_OTHER_ADVICE = ('DANE needs the status "active": DNSSEC on in Cloudflare and its DS '
                        "record at your registrar")
 # GET /zones/{id}/dnssec accepts "DNS Read" or "DNS Write" (Cloudflare's API reference)

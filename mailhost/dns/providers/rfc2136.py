@@ -72,9 +72,9 @@ def canonical(rtype: str, rdata: dns.rdata.Rdata) -> str:
     return normalize_value(rtype, rdata_value(rdata))
 
 
-DNSSEC_TYPES = {dns.rdatatype.RRSIG, dns.rdatatype.NSEC, dns.rdatatype.NSEC3,
+DNSSEC_TYPES = frozenset({dns.rdatatype.RRSIG, dns.rdatatype.NSEC, dns.rdatatype.NSEC3,
                 dns.rdatatype.NSEC3PARAM, dns.rdatatype.DNSKEY, dns.rdatatype.CDS,
-                dns.rdatatype.CDNSKEY}
+                dns.rdatatype.CDNSKEY})
 
 
 class Rfc2136Provider(Provider):
