@@ -13,8 +13,8 @@ from pyinfra.api.inventory import Inventory
 
 from mailhost.dns.plan import PlanError, ZonePlan
 from mailhost.dns.providers import ProviderError, make_provider
-from mailhost.dns.sync import HostsKeyReader, ZoneSync, tlsa_records, zone_records
-from mailhost.keys.dane import PENDING
+from mailhost.dns.sync import HostsKeyReader, ZoneSync, records_by_zone, tlsa_records
+from mailhost.keys.dane import TLSA_PENDING
 from mailhost.keys.steps import KeySteps
 from mailhost.secrets import Secrets, load_secrets
 from mailhost.settings import Settings, SettingsError, load_settings
@@ -50,7 +50,7 @@ class MailRun:
         return [zone for zone, name in claimed.items() if name == host_name]
 
     def zone_sync(self, zone: str, read_host_key: HostsKeyReader) -> ZoneSync:
-        records = {r.zone: r for r in zone_records(self.settings, read_host_key, self.steps)}
+        records = {r.zone: r for r in records_by_zone(self.settings, read_host_key, self.steps)}
         return self._sync(zone, records[zone])
 
     def tlsa_sync(self, zone: str, read_host_key: HostsKeyReader,
@@ -60,7 +60,7 @@ class MailRun:
         return None if records is None else self._sync(zone, records)
 
     def memory(self, zone: str) -> Path:
-        """Where this controller keeps what it wrote in the zone (dns.sync.remember): beside the
+        """Where this controller keeps what it wrote in the zone (dns.sync.save_written): beside the
         keys, in the secrets_dir of the zone's first serving host."""
         return Path(self.settings[self._first(zone)].secrets_dir) / "dns" / zone
 
@@ -77,11 +77,11 @@ class MailRun:
     def tlsa_preview(self, zone: str, read_host_key: HostsKeyReader) -> ZonePlan | None:
         """When a host's certificate key does not exist yet (a first deploy), or a key
         rollover switches keys in this run: the plan of the TLSA written after certbot, printed
-        (a new key's value shown as dane.PENDING); else None (the zone's own operation has
+        (a new key's value shown as dane.TLSA_PENDING); else None (the zone's own operation has
         the TLSA)."""
         sync = self.tlsa_sync(zone, read_host_key, pending=True)
         if sync is None or not (self.steps.switching_now() or
-                                any(PENDING in r.values for r in sync.records.desired)):
+                                any(TLSA_PENDING in r.values for r in sync.records.desired)):
             return None
         try:
             plan = sync.plan()

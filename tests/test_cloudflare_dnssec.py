@@ -23,7 +23,7 @@ from lab.cloudflare.lab_server import dnssec_as_served, records_from_dns
 from lab.knot import KnotServer, minimal_zone, zone_ds
 from mailhost.dns.providers.base import ProviderError
 from mailhost.dns.providers.cloudflare import CloudflareProvider
-from mailhost.dns.sync import ZoneSync, zone_records
+from mailhost.dns.sync import ZoneSync, records_by_zone
 from mailhost.keys import dane
 from mailhost.paths import NEXT_KEY
 
@@ -44,7 +44,7 @@ def zone_sync(provider, tmp_path, certificate_key: str) -> ZoneSync:
     """example.test's records for one host whose certificate key is ``certificate_key``."""
     settings = sample_settings(secrets_dir=str(tmp_path))
     dkim_key = public_key()
-    (records,) = zone_records(
+    (records,) = records_by_zone(
         {"mail": settings},
         lambda host, path: certificate_key if "letsencrypt" in path else
         None if path == NEXT_KEY else dkim_key)  # no TLS key rollover under way

@@ -17,7 +17,7 @@ from sample import sample_settings
 from test_dane import TLSA_NAME, ZONE, key_pair, provider_of, reader, signed_knot  # noqa: F401
 
 from mailhost import paths
-from mailhost.dns.sync import ZoneSync, tlsa_records, zone_records
+from mailhost.dns.sync import ZoneSync, records_by_zone, tlsa_records
 from mailhost.keys import dane
 from mailhost.keys.steps import KeySteps
 from mailhost.operations.files import template
@@ -65,17 +65,17 @@ def test_the_tlsa_set_holds_both_keys_during_a_rollover_and_only_the_new_one_aft
     try:
         steps = KeySteps()  # the run's, as deploy.py keeps them
         steps.keep_tls(settings, step())
-        (records,) = zone_records({"mail": settings}, reader(key_pair()[1]), steps)
+        (records,) = records_by_zone({"mail": settings}, reader(key_pair()[1]), steps)
         sync = ZoneSync(records, provider, memory=tmp_path / "dns")
         sync.apply(sync.plan())
 
         # publish: the next key is made in this run: the plan shows it pending, beside the
         # current one; applied (the key exists then), both values are in the set
         steps.keep_tls(settings, step(asked=True))
-        (records,) = zone_records({"mail": settings}, reader(key_pair()[1]), steps)
+        (records,) = records_by_zone({"mail": settings}, reader(key_pair()[1]), steps)
         tlsa = [r for r in records.desired if r.rtype == "TLSA"]
         assert [set(r.values) for r in tlsa] == [{old, dane.NEXT_PENDING}]
-        (records,) = zone_records({"mail": settings}, reader(key_pair()[1], upcoming), steps)
+        (records,) = records_by_zone({"mail": settings}, reader(key_pair()[1], upcoming), steps)
         sync = ZoneSync(records, provider, memory=tmp_path / "dns")
         plan = sync.plan()
         assert [line.split()[1] for line in values_in_plan(plan)] == ["MODIFY"]
@@ -84,7 +84,7 @@ def test_the_tlsa_set_holds_both_keys_during_a_rollover_and_only_the_new_one_aft
 
         # switch: the main operation keeps both; the one after certbot shows the new key alone
         steps.keep_tls(settings, step(has_next=True, seen=NOW, now=NOW + timedelta(hours=1)))
-        (records,) = zone_records({"mail": settings}, reader(key_pair()[1], upcoming), steps)
+        (records,) = records_by_zone({"mail": settings}, reader(key_pair()[1], upcoming), steps)
         assert values_in_plan(ZoneSync(records, provider, memory=tmp_path / "dns").plan()) == []
         after = tlsa_records({"mail": settings}, reader(key_pair()[1], upcoming), ZONE,
                              pending=True, steps=steps)

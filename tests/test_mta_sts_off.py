@@ -12,7 +12,7 @@ from sample import sample_settings
 from mailhost import facts
 from mailhost.dns.notices import mta_sts_left_notices
 from mailhost.dns.records import RecordSet
-from mailhost.dns.sync import ZoneSync, zone_records
+from mailhost.dns.sync import ZoneSync, records_by_zone
 from mailhost.host import nginx, units
 from mailhost.keys.dkim import generate_key, public_value
 
@@ -90,7 +90,7 @@ def world(request):
 def zone_sync(world, tmp_path, **overrides) -> ZoneSync:
     """example.test's records for one host (dkim_key: any public key, no DANE)."""
     settings = sample_settings(secrets_dir=str(tmp_path), dane="off", **overrides)
-    (records,) = zone_records({"mail": settings}, lambda host, path: RSA)
+    (records,) = records_by_zone({"mail": settings}, lambda host, path: RSA)
     return ZoneSync(records, world.provider())
 
 

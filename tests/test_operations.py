@@ -208,7 +208,7 @@ def test_zone_records_apply_refuses_a_pending_key_and_reports_errors_in_one_line
     from types import SimpleNamespace
 
     from mailhost.dns.plan import PlanError
-    from mailhost.keys.dkim import PENDING
+    from mailhost.keys.dkim import DKIM_PENDING
     from mailhost.operations import dns
 
     def sync(value, plan):
@@ -217,7 +217,7 @@ def test_zone_records_apply_refuses_a_pending_key_and_reports_errors_in_one_line
                                records=SimpleNamespace(desired=[record]))
 
     with pytest.raises(OperationError, match="a DKIM key is missing on the controller"):
-        dns._apply(lambda: sync(f"v=DKIM1; p={PENDING}", None), None)
+        dns._apply(lambda: sync(f"v=DKIM1; p={DKIM_PENDING}", None), None)
 
     def refused():
         raise PlanError("two SPF records")

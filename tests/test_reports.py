@@ -223,7 +223,7 @@ def test_bad_options_are_one_line(args, line, capsys):
 def test_the_plan_shows_the_raised_policy_as_a_notice(knot_world, tmp_path):
     """The deploy's plan (here against a real Knot) carries the warning as a ! NOTICE line;
     it writes nothing and stops nothing."""
-    from mailhost.dns.sync import ZoneSync, zone_records
+    from mailhost.dns.sync import ZoneSync, records_by_zone
     from mailhost.keys.dkim import generate_key, public_value
 
     settings = sample_settings(dmarc_policy="reject", dane="off",  # no TLSA notice
@@ -231,7 +231,7 @@ def test_the_plan_shows_the_raised_policy_as_a_notice(knot_world, tmp_path):
     summary_path(settings).write_text(json.dumps(summary_of(
         dmarc_message([row(HOST4, 40, dkim=False, spf=False)], policy="none"))))
     key = public_value(generate_key("rsa", 2048))
-    (zone,) = zone_records({"mail": settings}, lambda host, path: key)
+    (zone,) = records_by_zone({"mail": settings}, lambda host, path: key)
     lines = ZoneSync(zone, knot_world.provider()).plan().lines()
     notices = [line for line in lines if line.startswith("  ! NOTICE")]
     assert notices == [f"  ! NOTICE   dmarc_policy of example.test raised from none to reject "

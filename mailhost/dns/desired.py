@@ -168,7 +168,7 @@ def host_records(settings: Settings, tlsa: tuple[str, ...] = ()) -> list[RecordS
     records = [RecordSet(settings.mail_hostname, "A", ttl, (str(settings.ipv4),))]
     if settings.ipv6:
         records.append(RecordSet(settings.mail_hostname, "AAAA", ttl, (str(settings.ipv6),)))
-    values = tuple(v for v in tlsa if v != dane.PENDING)
+    values = tuple(v for v in tlsa if v != dane.TLSA_PENDING)
     if settings.dane == "auto" and values:
         records.append(RecordSet(dane.tlsa_name(settings.mail_hostname), "TLSA", ttl, values))
     return records

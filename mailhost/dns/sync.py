@@ -27,7 +27,7 @@ from mailhost.dns.plan import (
 from mailhost.dns.providers import Provider, ProviderError
 from mailhost.dns.records import RecordSet, zone_of
 from mailhost.keys.dane import (
-    PENDING,
+    TLSA_PENDING,
     Rollover,
     certificate_key_path,
     tlsa_name,
@@ -96,7 +96,7 @@ def tlsa_records(hosts: dict[str, Settings], read_host_key: HostsKeyReader, zone
                  pending: bool = False, steps: KeySteps | None = None) -> ZoneRecords | None:
     """The zone's TLSA records alone (owned: only their keys), for the DNS operation after the
     certificate; with ``pending`` (the plan shown before certbot runs), hosts whose certificate
-    key does not exist yet get dane.PENDING, and a key rollover's switch is taken as done.
+    key does not exist yet get dane.TLSA_PENDING, and a key rollover's switch is taken as done.
     None: no host wants a TLSA here."""
     records, keys = [], set()
     for host in mail_hosts(hosts, read_host_key, after_switch=pending, steps=steps):
@@ -104,7 +104,7 @@ def tlsa_records(hosts: dict[str, Settings], read_host_key: HostsKeyReader, zone
         if host.settings.dane != "auto" or zone_of(name, [zone]) is None:
             continue
         keys.add((name, "TLSA"))
-        values = host.tlsa or ((PENDING,) if pending else ())
+        values = host.tlsa or ((TLSA_PENDING,) if pending else ())
         if values:
             records.append(RecordSet(name, "TLSA", host.settings.dns_ttl, values))
     if not keys:
@@ -112,7 +112,7 @@ def tlsa_records(hosts: dict[str, Settings], read_host_key: HostsKeyReader, zone
     return ZoneRecords(zone, records, Ownership(frozenset(keys)))
 
 
-def zone_records(hosts: dict[str, Settings], read_host_key: HostsKeyReader,
+def records_by_zone(hosts: dict[str, Settings], read_host_key: HostsKeyReader,
                  steps: KeySteps | None = None) -> list[ZoneRecords]:
     """The desired records by zone, each with the notices of its domains that left the
     settings and of a DMARC policy raised over unaligned mail (scripts/reports' summary)."""
@@ -205,7 +205,7 @@ class ZoneSync:
         if not plan.empty:
             self.provider.apply(plan)
             self.verify(plan)
-        remember(self.memory, plan)
+        save_written(self.memory, plan)
 
     def verify(self, plan: ZonePlan) -> None:
         """Fail, naming the record, when the server did not keep what was written."""
@@ -246,7 +246,7 @@ def written_records(memory: Path | None) -> dict[tuple[str, str], tuple[str, ...
     return {}
 
 
-def remember(memory: Path | None, plan: ZonePlan) -> None:
+def save_written(memory: Path | None, plan: ZonePlan) -> None:
     """Keep our values at the plan's keys once it is applied, or found with nothing to change
     (keys no longer ours go; keys another sync of the zone owns, such as the TLSA after
     certbot, stay)."""

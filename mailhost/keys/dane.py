@@ -5,7 +5,7 @@ SubjectPublicKeyInfo>`` (DANE-EE, the key only: it survives renewals, which reus
 certbot ``--reuse-key``). Its key is certbot's (paths.live_certificate_dir): until the first
 certificate exists the MTA serves the self-signed fallback, whose key certbot does not keep. On
 that first deploy the zone's records are written without the TLSA, and a second DNS operation
-right after certbot publishes it (``PENDING`` in the plan shown; deploy.py, run.tlsa_preview).
+right after certbot publishes it (``TLSA_PENDING`` in the plan shown; deploy.py, run.tlsa_preview).
 
 It is published only in a DNSSEC-signed zone (the provider's ``dnssec_signed``): without
 signatures a TLSA proves nothing, and senders ignore it.
@@ -36,7 +36,7 @@ from mailhost.paths import live_certificate_dir
 
 USAGE_SELECTOR_MATCHING = "3 1 1"  # DANE-EE, SubjectPublicKeyInfo, SHA-256
 # the value shown in a plan before the certificate's key exists
-PENDING = f"{USAGE_SELECTOR_MATCHING} <key of the certificate obtained later in this run>"
+TLSA_PENDING = f"{USAGE_SELECTOR_MATCHING} <key of the certificate obtained later in this run>"
 NEXT_PENDING = f"{USAGE_SELECTOR_MATCHING} <next key, made on the host in this run>"
 SMTP_PORT = 25
 

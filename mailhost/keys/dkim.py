@@ -34,7 +34,7 @@ from mailhost.paths import HOST_DKIM_DIR
 from mailhost.settings import DOCUMENTATION_NETWORKS, Settings
 
 KINDS = ("rsa", "ed25519")
-PENDING = "<new key, generated when applied>"
+DKIM_PENDING = "<new key, generated when applied>"
 
 
 @dataclass(frozen=True)
@@ -49,16 +49,16 @@ class DkimPublicKeys:
     removed: tuple[str, ...] = ()
 
     def rsa_txt(self) -> str:
-        return f"v=DKIM1; k=rsa; p={self.rsa or PENDING}"
+        return f"v=DKIM1; k=rsa; p={self.rsa or DKIM_PENDING}"
 
     def rsa_records(self, selector: str) -> list[tuple[str, str]]:
         """(selector, TXT value) of every published RSA key; ``selector`` without rotation."""
         if not self.rsa_published:
             return [(selector, self.rsa_txt())]
-        return [(s, f"v=DKIM1; k=rsa; p={p or PENDING}") for s, p in self.rsa_published]
+        return [(s, f"v=DKIM1; k=rsa; p={p or DKIM_PENDING}") for s, p in self.rsa_published]
 
     def ed25519_txt(self) -> str:
-        return f"v=DKIM1; k=ed25519; p={self.ed25519 or PENDING}"
+        return f"v=DKIM1; k=ed25519; p={self.ed25519 or DKIM_PENDING}"
 
     @property
     def pending(self) -> bool:
