@@ -51,7 +51,8 @@ def snapshot_time(snapshots_json: str) -> float | None:
 
 def judge(now: float, last: float | None, period: float, repository: str,
           error: str = "") -> CheckResult:
-    """OK within two periods of the schedule; a warning when older; failed when none."""
+    """OK within two periods of the schedule; a warning when older, and when none (the check
+    is advisory: it never fails the run)."""
     expected = (f"a snapshot in {repository} younger than two periods of the schedule "
                 f"({_duration(2 * period)})")
     advice = (f"run a backup (`systemctl start {BACKUP_SERVICE}`) and read why it failed "
