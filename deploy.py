@@ -5,7 +5,7 @@
 
 The story, in order: settings of every host validated once (mailhost.settings) -> the host's
 base, firewall and DKIM keys -> the MTA with a certificate that exists now -> the DNS records
-of each zone, planned and applied once per zone (mailhost.dns.sync) -> the ACME certificate
+of each zone, planned and applied once per zone (mailhost.zones.sync) -> the ACME certificate
 (its HTTP-01 challenge needs the A record) -> verification.
 """
 

@@ -11,13 +11,13 @@ from pyinfra import logger
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.inventory import Inventory
 
-from mailhost.dns.plan import PlanError, ZonePlan
-from mailhost.dns.providers import ProviderError, make_provider
-from mailhost.dns.sync import HostsKeyReader, ZoneSync, records_by_zone, tlsa_records
 from mailhost.keys.dane import TLSA_PENDING
 from mailhost.keys.steps import KeySteps
 from mailhost.secrets import Secrets, load_secrets
 from mailhost.settings import Settings, SettingsError, load_settings
+from mailhost.zones.plan import PlanError, ZonePlan
+from mailhost.zones.providers import ProviderError, make_provider
+from mailhost.zones.sync import HostsKeyReader, ZoneSync, records_by_zone, tlsa_records
 
 T = TypeVar("T")
 
@@ -55,13 +55,13 @@ class MailRun:
 
     def tlsa_sync(self, zone: str, read_host_key: HostsKeyReader,
                   pending: bool = False) -> ZoneSync | None:
-        """The zone's TLSA records alone (dns.sync.tlsa_records), through its provider."""
+        """The zone's TLSA records alone (zones.sync.tlsa_records), through its provider."""
         records = tlsa_records(self.settings, read_host_key, zone, pending, self.steps)
         return None if records is None else self._sync(zone, records)
 
     def memory(self, zone: str) -> Path:
-        """Where this controller keeps what it wrote in the zone (dns.sync.save_written): beside the
-        keys, in the secrets_dir of the zone's first serving host."""
+        """Where this controller keeps what it wrote in the zone (zones.sync.save_written):
+        beside the keys, in the secrets_dir of the zone's first serving host."""
         return Path(self.settings[self._first(zone)].secrets_dir) / "dns" / zone
 
     def _first(self, zone: str) -> str:

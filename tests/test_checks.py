@@ -34,10 +34,6 @@ from mailhost.checks import (
 )
 from mailhost.checks import dns as dns_checks
 from mailhost.checks import host as host_checks
-from mailhost.dns.desired import MailHost, desired_by_zone
-from mailhost.dns.lookup import CheckResolver, make_resolver, zone_resolver
-from mailhost.dns.providers.rfc2136 import Rfc2136Provider, value_rdata
-from mailhost.dns.sync import ZoneSync
 from mailhost.host.chasquid import QUEUE as CHASQUID_QUEUE
 from mailhost.host.postfix import QUEUE as POSTFIX_QUEUE
 from mailhost.keys.dkim import (
@@ -47,6 +43,10 @@ from mailhost.keys.dkim import (
     public_value,
     save_local_key,
 )
+from mailhost.lookup import CheckResolver, make_resolver, zone_resolver
+from mailhost.zones.desired import MailHost, desired_by_zone
+from mailhost.zones.providers.rfc2136 import Rfc2136Provider, value_rdata
+from mailhost.zones.sync import ZoneSync
 
 ZONE = "example.test"
 REVERSE4 = "100.51.198.in-addr.arpa"

@@ -21,11 +21,11 @@ from secrecy import leaked
 
 from lab.cloudflare.lab_server import dnssec_as_served, records_from_dns
 from lab.knot import KnotServer, minimal_zone, zone_ds
-from mailhost.dns.providers.base import ProviderError
-from mailhost.dns.providers.cloudflare import CloudflareProvider
-from mailhost.dns.sync import ZoneSync, records_by_zone
 from mailhost.keys import dane
 from mailhost.paths import NEXT_KEY
+from mailhost.zones.providers.base import ProviderError
+from mailhost.zones.providers.cloudflare import CloudflareProvider
+from mailhost.zones.sync import ZoneSync, records_by_zone
 
 ZONE = "example.test"
 TLSA_NAME = "_25._tcp.mail.example.test"

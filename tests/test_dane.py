@@ -16,10 +16,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sample import sample_settings
 
 from lab.knot import KnotServer, minimal_zone
-from mailhost.dns.providers.rfc2136 import Rfc2136Provider
-from mailhost.dns.sync import ZoneSync, records_by_zone, tlsa_records
 from mailhost.keys import dane
 from mailhost.paths import NEXT_KEY
+from mailhost.zones.providers.rfc2136 import Rfc2136Provider
+from mailhost.zones.sync import ZoneSync, records_by_zone, tlsa_records
 
 ZONE = "example.test"
 TLSA_NAME = "_25._tcp.mail.example.test"
@@ -133,7 +133,7 @@ def test_dane_off_owns_no_tlsa_and_a_missing_key_is_pending_only_after_certbot(t
 
 
 def check_resolver(address: str, port: int):
-    from mailhost.dns.lookup import CheckResolver, make_resolver
+    from mailhost.lookup import CheckResolver, make_resolver
     server = make_resolver([address], port)
     return CheckResolver(server, {ZONE: server})
 

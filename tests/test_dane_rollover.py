@@ -17,10 +17,10 @@ from sample import sample_settings
 from test_dane import TLSA_NAME, ZONE, key_pair, provider_of, reader, signed_knot  # noqa: F401
 
 from mailhost import paths
-from mailhost.dns.sync import ZoneSync, records_by_zone, tlsa_records
 from mailhost.keys import dane
 from mailhost.keys.steps import KeySteps
 from mailhost.operations.files import template
+from mailhost.zones.sync import ZoneSync, records_by_zone, tlsa_records
 
 NOW = datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
 TTL = 300
@@ -305,9 +305,9 @@ def test_the_next_tlsa_is_waited_for_only_where_a_tlsa_is_published(
     signed = sample_settings(secrets_dir=str(tmp_path), dns_server=signed_knot.address,
                              dns_port=signed_knot.port)
     provider = provider_of(signed_knot)
-    from mailhost.dns.desired import ZoneRecords
-    from mailhost.dns.plan import Ownership
     from mailhost.dns.records import RecordSet
+    from mailhost.zones.desired import ZoneRecords
+    from mailhost.zones.plan import Ownership
 
     def publish(*values):
         records = ZoneRecords(ZONE, [RecordSet(TLSA_NAME, "TLSA", 300, values)],
@@ -323,7 +323,7 @@ def test_the_next_tlsa_is_waited_for_only_where_a_tlsa_is_published(
 def test_a_dns_error_is_not_an_answer(monkeypatch, tmp_path):
     import dns.exception
 
-    from mailhost.dns import lookup
+    from mailhost import lookup
 
     def unreachable(settings):
         raise dns.exception.Timeout()

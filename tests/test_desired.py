@@ -7,11 +7,11 @@ import base64
 import pytest
 from sample import sample_settings
 
-from mailhost.dns.desired import MailHost, desired_by_zone
-from mailhost.dns.plan import Ownership, compute_plan
 from mailhost.dns.records import RecordSet, quote_txt, split_txt, unquote_txt
 from mailhost.keys.dkim import DKIM_PENDING, DkimPublicKeys, generate_key, public_value
 from mailhost.settings import SettingsError
+from mailhost.zones.desired import MailHost, desired_by_zone
+from mailhost.zones.plan import Ownership, compute_plan
 
 RSA = public_value(generate_key("rsa", 2048))
 

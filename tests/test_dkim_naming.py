@@ -66,7 +66,7 @@ def test_public_half_neither(tmp_path):
 
 def test_host_keys_are_read_from_the_host_by_name(tmp_path):
     """MailRun keeps (name, settings): the reader is told which host to ask."""
-    from mailhost.dns.sync import mail_hosts
+    from mailhost.zones.sync import mail_hosts
     host_key = generate_key("rsa")
     settings = sample_settings(secrets_dir=str(tmp_path))
     asked = []

@@ -17,10 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # Bottom to top. A module may import its own layer and those below; never one above.
 LAYERS = [
     ("values", ["mailhost", "mailhost.settings", "mailhost.settings.*", "mailhost.paths",
-                "mailhost.secrets", "mailhost.warmup", "mailhost.dns", "mailhost.dns.records",
-                "mailhost.dns.spf", "mailhost.dns.mta_sts", "mailhost.keys",
-                "mailhost.keys.rotation"]),
-    ("lookups, DNS planning and sync, keys", ["mailhost.dns.*", "mailhost.keys.*"]),
+                "mailhost.secrets", "mailhost.warmup", "mailhost.dns", "mailhost.dns.*"]),
+    ("lookups and keys", ["mailhost.lookup", "mailhost.keys", "mailhost.keys.*"]),
+    ("zones: planned and synced", ["mailhost.zones", "mailhost.zones.*"]),
     ("facts and operations", ["mailhost.facts", "mailhost.operations",
                               "mailhost.operations.files", "mailhost.operations.restarts",
                               "mailhost.operations.secret_file", "mailhost.operations.dkim",

@@ -14,7 +14,6 @@ from sample import sample_settings
 
 from mailhost import paths
 from mailhost.checks import mta_sts as check
-from mailhost.dns.desired import MailHost, desired_by_zone
 from mailhost.dns.mta_sts import (
     mx_matches,
     parse_policy,
@@ -23,12 +22,13 @@ from mailhost.dns.mta_sts import (
     policy_text,
     txt_record,
 )
-from mailhost.dns.sync import ZoneSync
 from mailhost.host import nginx, tls
 from mailhost.host.mtas import CHASQUID, POSTFIX, mta_of, others
 from mailhost.keys.dkim import DkimPublicKeys, generate_key, public_value
 from mailhost.operations.files import render
 from mailhost.settings import SettingsError
+from mailhost.zones.desired import MailHost, desired_by_zone
+from mailhost.zones.sync import ZoneSync
 
 RSA = public_value(generate_key("rsa", 2048))
 

@@ -10,11 +10,11 @@ from pyinfra.operations import server
 from sample import sample_settings
 
 from mailhost import facts
-from mailhost.dns.notices import mta_sts_left_notices
 from mailhost.dns.records import RecordSet
-from mailhost.dns.sync import ZoneSync, records_by_zone
 from mailhost.host import nginx, units
 from mailhost.keys.dkim import generate_key, public_value
+from mailhost.zones.notices import mta_sts_left_notices
+from mailhost.zones.sync import ZoneSync, records_by_zone
 
 FILE = {"type": "f", "user": "root", "group": "root", "mode": 644, "sha256": "x", "target": None}
 DIRECTORY = {**FILE, "type": "d", "mode": 755, "sha256": None}

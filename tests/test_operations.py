@@ -186,9 +186,9 @@ def test_an_empty_preview_notes_what_was_found_ours_only_when_the_run_executes(t
     remembered by a run with nothing to change; --dry (preparing only) writes nothing."""
     import json
 
-    from mailhost.dns.plan import Ownership, compute_plan
     from mailhost.dns.records import RecordSet
     from mailhost.operations import dns
+    from mailhost.zones.plan import Ownership, compute_plan
     dmarc = RecordSet("_dmarc.example.test", "TXT", 300, ("v=DMARC1; p=none",))
     preview = compute_plan("example.test", [dmarc], [dmarc], Ownership(frozenset({dmarc.key})))
     assert preview.empty
@@ -207,9 +207,9 @@ def test_an_empty_preview_notes_what_was_found_ours_only_when_the_run_executes(t
 def test_zone_records_apply_refuses_a_pending_key_and_reports_errors_in_one_line():
     from types import SimpleNamespace
 
-    from mailhost.dns.plan import PlanError
     from mailhost.keys.dkim import DKIM_PENDING
     from mailhost.operations import dns
+    from mailhost.zones.plan import PlanError
 
     def sync(value, plan):
         record = SimpleNamespace(rtype="TXT", values=[value])

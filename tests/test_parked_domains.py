@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 from sample import sample_settings
 
-from mailhost.dns.desired import MailHost, desired_by_zone, report_consents
-from mailhost.dns.sync import ZoneSync, records_by_zone
 from mailhost.keys.dkim import DkimPublicKeys, generate_key, local_key_path, public_value
 from mailhost.settings import SettingsError
+from mailhost.zones.desired import MailHost, desired_by_zone, report_consents
+from mailhost.zones.sync import ZoneSync, records_by_zone
 
 PRIVATE = generate_key("rsa", 2048)
 RSA = public_value(PRIVATE)

@@ -15,7 +15,6 @@ from sample import sample_settings
 
 from lab.receiver import dmarc_report_xml, report_message, tlsrpt_json
 from mailhost.cli.reports import main
-from mailhost.dns.notices import raised_policy_notices, summary_path
 from mailhost.reports.fetch import report_mailboxes
 from mailhost.reports.parse import (
     DmarcReport,
@@ -25,6 +24,7 @@ from mailhost.reports.parse import (
     parse_message,
 )
 from mailhost.reports.summary import THIS_HOST, UNKNOWN, Origins, render_table, summarize
+from mailhost.zones.notices import raised_policy_notices, summary_path
 
 NOW = datetime.datetime(2026, 11, 25, 12, tzinfo=datetime.UTC)
 DAY = 86400
@@ -223,8 +223,8 @@ def test_bad_options_are_one_line(args, line, capsys):
 def test_the_plan_shows_the_raised_policy_as_a_notice(knot_world, tmp_path):
     """The deploy's plan (here against a real Knot) carries the warning as a ! NOTICE line;
     it writes nothing and stops nothing."""
-    from mailhost.dns.sync import ZoneSync, records_by_zone
     from mailhost.keys.dkim import generate_key, public_value
+    from mailhost.zones.sync import ZoneSync, records_by_zone
 
     settings = sample_settings(dmarc_policy="reject", dane="off",  # no TLSA notice
                                secrets_dir=str(tmp_path))

@@ -98,13 +98,13 @@ from sample import sample_settings  # noqa: E402
 
 from mailhost.checks import OK, WARNING, CheckResult  # noqa: E402
 from mailhost.checks.dns import with_rotation  # noqa: E402
-from mailhost.dns.desired import desired_by_zone  # noqa: E402
-from mailhost.dns.sync import mail_hosts  # noqa: E402
 from mailhost.host import chasquid, opendkim  # noqa: E402
 from mailhost.keys import dkim  # noqa: E402
 from mailhost.keys.rotation import from_json, to_json  # noqa: E402
 from mailhost.keys.steps import KeySteps  # noqa: E402
 from mailhost.operations import dkim as dkim_operations  # noqa: E402
+from mailhost.zones.desired import desired_by_zone  # noqa: E402
+from mailhost.zones.sync import mail_hosts  # noqa: E402
 
 DOMAIN = "example.test"
 NEW = "mail-20260630"

@@ -19,7 +19,7 @@ from mailhost.checks import (
     smtp,
 )
 from mailhost.checks import host as host_checks
-from mailhost.dns.lookup import zone_resolver
+from mailhost.lookup import zone_resolver
 from mailhost.secrets import Secrets
 from mailhost.settings import Settings
 

@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives import serialization
 
 from mailhost.checks import WARNING, CheckResult, guarded, result
 from mailhost.checks.smtp import addresses, open_smtp, unverified_context
-from mailhost.dns.lookup import CheckResolver
 from mailhost.keys import dane
+from mailhost.lookup import CheckResolver
 from mailhost.settings import Settings
 
 SMTP_PORT = 25

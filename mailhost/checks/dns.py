@@ -16,18 +16,6 @@ import dns.exception as _dns_exception
 import spf as pyspf
 
 from mailhost.checks import OK, WARNING, CheckResult, guarded, result
-from mailhost.dns.desired import (
-    NULL_MX,
-    PARKED_SPF,
-    caa_values,
-    dmarc_record,
-    parked_dmarc_record,
-    report_consent_name,
-    report_consents,
-    tlsrpt_record,
-)
-from mailhost.dns.lookup import CheckResolver
-from mailhost.dns.plan import caa_beside
 from mailhost.dns.spf import MAX_DNS_LOOKUPS
 from mailhost.keys import rotation
 from mailhost.keys.dkim import (
@@ -38,7 +26,19 @@ from mailhost.keys.dkim import (
     selector_for,
     signing_selector,
 )
+from mailhost.lookup import CheckResolver
 from mailhost.settings import Settings
+from mailhost.zones.desired import (
+    NULL_MX,
+    PARKED_SPF,
+    caa_values,
+    dmarc_record,
+    parked_dmarc_record,
+    report_consent_name,
+    report_consents,
+    tlsrpt_record,
+)
+from mailhost.zones.plan import caa_beside
 
 MAX_VOID_LOOKUPS = 2
 REDEPLOY = ("run the deploy (pyinfra INVENTORY deploy.py) to publish it again; if someone "

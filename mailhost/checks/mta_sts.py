@@ -13,7 +13,7 @@ import socket
 from mailhost.checks import CheckResult, guarded, result
 from mailhost.checks.smtp import TIMEOUT, verified_context
 from mailhost.dns import mta_sts
-from mailhost.dns.lookup import CheckResolver
+from mailhost.lookup import CheckResolver
 from mailhost.settings import Settings
 
 HTTPS_PORT = 443

@@ -11,12 +11,15 @@ from pyinfra.api.connect import connect_all
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.inventory import Inventory
 from pyinfra.context import ctx_config, ctx_inventory, ctx_state
-from pyinfra_cli.inventory import make_inventory
 
 
 def read_inventory(path: str, connect: bool = False) -> Inventory:
     """The inventory as pyinfra reads it; with ``connect``, every host connected that can be
     (no host connected otherwise)."""
+    # imported here: importing pyinfra_cli patches the process with gevent (sockets, ssl),
+    # which only a command line that reads an inventory wants
+    from pyinfra_cli.inventory import make_inventory
+
     if not os.path.exists(path):
         raise PyinfraError(f"no inventory file {path}")
     state, config = State(), Config()

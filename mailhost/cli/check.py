@@ -12,6 +12,8 @@ import argparse
 import logging
 import sys
 
+# first, as pyinfra's own command line does: it patches the process with gevent (sockets, ssl)
+import pyinfra_cli  # noqa: F401
 from pyinfra import logger
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.inventory import Inventory

@@ -1,6 +1,6 @@
 """``scripts/reports INVENTORY [--json] [--days N] [--min-messages N]``: the DMARC and TLS-RPT
 reports of every managed host, fetched, summarized and printed (mailhost.reports); each host's
-summary is also written to its ``secrets_dir`` (dns.notices.summary_path), where the deploy
+summary is also written to its ``secrets_dir`` (zones.notices.summary_path), where the deploy
 reads it."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import sys
 from pyinfra.api.exceptions import PyinfraError
 
 from mailhost.cli import read_inventory
-from mailhost.dns.notices import summary_path
 from mailhost.reports.fetch import report_host
 from mailhost.reports.summary import LADDER_DAYS, render_table
 from mailhost.run import MailRun
+from mailhost.zones.notices import summary_path
 
 
 def main(argv=None) -> int:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+# first, as pyinfra's own command line does: it patches the process with gevent (sockets, ssl)
+import pyinfra_cli  # noqa: F401
 from pyinfra.api.exceptions import PyinfraError
 
 from mailhost.cli import read_inventory

@@ -1,3 +1,3 @@
-"""The DNS half: the mail records of every host (records, spf, mta_sts, desired), planned
-against what a provider holds (plan, providers/) and applied once per zone (sync); the notices
-a plan prints beside its changes, and where the checks and the key rotations ask DNS (lookup)."""
+"""What DNS records look like: a record set and the names of zones (records), the SPF record
+(spf) and the MTA-STS policy with its records (mta_sts). Plain values: nothing here reads the
+settings, asks DNS or writes anywhere (mailhost.lookup asks; mailhost.zones publishes)."""

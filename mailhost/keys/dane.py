@@ -108,7 +108,7 @@ def next_tlsa_answered(settings, upcoming: str) -> bool:
     (yet). What a rollover waits for, as dkim.published_everywhere for a DKIM key."""
     from dns.exception import DNSException
 
-    from mailhost.dns.lookup import every_server_answers, zone_resolver
+    from mailhost.lookup import every_server_answers, zone_resolver
 
     name = tlsa_name(settings.mail_hostname)
     if every_server_answers(settings, name, "TLSA", lambda r: r.to_text() == upcoming):

@@ -250,9 +250,9 @@ def state_text(step: rotation.Step, settings: Settings, domain: str) -> str:
 
 def published_everywhere(settings: Settings) -> Visibility:
     """Whether every authoritative server of the record's zone answers a DKIM record with this
-    key (dns.lookup.every_server_answers)."""
+    key (lookup.every_server_answers)."""
     def visible(domain: str, selector: str, public: str) -> bool:
-        from mailhost.dns.lookup import every_server_answers
+        from mailhost.lookup import every_server_answers
 
         def has_key(rdata) -> bool:
             text = "".join(b"".join(rdata.strings).decode(errors="replace").split())

@@ -3,7 +3,7 @@
 deploy.py computes each step (a domain's DKIM rotation: dkim.rotation_step; the host's TLS key
 rollover: host/tls.key_rollover) and keeps it here; what depends on it is handed this object:
 the MTA's signing configuration (host/opendkim, host/chasquid), the DNS records of every zone
-(dns.sync) and the TLSA written after certbot (run.tlsa_preview). A process that computed no
+(zones.sync) and the TLSA written after certbot (run.tlsa_preview). A process that computed no
 step (scripts/check, a test) hands an empty one: the state saved on the controller is read.
 """
 

@@ -9,11 +9,11 @@ from pyinfra import host, logger
 from pyinfra.api import FunctionCommand, OperationError, operation
 from pyinfra.context import state
 
-from mailhost.dns.plan import PlanError, ZonePlan
-from mailhost.dns.providers import ProviderError
-from mailhost.dns.sync import ZoneSync, save_written
 from mailhost.keys.dane import NEXT_PENDING
 from mailhost.keys.dkim import DKIM_PENDING
+from mailhost.zones.plan import PlanError, ZonePlan
+from mailhost.zones.providers import ProviderError
+from mailhost.zones.sync import ZoneSync, save_written
 
 
 @operation()
@@ -26,7 +26,7 @@ def zone_records(zone: str, preview: ZonePlan, refresh: Callable[[], ZoneSync],
     + preview: the plan read while operations were prepared; an empty one means no change
     + refresh: rebuilds the ZoneSync when the operation runs, so that a DKIM key generated
       earlier in the same run is the one published
-    + memory: where this controller keeps what it wrote in the zone (dns.sync.save_written);
+    + memory: where this controller keeps what it wrote in the zone (zones.sync.save_written);
       records found as we want them are noted there when the run executes (not for --dry)
 
     The zone is read again when the operation runs: if it differs from the read the preview

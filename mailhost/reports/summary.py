@@ -8,8 +8,8 @@ import ipaddress
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from mailhost.dns.notices import LADDER
 from mailhost.reports.parse import DmarcReport, DmarcRow, TlsReport, Unparsed
+from mailhost.zones.notices import LADDER
 
 LADDER_DAYS = 14  # the ladder looks at this many days of reports, whatever --days says
 THIS_HOST, UNKNOWN = "this host", "unknown"

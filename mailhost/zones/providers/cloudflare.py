@@ -5,7 +5,7 @@ counted (one 5-record page) only when the safety threshold could apply. A plan i
 one ``dns.records.batch`` call (all or nothing) per 200 changes, right after a re-read that
 makes sure nothing we touch changed since the plan was read. The re-read and the batch are two
 calls, not one transaction: a change made between them is not prevented, it is found by the
-read-back after the write (mailhost.dns.sync.ZoneSync.verify) and reported.
+read-back after the write (mailhost.zones.sync.ZoneSync.verify) and reported.
 
 DNSSEC (for DANE's TLSA) is Cloudflare's own zone status (``dns.dnssec.get``): signed only when
 "active", which Cloudflare reports once it signs the zone and sees the DS at the registrar.
@@ -21,8 +21,8 @@ from types import MappingProxyType
 import cloudflare
 from cloudflare import Cloudflare
 
-from mailhost.dns.providers.base import Provider, ProviderError
 from mailhost.dns.records import RecordSet, normalize_name, quote_txt, unquote_txt
+from mailhost.zones.providers.base import Provider, ProviderError
 
 LEGACY_AUTH_VARIABLES = ("CLOUDFLARE_EMAIL", "CLOUDFLARE_API_KEY")
 PROXIABLE = ("A", "AAAA", "CNAME")

@@ -1,7 +1,7 @@
 """The DNS half of a deploy: the records of every host, planned and applied once per zone.
 
-Story: settings of all hosts -> desired records by zone (mailhost.dns.desired) -> read what the
-provider holds at the owned keys -> plan (mailhost.dns.plan) -> print -> apply.
+Story: settings of all hosts -> desired records by zone (mailhost.zones.desired) -> read what the
+provider holds at the owned keys -> plan (mailhost.zones.plan) -> print -> apply.
 """
 
 from __future__ import annotations
@@ -13,18 +13,6 @@ from functools import partial
 from pathlib import Path
 
 from mailhost.dns import mta_sts
-from mailhost.dns.desired import MailHost, ZoneRecords, desired_by_zone
-from mailhost.dns.notices import left_domain_notices, mta_sts_left_notices, raised_policy_notices
-from mailhost.dns.plan import (
-    Ownership,
-    PlanError,
-    ZonePlan,
-    changed_since,
-    check_conflicts,
-    check_safety,
-    compute_plan,
-)
-from mailhost.dns.providers import Provider, ProviderError
 from mailhost.dns.records import RecordSet, zone_of
 from mailhost.keys.dane import (
     TLSA_PENDING,
@@ -46,6 +34,18 @@ from mailhost.keys.rotation import Step
 from mailhost.keys.steps import KeySteps
 from mailhost.paths import NEXT_KEY
 from mailhost.settings import Settings
+from mailhost.zones.desired import MailHost, ZoneRecords, desired_by_zone
+from mailhost.zones.notices import left_domain_notices, mta_sts_left_notices, raised_policy_notices
+from mailhost.zones.plan import (
+    Ownership,
+    PlanError,
+    ZonePlan,
+    changed_since,
+    check_conflicts,
+    check_safety,
+    compute_plan,
+)
+from mailhost.zones.providers import Provider, ProviderError
 
 # (a host's name, a key path on that host) -> its base64 DER public key, or None
 HostsKeyReader = Callable[[str, str], str | None]

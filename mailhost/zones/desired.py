@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from checkdmarc.utils import get_base_domain
 
 from mailhost.dns import mta_sts
-from mailhost.dns.plan import Ownership
 from mailhost.dns.records import RecordSet, zone_of
 from mailhost.dns.spf import spf_record
 from mailhost.keys import dane
 from mailhost.keys.dkim import DkimPublicKeys, record_name, selector_for
 from mailhost.settings import Settings
+from mailhost.zones.plan import Ownership
 
 
 @dataclass(frozen=True)
@@ -163,7 +163,7 @@ def srv_records(domain: str, hosts: list[MailHost]) -> list[RecordSet]:
 
 def host_records(settings: Settings, tlsa: tuple[str, ...] = ()) -> list[RecordSet]:
     """A/AAAA of the host; its TLSA with ``dane = "auto"`` once its certificate's key exists
-    (published only in a signed zone: dns.sync.ZoneSync.plan drops it otherwise)."""
+    (published only in a signed zone: zones.sync.ZoneSync.plan drops it otherwise)."""
     ttl = settings.dns_ttl
     records = [RecordSet(settings.mail_hostname, "A", ttl, (str(settings.ipv4),))]
     if settings.ipv6:
@@ -236,7 +236,7 @@ def desired_by_zone(hosts: list[MailHost]) -> list[ZoneRecords]:
         records += host_records(host.settings, host.tlsa)
         extra_owned |= {(host.settings.mail_hostname, "A"), (host.settings.mail_hostname, "AAAA")}
         # owned once its key is known: a rebuilt host's old TLSA is replaced (not deleted first)
-        # by the operation after its new certificate (dns.sync.tlsa_records)
+        # by the operation after its new certificate (zones.sync.tlsa_records)
         if host.settings.dane == "auto" and host.tlsa:
             extra_owned.add((dane.tlsa_name(host.settings.mail_hostname), "TLSA"))
         zones_of_host[host.settings.mail_hostname] = host.settings.zones

@@ -34,8 +34,8 @@ import dns.rdtypes.ANY.TXT
 import dns.tsig
 import dns.update
 
-from mailhost.dns.providers.base import Provider, ProviderError
 from mailhost.dns.records import RecordSet, normalize_name, normalize_value, split_txt
+from mailhost.zones.providers.base import Provider, ProviderError
 
 # read(): up to this many owned keys, one query per key on one TCP connection (a round trip
 # each); above it, one AXFR of the whole zone. A mail domain owns about 15 keys, so queries
