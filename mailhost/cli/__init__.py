@@ -4,6 +4,7 @@ run.per_host, the one per-host loop (a wrong value: one line naming the host).""
 
 from __future__ import annotations
 
+import argparse
 import os
 
 from pyinfra.api import Config, State
@@ -32,3 +33,10 @@ def read_inventory(path: str, connect: bool = False) -> Inventory:
         state.init(inventory, config)
         connect_all(state)
     return inventory
+
+
+def arguments(prog: str, doc: str) -> argparse.ArgumentParser:
+    """A command line's parser, with the inventory it reads as its first argument."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
+    parser.add_argument("inventory", help="a pyinfra inventory, e.g. inventory/prod.py")
+    return parser

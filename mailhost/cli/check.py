@@ -8,7 +8,6 @@ the settings or the inventory are wrong.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
@@ -26,7 +25,7 @@ from mailhost.checks import (
     render_table,
 )
 from mailhost.checks.all import run_checks
-from mailhost.cli import read_inventory
+from mailhost.cli import arguments, read_inventory
 from mailhost.host.mtas import mta_of
 from mailhost.run import MailRun
 
@@ -46,8 +45,7 @@ def check_all(inventory: Inventory, run: MailRun) -> dict[str, list[CheckResult]
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="scripts/check", description=__doc__.splitlines()[0])
-    parser.add_argument("inventory", help="a pyinfra inventory, e.g. inventory/prod.py")
+    parser = arguments("scripts/check", __doc__)
     parser.add_argument("--json", action="store_true", help="a JSON list, one entry per check")
     args = parser.parse_args(argv)
 

@@ -5,14 +5,13 @@ reads it."""
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import sys
 
 from pyinfra.api.exceptions import PyinfraError
 
-from mailhost.cli import read_inventory
+from mailhost.cli import arguments, read_inventory
 from mailhost.reports.fetch import report_host
 from mailhost.reports.summary import LADDER_DAYS, render_table
 from mailhost.run import MailRun
@@ -20,8 +19,7 @@ from mailhost.zones.notices import summary_path
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="scripts/reports", description=__doc__.splitlines()[0])
-    parser.add_argument("inventory", help="a pyinfra inventory, e.g. inventory/prod.py")
+    parser = arguments("scripts/reports", __doc__)
     parser.add_argument("--json", action="store_true", help="one JSON object, by host")
     parser.add_argument("--days", type=int, default=LADDER_DAYS,
                         help=f"reports of the last N days (default {LADDER_DAYS})")

@@ -9,23 +9,20 @@ by every authoritative server for twice its TTL, and the old record and key go
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 # first, as pyinfra's own command line does: it patches the process with gevent (sockets, ssl)
 import pyinfra_cli  # noqa: F401
 from pyinfra.api.exceptions import PyinfraError
 
-from mailhost.cli import read_inventory
+from mailhost.cli import arguments, read_inventory
 from mailhost.keys.dkim import request_rotation
 from mailhost.run import per_host
 from mailhost.settings import load_settings
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="scripts/rotate-dkim",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("inventory", help="a pyinfra inventory, e.g. inventory/prod.py")
+    parser = arguments("scripts/rotate-dkim", __doc__)
     parser.add_argument("domain", help="a mail domain of the inventory, e.g. example.com")
     args = parser.parse_args(argv)
     try:

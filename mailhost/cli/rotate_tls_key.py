@@ -10,14 +10,13 @@ inventory is read, not connected to.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 # first, as pyinfra's own command line does: it patches the process with gevent (sockets, ssl)
 import pyinfra_cli  # noqa: F401
 from pyinfra.api.exceptions import PyinfraError
 
-from mailhost.cli import read_inventory
+from mailhost.cli import arguments, read_inventory
 from mailhost.keys.dane import rollover_request
 from mailhost.run import per_host
 from mailhost.settings import load_settings
@@ -41,9 +40,7 @@ def request(inventory: str, mail_hostname: str) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="scripts/rotate-tls-key",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("inventory", help="a pyinfra inventory, e.g. inventory/prod.py")
+    parser = arguments("scripts/rotate-tls-key", __doc__)
     parser.add_argument("mail_hostname", help="a host's mail_hostname, e.g. mail.example.com")
     args = parser.parse_args(argv)
     try:
