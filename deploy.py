@@ -5,7 +5,7 @@
 
 The story, in order: settings of every host validated once (mailhost.settings) -> the host's
 base, firewall and DKIM keys -> the MTA with a certificate that exists now -> the DNS records
-of each zone, planned and applied once per zone (mailhost.dnssync) -> the ACME certificate
+of each zone, planned and applied once per zone (mailhost.zones.sync) -> the ACME certificate
 (its HTTP-01 challenge needs the A record) -> verification.
 """
 
@@ -14,13 +14,14 @@ from functools import partial
 from pyinfra import host, inventory, logger
 from pyinfra.api.exceptions import PyinfraError
 
-from mailhost import dane, paths
-from mailhost.dkim import host_state_path, published_everywhere, rotation_step
+from mailhost import paths
 from mailhost.facts import DkimPublicKey, known_lines, read_paths
-from mailhost.host import backup, base, firewall, nginx, resolver, restarts, tls, units, users
+from mailhost.host import backup, base, firewall, nginx, resolver, tls, units, users
 from mailhost.host.mtas import mta_of, others, refuse_a_switch_while_mail_waits
-from mailhost.operations import dkim, dns, verify
-from mailhost.rotation import describe
+from mailhost.keys import dane
+from mailhost.keys.dkim import host_state_path, published_everywhere, rotation_step
+from mailhost.keys.rotation import describe
+from mailhost.operations import dkim, dns, restarts, verify
 from mailhost.run import current_run
 
 run = current_run(inventory)
@@ -51,7 +52,7 @@ if settings.mail_manage_host:
                            *backup.packages(settings)])
     firewall.configure(mta.open_ports(settings))
 
-# DKIM: each domain's rotation advances at most one phase (mailhost.rotation); its line says
+# DKIM: each domain's rotation advances at most one phase (mailhost.keys.rotation); its line says
 # the phase and the next step (what --dry shows)
 for domain in settings.mail_domains:
     # the host's copy of the rotation state (read_paths read it: no further round trip)
@@ -65,17 +66,19 @@ for domain in settings.mail_domains:
         )
     except ValueError as error:  # an unreadable state file: one line, nothing changed
         raise PyinfraError(f"{host.name}: {error}") from None
+    run.steps.keep_dkim(settings, domain, step)  # the MTA signs and the DNS publishes by it
     logger.info(describe(domain, step))
     dkim.domain_keys(settings, domain, step, owner=mta.dkim_signer)
 
 if settings.mail_manage_host:
-    # DANE: the TLS key's rollover advances at most one phase (mailhost.dane), said like DKIM's
+    # DANE: the TLS key's rollover advances at most one phase (mailhost.keys.dane), said like DKIM's
     rollover = tls.key_rollover(settings, partial(read_host_key, host.name))
+    run.steps.keep_tls(settings, rollover)  # the TLSA records follow it
     if settings.dane == "auto":
         logger.info(dane.describe(settings.mail_hostname, rollover))
     tls.configure(settings, secrets, mta)
     tls.advance_rollover(settings, rollover)
-    restart = mta.configure(settings, secrets)
+    restart = mta.configure(settings, secrets, run.steps)
     # switching MTAs: the old one's units stop first (port 25 released), those both MTAs
     # share (rspamd) stay; certbot's renewal timer runs from here on; MTA-STS turned off:
     # nginx stops, then its files go
@@ -103,7 +106,7 @@ if settings.mail_manage_host:
     tls.obtain_certificate(settings)
     tls.switch_key(settings, rollover)
     # DANE on a first deploy, or after a rollover's switch: the TLSA of the key certbot now
-    # uses (mailhost.dane)
+    # uses (mailhost.keys.dane)
     for zone in run.zones_applied_by(host.name):
         tlsa_plan = run.tlsa_preview(zone, read_host_key)
         if tlsa_plan is not None:

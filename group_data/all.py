@@ -38,6 +38,6 @@ acme_challenge = "http-01"       # or "dns-01", through the DNS provider
 secrets_file = "secrets/secrets.toml"
 secrets_dir = "secrets"
 
-# DANE (README, "Keys and certificates over time"): "auto" publishes the TLSA of port 25 when
+# DANE (docs/keys-and-certificates.md): "auto" publishes the TLSA of port 25 when
 # the zone is DNSSEC-signed; "off" manages no TLSA
 dane = "auto"

@@ -1,4 +1,4 @@
-# The lab's mail host: the systemd-nspawn "VPS" that `scripts/lab up` boots (see README).
+# The lab's mail host: the systemd-nspawn "VPS" that `scripts/lab up` boots (see docs/lab.md).
 #
 #     scripts/lab up
 #     pyinfra inventory/lab.py deploy.py                                 # DNS via RFC 2136 (Knot)

@@ -38,9 +38,9 @@ import dns.update
 from lab.cloudflare.emulator import CloudflareEmulator
 from lab.common import StartStop
 from lab.knot import KnotServer, TsigKey, filler_records, minimal_zone
-from mailhost.providers.cloudflare import CloudflareProvider, record_value
-from mailhost.providers.rfc2136 import Rfc2136Provider, canonical, value_rdata
-from mailhost.records import normalize_name, normalize_value
+from mailhost.dns.records import normalize_name, normalize_value
+from mailhost.zones.providers.cloudflare import CloudflareProvider, record_value
+from mailhost.zones.providers.rfc2136 import Rfc2136Provider, canonical, value_rdata
 
 ZONE = "example.test"
 # The host data of one mail host serving ZONE, as an inventory gives it (tests, benchmark).

@@ -7,12 +7,11 @@ import re
 
 from pyinfra import host
 from pyinfra.api import FactBase, QuoteString, StringCommand
+from pyinfra.context import ctx_state
 from pyinfra.facts.deb import DebPackages
 
 DEPTH = 3  # how far below a root read_paths looks
-# host name -> (roots read, their PathStates): what is known without another round trip
-_known: dict[str, tuple[tuple[str, ...], dict]] = {}
-IPV6_SYSCTLS = ["net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"]
+IPV6_SYSCTLS = ("net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6")
 
 
 class DkimPublicKey(FactBase):
@@ -249,12 +248,23 @@ def read_paths(roots: list[str], contents: list[str] = ()) -> None:
     that is already as wanted then costs no operation and no further round trip. The files
     in ``contents`` (under a root) are read too: see ``known_lines``."""
     states = host.get_fact(PathStates, roots=roots, depth=DEPTH, contents=list(contents))
-    _known[host.name] = (tuple(roots), states)
+    _paths_read()[host.name] = (tuple(roots), states)
+
+
+def _paths_read() -> dict[str, tuple[tuple[str, ...], dict]]:
+    """Host name -> (roots read, their PathStates): what is known without another round trip,
+    kept on pyinfra's state (the run's), as host/restarts keeps the restarts owed."""
+    run = ctx_state.get()
+    if run is None:
+        return {}
+    if getattr(run, "mailhost_paths_read", None) is None:
+        run.mailhost_paths_read = {}
+    return run.mailhost_paths_read
 
 
 def known_state(path: str) -> tuple[bool, dict | None]:
     """(whether read_paths covered the path, its state: None when it does not exist)."""
-    roots, states = _known.get(host.name, ((), {}))
+    roots, states = _paths_read().get(host.name, ((), {}))
     for root in roots:
         root = root.rstrip("/")
         if path == root or (path.startswith(root + "/")

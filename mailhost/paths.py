@@ -17,7 +17,7 @@ TLS_DIR = "/etc/mailhost/tls"
 TLS_CERT = f"{TLS_DIR}/fullchain.pem"
 TLS_KEY = f"{TLS_DIR}/privkey.pem"
 TLS_DEPLOY_HOOK = f"{TLS_DIR}/deploy-hook"
-# a DANE key rollover (mailhost.dane): the next key, when its TLSA was first answered
+# a DANE key rollover (mailhost.keys.dane): the next key, when its TLSA was first answered
 # everywhere, the script that makes it and switches to it, and the pair the daemons read
 # while certbot renews over the next key
 NEXT_KEY = f"{TLS_DIR}/next-key.pem"
@@ -61,3 +61,9 @@ def maildir(domain: str, user: str) -> str:
 # rspamd (loopback): Postfix's milter, and the HTTP scanner chasquid's hook and the checks ask
 RSPAMD_MILTER = "127.0.0.1:11332"
 RSPAMD_SCANNER = "127.0.0.1:11333"
+
+# the backup (host/backup writes it, checks/backup reads what it left)
+MAILHOST_LIB = "/usr/local/lib/mailhost"
+BACKUP_RESTIC = f"{MAILHOST_LIB}/restic"  # restic with this host's repository and credentials
+BACKUP_SERVICE = "mailhost-backup.service"
+BACKUP_TAG = "mailhost"  # the tag of this tool's snapshots

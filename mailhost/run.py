@@ -2,39 +2,41 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from pyinfra import logger
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.inventory import Inventory
 
-from mailhost.dane import PENDING, switching_now
-from mailhost.dnsplan import PlanError, ZonePlan
-from mailhost.dnssync import HostsKeyReader, ZoneSync, tlsa_records, zone_records
-from mailhost.providers import ProviderError, make_provider
+from mailhost.keys.dane import TLSA_PENDING
+from mailhost.keys.steps import KeySteps
 from mailhost.secrets import Secrets, load_secrets
 from mailhost.settings import Settings, SettingsError, load_settings
+from mailhost.zones.plan import PlanError, ZonePlan
+from mailhost.zones.providers import ProviderError, make_provider
+from mailhost.zones.sync import HostsKeyReader, ZoneSync, records_by_zone, tlsa_records
+
+T = TypeVar("T")
 
 
 @dataclass
 class MailRun:
     """The validated settings and secrets of every host of the inventory, by host name, in
-    inventory order."""
+    inventory order; what the run has computed so far: the zones' previews, the key steps."""
 
     settings: dict[str, Settings]
     secrets: dict[str, Secrets]
     previews: dict[str, ZonePlan] = field(default_factory=dict)
+    steps: KeySteps = field(default_factory=KeySteps)
 
     @classmethod
     def load(cls, inventory: Inventory) -> MailRun:
-        settings, secrets = {}, {}
-        for host in inventory:
-            try:
-                settings[host.name] = load_settings(host.data.dict())
-                secrets[host.name] = load_secrets(settings[host.name])
-            except SettingsError as error:
-                raise PyinfraError(f"{host.name}: {error}") from None
+        loaded = per_host(inventory, lambda data: _with_secrets(load_settings(data)))
+        settings = {name: pair[0] for name, pair in loaded.items()}
+        secrets = {name: pair[1] for name, pair in loaded.items()}
         refuse_shared_identity(settings)
         refuse_mta_sts_on_shared_domains(settings)
         return cls(settings, secrets)
@@ -48,18 +50,18 @@ class MailRun:
         return [zone for zone, name in claimed.items() if name == host_name]
 
     def zone_sync(self, zone: str, read_host_key: HostsKeyReader) -> ZoneSync:
-        records = {r.zone: r for r in zone_records(self.settings, read_host_key)}
+        records = {r.zone: r for r in records_by_zone(self.settings, read_host_key, self.steps)}
         return self._sync(zone, records[zone])
 
     def tlsa_sync(self, zone: str, read_host_key: HostsKeyReader,
                   pending: bool = False) -> ZoneSync | None:
-        """The zone's TLSA records alone (dnssync.tlsa_records), through its provider."""
-        records = tlsa_records(self.settings, read_host_key, zone, pending)
+        """The zone's TLSA records alone (zones.sync.tlsa_records), through its provider."""
+        records = tlsa_records(self.settings, read_host_key, zone, pending, self.steps)
         return None if records is None else self._sync(zone, records)
 
     def memory(self, zone: str) -> Path:
-        """Where this controller keeps what it wrote in the zone (dnssync.remember): beside the
-        keys, in the secrets_dir of the zone's first serving host."""
+        """Where this controller keeps what it wrote in the zone (zones.sync.save_written):
+        beside the keys, in the secrets_dir of the zone's first serving host."""
         return Path(self.settings[self._first(zone)].secrets_dir) / "dns" / zone
 
     def _first(self, zone: str) -> str:
@@ -75,11 +77,11 @@ class MailRun:
     def tlsa_preview(self, zone: str, read_host_key: HostsKeyReader) -> ZonePlan | None:
         """When a host's certificate key does not exist yet (a first deploy), or a key
         rollover switches keys in this run: the plan of the TLSA written after certbot, printed
-        (a new key's value shown as dane.PENDING); else None (the zone's own operation has
+        (a new key's value shown as dane.TLSA_PENDING); else None (the zone's own operation has
         the TLSA)."""
         sync = self.tlsa_sync(zone, read_host_key, pending=True)
-        if sync is None or not (switching_now() or
-                                any(PENDING in r.values for r in sync.records.desired)):
+        if sync is None or not (self.steps.switching_now() or
+                                any(TLSA_PENDING in r.values for r in sync.records.desired)):
             return None
         try:
             plan = sync.plan()
@@ -102,6 +104,23 @@ class MailRun:
             for line in self.previews[zone].lines():
                 logger.info(line)
         return self.previews[zone]
+
+
+def per_host(inventory: Inventory, load: Callable[[dict], T]) -> dict[str, T]:
+    """``load`` of every host's data, by host name, in inventory order: the one loop over the
+    inventory's hosts (the run, the command lines); a wrong value stops it with one line
+    naming the host."""
+    loaded = {}
+    for host in inventory:
+        try:
+            loaded[host.name] = load(host.data.dict())
+        except SettingsError as error:
+            raise PyinfraError(f"{host.name}: {error}") from None
+    return loaded
+
+
+def _with_secrets(settings: Settings) -> tuple[Settings, Secrets]:
+    return settings, load_secrets(settings)
 
 
 def refuse_shared_identity(settings: dict[str, Settings]):
@@ -136,13 +155,11 @@ def refuse_mta_sts_on_shared_domains(settings: dict[str, Settings]):
                 f"({', '.join(names)}): MTA-STS with several MX hosts is not supported yet")
 
 
-_current: MailRun | None = None
-
-
 def current_run(inventory: Inventory) -> MailRun:
-    """The MailRun of this process, loaded on first use: validation happens once, up front."""
-    global _current
-    if _current is None:
-        _current = MailRun.load(inventory)
-    return _current
-
+    """The MailRun of this pyinfra run, loaded on first use (validation happens once, up
+    front) and kept on pyinfra's state, the one object of the run that every host's deploy.py
+    shares."""
+    state = inventory.state
+    if getattr(state, "mailhost_run", None) is None:
+        state.mailhost_run = MailRun.load(inventory)
+    return state.mailhost_run

@@ -22,16 +22,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from types import MappingProxyType
 
 # delay (seconds) between deliveries to one destination, per week since warmup_start
 SCHEDULE = (60, 30, 15, 5)
 # the transports: master.cf service name (letters only: it prefixes Postfix parameter names)
 # -> the domains routed through it
-PROVIDERS = {
+PROVIDERS = MappingProxyType({
     "warmupgoogle": ("gmail.com", "googlemail.com"),
     "warmupmicrosoft": ("outlook.com", "hotmail.com", "live.com", "msn.com"),
     "warmupyahoo": ("yahoo.com", "aol.com"),
-}
+})
 
 
 @dataclass(frozen=True)

@@ -64,12 +64,12 @@ import dns.zone
 
 from lab.knot import KNOTD, filler_records, knot_program, minimal_zone
 from lab.worlds import SAMPLE_HOST, CloudflareWorld, KnotWorld
-from mailhost.desired import MailHost, ZoneRecords, desired_by_zone
-from mailhost.dkim import DkimPublicKeys, generate_key, public_value
-from mailhost.dnsplan import DELETE, Change, ZonePlan
-from mailhost.dnssync import ZoneSync
-from mailhost.providers.rfc2136 import value_rdata
+from mailhost.keys.dkim import DkimPublicKeys, generate_key, public_value
 from mailhost.settings import load_settings
+from mailhost.zones.desired import MailHost, ZoneRecords, desired_by_zone
+from mailhost.zones.plan import DELETE, Change, ZonePlan
+from mailhost.zones.providers.rfc2136 import value_rdata
+from mailhost.zones.sync import ZoneSync
 
 ROOT = Path(__file__).resolve().parent.parent
 

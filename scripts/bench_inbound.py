@@ -7,7 +7,7 @@ the last one stored), the host's peak resident memory while it ran (sum of RSS o
 in the VPS, sampled every 0.5 s over SSH) and the counts. Exits 1 when a message is missing or
 duplicated, or a transaction was refused.
 
-Needs the lab up and its host deployed, under the lab lock (README, "The lab"):
+Needs the lab up and its host deployed, under the lab lock (docs/lab.md):
 
     flock /tmp/mailhost-lab.lock bash -c \\
         'scripts/lab up && .venv/bin/pyinfra -y inventory/lab.py deploy.py;

@@ -7,7 +7,7 @@ Each command runs once untimed (warm-up), then --runs times (default 5); wall se
 printed as median, min and max. The no-change run must report no change: a run that changes
 something is reported, and the script exits 1.
 
-Needs the lab up and its host deployed once, under the lab lock (README, "The lab"):
+Needs the lab up and its host deployed once, under the lab lock (docs/lab.md):
 
     flock /tmp/mailhost-lab.lock bash -c \\
         'scripts/lab up && .venv/bin/pyinfra -y inventory/lab.py deploy.py; scripts/bench-runs;

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailhost.providers import ProviderError
+from mailhost.zones.providers import ProviderError
 
 
 def assert_refused_after_foreign_write(world, write, apply, match: str, snapshot=None) -> None:

@@ -10,8 +10,6 @@ from types import SimpleNamespace
 from pyinfra.api import FunctionCommand, StringCommand
 from pyinfra.context import ctx_host, ctx_state
 
-from mailhost import facts
-
 
 class FakeHost:
     """A host whose facts come from ``facts``: {FactClass: value} or {FactClass: {kwargs
@@ -78,12 +76,11 @@ def text(command) -> str:
 
 @contextmanager
 def on(host: FakeHost, executing: bool = False):
-    """pyinfra's ``host`` and ``state`` are the fake ones inside; nothing read by read_paths."""
+    """pyinfra's ``host`` and ``state`` are the fake ones inside; nothing read by read_paths
+    (what it read is kept on the state, new here)."""
     state = SimpleNamespace(is_executing=executing)
-    facts._known.pop(host.name, None)
     with ctx_host.use(host), ctx_state.use(state):
         yield host
-    facts._known.pop(host.name, None)
 
 
 def run(operation, host: FakeHost, **arguments) -> list:

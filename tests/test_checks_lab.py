@@ -27,9 +27,9 @@ from lab_world import HOSTNAME, ROOT, VPS4, VPS6, fresh_lab, lab, pyinfra
 from sample import self_signed_pem
 from secrecy import leaked
 
-from mailhost.dkim import generate_key, public_value
-from mailhost.providers.rfc2136 import rdata_value, value_rdata
-from mailhost.rotation import from_json
+from mailhost.keys.dkim import generate_key, public_value
+from mailhost.keys.rotation import from_json
+from mailhost.zones.providers.rfc2136 import rdata_value, value_rdata
 
 pytestmark = pytest.mark.lab
 

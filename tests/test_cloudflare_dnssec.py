@@ -21,11 +21,11 @@ from secrecy import leaked
 
 from lab.cloudflare.lab_server import dnssec_as_served, records_from_dns
 from lab.knot import KnotServer, minimal_zone, zone_ds
-from mailhost import dane
-from mailhost.dnssync import ZoneSync, zone_records
+from mailhost.keys import dane
 from mailhost.paths import NEXT_KEY
-from mailhost.providers.base import ProviderError
-from mailhost.providers.cloudflare import CloudflareProvider
+from mailhost.zones.providers.base import ProviderError
+from mailhost.zones.providers.cloudflare import CloudflareProvider
+from mailhost.zones.sync import ZoneSync, records_by_zone
 
 ZONE = "example.test"
 TLSA_NAME = "_25._tcp.mail.example.test"
@@ -44,7 +44,7 @@ def zone_sync(provider, tmp_path, certificate_key: str) -> ZoneSync:
     """example.test's records for one host whose certificate key is ``certificate_key``."""
     settings = sample_settings(secrets_dir=str(tmp_path))
     dkim_key = public_key()
-    (records,) = zone_records(
+    (records,) = records_by_zone(
         {"mail": settings},
         lambda host, path: certificate_key if "letsencrypt" in path else
         None if path == NEXT_KEY else dkim_key)  # no TLS key rollover under way

@@ -16,10 +16,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sample import sample_settings
 
 from lab.knot import KnotServer, minimal_zone
-from mailhost import dane
-from mailhost.dnssync import ZoneSync, tlsa_records, zone_records
+from mailhost.keys import dane
 from mailhost.paths import NEXT_KEY
-from mailhost.providers.rfc2136 import Rfc2136Provider
+from mailhost.zones.providers.rfc2136 import Rfc2136Provider
+from mailhost.zones.sync import ZoneSync, records_by_zone, tlsa_records
 
 ZONE = "example.test"
 TLSA_NAME = "_25._tcp.mail.example.test"
@@ -73,7 +73,7 @@ certificate = [None]
 
 def sync_of(provider, settings, spki) -> ZoneSync:
     certificate[0] = spki
-    (records,) = zone_records({"mail": settings}, reader(key_pair()[1]))
+    (records,) = records_by_zone({"mail": settings}, reader(key_pair()[1]))
     return ZoneSync(records, provider, memory=Path(settings.secrets_dir) / "dns")
 
 
@@ -116,24 +116,24 @@ def test_no_tlsa_in_an_unsigned_zone_and_the_plan_says_why(knot_world, tmp_path)
 def test_dane_off_owns_no_tlsa_and_a_missing_key_is_pending_only_after_certbot(tmp_path):
     settings = sample_settings(secrets_dir=str(tmp_path))
     certificate[0] = None  # a first deploy: certbot's key does not exist yet
-    (records,) = zone_records({"mail": settings}, reader(key_pair()[1]))
+    (records,) = records_by_zone({"mail": settings}, reader(key_pair()[1]))
     assert (TLSA_NAME, "TLSA") not in records.ownership.keys  # left to the TLSA operation
     assert [r for r in records.desired if r.rtype == "TLSA"] == []
     pending = tlsa_records({"mail": settings}, reader(None), ZONE, pending=True)
-    assert [r.values for r in pending.desired] == [(dane.PENDING,)]
+    assert [r.values for r in pending.desired] == [(dane.TLSA_PENDING,)]
     assert pending.ownership.keys == {(TLSA_NAME, "TLSA")}
     assert tlsa_records({"mail": settings}, reader(None), ZONE).desired == []
     certificate[0] = key_pair()[1]
-    (records,) = zone_records({"mail": settings}, reader(key_pair()[1]))
+    (records,) = records_by_zone({"mail": settings}, reader(key_pair()[1]))
     assert (TLSA_NAME, "TLSA") in records.ownership.keys
     off = sample_settings(secrets_dir=str(tmp_path), dane="off")
-    (records,) = zone_records({"mail": off}, reader(key_pair()[1]))
+    (records,) = records_by_zone({"mail": off}, reader(key_pair()[1]))
     assert (TLSA_NAME, "TLSA") not in records.ownership.keys
     assert tlsa_records({"mail": off}, reader(None), ZONE, pending=True) is None
 
 
 def check_resolver(address: str, port: int):
-    from mailhost.checks.lookup import CheckResolver, make_resolver
+    from mailhost.lookup import CheckResolver, make_resolver
     server = make_resolver([address], port)
     return CheckResolver(server, {ZONE: server})
 

@@ -1,4 +1,4 @@
-"""DANE key rollover: the phases (mailhost.dane), the TLSA values each phase publishes, and the
+"""DANE key rollover: the phases (mailhost.keys.dane), the TLSA values each phase publishes, and the
 host's script (templates/tls/key-rollover.sh.j2) run for real with openssl against a certbot
 lineage laid out as certbot lays it out, including a switch stopped midway."""
 
@@ -16,9 +16,11 @@ import pytest
 from sample import sample_settings
 from test_dane import TLSA_NAME, ZONE, key_pair, provider_of, reader, signed_knot  # noqa: F401
 
-from mailhost import dane, paths
-from mailhost.dnssync import ZoneSync, tlsa_records, zone_records
-from mailhost.host import template
+from mailhost import paths
+from mailhost.keys import dane
+from mailhost.keys.steps import KeySteps
+from mailhost.operations.files import template
+from mailhost.zones.sync import ZoneSync, records_by_zone, tlsa_records
 
 NOW = datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
 TTL = 300
@@ -61,18 +63,19 @@ def test_the_tlsa_set_holds_both_keys_during_a_rollover_and_only_the_new_one_aft
     from test_dane import certificate
     certificate[0] = current
     try:
-        dane.remember(settings.mail_hostname, step())
-        (records,) = zone_records({"mail": settings}, reader(key_pair()[1]))
+        steps = KeySteps()  # the run's, as deploy.py keeps them
+        steps.keep_tls(settings, step())
+        (records,) = records_by_zone({"mail": settings}, reader(key_pair()[1]), steps)
         sync = ZoneSync(records, provider, memory=tmp_path / "dns")
         sync.apply(sync.plan())
 
         # publish: the next key is made in this run: the plan shows it pending, beside the
         # current one; applied (the key exists then), both values are in the set
-        dane.remember(settings.mail_hostname, step(asked=True))
-        (records,) = zone_records({"mail": settings}, reader(key_pair()[1]))
+        steps.keep_tls(settings, step(asked=True))
+        (records,) = records_by_zone({"mail": settings}, reader(key_pair()[1]), steps)
         tlsa = [r for r in records.desired if r.rtype == "TLSA"]
         assert [set(r.values) for r in tlsa] == [{old, dane.NEXT_PENDING}]
-        (records,) = zone_records({"mail": settings}, reader(key_pair()[1], upcoming))
+        (records,) = records_by_zone({"mail": settings}, reader(key_pair()[1], upcoming), steps)
         sync = ZoneSync(records, provider, memory=tmp_path / "dns")
         plan = sync.plan()
         assert [line.split()[1] for line in values_in_plan(plan)] == ["MODIFY"]
@@ -80,25 +83,24 @@ def test_the_tlsa_set_holds_both_keys_during_a_rollover_and_only_the_new_one_aft
         assert sorted(provider.read(ZONE, {(TLSA_NAME, "TLSA")})[0].values) == sorted([old, new])
 
         # switch: the main operation keeps both; the one after certbot shows the new key alone
-        dane.remember(settings.mail_hostname,
-                      step(has_next=True, seen=NOW, now=NOW + timedelta(hours=1)))
-        (records,) = zone_records({"mail": settings}, reader(key_pair()[1], upcoming))
+        steps.keep_tls(settings, step(has_next=True, seen=NOW, now=NOW + timedelta(hours=1)))
+        (records,) = records_by_zone({"mail": settings}, reader(key_pair()[1], upcoming), steps)
         assert values_in_plan(ZoneSync(records, provider, memory=tmp_path / "dns").plan()) == []
         after = tlsa_records({"mail": settings}, reader(key_pair()[1], upcoming), ZONE,
-                             pending=True)
+                             pending=True, steps=steps)
         assert [r.values for r in after.desired] == [(new,)]
         # applied after a switch that failed: the host still has both keys: no change
-        failed = tlsa_records({"mail": settings}, reader(key_pair()[1], upcoming), ZONE)
+        failed = tlsa_records({"mail": settings}, reader(key_pair()[1], upcoming), ZONE,
+                              steps=steps)
         assert values_in_plan(ZoneSync(failed, provider, memory=tmp_path / "dns").plan()) == []
         # applied after the switch: the certificate's key is the next one, the next is gone
         certificate[0] = upcoming
-        done = tlsa_records({"mail": settings}, reader(key_pair()[1]), ZONE)
+        done = tlsa_records({"mail": settings}, reader(key_pair()[1]), ZONE, steps=steps)
         sync = ZoneSync(done, provider, memory=tmp_path / "dns")
         sync.apply(sync.plan())
         assert provider.read(ZONE, {(TLSA_NAME, "TLSA")})[0].values == (new,)
     finally:
         certificate[0] = None
-        dane._steps.clear()
 
 
 # --- the host's script, for real ---
@@ -272,7 +274,7 @@ from test_cli import ROOT, cli  # noqa: E402, F401  (the fixture)
 
 
 def rotate_tls_key(inventory, name):
-    return subprocess.run([sys.executable, "-m", "mailhost.rotate_tls_key", str(inventory),
+    return subprocess.run([sys.executable, "-m", "mailhost.cli.rotate_tls_key", str(inventory),
                            name], cwd=ROOT, capture_output=True, text=True)
 
 
@@ -293,7 +295,7 @@ def test_rotate_tls_key_marks_the_request_on_the_controller(cli):  # noqa: F811
 
 def test_the_next_tlsa_is_waited_for_only_where_a_tlsa_is_published(
         signed_knot, knot_world, tmp_path):  # noqa: F811
-    from mailhost.dane import next_tlsa_answered
+    from mailhost.keys.dane import next_tlsa_answered
 
     current, upcoming = key_pair()[1], key_pair()[1]
     old, new = dane.tlsa_of_public_key(current), dane.tlsa_of_public_key(upcoming)
@@ -303,9 +305,9 @@ def test_the_next_tlsa_is_waited_for_only_where_a_tlsa_is_published(
     signed = sample_settings(secrets_dir=str(tmp_path), dns_server=signed_knot.address,
                              dns_port=signed_knot.port)
     provider = provider_of(signed_knot)
-    from mailhost.desired import ZoneRecords
-    from mailhost.dnsplan import Ownership
-    from mailhost.records import RecordSet
+    from mailhost.dns.records import RecordSet
+    from mailhost.zones.desired import ZoneRecords
+    from mailhost.zones.plan import Ownership
 
     def publish(*values):
         records = ZoneRecords(ZONE, [RecordSet(TLSA_NAME, "TLSA", 300, values)],
@@ -321,12 +323,12 @@ def test_the_next_tlsa_is_waited_for_only_where_a_tlsa_is_published(
 def test_a_dns_error_is_not_an_answer(monkeypatch, tmp_path):
     import dns.exception
 
-    from mailhost.checks import lookup
+    from mailhost import lookup
 
     def unreachable(settings):
         raise dns.exception.Timeout()
     monkeypatch.setattr(lookup, "every_server_answers", lambda *a: False)
-    monkeypatch.setattr(lookup, "resolver_for", unreachable)
+    monkeypatch.setattr(lookup, "zone_resolver", unreachable)
     assert not dane.next_tlsa_answered(sample_settings(secrets_dir=str(tmp_path)), "3 1 1 b")
 
 
@@ -380,36 +382,33 @@ def test_a_requested_rollover_makes_the_key_then_records_then_switches(
     request = dane.rollover_request(settings.secrets_dir, settings.mail_hostname)
     request.parent.mkdir(parents=True)
     request.write_text("asked\n")
-    try:
-        made = rollover_on(settings, WITH_CERTIFICATE)
-        assert made.make
-        assert operations["log"] == ["shell: DANE: the next TLS key made on the host",
-                                     f"call: Rollover request {request} cleared"]
-        assert operations["shell"].calls[0]["commands"][0].get_raw_value() == \
-            f"{paths.TLS_KEY_ROLLOVER} make"
-        operations["log"].clear()
-        request.unlink()
+    made = rollover_on(settings, WITH_CERTIFICATE)
+    assert made.make
+    assert operations["log"] == ["shell: DANE: the next TLS key made on the host",
+                                 f"call: Rollover request {request} cleared"]
+    assert operations["shell"].calls[0]["commands"][0].get_raw_value() == \
+        f"{paths.TLS_KEY_ROLLOVER} make"
+    operations["log"].clear()
+    request.unlink()
 
-        monkeypatch.setattr(tls, "next_tlsa_answered", lambda settings, value: True)
-        marked = rollover_on(settings, WITH_CERTIFICATE, next_key=key_pair()[1])
-        assert marked.mark_seen
-        assert operations["log"] == [
-            "put: DANE: the next key's TLSA answered by every authoritative server"]
-        assert operations["put"].calls[0]["text"] == f"{NOW.isoformat()}\n"
-        operations["log"].clear()
+    monkeypatch.setattr(tls, "next_tlsa_answered", lambda settings, value: True)
+    marked = rollover_on(settings, WITH_CERTIFICATE, next_key=key_pair()[1])
+    assert marked.mark_seen
+    assert operations["log"] == [
+        "put: DANE: the next key's TLSA answered by every authoritative server"]
+    assert operations["put"].calls[0]["text"] == f"{NOW.isoformat()}\n"
+    operations["log"].clear()
 
-        seen = {**WITH_CERTIFICATE,
-                paths.NEXT_KEY_SEEN: {**FILE, "lines": [(NOW - timedelta(hours=3)).isoformat()]}}
-        switched = rollover_on(settings, seen, next_key=key_pair()[1])
-        assert switched.switch
-        assert operations["log"] == ["shell: DANE: the certificate renewed over the next TLS key"]
-        call = operations["shell"].calls[-1]
-        command = call["commands"][0].get_raw_value()
-        assert command.startswith(f"{paths.TLS_KEY_ROLLOVER} switch ")
-        assert "certbot certonly" in command and "--reuse-key --force-renewal" in command
-        assert call["_ignore_errors"] is True
-    finally:
-        dane._steps.clear()
+    seen = {**WITH_CERTIFICATE,
+            paths.NEXT_KEY_SEEN: {**FILE, "lines": [(NOW - timedelta(hours=3)).isoformat()]}}
+    switched = rollover_on(settings, seen, next_key=key_pair()[1])
+    assert switched.switch
+    assert operations["log"] == ["shell: DANE: the certificate renewed over the next TLS key"]
+    call = operations["shell"].calls[-1]
+    command = call["commands"][0].get_raw_value()
+    assert command.startswith(f"{paths.TLS_KEY_ROLLOVER} switch ")
+    assert "certbot certonly" in command and "--reuse-key --force-renewal" in command
+    assert call["_ignore_errors"] is True
 
 
 def test_no_rollover_without_dane_or_a_certificate_and_a_held_pair_is_undone_first(
@@ -418,18 +417,15 @@ def test_no_rollover_without_dane_or_a_certificate_and_a_held_pair_is_undone_fir
     request = dane.rollover_request(settings.secrets_dir, settings.mail_hostname)
     request.parent.mkdir(parents=True)
     request.write_text("asked\n")
-    try:
-        off = sample_settings(secrets_dir=str(tmp_path), dane="off")
-        assert rollover_on(off, WITH_CERTIFICATE) == dane.Rollover()
-        waiting = rollover_on(settings, {})  # asked before the first certificate
-        assert not waiting.make and waiting.waiting == "the first certificate from the ACME CA"
-        assert "rollover asked; next: the first certificate" in dane.describe("m", waiting)
-        assert operations["log"] == []
-        request.unlink()
-        rollover_on(settings, {**WITH_CERTIFICATE, paths.TLS_HELD: DIRECTORY})
-        assert operations["log"] == ["shell: A TLS key switch stopped midway finished or undone"]
-    finally:
-        dane._steps.clear()
+    off = sample_settings(secrets_dir=str(tmp_path), dane="off")
+    assert rollover_on(off, WITH_CERTIFICATE) == dane.Rollover()
+    waiting = rollover_on(settings, {})  # asked before the first certificate
+    assert not waiting.make and waiting.waiting == "the first certificate from the ACME CA"
+    assert "rollover asked; next: the first certificate" in dane.describe("m", waiting)
+    assert operations["log"] == []
+    request.unlink()
+    rollover_on(settings, {**WITH_CERTIFICATE, paths.TLS_HELD: DIRECTORY})
+    assert operations["log"] == ["shell: A TLS key switch stopped midway finished or undone"]
 
 
 def test_the_dns_operation_refuses_to_write_a_next_key_that_was_not_made():

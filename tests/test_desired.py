@@ -7,11 +7,11 @@ import base64
 import pytest
 from sample import sample_settings
 
-from mailhost.desired import MailHost, desired_by_zone
-from mailhost.dkim import PENDING, DkimPublicKeys, generate_key, public_value
-from mailhost.dnsplan import Ownership, compute_plan
-from mailhost.records import RecordSet, quote_txt, split_txt, unquote_txt
+from mailhost.dns.records import RecordSet, quote_txt, split_txt, unquote_txt
+from mailhost.keys.dkim import DKIM_PENDING, DkimPublicKeys, generate_key, public_value
 from mailhost.settings import SettingsError
+from mailhost.zones.desired import MailHost, desired_by_zone
+from mailhost.zones.plan import Ownership, compute_plan
 
 RSA = public_value(generate_key("rsa", 2048))
 
@@ -107,7 +107,7 @@ def test_two_hosts_serving_one_domain_share_mx_and_spf():
 def test_pending_dkim_key_shows_as_placeholder():
     settings = sample_settings()
     records, _ = records_of(MailHost(settings, {"example.test": DkimPublicKeys(None)}))
-    assert PENDING in records["mail._domainkey.example.test", "TXT"].values[0]
+    assert DKIM_PENDING in records["mail._domainkey.example.test", "TXT"].values[0]
 
 
 def test_ownership_covers_host_addresses_and_only_spf_at_the_apex():

@@ -1,4 +1,4 @@
-"""DKIM naming and key reading, defined once in mailhost/dkim.py: the record name, and the
+"""DKIM naming and key reading, defined once in mailhost/keys/dkim.py: the record name, and the
 public half with one priority (the controller's key, else the host's)."""
 
 import base64
@@ -6,7 +6,7 @@ import base64
 from cryptography.hazmat.primitives import serialization
 from sample import sample_settings
 
-from mailhost.dkim import (
+from mailhost.keys.dkim import (
     generate_key,
     host_key_path,
     local_key_path,
@@ -66,7 +66,7 @@ def test_public_half_neither(tmp_path):
 
 def test_host_keys_are_read_from_the_host_by_name(tmp_path):
     """MailRun keeps (name, settings): the reader is told which host to ask."""
-    from mailhost.dnssync import mail_hosts
+    from mailhost.zones.sync import mail_hosts
     host_key = generate_key("rsa")
     settings = sample_settings(secrets_dir=str(tmp_path))
     asked = []

@@ -24,8 +24,8 @@ from secrecy import leaked
 
 from lab.common import CLOUDFLARE_PORT, HOST4
 from lab.worlds import api_body, clutter_records
-from mailhost.providers.rfc2136 import DNSSEC_TYPES, canonical, value_rdata
-from mailhost.records import normalize_name
+from mailhost.dns.records import normalize_name
+from mailhost.zones.providers.rfc2136 import DNSSEC_TYPES, canonical, value_rdata
 
 pytestmark = pytest.mark.lab
 

@@ -10,12 +10,12 @@ import pytest
 from concurrency import assert_refused_after_foreign_write
 from sample import sample_settings
 
-from mailhost.desired import MailHost, desired_by_zone
-from mailhost.dkim import DkimPublicKeys, generate_key, public_value
-from mailhost.dnsplan import Change, PlanError, ZonePlan, check_safety, compute_plan
-from mailhost.dnssync import ZoneSync
-from mailhost.providers import ProviderError
-from mailhost.records import RecordSet
+from mailhost.dns.records import RecordSet
+from mailhost.keys.dkim import DkimPublicKeys, generate_key, public_value
+from mailhost.zones.desired import MailHost, desired_by_zone
+from mailhost.zones.plan import Change, PlanError, ZonePlan, check_safety, compute_plan
+from mailhost.zones.providers import ProviderError
+from mailhost.zones.sync import ZoneSync
 
 RSA = public_value(generate_key("rsa", 2048))
 RSA2 = public_value(generate_key("rsa", 2048))

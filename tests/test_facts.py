@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from mailhost.dkim import generate_key, public_value, public_value_from_spki
 from mailhost.facts import (
     IPV6_SYSCTLS,
     Accounts,
@@ -20,6 +19,7 @@ from mailhost.facts import (
     parse_debian_version,
 )
 from mailhost.host.firewall import FirewallState
+from mailhost.keys.dkim import generate_key, public_value, public_value_from_spki
 
 
 def shell(command, env=None) -> list[str]:

@@ -8,10 +8,10 @@ import dkim as dkimpy
 from cryptography.hazmat.primitives import serialization
 from sample import sample_settings
 
-from mailhost.dkim import generate_key
 from mailhost.facts import parse_debian_version
-from mailhost.host import render
 from mailhost.host.users import aliases, sender_owners
+from mailhost.keys.dkim import generate_key
+from mailhost.operations.files import render
 from mailhost.secrets import Secret, Secrets
 
 USERS = {"mail_users": ["alice@example.test", "bob@example.test"],

@@ -13,20 +13,8 @@ from pyinfra.operations import apt, files, server
 from sample import sample_settings
 
 from mailhost import facts, paths
-from mailhost.host import (
-    base,
-    chasquid,
-    dovecot,
-    firewall,
-    in_place,
-    postfix,
-    put_text,
-    render,
-    restarts,
-    tls,
-    units,
-    users,
-)
+from mailhost.facts import in_place
+from mailhost.host import base, chasquid, dovecot, firewall, postfix, tls, units, users
 from mailhost.host.mtas import (
     CHASQUID,
     MTAS,
@@ -35,6 +23,8 @@ from mailhost.host.mtas import (
     others,
     refuse_a_switch_while_mail_waits,
 )
+from mailhost.operations import restarts
+from mailhost.operations.files import put_text, render
 from mailhost.secrets import Secret, Secrets
 
 
@@ -53,7 +43,7 @@ def ops(monkeypatch):
     return recorders
 
 
-# the marker queued before the first file a run changes (mailhost.host.put_text)
+# the marker queued before the first file a run changes (mailhost.operations.files.put_text)
 OWED = "shell: Restarts owed from here (cleared once the services have restarted)"
 
 
@@ -109,7 +99,7 @@ def test_an_mta_restarts_the_units_of_the_components_that_changed(monkeypatch):
     for component in (resolver, backup, postsrsd, opendkim, rspamd, dovecot, nginx, postfix):
         name = component.__name__.rsplit(".", 1)[1]
         monkeypatch.setattr(component, "configure",
-                            lambda settings, secrets, name=name: changed[name])
+                            lambda settings, secrets, steps, name=name: changed[name])
     assert POSTFIX.configure(None, None) == {"opendkim"}
 
 

@@ -13,7 +13,7 @@ from passlib.hash import sha512_crypt
 from sample import BASE
 
 from mailhost import paths
-from mailhost.host import TEMPLATES, dovecot, opendkim, postfix, rspamd
+from mailhost.host import dovecot, opendkim, postfix, rspamd
 from mailhost.host.base import apt_proxy_conf
 from mailhost.host.users import (
     alias_map,
@@ -24,6 +24,7 @@ from mailhost.host.users import (
     sender_login_map,
     sender_owners,
 )
+from mailhost.operations.files import TEMPLATES
 from mailhost.secrets import Secret, Secrets, load_secrets
 from mailhost.settings import SettingsError, load_settings
 

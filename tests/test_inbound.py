@@ -10,8 +10,9 @@ import sys
 import pytest
 from sample import sample_settings
 
-from mailhost.host import render, rspamd
+from mailhost.host import rspamd
 from mailhost.host.users import sender_owners
+from mailhost.operations.files import render
 
 SETTINGS = sample_settings(
     mail_domains=["example.test", "example.org"],

@@ -1,4 +1,4 @@
-"""MTA-STS: the policy text, its id and its records (mailhost.mta_sts, desired), the web server
+"""MTA-STS: the policy text, its id and its records (mailhost.dns.mta_sts, desired), the web server
 that serves it (nginx, a component of both MTAs only when on), the certificate's names, and the
 check's judgement of a policy and a TXT record. Fetching over HTTPS from the real nginx is the
 lab's (tests/test_mail_lab.py)."""
@@ -14,12 +14,7 @@ from sample import sample_settings
 
 from mailhost import paths
 from mailhost.checks import mta_sts as check
-from mailhost.desired import MailHost, desired_by_zone
-from mailhost.dkim import DkimPublicKeys, generate_key, public_value
-from mailhost.dnssync import ZoneSync
-from mailhost.host import nginx, render, tls
-from mailhost.host.mtas import CHASQUID, POSTFIX, mta_of, others
-from mailhost.mta_sts import (
+from mailhost.dns.mta_sts import (
     mx_matches,
     parse_policy,
     policy_id,
@@ -27,7 +22,13 @@ from mailhost.mta_sts import (
     policy_text,
     txt_record,
 )
+from mailhost.host import nginx, tls
+from mailhost.host.mtas import CHASQUID, POSTFIX, mta_of, others
+from mailhost.keys.dkim import DkimPublicKeys, generate_key, public_value
+from mailhost.operations.files import render
 from mailhost.settings import SettingsError
+from mailhost.zones.desired import MailHost, desired_by_zone
+from mailhost.zones.sync import ZoneSync
 
 RSA = public_value(generate_key("rsa", 2048))
 

@@ -10,10 +10,11 @@ from pyinfra.operations import server
 from sample import sample_settings
 
 from mailhost import facts
-from mailhost.dkim import generate_key, public_value
-from mailhost.dnssync import ZoneSync, mta_sts_left_notices, zone_records
+from mailhost.dns.records import RecordSet
 from mailhost.host import nginx, units
-from mailhost.records import RecordSet
+from mailhost.keys.dkim import generate_key, public_value
+from mailhost.zones.notices import mta_sts_left_notices
+from mailhost.zones.sync import ZoneSync, records_by_zone
 
 FILE = {"type": "f", "user": "root", "group": "root", "mode": 644, "sha256": "x", "target": None}
 DIRECTORY = {**FILE, "type": "d", "mode": 755, "sha256": None}
@@ -89,7 +90,7 @@ def world(request):
 def zone_sync(world, tmp_path, **overrides) -> ZoneSync:
     """example.test's records for one host (dkim_key: any public key, no DANE)."""
     settings = sample_settings(secrets_dir=str(tmp_path), dane="off", **overrides)
-    (records,) = zone_records({"mail": settings}, lambda host, path: RSA)
+    (records,) = records_by_zone({"mail": settings}, lambda host, path: RSA)
     return ZoneSync(records, world.provider())
 
 

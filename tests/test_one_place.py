@@ -1,6 +1,6 @@
-"""Each fact about the host has one definition: the DKIM record name format in mailhost/dkim.py,
-the mailbox root, the TLS directory and the vmail id in mailhost/paths.py (templates get them
-as ``p``)."""
+"""Each fact about the host has one definition: the DKIM record name format in
+mailhost/keys/dkim.py, the mailbox root, the TLS directory and the vmail id in mailhost/paths.py
+(templates get them as ``p``)."""
 
 import re
 from pathlib import Path
@@ -21,7 +21,7 @@ def files_with(pattern: str) -> set[str]:
 
 
 @pytest.mark.parametrize(("pattern", "home"), [
-    (r"_domainkey\.", "mailhost/dkim.py"),
+    (r"_domainkey\.", "mailhost/keys/dkim.py"),
     (r"/var/mail/vhosts", "mailhost/paths.py"),
     (r"/etc/mailhost/tls", "mailhost/paths.py"),
     (r"(?<![\d.:])5000(?![\d])", "mailhost/paths.py"),

@@ -10,7 +10,7 @@ from pyinfra.api import OperationError
 from pyinfra.facts.files import File, Sha256File
 
 from mailhost import facts
-from mailhost.dkim import generate_key
+from mailhost.keys.dkim import generate_key
 from mailhost.operations import dkim, run_or_fail, secret_file, verify
 from mailhost.secrets import Secret
 
@@ -186,9 +186,9 @@ def test_an_empty_preview_notes_what_was_found_ours_only_when_the_run_executes(t
     remembered by a run with nothing to change; --dry (preparing only) writes nothing."""
     import json
 
-    from mailhost.dnsplan import Ownership, compute_plan
+    from mailhost.dns.records import RecordSet
     from mailhost.operations import dns
-    from mailhost.records import RecordSet
+    from mailhost.zones.plan import Ownership, compute_plan
     dmarc = RecordSet("_dmarc.example.test", "TXT", 300, ("v=DMARC1; p=none",))
     preview = compute_plan("example.test", [dmarc], [dmarc], Ownership(frozenset({dmarc.key})))
     assert preview.empty
@@ -207,9 +207,9 @@ def test_an_empty_preview_notes_what_was_found_ours_only_when_the_run_executes(t
 def test_zone_records_apply_refuses_a_pending_key_and_reports_errors_in_one_line():
     from types import SimpleNamespace
 
-    from mailhost.dkim import PENDING
-    from mailhost.dnsplan import PlanError
+    from mailhost.keys.dkim import DKIM_PENDING
     from mailhost.operations import dns
+    from mailhost.zones.plan import PlanError
 
     def sync(value, plan):
         record = SimpleNamespace(rtype="TXT", values=[value])
@@ -217,7 +217,7 @@ def test_zone_records_apply_refuses_a_pending_key_and_reports_errors_in_one_line
                                records=SimpleNamespace(desired=[record]))
 
     with pytest.raises(OperationError, match="a DKIM key is missing on the controller"):
-        dns._apply(lambda: sync(f"v=DKIM1; p={PENDING}", None), None)
+        dns._apply(lambda: sync(f"v=DKIM1; p={DKIM_PENDING}", None), None)
 
     def refused():
         raise PlanError("two SPF records")

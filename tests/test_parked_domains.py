@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 from sample import sample_settings
 
-from mailhost.desired import MailHost, desired_by_zone, report_consents
-from mailhost.dkim import DkimPublicKeys, generate_key, local_key_path, public_value
-from mailhost.dnssync import ZoneSync, zone_records
+from mailhost.keys.dkim import DkimPublicKeys, generate_key, local_key_path, public_value
 from mailhost.settings import SettingsError
+from mailhost.zones.desired import MailHost, desired_by_zone, report_consents
+from mailhost.zones.sync import ZoneSync, records_by_zone
 
 PRIVATE = generate_key("rsa", 2048)
 RSA = public_value(PRIVATE)
@@ -98,7 +98,7 @@ def test_a_domain_that_left_the_settings_is_a_notice_in_the_plan(tmp_path):
         path.parent.mkdir(parents=True)
         path.write_bytes(PRIVATE)
     settings = sample_settings(secrets_dir=str(tmp_path), parked_domains=[PARKED])
-    (zone,) = zone_records({"mail": settings}, lambda host, path: RSA)
+    (zone,) = records_by_zone({"mail": settings}, lambda host, path: RSA)
     assert zone.notices == (
         f"old.example.test left mail_domains (its DKIM key is still in {tmp_path}/dkim/"
         "old.example.test): its MX, SPF, DKIM and DMARC records are left as they are and still "
@@ -111,7 +111,7 @@ def test_notices_are_shown_with_an_empty_plan_too(knot_world, tmp_path):
     path = local_key_path(settings, "old.example.test", "rsa")
     path.parent.mkdir(parents=True)
     path.write_bytes(PRIVATE)
-    (zone,) = zone_records({"mail": settings}, lambda host, path: RSA)
+    (zone,) = records_by_zone({"mail": settings}, lambda host, path: RSA)
     sync = ZoneSync(zone, knot_world.provider())
     sync.apply(sync.plan())
     lines = ZoneSync(zone, knot_world.provider()).plan().lines()

@@ -9,12 +9,12 @@ import pytest
 from concurrency import assert_refused_after_foreign_write
 from secrecy import leaked
 
-from mailhost.desired import ZoneRecords
-from mailhost.dnsplan import CREATE, MODIFY, Ownership, compute_plan
-from mailhost.dnssync import ZoneSync
-from mailhost.providers.base import ProviderError
-from mailhost.providers.cloudflare import CloudflareProvider, _body, record_value
-from mailhost.records import RecordSet
+from mailhost.dns.records import RecordSet
+from mailhost.zones.desired import ZoneRecords
+from mailhost.zones.plan import CREATE, MODIFY, Ownership, compute_plan
+from mailhost.zones.providers.base import ProviderError
+from mailhost.zones.providers.cloudflare import CloudflareProvider, _body, record_value
+from mailhost.zones.sync import ZoneSync
 
 ZONE = "example.test"
 MAIL = "mail.example.test"
@@ -455,8 +455,8 @@ def test_a_change_slipping_in_between_re_read_and_batch_is_reported(cloudflare_w
 
 
 def test_a_plan_over_the_batch_limit_is_written_in_several_batches(cloudflare_world):
-    from mailhost.dnsplan import Change, ZonePlan
-    from mailhost.providers.cloudflare import BATCH_LIMIT
+    from mailhost.zones.plan import Change, ZonePlan
+    from mailhost.zones.providers.cloudflare import BATCH_LIMIT
 
     world = cloudflare_world
     records = [RecordSet(f"h{i}.{ZONE}", "TXT", 300, (f"t{i}",)) for i in range(BATCH_LIMIT + 50)]

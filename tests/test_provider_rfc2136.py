@@ -11,10 +11,10 @@ from concurrency import assert_refused_after_foreign_write
 from secrecy import leaked
 
 from lab.knot import KnotServer, filler_records, minimal_zone
-from mailhost.dnsplan import CREATE, DELETE, MODIFY, Ownership, compute_plan
-from mailhost.providers.base import ProviderError
-from mailhost.providers.rfc2136 import AXFR_ABOVE_KEYS, Rfc2136Provider
-from mailhost.records import RecordSet
+from mailhost.dns.records import RecordSet
+from mailhost.zones.plan import CREATE, DELETE, MODIFY, Ownership, compute_plan
+from mailhost.zones.providers.base import ProviderError
+from mailhost.zones.providers.rfc2136 import AXFR_ABOVE_KEYS, Rfc2136Provider
 
 pytest_plugins = ["knot_world"]
 
@@ -224,7 +224,7 @@ def test_silent_server_times_out_clearly():
 
 
 def test_an_update_of_a_zone_the_server_does_not_serve_is_one_line(knot_world):
-    from mailhost.dnsplan import Change, ZonePlan
+    from mailhost.zones.plan import Change, ZonePlan
 
     provider = knot_world.provider()
     record = RecordSet("mail.other.test", "A", 300, ("198.51.100.10",))

@@ -14,22 +14,17 @@ import pytest
 from sample import sample_settings
 
 from lab.receiver import dmarc_report_xml, report_message, tlsrpt_json
-from mailhost.reports import (
-    THIS_HOST,
-    UNKNOWN,
+from mailhost.cli.reports import main
+from mailhost.reports.fetch import report_mailboxes
+from mailhost.reports.parse import (
     DmarcReport,
-    Origins,
     ReportError,
     TlsReport,
-    main,
     parse_document,
     parse_message,
-    raised_policy_notices,
-    render_table,
-    report_mailboxes,
-    summarize,
-    summary_path,
 )
+from mailhost.reports.summary import THIS_HOST, UNKNOWN, Origins, render_table, summarize
+from mailhost.zones.notices import raised_policy_notices, summary_path
 
 NOW = datetime.datetime(2026, 11, 25, 12, tzinfo=datetime.UTC)
 DAY = 86400
@@ -228,15 +223,15 @@ def test_bad_options_are_one_line(args, line, capsys):
 def test_the_plan_shows_the_raised_policy_as_a_notice(knot_world, tmp_path):
     """The deploy's plan (here against a real Knot) carries the warning as a ! NOTICE line;
     it writes nothing and stops nothing."""
-    from mailhost.dkim import generate_key, public_value
-    from mailhost.dnssync import ZoneSync, zone_records
+    from mailhost.keys.dkim import generate_key, public_value
+    from mailhost.zones.sync import ZoneSync, records_by_zone
 
     settings = sample_settings(dmarc_policy="reject", dane="off",  # no TLSA notice
                                secrets_dir=str(tmp_path))
     summary_path(settings).write_text(json.dumps(summary_of(
         dmarc_message([row(HOST4, 40, dkim=False, spf=False)], policy="none"))))
     key = public_value(generate_key("rsa", 2048))
-    (zone,) = zone_records({"mail": settings}, lambda host, path: key)
+    (zone,) = records_by_zone({"mail": settings}, lambda host, path: key)
     lines = ZoneSync(zone, knot_world.provider()).plan().lines()
     notices = [line for line in lines if line.startswith("  ! NOTICE")]
     assert notices == [f"  ! NOTICE   dmarc_policy of example.test raised from none to reject "

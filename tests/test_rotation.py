@@ -1,4 +1,4 @@
-"""DKIM rotation's state machine (mailhost.rotation), walked with the clock advanced."""
+"""DKIM rotation's state machine (mailhost.keys.rotation), walked with the clock advanced."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 
-from mailhost.rotation import (
+from mailhost.keys.rotation import (
     PUBLISHED,
     RETIRING,
     STEADY,
@@ -89,37 +89,42 @@ def test_the_dry_run_line_says_the_phase_and_the_next_step():
         "mail-20260630; next: mail-20260630 to be answered by every authoritative server")
 
 
-# --- the wiring (mailhost.dkim, desired records, the MTA modules, the check): state in ->
+# --- the wiring (mailhost.keys.dkim, desired records, the MTA modules, the check): state in ->
 # records, tables and operations out ---
 
 import pytest  # noqa: E402
 from fakehost import FakeHost, Recorder, on  # noqa: E402
 from sample import sample_settings  # noqa: E402
 
-from mailhost import dkim  # noqa: E402
 from mailhost.checks import OK, WARNING, CheckResult  # noqa: E402
 from mailhost.checks.dns import with_rotation  # noqa: E402
-from mailhost.desired import desired_by_zone  # noqa: E402
-from mailhost.dnssync import mail_hosts  # noqa: E402
 from mailhost.host import chasquid, opendkim  # noqa: E402
+from mailhost.keys import dkim  # noqa: E402
+from mailhost.keys.rotation import from_json, to_json  # noqa: E402
+from mailhost.keys.steps import KeySteps  # noqa: E402
 from mailhost.operations import dkim as dkim_operations  # noqa: E402
-from mailhost.rotation import from_json, to_json  # noqa: E402
+from mailhost.zones.desired import desired_by_zone  # noqa: E402
+from mailhost.zones.sync import mail_hosts  # noqa: E402
 
 DOMAIN = "example.test"
 NEW = "mail-20260630"
+
+
+STEPS = KeySteps()  # the run's steps, as deploy.py keeps them in the MailRun
 
 
 @pytest.fixture(autouse=True)
 def no_step_left():
     """A step is kept per (host, domain) for the run: none leaks into another test."""
     yield
-    dkim._steps.clear()
+    STEPS.dkim.clear()
 
 
 def walked_to(settings, days, visible=lambda *a: True, host_text=None):
     """The step of a deploy ``days`` after T0, the state saved as that deploy would."""
     step = dkim.rotation_step(settings, DOMAIN, host_text, None, visible,
                               now=T0 + timedelta(days=days))
+    STEPS.keep_dkim(settings, DOMAIN, step)
     path = dkim.local_state_path(settings, DOMAIN)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = dkim.state_text(step, settings, DOMAIN)
@@ -137,10 +142,10 @@ def test_a_deploy_publishes_both_selectors_and_signs_with_the_old_until_the_swit
     step = walked_to(settings, 180)
     assert step.generate == NEW
     # the MTA still signs with the old key, both records are desired, both keys exist
-    assert dkim.signing_selector(settings, DOMAIN) == "mail"
-    assert opendkim.signing_keys(settings)[DOMAIN] == (
+    assert dkim.signing_selector(settings, DOMAIN, STEPS.dkim_step(settings, DOMAIN)) == "mail"
+    assert opendkim.signing_keys(settings, STEPS)[DOMAIN] == (
         "mail._domainkey.example.test", "mail", "/etc/mailhost/dkim/example.test/mail.rsa.pem")
-    (zone,) = desired_by_zone(mail_hosts({"vps": settings}, lambda host, path: None))
+    (zone,) = desired_by_zone(mail_hosts({"vps": settings}, lambda host, path: None, steps=STEPS))
     dkim_records = {r.name: r.values[0] for r in zone.desired if "_domainkey" in r.name}
     assert set(dkim_records) == {f"mail._domainkey.{DOMAIN}", f"{NEW}._domainkey.{DOMAIN}"}
     assert all(v.startswith("v=DKIM1; k=rsa; p=MII") for v in dkim_records.values())
@@ -150,17 +155,17 @@ def test_a_deploy_publishes_both_selectors_and_signs_with_the_old_until_the_swit
     assert seen.switch_to is None and "signing switches to" in seen.waiting
     switched = walked_to(settings, 180.01 + 7200 / 86400)
     assert switched.switch_to == NEW
-    assert opendkim.signing_keys(settings)[DOMAIN][1] == NEW
+    assert opendkim.signing_keys(settings, STEPS)[DOMAIN][1] == NEW
     # dkim_retire_days later: the old record is deleted (owned in that run only), keys go
     removed = walked_to(settings, 188)
     assert removed.remove == ("mail",)
-    (zone,) = desired_by_zone(mail_hosts({"vps": settings}, lambda host, path: None))
+    (zone,) = desired_by_zone(mail_hosts({"vps": settings}, lambda host, path: None, steps=STEPS))
     assert [r.name for r in zone.desired if "_domainkey" in r.name] == [
         f"{NEW}._domainkey.{DOMAIN}"]
     assert (f"mail._domainkey.{DOMAIN}", "TXT") in zone.ownership.keys
-    dkim._steps.clear()  # a later run (or scripts/check) reads the saved state
+    STEPS.dkim.clear()  # a later run (or scripts/check) reads the saved state
     assert dkim.signing_selector(settings, DOMAIN) == NEW
-    (zone,) = desired_by_zone(mail_hosts({"vps": settings}, lambda host, path: None))
+    (zone,) = desired_by_zone(mail_hosts({"vps": settings}, lambda host, path: None, steps=STEPS))
     assert (f"mail._domainkey.{DOMAIN}", "TXT") not in zone.ownership.keys
 
 
@@ -224,14 +229,16 @@ def test_chasquid_signs_with_the_rotations_key_only(tmp_path):
     settings = sample_settings(secrets_dir=str(tmp_path), mta="chasquid")
     walked_to(settings, 0)
     walked_to(settings, 180)
-    hook = chasquid._hook_signing(settings)[DOMAIN]
+    hook = chasquid._hook_signing(settings, STEPS)[DOMAIN]
     assert hook == [("mail", "rsa-sha256", "/etc/mailhost/dkim/example.test/mail.rsa.pem")]
     # native chasquid signs with every dkim:*.pem link: the next key has none yet
-    assert chasquid._dkim_links(settings, DOMAIN) == [("rsa", "mail", True), ("rsa", NEW, False)]
+    assert chasquid._dkim_links(settings, DOMAIN, STEPS) == [("rsa", "mail", True),
+                                                             ("rsa", NEW, False)]
     walked_to(settings, 180.01)
     walked_to(settings, 181)
-    assert chasquid._hook_signing(settings)[DOMAIN][0][0] == NEW
-    assert chasquid._dkim_links(settings, DOMAIN) == [("rsa", NEW, True), ("rsa", "mail", False)]
+    assert chasquid._hook_signing(settings, STEPS)[DOMAIN][0][0] == NEW
+    assert chasquid._dkim_links(settings, DOMAIN, STEPS) == [("rsa", NEW, True),
+                                                             ("rsa", "mail", False)]
 
 
 @pytest.fixture
@@ -302,7 +309,7 @@ def test_a_forced_rotation_walks_through_deploys_against_knot(cli, knot_world,  
                                                               monkeypatch):
     code, output = cli("-y")
     assert code == 0 and "DKIM example.test: steady, signing with mail" in output, output
-    asked = subprocess.run([sys.executable, "-m", "mailhost.rotate_dkim", str(cli.inventory),
+    asked = subprocess.run([sys.executable, "-m", "mailhost.cli.rotate_dkim", str(cli.inventory),
                             "example.test"], cwd=ROOT, capture_output=True, text=True)
     assert asked.returncode == 0 and "the next deploy publishes a new key" in asked.stdout
     now = datetime.now(UTC).replace(microsecond=0)

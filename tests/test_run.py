@@ -75,3 +75,21 @@ def test_both_syncs_of_a_zone_share_its_provider_settings_and_memory(first):
     assert tlsa.memory == zone.memory == Path(first["secrets_dir"]) / "dns" / "example.test"
     assert [r.rtype for r in tlsa.records.desired] == ["TLSA"]
     assert type(tlsa.provider) is type(zone.provider) and tlsa.force is zone.force is False
+
+
+def test_the_run_is_loaded_once_and_kept_on_pyinfras_state(monkeypatch):
+    """Every host's deploy.py asks for the run: the first loads it, the others get the same
+    one, kept by pyinfra's state (no module of ours keeps it); another pyinfra run loads its
+    own."""
+    from types import SimpleNamespace
+
+    from mailhost.run import current_run
+
+    loads = []
+    monkeypatch.setattr(MailRun, "load", classmethod(lambda cls, inventory: loads.append(
+        inventory) or MailRun({}, {})))
+    first = SimpleNamespace(state=SimpleNamespace())
+    run = current_run(first)
+    assert current_run(first) is run and first.state.mailhost_run is run and len(loads) == 1
+    assert current_run(SimpleNamespace(state=SimpleNamespace())) is not run
+    assert len(loads) == 2

@@ -1,10 +1,12 @@
 """Checks: what a working mail host looks like, one line each, with what to do when it fails.
 
-Run at the end of every deploy (mailhost.operations.verify) and alone (``scripts/check``).
+Run at the end of every deploy (mailhost.operations.verify) and alone (``scripts/check``), all
+of them by checks.all.run_checks.
 One module per concern: dns, rdns, mta_sts, dane, smtp and imap (from the controller), host (on
 the host, through pyinfra), blocklists. Each check says what it expected, what it found and,
-when it fails, what to do. A failed *required* check fails the deploy and makes
-``scripts/check`` exit 1.
+when it fails, what to do. Each line is ``ok``, ``warn`` or ``fail``: ``fail`` only for a check
+that fails the deploy and makes ``scripts/check`` exit 1. A check declared advisory
+(``required=False``, on the check) never fails: when it finds a problem it says ``warn``.
 """
 
 from __future__ import annotations
@@ -13,8 +15,7 @@ import json
 import ssl
 import textwrap
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from mailhost.secrets import Secrets
 from mailhost.settings import Settings
@@ -25,21 +26,26 @@ OK, FAILED, WARNING = "ok", "failed", "warning"
 @dataclass(frozen=True)
 class CheckResult:
     name: str
-    status: str  # OK, FAILED or WARNING (could not tell, or worth a look)
+    status: str  # OK, FAILED (the run fails) or WARNING (could not tell, or worth a look)
     expected: str
     found: str
     advice: str = ""
-    required: bool = True
+    required: bool = True  # False: advisory, its problems are warnings (never FAILED)
+
+    def __post_init__(self):
+        # an advisory check's failure does not fail the run, so it never says "failed"
+        if self.status == FAILED and not self.required:
+            object.__setattr__(self, "status", WARNING)
 
     @property
     def blocking(self) -> bool:
-        """A failed required check: the deploy fails, scripts/check exits 1."""
-        return self.status == FAILED and self.required
+        """A failed check (always a required one): the deploy fails, scripts/check exits 1."""
+        return self.status == FAILED
 
 
 def result(name: str, passed: bool, expected: str, found: str, advice: str,
            required: bool = True) -> CheckResult:
-    """OK when passed, else FAILED with the advice."""
+    """OK when passed, else FAILED with the advice (WARNING when not required)."""
     return CheckResult(name, OK if passed else FAILED, expected, found,
                        "" if passed else advice, required)
 
@@ -74,48 +80,14 @@ def as_mail_user(name: str, doing: str, advice: str, settings: Settings, secrets
 
 def guarded(name: str, expected: str, advice: str, check: Callable[[], CheckResult],
             required: bool = True) -> CheckResult:
-    """Run one check; an error on the way (timeout, refused connection...) fails it."""
+    """Run one check; an error on the way (timeout, refused connection...) fails it.
+    ``required=False`` declares the check advisory, whatever ``check()`` returns."""
     try:
-        return check()
+        outcome = check()
     except Exception as error:  # noqa: BLE001 - any error is this check's finding
         found = f"{type(error).__name__}: {error}".strip().rstrip(":")
         return CheckResult(name, FAILED, expected, found, advice, required)
-
-
-def run_checks(settings: Settings, secrets: Secrets, mta, host=None) -> list[CheckResult]:
-    """Every check of one mail host, whose MTA profile is ``mta`` (mailhost.host.Mta: its
-    units, queue, TLS advice). ``host`` (a connected pyinfra Host) runs the host-side ones;
-    without it they are left out and the DKIM record is compared with the local key."""
-    from mailhost.checks import backup, blocklists, dane, dns, imap, inbound, mta_sts, rdns, smtp
-    from mailhost.checks import host as host_checks
-    from mailhost.checks.lookup import resolver_for
-
-    try:
-        resolver = resolver_for(settings)
-    except Exception as error:  # noqa: BLE001
-        return [CheckResult("dns: authoritative servers", FAILED, "the zones' nameservers",
-                            f"{type(error).__name__}: {error}",
-                            "set check_nameservers, or check the zones' NS records")]
-    groups = [lambda: dns.checks(settings, resolver, host),
-              lambda: rdns.checks(settings, resolver),
-              lambda: mta_sts.checks(settings, resolver),
-              lambda: dane.checks(settings, resolver),
-              *[lambda address=address: smtp.checks_of_address(settings, secrets, address, mta)
-                + imap.checks_of_address(settings, secrets, address)
-                for address in smtp.addresses(settings)],
-              lambda: blocklists.checks(settings, resolver),
-              lambda: [inbound.spoof_check(settings, smtp.addresses(settings)[0])]]
-    # the checks wait on the network, not the CPU: the groups run side by side, and the
-    # host's own checks (through pyinfra's connection) meanwhile here
-    with ThreadPoolExecutor(max_workers=len(groups)) as pool:
-        running = [pool.submit(group) for group in groups]
-        on_host = ([*host_checks.checks(settings, host, mta), inbound.rspamd_check(host),
-                    *backup.checks(settings, host)] if host is not None else [])
-        (dns_results, rdns_results, mta_sts_results, dane_results, *smtp_results,
-         blocklist_results, spoof_results) = [future.result() for future in running]
-    return [*dns_results, *rdns_results, *mta_sts_results, *dane_results,
-            *[r for group in smtp_results for r in group],
-            *spoof_results, *on_host, *blocklist_results]
+    return outcome if required else replace(outcome, required=False)
 
 
 def failure_line(host_name: str, results: list[CheckResult]) -> str:
@@ -127,11 +99,12 @@ def failure_line(host_name: str, results: list[CheckResult]) -> str:
 
 
 def render_table(results: list[CheckResult], width: int = 120) -> str:
-    """One line per check (status, name, found); expected and advice under a failed one."""
+    """One line per check (ok, warn or fail, name, found), expected and advice under one not
+    ok; the last line counts them (summary_line)."""
     lines = []
     name_width = min(max((len(r.name) for r in results), default=10), 60)
     for r in results:
-        mark = {OK: "ok  ", FAILED: "FAIL" if r.required else "fail", WARNING: "warn"}[r.status]
+        mark = {OK: "ok  ", FAILED: "fail", WARNING: "warn"}[r.status]
         lines.append(f"{mark}  {r.name:<{name_width}}  {r.found}")
         if r.status != OK:
             indent = " " * 6
@@ -139,9 +112,19 @@ def render_table(results: list[CheckResult], width: int = 120) -> str:
             if r.advice:
                 lines += textwrap.wrap(r.advice, width, initial_indent=indent + "advice:   ",
                                        subsequent_indent=indent + " " * 10)
-    counts = {s: sum(r.status == s for r in results) for s in (OK, FAILED, WARNING)}
-    lines.append(f"{counts[OK]} ok, {counts[FAILED]} failed, {counts[WARNING]} warnings")
+    lines.append(summary_line(results))
     return "\n".join(lines)
+
+
+def summary_line(results: list[CheckResult]) -> str:
+    """'70 ok', '70 ok, 1 warning', '68 ok, 2 failed, 3 warnings': failed only when the run
+    fails for them."""
+    counts = {s: sum(r.status == s for r in results) for s in (OK, FAILED, WARNING)}
+    warnings = counts[WARNING]
+    return ", ".join([f"{counts[OK]} ok"]
+                     + ([f"{counts[FAILED]} failed"] if counts[FAILED] else [])
+                     + ([f"{warnings} warning{'s' if warnings != 1 else ''}"] if warnings
+                        else []))
 
 
 def render_json(results_by_host: dict[str, list[CheckResult]]) -> str:

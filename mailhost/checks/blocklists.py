@@ -13,7 +13,7 @@ import dns.exception
 import dns.reversename
 
 from mailhost.checks import FAILED, OK, WARNING, CheckResult, guarded
-from mailhost.checks.lookup import CheckResolver
+from mailhost.lookup import CheckResolver
 from mailhost.settings import Settings
 
 ADVICE = ("your {what} is listed in {zone}: look it up on the list's website (Spamhaus: "

@@ -21,10 +21,10 @@ import dns.rdatatype
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from mailhost import dane
 from mailhost.checks import WARNING, CheckResult, guarded, result
-from mailhost.checks.lookup import CheckResolver
 from mailhost.checks.smtp import addresses, open_smtp, unverified_context
+from mailhost.keys import dane
+from mailhost.lookup import CheckResolver
 from mailhost.settings import Settings
 
 SMTP_PORT = 25

@@ -15,10 +15,20 @@ import checkdmarc.utils
 import dns.exception as _dns_exception
 import spf as pyspf
 
-from mailhost import rotation
 from mailhost.checks import OK, WARNING, CheckResult, guarded, result
-from mailhost.checks.lookup import CheckResolver
-from mailhost.desired import (
+from mailhost.dns.spf import MAX_DNS_LOOKUPS
+from mailhost.keys import rotation
+from mailhost.keys.dkim import (
+    kinds_for,
+    public_half,
+    record_name,
+    rotation_state,
+    selector_for,
+    signing_selector,
+)
+from mailhost.lookup import CheckResolver
+from mailhost.settings import Settings
+from mailhost.zones.desired import (
     NULL_MX,
     PARKED_SPF,
     caa_values,
@@ -28,17 +38,7 @@ from mailhost.desired import (
     report_consents,
     tlsrpt_record,
 )
-from mailhost.dkim import (
-    kinds_for,
-    public_half,
-    record_name,
-    rotation_state,
-    selector_for,
-    signing_selector,
-)
-from mailhost.dnsplan import caa_beside
-from mailhost.settings import Settings
-from mailhost.spf import MAX_DNS_LOOKUPS
+from mailhost.zones.plan import caa_beside
 
 MAX_VOID_LOOKUPS = 2
 REDEPLOY = ("run the deploy (pyinfra INVENTORY deploy.py) to publish it again; if someone "
@@ -183,7 +183,7 @@ def dkim_tags(record: str) -> dict[str, str]:
 
 
 def signing_of(settings, domain, kind) -> str:
-    """The selector the host signs with: RSA's follows the rotation (mailhost.dkim)."""
+    """The selector the host signs with: RSA's follows the rotation (mailhost.keys.dkim)."""
     return signing_selector(settings, domain) if kind == "rsa" else selector_for(settings, kind)
 
 

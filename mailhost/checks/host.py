@@ -77,7 +77,7 @@ def outbound_check(settings: Settings, host) -> CheckResult:
 
     def check():
         connected, found = connects(host, server, port)
-        return result(name, connected, expected, found, advice, required=required)
+        return result(name, connected, expected, found, advice)
     return guarded(name, expected, advice, check, required=required)
 
 
@@ -121,7 +121,7 @@ def queue_check(queue, host) -> CheckResult:
         found = f"{len(ages)} queued" + (
             f", {len(stuck)} waiting for more than {STUCK_SECONDS // 60} min (oldest "
             f"{max(stuck) // 60} min)" if stuck else "")
-        return result(name, not stuck, expected, found, advice, required=False)
+        return result(name, not stuck, expected, found, advice)
     return guarded(name, expected, advice, check, required=False)
 
 

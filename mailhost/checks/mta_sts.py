@@ -10,10 +10,10 @@ import http.client
 import re
 import socket
 
-from mailhost import mta_sts
 from mailhost.checks import CheckResult, guarded, result
-from mailhost.checks.lookup import CheckResolver
 from mailhost.checks.smtp import TIMEOUT, verified_context
+from mailhost.dns import mta_sts
+from mailhost.lookup import CheckResolver
 from mailhost.settings import Settings
 
 HTTPS_PORT = 443

@@ -8,7 +8,7 @@ import ipaddress
 import dns.reversename
 
 from mailhost.checks import CheckResult, guarded, result
-from mailhost.checks.lookup import CheckResolver
+from mailhost.lookup import CheckResolver
 from mailhost.settings import Settings
 
 

@@ -7,8 +7,9 @@ A component is a module with
 - ``UNITS``: its systemd units, in start order;
 - ``ROOTS``: the files and directories it writes under (read in one command first, so that
   what is already in place costs no round trip: facts.read_paths);
-- ``configure(settings, secrets) -> set[str]``: writes its files; the units that must restart
-  because a file they read changed;
+- ``configure(settings, secrets, steps=None) -> set[str]``: writes its files; the units that
+  must restart because a file they read changed (``steps``: this run's key steps,
+  steps.KeySteps, read by the DKIM signers; None: the state saved on the controller);
 - optionally ``wanted(settings) -> bool``: whether the host needs it at all (mtas.mta_of leaves
   it out otherwise: nginx only with MTA-STS);
 and activate is the same for all (``units.converge``: running and enabled, restarted when
@@ -21,54 +22,9 @@ read the queue, the TLS advice, its ports. A component that listens declares
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from io import StringIO
-from pathlib import Path
 from types import ModuleType
-
-from pyinfra.api.util import get_template
-from pyinfra.operations import files
-
-from mailhost import paths
-from mailhost.facts import in_place
-from mailhost.host import restarts
-
-TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
-
-
-def template(name: str) -> str:
-    """The path of a template under templates/."""
-    return str(TEMPLATES / name)
-
-
-def render(src: str, settings, **data) -> str:
-    """templates/SRC rendered as pyinfra renders it, with the settings as ``s`` and the host
-    paths as ``p``."""
-    return get_template(template(src)).render(s=settings, p=paths, **data)
-
-
-def put_text(dest: str, content: str, mode: str = "644", name: str | None = None) -> bool:
-    """DEST on the host holds CONTENT with MODE; whether it changes (the restarts-owed marker
-    goes first: a run stopped after the write still restarts what reads it next time)."""
-    if in_place(dest, "f", mode, sha256=hashlib.sha256(content.encode()).hexdigest()):
-        return False
-    restarts.owe()
-    return files.put(name=name or dest, src=StringIO(content), dest=dest,
-                     mode=mode).will_change
-
-
-def write_template(src: str, dest: str, settings, mode: str = "644", **data) -> bool:
-    """Render templates/SRC to DEST on the host (see ``render``); whether it changes."""
-    return put_text(dest, render(src, settings, **data), mode)
-
-
-def directory(path: str, user: str | None = None, group: str | None = None,
-              mode: str | None = None, name: str | None = None) -> None:
-    """A directory with that owner and mode (files.directory, unless already in place)."""
-    if not in_place(path, "d", mode, user, group):
-        files.directory(name=name or path, path=path, user=user, group=group, mode=mode)
 
 
 @dataclass(frozen=True)
@@ -127,10 +83,13 @@ class Mta:
         extra = [p for c in self.components if hasattr(c, "ports") for p in c.ports(settings)]
         return [*self.ports, *extra]
 
-    def configure(self, settings, secrets) -> set[str]:
+    def configure(self, settings, secrets, steps=None) -> set[str]:
         """Every component's files; the units to restart (those whose files changed; a component
-        may name another's unit, e.g. the resolver Postfix, kept only if this MTA runs it)."""
+        may name another's unit, e.g. the resolver Postfix, kept only if this MTA runs it).
+
+        + steps: this run's key steps (steps.KeySteps; None: the state saved on the controller)
+        """
         restart: set[str] = set()
         for component in self.components:
-            restart |= component.configure(settings, secrets)
+            restart |= component.configure(settings, secrets, steps)
         return restart & set(self.units)

@@ -21,12 +21,14 @@ from pyinfra.operations import server
 
 from mailhost import paths
 from mailhost.facts import known_state
-from mailhost.host import directory, put_text, units, write_template
+from mailhost.host import units
+from mailhost.keys.steps import KeySteps
+from mailhost.operations.files import directory, put_text, write_template
 from mailhost.operations.secret_file import secret_file
 from mailhost.secrets import BackupSecrets, Secret, Secrets
 from mailhost.settings import Settings
 
-PACKAGES: list[str] = []  # restic only with a repository: packages(settings), in deploy.py
+PACKAGES: tuple[str, ...] = ()  # restic only with a repository: packages(settings), in deploy.py
 PACKAGE = "restic"
 BACKUP_DIR = f"{paths.MAILHOST_ETC}/backup"
 ENVIRONMENT = f"{BACKUP_DIR}/env"
@@ -36,20 +38,20 @@ KNOWN_HOSTS = f"{BACKUP_DIR}/known_hosts"
 RESTORED = f"{BACKUP_DIR}/restored"  # written once the restore ran (what it restored)
 LAST_SUCCESS = f"{BACKUP_DIR}/last-success"  # the time of the last backup run that succeeded
 CACHE_DIR = "/var/cache/mailhost-restic"
-LIB = "/usr/local/lib/mailhost"
-RESTIC = f"{LIB}/restic"  # restic with this host's repository and credentials
+LIB = paths.MAILHOST_LIB
+RESTIC = paths.BACKUP_RESTIC  # restic with this host's repository and credentials
 BACKUP_SCRIPT = f"{LIB}/backup"
 RESTORE_SCRIPT = f"{LIB}/restore"
-SERVICE = "mailhost-backup.service"
+SERVICE = paths.BACKUP_SERVICE
 TIMER = "mailhost-backup.timer"
 UNIT_DIR = "/etc/systemd/system"
-UNITS: list[str] = []  # the timer, only with a repository (activated in configure)
-ROOTS = [BACKUP_DIR, RESTIC, BACKUP_SCRIPT, RESTORE_SCRIPT, f"{UNIT_DIR}/{SERVICE}",
-         f"{UNIT_DIR}/{TIMER}"]
+UNITS: tuple[str, ...] = ()  # the timer, only with a repository (activated in configure)
+ROOTS = (BACKUP_DIR, RESTIC, BACKUP_SCRIPT, RESTORE_SCRIPT, f"{UNIT_DIR}/{SERVICE}",
+         f"{UNIT_DIR}/{TIMER}")
 # what cannot be regenerated; a restore brings back the mailboxes (the DKIM keys come from the
 # controller's secrets_dir, which the deploy uploads: see README, the disaster drill)
-BACKED_UP = [paths.MAILBOX_ROOT, paths.HOST_DKIM_DIR]
-RESTORED_PATHS = [paths.MAILBOX_ROOT]
+BACKED_UP = (paths.MAILBOX_ROOT, paths.HOST_DKIM_DIR)
+RESTORED_PATHS = (paths.MAILBOX_ROOT,)
 # with DANE the TLSA pins certbot's key: its whole directory (the key, the lineage, the account)
 # is kept, so a rebuilt host can be given the same key by hand (it is not restored by itself)
 CERTBOT_DIR = "/etc/letsencrypt"
@@ -58,7 +60,7 @@ CERTBOT_DIR = "/etc/letsencrypt"
 def backed_up(settings: Settings) -> list[str]:
     """What the backup holds: BACKED_UP, and certbot's directory when DANE pins its key."""
     return [*BACKED_UP, *([CERTBOT_DIR] if settings.dane == "auto" else [])]
-TAG = "mailhost"
+TAG = paths.BACKUP_TAG
 
 
 def retire_backups() -> None:
@@ -141,7 +143,7 @@ def render_data(settings: Settings) -> dict:
             "backup_script": BACKUP_SCRIPT, "service": SERVICE, "last_success": LAST_SUCCESS}
 
 
-def configure(settings: Settings, secrets: Secrets) -> set[str]:
+def configure(settings: Settings, secrets: Secrets, steps: KeySteps | None = None) -> set[str]:
     """restic, its credentials, the scripts and the timer; the restore of a fresh host (once,
     before the MTA starts); nothing without backup_repository.
 

@@ -12,7 +12,7 @@ from pyinfra.api.exceptions import DeployError
 from pyinfra.operations import apt, files, server
 
 from mailhost.facts import IPV6_SYSCTLS, BaseState, PackageState, known_state
-from mailhost.host import put_text, render
+from mailhost.operations.files import put_text, render
 from mailhost.settings import Settings
 
 POLICY_RC_D = "/usr/sbin/policy-rc.d"
@@ -24,7 +24,7 @@ DPKG_LOCK_WAIT_SECONDS = 900
 IPV6_SYSCTL_FILE = "/etc/sysctl.d/99-zz-mailhost-ipv6.conf"
 NETPLAN_FILE = "/etc/netplan/60-mailhost-ipv6.yaml"
 # read with facts.read_paths
-ROOTS = [APT_PROXY, MAILNAME, POLICY_RC_D, IPV6_SYSCTL_FILE, NETPLAN_FILE]
+ROOTS = (APT_PROXY, MAILNAME, POLICY_RC_D, IPV6_SYSCTL_FILE, NETPLAN_FILE)
 INTERFACE_NAME = re.compile(r"[A-Za-z0-9._-]{1,15}")  # a Linux interface name
 
 

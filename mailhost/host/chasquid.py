@@ -12,32 +12,43 @@ The hook also refuses a sender address the authenticated user does not own.
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand
 from pyinfra.facts.files import Sha256File
 from pyinfra.operations import files, server
 
-from mailhost.dkim import host_key_path, kinds_for, rotation_state, selector_for, signing_selector
 from mailhost.facts import DebianPackageVersion, known_state
-from mailhost.host import CertificateReader, QueueReader, directory, put_text, write_template
+from mailhost.host import CertificateReader, QueueReader
 from mailhost.host.dovecot import CHASQUID_AUTH_CLIENT, CHASQUID_AUTH_USERDB, CHASQUID_LMTP
 from mailhost.host.users import aliases, mailbox_root, sender_owners
+from mailhost.keys.dkim import (
+    host_key_path,
+    kinds_for,
+    rotation_state,
+    selector_for,
+    signing_selector,
+)
+from mailhost.keys.rotation import Step
+from mailhost.keys.steps import KeySteps
+from mailhost.operations.files import directory, put_text, write_template
 from mailhost.paths import CHASQUID_CONFIG, CHASQUID_DELIVER, CHASQUID_QUEUE, TLS_CERT, TLS_KEY
 from mailhost.secrets import Secrets
 from mailhost.settings import Settings
 
-PACKAGES = ["chasquid", "python3-dkim"]
-UNITS = ["chasquid-smtp.socket", "chasquid-submission.socket",
-         "chasquid-submission_tls.socket", "chasquid.service"]
+PACKAGES = ("chasquid", "python3-dkim")
+UNITS = ("chasquid-smtp.socket", "chasquid-submission.socket",
+         "chasquid-submission_tls.socket", "chasquid.service")
 # chasquid exits 1 when systemd stops it (SIGTERM; seen with 1.13), so every stop or restart
 # counted as a failure toward systemd's start limit: this drop-in makes 1 a clean exit
 STOP_DROP_IN = "/etc/systemd/system/chasquid.service.d/mailhost-stop.conf"
 STOP_DROP_IN_TEXT = ("# Managed by mailhost (mailhost/host/chasquid.py): chasquid exits 1 on "
                      "SIGTERM\n[Service]\nSuccessExitStatus=1\n")
-ROOTS = [CHASQUID_CONFIG, CHASQUID_DELIVER, STOP_DROP_IN]
+ROOTS = (CHASQUID_CONFIG, CHASQUID_DELIVER, STOP_DROP_IN)
 USER = "chasquid"  # signs DKIM itself (or in its hook) and owns the keys
 NATIVE_DKIM = (1, 14)
-ALGORITHMS = {"rsa": "rsa-sha256", "ed25519": "ed25519-sha256"}
+ALGORITHMS = MappingProxyType({"rsa": "rsa-sha256", "ed25519": "ed25519-sha256"})
 # chasquid reads its own copies of the certificate, as its own user, and has no reload
 CERTIFICATE_READERS = (CertificateReader("chasquid", after_renewal="restart",
                                          copy_to=f"{CHASQUID_CONFIG}/certs", copy_owner=USER),)
@@ -55,7 +66,7 @@ def native_dkim() -> bool:
     return version is not None and version >= NATIVE_DKIM
 
 
-def configure(settings: Settings, secrets: Secrets) -> set[str]:
+def configure(settings: Settings, secrets: Secrets, steps: KeySteps | None = None) -> set[str]:
     """Write every configuration file; what to restart (chasquid.service, not its sockets)."""
     mailbox_root()
     if put_text(STOP_DROP_IN, STOP_DROP_IN_TEXT):
@@ -69,7 +80,7 @@ def configure(settings: Settings, secrets: Secrets) -> set[str]:
                        lmtp=CHASQUID_LMTP),
         write_template("chasquid/post-data.py.j2", f"{CHASQUID_CONFIG}/hooks/post-data", settings,
                        mode="755", owners=sender_owners(settings),
-                       signing={} if native else _hook_signing(settings)),
+                       signing={} if native else _hook_signing(settings, steps)),
     ]
     all_aliases = aliases(settings)
     for domain in settings.mail_domains:
@@ -79,7 +90,7 @@ def configure(settings: Settings, secrets: Secrets) -> set[str]:
         domain_aliases = [(a, t) for a, t in all_aliases.items() if a.endswith("@" + domain)]
         changed.append(write_template("chasquid/aliases.j2", f"{domain_dir}/aliases", settings,
                                       domain=domain, aliases=domain_aliases))
-        for kind, selector, signs in _dkim_links(settings, domain):
+        for kind, selector, signs in _dkim_links(settings, domain, steps):
             link = f"{domain_dir}/dkim:{selector}.pem"
             target = host_key_path(settings, domain, kind, selector) if native and signs else None
             if _link_in_place(link, target):
@@ -107,27 +118,34 @@ QUEUE = QueueReader(f"date +%s; find {CHASQUID_QUEUE} -type f -printf '%T@\\n' 2
                           f"{CHASQUID_QUEUE}) or delete them yourself")
 
 
-def _signing_selector(settings: Settings, domain: str, kind: str) -> str:
-    """RSA: the rotation's signing key; ed25519: its fixed selector."""
-    return signing_selector(settings, domain) if kind == "rsa" else selector_for(settings, kind)
+def _signing_selector(settings: Settings, domain: str, kind: str, step: Step | None) -> str:
+    """RSA: the rotation's signing key (by this run's step); ed25519: its fixed selector."""
+    if kind == "rsa":
+        return signing_selector(settings, domain, step)
+    return selector_for(settings, kind)
 
 
-def _dkim_links(settings: Settings, domain: str) -> list[tuple[str, str, bool]]:
+def _dkim_links(settings: Settings, domain: str,
+                steps: KeySteps | None = None) -> list[tuple[str, str, bool]]:
     """(kind, selector, signs) of every key a domain's dkim:SELECTOR.pem link could name:
     chasquid signs with every such link, so only signing keys have one (a rotation's next
     and retiring keys none)."""
-    links = [(kind, _signing_selector(settings, domain, kind), True)
+    step = (steps or KeySteps()).dkim_step(settings, domain)
+    links = [(kind, _signing_selector(settings, domain, kind, step), True)
              for kind in kinds_for(settings)]
-    state = rotation_state(settings, domain)
+    state = rotation_state(settings, domain, step)
     others = [s for s in (state.published if state else []) if s != links[0][1]]
     return links + [("rsa", selector, False) for selector in others]
 
 
-def _hook_signing(settings: Settings) -> dict[str, list[tuple[str, str, str]]]:
+def _hook_signing(settings: Settings,
+                  steps: KeySteps | None = None) -> dict[str, list[tuple[str, str, str]]]:
     """Per domain: (selector, algorithm, key path) for the post-data hook to sign with."""
+    steps = steps or KeySteps()
     signing = {}
     for domain in settings.mail_domains:
-        selectors = [(kind, _signing_selector(settings, domain, kind))
+        step = steps.dkim_step(settings, domain)
+        selectors = [(kind, _signing_selector(settings, domain, kind, step))
                      for kind in kinds_for(settings)]
         signing[domain] = [(selector, ALGORITHMS[kind],
                             host_key_path(settings, domain, kind, selector))

@@ -16,23 +16,25 @@ from pyinfra import host
 from pyinfra.operations import server
 
 from mailhost.facts import DebianPackageVersion
-from mailhost.host import CertificateReader, directory, write_template
+from mailhost.host import CertificateReader
 from mailhost.host.users import host_dovecot_users
+from mailhost.keys.steps import KeySteps
+from mailhost.operations.files import directory, write_template
 from mailhost.operations.secret_file import secret_file
 from mailhost.paths import DOVECOT_USERS
 from mailhost.secrets import Secret, Secrets
 from mailhost.settings import Settings
 
-PACKAGES = ["dovecot-core", "dovecot-imapd", "dovecot-lmtpd", "dovecot-sieve"]
-UNITS = ["dovecot"]
+PACKAGES = ("dovecot-core", "dovecot-imapd", "dovecot-lmtpd", "dovecot-sieve")
+UNITS = ("dovecot",)
 POSTFIX_PRIVATE = "/var/spool/postfix/private"  # Postfix's sockets (auth, LMTP) are made here
-ROOTS = ["/etc/dovecot", POSTFIX_PRIVATE]
+ROOTS = ("/etc/dovecot", POSTFIX_PRIVATE)
 CERTIFICATE_READERS = (CertificateReader("dovecot", after_renewal="reload"),)
 IMAPS_PORT, IMAP_PORT = 993, 143
 SIEVE_DIR = "/etc/dovecot/sieve"
 JUNK_SIEVE = f"{SIEVE_DIR}/junk.sieve"
 # special-use folders (RFC 6154), created and subscribed at a user's first login or delivery
-FOLDERS = [("Drafts", "Drafts"), ("Junk", "Junk"), ("Sent", "Sent"), ("Trash", "Trash")]
+FOLDERS = (("Drafts", "Drafts"), ("Junk", "Junk"), ("Sent", "Sent"), ("Trash", "Trash"))
 # Mozilla's "intermediate" profile: AEAD ciphers with forward secrecy (TLS 1.2; 1.3 has its own)
 CIPHERS = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
            "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
@@ -84,7 +86,7 @@ def render_data(settings: Settings) -> dict:
             "lmtp_listeners": lmtp, "auth_listeners": auth}
 
 
-def configure(settings: Settings, secrets: Secrets) -> set[str]:
+def configure(settings: Settings, secrets: Secrets, steps: KeySteps | None = None) -> set[str]:
     """Its configuration (the syntax of the Dovecot version apt has), the global Sieve script
     (compiled: the mail user cannot write next to it) and the users' password hashes; what to
     restart."""

@@ -4,7 +4,7 @@ an MTA is one module and one entry in its ``components``."""
 from __future__ import annotations
 
 from dataclasses import replace
-from types import ModuleType
+from types import MappingProxyType, ModuleType
 
 from pyinfra import host
 from pyinfra.api.exceptions import DeployError
@@ -48,7 +48,7 @@ POSTFIX = served_by(postfix, name="postfix",  # postfix last
 CHASQUID = served_by(chasquid, name="chasquid",
                      components=(resolver, backup, rspamd, dovecot, nginx, chasquid),
                      dkim_signer=chasquid.USER, tls_configurable=False)
-MTAS = {mta.name: mta for mta in (POSTFIX, CHASQUID)}
+MTAS = MappingProxyType({mta.name: mta for mta in (POSTFIX, CHASQUID)})
 
 
 def for_settings(mta: Mta, settings: Settings) -> Mta:

@@ -23,17 +23,19 @@ import shlex
 
 from pyinfra.operations import server
 
-from mailhost import mta_sts
+from mailhost.dns import mta_sts
 from mailhost.facts import known_state
-from mailhost.host import CertificateReader, directory, put_text, write_template
+from mailhost.host import CertificateReader
 from mailhost.host.dovecot import CIPHERS
+from mailhost.keys.steps import KeySteps
+from mailhost.operations.files import directory, put_text, write_template
 from mailhost.settings import Settings
 
-PACKAGES = ["nginx"]
-UNITS = ["nginx"]
+PACKAGES = ("nginx",)
+UNITS = ("nginx",)
 CONFIG = "/etc/nginx/nginx.conf"
 POLICY_DIR = "/etc/nginx/mta-sts"  # POLICY_DIR/DOMAIN.txt, read by the workers (www-data)
-ROOTS = [CONFIG, POLICY_DIR]
+ROOTS = (CONFIG, POLICY_DIR)
 CERTIFICATE_READERS = (CertificateReader("nginx", after_renewal="reload"),)
 HTTPS_PORT = 443
 
@@ -76,7 +78,7 @@ def ports(settings: Settings) -> tuple[int, ...]:
     return (HTTPS_PORT,) if wanted(settings) else ()
 
 
-def configure(settings: Settings, secrets) -> set[str]:
+def configure(settings: Settings, secrets, steps: KeySteps | None = None) -> set[str]:
     """The policy file of each mail domain and the server that serves only them; what to
     restart.
 

@@ -11,21 +11,23 @@ from datetime import UTC, datetime
 
 from pyinfra.operations import server
 
-from mailhost.host import CertificateReader, QueueReader, base, put_text, render, write_template
+from mailhost.host import CertificateReader, QueueReader, base
 from mailhost.host.users import alias_map, mailbox_map, mailbox_root, sender_login_map
+from mailhost.keys.steps import KeySteps
+from mailhost.operations.files import put_text, render, write_template
 from mailhost.operations.secret_file import secret_file
 from mailhost.paths import POSTFIX_QUEUES
 from mailhost.secrets import Secret, Secrets
 from mailhost.settings import Settings
 from mailhost.warmup import PROVIDERS, SCHEDULE, pace_on, transport_map
 
-PACKAGES = ["postfix"]
+PACKAGES = ("postfix",)
 # the SASL client's PLAIN and LOGIN mechanisms: without them Postfix cannot log in to
 # relay_host ("No worthy mechs found", seen in the lab); installed only with a relay (and left
 # installed when the relay goes, as Redis is after greylisting)
 SASL_CLIENT_PACKAGE = "libsasl2-modules"
-UNITS = ["postfix"]
-ROOTS = ["/etc/postfix"]
+UNITS = ("postfix",)
+ROOTS = ("/etc/postfix",)
 CERTIFICATE_READERS = (CertificateReader("postfix", after_renewal="reload"),)
 OLD_TLS_ADVICE = ("the MTA must accept TLS 1.2 or newer only (Postfix: smtpd_tls_protocols and "
                   "smtpd_tls_mandatory_protocols = >=TLSv1.2)")
@@ -34,7 +36,7 @@ CBC_ADVICE = ("submission must use only AEAD ciphers with forward secrecy (Postf
               "Mozilla's intermediate profile)")
 
 
-def configure(settings: Settings, secrets: Secrets) -> set[str]:
+def configure(settings: Settings, secrets: Secrets, steps: KeySteps | None = None) -> set[str]:
     """main.cf, master.cf and the maps (mailboxes, aliases, who may send as whom); what to
     restart."""
     mailbox_root()

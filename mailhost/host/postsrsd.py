@@ -3,16 +3,17 @@ A component of the Postfix MTA (see mailhost.host)."""
 
 from __future__ import annotations
 
-from mailhost.host import write_template
+from mailhost.keys.steps import KeySteps
+from mailhost.operations.files import write_template
 from mailhost.secrets import Secrets
 from mailhost.settings import Settings
 
-PACKAGES = ["postsrsd"]
-UNITS = ["postsrsd"]
-ROOTS = ["/etc/default/postsrsd"]
+PACKAGES = ("postsrsd",)
+UNITS = ("postsrsd",)
+ROOTS = ("/etc/default/postsrsd",)
 
 
-def configure(settings: Settings, secrets: Secrets) -> set[str]:
+def configure(settings: Settings, secrets: Secrets, steps: KeySteps | None = None) -> set[str]:
     """Its settings (the domains, the ports Postfix asks); what to restart."""
     changed = write_template("postfix/postsrsd.j2", "/etc/default/postsrsd", settings)
     return set(UNITS) if changed else set()

@@ -24,21 +24,23 @@ from pyinfra.api import QuoteString, StringCommand
 from pyinfra.operations import files, server
 
 from mailhost.facts import known_state
-from mailhost.host import put_text, render, units
+from mailhost.host import units
+from mailhost.keys.steps import KeySteps
+from mailhost.operations.files import put_text, render
 from mailhost.settings import Settings
 
 # dns-root-data: the root trust anchor unbound starts from (/usr/share/dns/root.key); only a
 # Recommends of unbound, and without it unbound does not start (seen in the chasquid world)
-PACKAGES = ["unbound", "dns-root-data"]
-UNITS = ["unbound"]
+PACKAGES = ("unbound", "dns-root-data")
+UNITS = ("unbound",)
 CONFIG = "/etc/unbound/unbound.conf.d/mailhost.conf"
 RESOLV_CONF = "/etc/resolv.conf"
-ROOTS = [CONFIG, RESOLV_CONF]
+ROOTS = (CONFIG, RESOLV_CONF)
 LISTEN = "127.0.0.1"
 RESOLV_CONF_TEXT = (f"# Managed by mailhost (mailhost/host/resolver.py): the host's unbound\n"
                     f"nameserver {LISTEN}\noptions edns0 trust-ad\n")
 # Postfix reads a copy of resolv.conf in its chroot, made when it starts
-RESOLV_CONF_READERS = {"postfix"}
+RESOLV_CONF_READERS = frozenset({"postfix"})
 
 
 def forget(zone: str) -> None:
@@ -52,7 +54,7 @@ def forget(zone: str) -> None:
         "unbound-control flush_zone", QuoteString(zone), ">/dev/null 2>&1 || true")])
 
 
-def configure(settings: Settings, secrets) -> set[str]:
+def configure(settings: Settings, secrets, steps: KeySteps | None = None) -> set[str]:
     """unbound's configuration, unbound running, then resolv.conf naming it; what to restart.
 
     + settings: nothing of them (the resolver is the same on every host)

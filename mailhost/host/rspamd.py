@@ -18,33 +18,37 @@ A component of both MTAs (mailhost.host.mtas).
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 from pyinfra.operations import server
 
-from mailhost.host import base, units, write_template
+from mailhost.host import base, units
 from mailhost.host.users import sender_owners
+from mailhost.keys.steps import KeySteps
+from mailhost.operations.files import write_template
 from mailhost.paths import RSPAMD_MILTER, RSPAMD_SCANNER
 from mailhost.secrets import Secrets
 from mailhost.settings import Settings
 
-PACKAGES = ["rspamd"]
-UNITS = ["rspamd"]
+PACKAGES = ("rspamd",)
+UNITS = ("rspamd",)
 # rspamd's start ends once its scanner answers (a systemd drop-in running READY_SCRIPT)
 READY_DROP_IN = "/etc/systemd/system/rspamd.service.d/mailhost-ready.conf"
 READY_SCRIPT = "/usr/local/lib/mailhost/rspamd-ready"
-ROOTS = ["/etc/rspamd/local.d", "/etc/rspamd/rspamd.local.lua", READY_DROP_IN, READY_SCRIPT]
+ROOTS = ("/etc/rspamd/local.d", "/etc/rspamd/rspamd.local.lua", READY_DROP_IN, READY_SCRIPT)
 REDIS_PACKAGE = "redis-server"
 REDIS_UNIT = "redis-server"
 
 CONTROLLER = "127.0.0.1:11334"
 REDIS = "127.0.0.1:6379"  # only with greylisting
 FROM_RULE = "MAILHOST_FROM_NOT_OWNED"  # the Lua rule's symbol
-LISTEN = {"milter": RSPAMD_MILTER, "normal": RSPAMD_SCANNER, "controller": CONTROLLER,
-          "redis": REDIS}
+LISTEN = MappingProxyType({"milter": RSPAMD_MILTER, "normal": RSPAMD_SCANNER,
+                           "controller": CONTROLLER, "redis": REDIS})
 
 # /etc/rspamd/local.d/NAME from templates/rspamd/NAME.j2
-LOCAL_FILES = ["options.inc", "worker-normal.inc", "worker-proxy.inc", "worker-controller.inc",
+LOCAL_FILES = ("options.inc", "worker-normal.inc", "worker-proxy.inc", "worker-controller.inc",
                "actions.conf", "milter_headers.conf", "dmarc.conf", "dkim_signing.conf",
-               "arc.conf", "greylist.conf", "settings.conf"]
+               "arc.conf", "greylist.conf", "settings.conf")
 
 
 def files(settings: Settings) -> dict[str, str]:
@@ -54,7 +58,7 @@ def files(settings: Settings) -> dict[str, str]:
     return result
 
 
-def configure(settings: Settings, secrets: Secrets) -> set[str]:
+def configure(settings: Settings, secrets: Secrets, steps: KeySteps | None = None) -> set[str]:
     """rspamd's local configuration and the From rule; Redis when greylisting is on; what to
     restart.
 

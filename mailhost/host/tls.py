@@ -8,26 +8,27 @@ never leaves the host without mail; certbot's deploy hook then points them at th
 from __future__ import annotations
 
 from pathlib import Path
+from types import MappingProxyType
 
 from pyinfra import host
 from pyinfra.api import FactBase, QuoteString, StringCommand
 from pyinfra.facts.files import File, Link
 from pyinfra.operations import files, python, server
 
-from mailhost import mta_sts
-from mailhost.dane import (
+from mailhost.dns import mta_sts
+from mailhost.facts import known_lines, known_state
+from mailhost.host import Mta
+from mailhost.keys.dane import (
     Rollover,
     next_tlsa_answered,
     parse_seen,
-    remember,
     rollover_request,
     rollover_step,
     seen_text,
     tlsa_of_public_key,
 )
-from mailhost.dkim import clock
-from mailhost.facts import known_lines, known_state
-from mailhost.host import Mta, directory, put_text, write_template
+from mailhost.keys.dkim import clock
+from mailhost.operations.files import directory, put_text, write_template
 from mailhost.operations.secret_file import secret_file
 from mailhost.paths import (
     ACME_CA_BUNDLE,
@@ -50,15 +51,15 @@ from mailhost.settings import Settings
 
 SNAKEOIL_CERT = "/etc/ssl/certs/ssl-cert-snakeoil.pem"
 SNAKEOIL_KEY = "/etc/ssl/private/ssl-cert-snakeoil.key"
-PACKAGES = ["certbot", "ssl-cert", "ca-certificates", "openssl"]
-DNS_PLUGINS = {"rfc2136": "python3-certbot-dns-rfc2136",
-               "cloudflare": "python3-certbot-dns-cloudflare"}
+PACKAGES = ("certbot", "ssl-cert", "ca-certificates", "openssl")
+DNS_PLUGINS = MappingProxyType({"rfc2136": "python3-certbot-dns-rfc2136",
+               "cloudflare": "python3-certbot-dns-cloudflare"})
 
 
-def packages(settings: Settings) -> list[str]:
+def packages(settings: Settings) -> tuple[str, ...]:
     """certbot, and for DNS-01 its plugin for the DNS provider."""
     if settings.acme_challenge == "dns-01":
-        return [*PACKAGES, DNS_PLUGINS[settings.dns_provider]]
+        return (*PACKAGES, DNS_PLUGINS[settings.dns_provider])
     return PACKAGES
 
 
@@ -217,15 +218,16 @@ def certbot_certonly(settings: Settings, *extra: str) -> StringCommand:
     )
 
 
-TIMERS = [CERTBOT_TIMER]  # renewals: started with the MTA's units (units.converge)
+TIMERS = (CERTBOT_TIMER,)  # renewals: started with the MTA's units (units.converge)
 
 
-# --- DANE key rollover (mailhost.dane) ---
+# --- DANE key rollover (mailhost.keys.dane) ---
 
 
 def key_rollover(settings: Settings, read_key) -> Rollover:
-    """This deploy's step of the host's key rollover (dane.rollover_step), remembered for the
-    TLSA records; a steady Rollover with ``dane = "off"`` or before the first certificate.
+    """This deploy's step of the host's key rollover (dane.rollover_step; deploy.py keeps it
+    for the TLSA records); a steady Rollover with ``dane = "off"`` or before the first
+    certificate.
 
     + read_key: a key path on the host -> its base64 DER public half (None: no key)
     """
@@ -240,7 +242,6 @@ def key_rollover(settings: Settings, read_key) -> Rollover:
             has_next=upcoming is not None, seen=parse_seen(known_lines(NEXT_KEY_SEEN)[1]),
             asked=asked, now=clock(settings), ttl=settings.dns_ttl,
             visible=lambda: next_tlsa_answered(settings, upcoming))
-    remember(settings.mail_hostname, step)
     return step
 
 

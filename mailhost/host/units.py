@@ -4,13 +4,15 @@ read in one command (facts.SystemdUnitStates)."""
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand
 from pyinfra.operations import server
 
 from mailhost.facts import SystemdUnitStates
 
-NOT_THERE = {"active": False, "enabled": False}
+NOT_THERE = MappingProxyType({"active": False, "enabled": False})
 
 
 def converge(running: list[str], stopped: list[str] = (), restart: set[str] = frozenset()) -> None:

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 from passlib.hash import sha512_crypt
 from pyinfra import host
 from pyinfra.facts.files import FileContents
 from pyinfra.operations import server
 
 from mailhost.facts import Accounts, known_lines
-from mailhost.host import directory
+from mailhost.operations.files import directory
 from mailhost.paths import DOVECOT_USERS, MAILBOX_ROOT, VMAIL_GID, VMAIL_UID, maildir
 from mailhost.secrets import Secrets
 from mailhost.settings import Settings
 
-ROOTS = [MAILBOX_ROOT]  # read with facts.read_paths
+ROOTS = (MAILBOX_ROOT,)  # read with facts.read_paths
 NOLOGIN = "/usr/sbin/nologin"
-VMAIL_ACCOUNT = {"uid": VMAIL_UID, "gid": VMAIL_GID, "home": MAILBOX_ROOT, "shell": NOLOGIN}
+VMAIL_ACCOUNT = MappingProxyType({"uid": VMAIL_UID, "gid": VMAIL_GID, "home": MAILBOX_ROOT,
+                                  "shell": NOLOGIN})
 # SHA512-crypt rounds: OWASP's figure for PBKDF2-HMAC-SHA512 (210,000), about 0.15 s a hash
 # here. libpass's default (656,000) costs the VPS about 0.4 s of CPU at every IMAP/SMTP login
 # (a cheap way to exhaust a 1-vCPU VPS with wrong passwords) and the controller as much per

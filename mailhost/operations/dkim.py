@@ -12,7 +12,8 @@ from pyinfra.api import FunctionCommand, OperationError, QuoteString, StringComm
 from pyinfra.facts.files import File, Sha256File
 from pyinfra.operations import files
 
-from mailhost.dkim import (
+from mailhost.facts import in_place
+from mailhost.keys.dkim import (
     generate_key,
     host_key_path,
     host_state_path,
@@ -24,10 +25,9 @@ from mailhost.dkim import (
     selector_for,
     state_text,
 )
-from mailhost.facts import in_place
-from mailhost.host import put_text
+from mailhost.keys.rotation import Step
 from mailhost.operations import run_or_fail
-from mailhost.rotation import Step
+from mailhost.operations.files import put_text
 from mailhost.settings import Settings
 
 

@@ -6,7 +6,8 @@ from pyinfra import host, logger
 from pyinfra.api import FunctionCommand, operation
 from pyinfra.context import state
 
-from mailhost.checks import failure_line, render_table, run_checks
+from mailhost.checks import failure_line, render_table
+from mailhost.checks.all import run_checks
 from mailhost.secrets import Secrets
 from mailhost.settings import Settings
 

@@ -8,11 +8,12 @@ is read back instead of generating a new one: rebuilding a VPS never changes the
 This module is the one place for a DKIM record's name (``record_name``) and for reading a
 public half (``public_half``: the controller's key first, else the host's).
 
-Rotation (mailhost.rotation, RSA keys only; the ed25519 key keeps its selector): the state of
+Rotation (mailhost.keys.rotation, RSA keys only; the ed25519 key keeps its selector): the state of
 a domain lives beside its keys, ``secrets_dir/dkim/DOMAIN/rotation.json``, and a copy on the
 host (``HOST_DKIM_DIR/DOMAIN/rotation.json``) from which a new controller recovers it.
-``rotation_step`` is one deploy's step for a domain; ``signing_selector`` is the selector the
-MTA signs with (this run's step, else the state file, else ``dkim_selector``).
+``rotation_step`` is one deploy's step for a domain (kept by the run: steps.KeySteps);
+``signing_selector`` is the selector the MTA signs with (this run's step, else the state file,
+else ``dkim_selector``).
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from mailhost import rotation
+from mailhost.keys import rotation
 from mailhost.paths import HOST_DKIM_DIR
 from mailhost.settings import DOCUMENTATION_NETWORKS, Settings
 
 KINDS = ("rsa", "ed25519")
-PENDING = "<new key, generated when applied>"
+DKIM_PENDING = "<new key, generated when applied>"
 
 
 @dataclass(frozen=True)
@@ -48,16 +49,16 @@ class DkimPublicKeys:
     removed: tuple[str, ...] = ()
 
     def rsa_txt(self) -> str:
-        return f"v=DKIM1; k=rsa; p={self.rsa or PENDING}"
+        return f"v=DKIM1; k=rsa; p={self.rsa or DKIM_PENDING}"
 
     def rsa_records(self, selector: str) -> list[tuple[str, str]]:
         """(selector, TXT value) of every published RSA key; ``selector`` without rotation."""
         if not self.rsa_published:
             return [(selector, self.rsa_txt())]
-        return [(s, f"v=DKIM1; k=rsa; p={p or PENDING}") for s, p in self.rsa_published]
+        return [(s, f"v=DKIM1; k=rsa; p={p or DKIM_PENDING}") for s, p in self.rsa_published]
 
     def ed25519_txt(self) -> str:
-        return f"v=DKIM1; k=ed25519; p={self.ed25519 or PENDING}"
+        return f"v=DKIM1; k=ed25519; p={self.ed25519 or DKIM_PENDING}"
 
     @property
     def pending(self) -> bool:
@@ -176,8 +177,6 @@ def save_local_key(path: Path, private_pem: bytes) -> None:
 # the lab's clock (tests only): honoured only for a host on a documentation address (only a
 # lab has one: the settings accept it only with lab_allowances)
 LAB_CLOCK = "MAILHOST_LAB_NOW"
-# (mail_hostname, domain) -> this run's step: what the MTA modules and the checks sign with
-_steps: dict[tuple[str, str], rotation.Step] = {}
 
 
 def rotation_policy(settings: Settings) -> rotation.Policy:
@@ -226,7 +225,8 @@ Visibility = Callable[[str, str, str], bool]
 def rotation_step(settings: Settings, domain: str, host_text: str | None,
                   read_host_key: HostKeyReader | None, visible: Visibility,
                   now: datetime | None = None) -> rotation.Step:
-    """This deploy's step of a domain's rotation (kept for the MTA modules and the checks).
+    """This deploy's step of a domain's rotation (deploy.py keeps it in the run's KeySteps,
+    for the MTA modules and the DNS records).
 
     + host_text: the host's copy of the state file (None: none, or not read)
     + visible: asked only for a next key not yet seen published everywhere
@@ -238,9 +238,7 @@ def rotation_step(settings: Settings, domain: str, host_text: str | None,
         public = public_half(settings, domain, "rsa", read_host_key, upcoming.selector)[0]
         if public is not None and visible(domain, upcoming.selector, public):
             seen.add(upcoming.selector)
-    step = rotation.advance(state, rotation_policy(settings), now, seen, force=force)
-    _steps[(settings.mail_hostname, domain)] = step
-    return step
+    return rotation.advance(state, rotation_policy(settings), now, seen, force=force)
 
 
 def state_text(step: rotation.Step, settings: Settings, domain: str) -> str:
@@ -252,9 +250,9 @@ def state_text(step: rotation.Step, settings: Settings, domain: str) -> str:
 
 def published_everywhere(settings: Settings) -> Visibility:
     """Whether every authoritative server of the record's zone answers a DKIM record with this
-    key (checks.lookup.every_server_answers)."""
+    key (lookup.every_server_answers)."""
     def visible(domain: str, selector: str, public: str) -> bool:
-        from mailhost.checks.lookup import every_server_answers
+        from mailhost.lookup import every_server_answers
 
         def has_key(rdata) -> bool:
             text = "".join(b"".join(rdata.strings).decode(errors="replace").split())
@@ -263,20 +261,18 @@ def published_everywhere(settings: Settings) -> Visibility:
     return visible
 
 
-def current_step(settings: Settings, domain: str) -> rotation.Step | None:
-    """This run's rotation step of a domain (None: not computed in this process)."""
-    return _steps.get((settings.mail_hostname, domain))
+def signing_selector(settings: Settings, domain: str, step: rotation.Step | None = None) -> str:
+    """The selector the MTA signs a domain's mail with (RSA).
 
-
-def signing_selector(settings: Settings, domain: str) -> str:
-    """The selector the MTA signs a domain's mail with (RSA)."""
-    state = rotation_state(settings, domain)
+    + step: this run's rotation step of the domain (None: none computed, the saved state)"""
+    state = rotation_state(settings, domain, step)
     return state.signing if state is not None else settings.dkim_selector
 
 
-def rotation_state(settings: Settings, domain: str) -> rotation.Rotation | None:
-    """The rotation as this run left it, else as the controller's file says (None: no state)."""
-    step = current_step(settings, domain)
+def rotation_state(settings: Settings, domain: str,
+                   step: rotation.Step | None = None) -> rotation.Rotation | None:
+    """The rotation as this run's ``step`` leaves it, else as the controller's file says
+    (None: no state)."""
     if step is not None:
         return step.rotation
     local = local_state_path(settings, domain)

@@ -5,7 +5,7 @@ counted (one 5-record page) only when the safety threshold could apply. A plan i
 one ``dns.records.batch`` call (all or nothing) per 200 changes, right after a re-read that
 makes sure nothing we touch changed since the plan was read. The re-read and the batch are two
 calls, not one transaction: a change made between them is not prevented, it is found by the
-read-back after the write (mailhost.dnssync.ZoneSync.verify) and reported.
+read-back after the write (mailhost.zones.sync.ZoneSync.verify) and reported.
 
 DNSSEC (for DANE's TLSA) is Cloudflare's own zone status (``dns.dnssec.get``): signed only when
 "active", which Cloudflare reports once it signs the zone and sees the DS at the registrar.
@@ -16,12 +16,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import cloudflare
 from cloudflare import Cloudflare
 
-from mailhost.providers.base import Provider, ProviderError
-from mailhost.records import RecordSet, normalize_name, quote_txt, unquote_txt
+from mailhost.dns.records import RecordSet, normalize_name, quote_txt, unquote_txt
+from mailhost.zones.providers.base import Provider, ProviderError
 
 LEGACY_AUTH_VARIABLES = ("CLOUDFLARE_EMAIL", "CLOUDFLARE_API_KEY")
 PROXIABLE = ("A", "AAAA", "CNAME")
@@ -30,12 +31,12 @@ NEVER_PROXIED = ("A", "AAAA")  # the mail host's addresses: SMTP cannot go throu
 # on paid plans); a bigger plan is written in several batches, each all or nothing.
 BATCH_LIMIT = 200
 # Cloudflare's DNSSEC status -> what to do for DANE (only "active" is signed)
-DNSSEC_ADVICE = {
+DNSSEC_ADVICE = MappingProxyType({
     "disabled": "turn DNSSEC on in Cloudflare (DNS > Settings > DNSSEC), add the DS record it "
                 'shows at your registrar, and wait for the status "active"',
     "pending": "add the DS record Cloudflare shows (DNS > Settings > DNSSEC) at your registrar "
                'and wait for the status "active"',
-}
+})
 DNSSEC_OTHER_ADVICE = ('DANE needs the status "active": DNSSEC on in Cloudflare and its DS '
                        "record at your registrar")
 # GET /zones/{id}/dnssec accepts "DNS Read" or "DNS Write" (Cloudflare's API reference)

@@ -1,4 +1,4 @@
-"""Staged DKIM key rotation: pure state, advanced by ordinary deploys (mailhost.dkim wires it).
+"""Staged DKIM key rotation: pure state, advanced by ordinary deploys (mailhost.keys.dkim wires it).
 
 Each key has a selector derived from ``dkim_selector`` and its creation day
 (``mail-20261125``; a key from before rotation keeps its plain selector). A domain's rotation

@@ -5,7 +5,7 @@ SubjectPublicKeyInfo>`` (DANE-EE, the key only: it survives renewals, which reus
 certbot ``--reuse-key``). Its key is certbot's (paths.live_certificate_dir): until the first
 certificate exists the MTA serves the self-signed fallback, whose key certbot does not keep. On
 that first deploy the zone's records are written without the TLSA, and a second DNS operation
-right after certbot publishes it (``PENDING`` in the plan shown; deploy.py, run.tlsa_preview).
+right after certbot publishes it (``TLSA_PENDING`` in the plan shown; deploy.py, run.tlsa_preview).
 
 It is published only in a DNSSEC-signed zone (the provider's ``dnssec_signed``): without
 signatures a TLSA proves nothing, and senders ignore it.
@@ -36,7 +36,7 @@ from mailhost.paths import live_certificate_dir
 
 USAGE_SELECTOR_MATCHING = "3 1 1"  # DANE-EE, SubjectPublicKeyInfo, SHA-256
 # the value shown in a plan before the certificate's key exists
-PENDING = f"{USAGE_SELECTOR_MATCHING} <key of the certificate obtained later in this run>"
+TLSA_PENDING = f"{USAGE_SELECTOR_MATCHING} <key of the certificate obtained later in this run>"
 NEXT_PENDING = f"{USAGE_SELECTOR_MATCHING} <next key, made on the host in this run>"
 SMTP_PORT = 25
 
@@ -108,13 +108,13 @@ def next_tlsa_answered(settings, upcoming: str) -> bool:
     (yet). What a rollover waits for, as dkim.published_everywhere for a DKIM key."""
     from dns.exception import DNSException
 
-    from mailhost.checks.lookup import every_server_answers, resolver_for
+    from mailhost.lookup import every_server_answers, zone_resolver
 
     name = tlsa_name(settings.mail_hostname)
     if every_server_answers(settings, name, "TLSA", lambda r: r.to_text() == upcoming):
         return True
     try:
-        return resolver_for(settings).values(name, "TLSA") == []
+        return zone_resolver(settings).values(name, "TLSA") == []
     except DNSException:
         return False
 
@@ -150,27 +150,14 @@ def rollover_request(secrets_dir: str, mail_hostname: str) -> Path:
     return Path(secrets_dir) / "tls" / f"{mail_hostname}.rollover-asked"
 
 
-# mail_hostname -> this run's rollover step (dnssync asks it for the TLSA values)
-_steps: dict[str, Rollover] = {}
-
-
-def remember(mail_hostname: str, step: Rollover) -> None:
-    _steps[mail_hostname] = step
-
-
-def switching_now() -> bool:
-    """Whether a host's rollover switches keys in this run (the TLSA changes after certbot)."""
-    return any(step.switch for step in _steps.values())
-
-
-def tlsa_values(mail_hostname: str, current: str | None, upcoming: str | None,
+def tlsa_values(current: str | None, upcoming: str | None, step: Rollover | None,
                 after_switch: bool = False) -> tuple[str, ...]:
     """The TLSA values of a host: its certificate key's and a rollover's next key's.
 
     + current / upcoming: the TLSA values of the keys on the host now (None: no such key)
+    + step: this run's rollover step of the host (None: none computed in this run)
     + after_switch: as they will be once this run's switch is done (the plan shown before it)
     """
-    step = _steps.get(mail_hostname)
     if upcoming is None and step is not None and step.make:
         upcoming = NEXT_PENDING
     if after_switch and step is not None and step.switch and upcoming:

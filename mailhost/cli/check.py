@@ -8,17 +8,14 @@ the settings or the inventory are wrong.
 
 from __future__ import annotations
 
-import argparse
 import logging
-import os
 import sys
 
+# first, as pyinfra's own command line does: it patches the process with gevent (sockets, ssl)
+import pyinfra_cli  # noqa: F401
 from pyinfra import logger
-from pyinfra.api import Config, State
-from pyinfra.api.connect import connect_all
 from pyinfra.api.exceptions import PyinfraError
-from pyinfra.context import ctx_config, ctx_inventory, ctx_state
-from pyinfra_cli.inventory import make_inventory
+from pyinfra.api.inventory import Inventory
 
 from mailhost.checks import (
     FAILED,
@@ -26,29 +23,16 @@ from mailhost.checks import (
     failure_line,
     render_json,
     render_table,
-    run_checks,
 )
+from mailhost.checks.all import run_checks
+from mailhost.cli import arguments, read_inventory
 from mailhost.host.mtas import mta_of
 from mailhost.run import MailRun
 
 
-def connect(inventory_path: str) -> State:
-    """pyinfra's state for the inventory, every host connected that can be."""
-    state = State()
-    state.cwd = os.getcwd()
-    ctx_state.set(state)
-    config = Config()
-    ctx_config.set(config)
-    inventory = make_inventory(inventory_path, cwd=state.cwd)
-    ctx_inventory.set(inventory)
-    state.init(inventory, config)
-    connect_all(state)
-    return state
-
-
-def check_all(state: State, run: MailRun) -> dict[str, list[CheckResult]]:
+def check_all(inventory: Inventory, run: MailRun) -> dict[str, list[CheckResult]]:
     results = {}
-    for host in state.inventory:
+    for host in inventory:
         settings, lost = run.settings[host.name], []
         on_host = settings.mail_manage_host and host.connected
         if settings.mail_manage_host and not host.connected:
@@ -61,8 +45,7 @@ def check_all(state: State, run: MailRun) -> dict[str, list[CheckResult]]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="scripts/check", description=__doc__.splitlines()[0])
-    parser.add_argument("inventory", help="a pyinfra inventory, e.g. inventory/prod.py")
+    parser = arguments("scripts/check", __doc__)
     parser.add_argument("--json", action="store_true", help="a JSON list, one entry per check")
     args = parser.parse_args(argv)
 
@@ -73,14 +56,12 @@ def main(argv=None) -> int:
     logger.propagate = False
 
     try:
-        if not os.path.exists(args.inventory):
-            raise PyinfraError(f"no inventory file {args.inventory}")
-        state = connect(args.inventory)
-        run = MailRun.load(state.inventory)
+        inventory = read_inventory(args.inventory, connect=True)
+        run = MailRun.load(inventory)
     except PyinfraError as error:
         print(f"scripts/check: {error}", file=sys.stderr)
         return 2
-    results = check_all(state, run)
+    results = check_all(inventory, run)
 
     if args.json:
         print(render_json(results))

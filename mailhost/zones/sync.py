@@ -1,7 +1,7 @@
 """The DNS half of a deploy: the records of every host, planned and applied once per zone.
 
-Story: settings of all hosts -> desired records by zone (mailhost.desired) -> read what the
-provider holds at the owned keys -> plan (mailhost.dnsplan) -> print -> apply.
+Story: settings of all hosts -> desired records by zone (mailhost.zones.desired) -> read what the
+provider holds at the owned keys -> plan (mailhost.zones.plan) -> print -> apply.
 """
 
 from __future__ import annotations
@@ -12,26 +12,31 @@ from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
-from mailhost import mta_sts
-from mailhost.dane import (
-    PENDING,
+from mailhost.dns import mta_sts
+from mailhost.dns.records import RecordSet, zone_of
+from mailhost.keys.dane import (
+    TLSA_PENDING,
+    Rollover,
     certificate_key_path,
     tlsa_name,
     tlsa_of_public_key,
     tlsa_values,
 )
-from mailhost.desired import MailHost, ZoneRecords, desired_by_zone
-from mailhost.dkim import (
+from mailhost.keys.dkim import (
     DkimPublicKeys,
     HostKeyReader,
-    current_step,
-    domains_with_keys,
     kinds_for,
     public_half,
     rotation_state,
     save_local_key,
 )
-from mailhost.dnsplan import (
+from mailhost.keys.rotation import Step
+from mailhost.keys.steps import KeySteps
+from mailhost.paths import NEXT_KEY
+from mailhost.settings import Settings
+from mailhost.zones.desired import MailHost, ZoneRecords, desired_by_zone
+from mailhost.zones.notices import left_domain_notices, mta_sts_left_notices, raised_policy_notices
+from mailhost.zones.plan import (
     Ownership,
     PlanError,
     ZonePlan,
@@ -40,23 +45,20 @@ from mailhost.dnsplan import (
     check_safety,
     compute_plan,
 )
-from mailhost.paths import NEXT_KEY
-from mailhost.providers import Provider, ProviderError
-from mailhost.records import RecordSet, zone_of
-from mailhost.reports import raised_policy_notices
-from mailhost.settings import Settings
+from mailhost.zones.providers import Provider, ProviderError
 
 # (a host's name, a key path on that host) -> its base64 DER public key, or None
 HostsKeyReader = Callable[[str, str], str | None]
 
 
-def public_keys(settings: Settings, domain: str, read_host_key: HostKeyReader) -> DkimPublicKeys:
+def public_keys(settings: Settings, domain: str, read_host_key: HostKeyReader,
+                step: Step | None = None) -> DkimPublicKeys:
     """The DKIM public halves of a domain (dkim.public_half: the local key, else the host's,
     else pending): with a rotation, of every published RSA selector, and the selectors this
-    run's step removes."""
+    run's ``step`` removes (None: no step computed in this run)."""
     values = {kind: public_half(settings, domain, kind, read_host_key)[0]
               for kind in kinds_for(settings)}
-    state, step = rotation_state(settings, domain), current_step(settings, domain)
+    state = rotation_state(settings, domain, step)
     if state is None:
         return DkimPublicKeys(values["rsa"], values.get("ed25519"))
     published = tuple((selector, public_half(settings, domain, "rsa", read_host_key,
@@ -66,39 +68,43 @@ def public_keys(settings: Settings, domain: str, read_host_key: HostKeyReader) -
 
 
 def host_tlsa(name: str, settings: Settings, read_host_key: HostsKeyReader,
-              after_switch: bool = False) -> tuple[str, ...]:
+              after_switch: bool = False, step: Rollover | None = None) -> tuple[str, ...]:
     """The TLSA values of a host with ``dane = "auto"``: its certificate key's, and during a
-    key rollover the next key's (dane.tlsa_values)."""
+    key rollover (this run's ``step``) the next key's (dane.tlsa_values)."""
     if settings.dane != "auto":
         return ()
     current = tlsa_of_public_key(read_host_key(name, certificate_key_path(settings.mail_hostname)))
     upcoming = tlsa_of_public_key(read_host_key(name, NEXT_KEY))
-    return tlsa_values(settings.mail_hostname, current, upcoming, after_switch)
+    return tlsa_values(current, upcoming, step, after_switch)
 
 
 def mail_hosts(hosts: dict[str, Settings], read_host_key: HostsKeyReader,
-               after_switch: bool = False) -> list[MailHost]:
-    """Each host (by name) with its domains' public keys and its TLSA values."""
+               after_switch: bool = False, steps: KeySteps | None = None) -> list[MailHost]:
+    """Each host (by name) with its domains' public keys and its TLSA values.
+
+    + steps: this run's key steps (None: none computed: the state saved on the controller)"""
+    steps = steps or KeySteps()
     return [
-        MailHost(s, {d: public_keys(s, d, partial(read_host_key, name)) for d in s.mail_domains},
-                 host_tlsa(name, s, read_host_key, after_switch))
+        MailHost(s, {d: public_keys(s, d, partial(read_host_key, name), steps.dkim_step(s, d))
+                     for d in s.mail_domains},
+                 host_tlsa(name, s, read_host_key, after_switch, steps.tls_step(s)))
         for name, s in hosts.items()
     ]
 
 
 def tlsa_records(hosts: dict[str, Settings], read_host_key: HostsKeyReader, zone: str,
-                 pending: bool = False) -> ZoneRecords | None:
+                 pending: bool = False, steps: KeySteps | None = None) -> ZoneRecords | None:
     """The zone's TLSA records alone (owned: only their keys), for the DNS operation after the
     certificate; with ``pending`` (the plan shown before certbot runs), hosts whose certificate
-    key does not exist yet get dane.PENDING, and a key rollover's switch is taken as done.
+    key does not exist yet get dane.TLSA_PENDING, and a key rollover's switch is taken as done.
     None: no host wants a TLSA here."""
     records, keys = [], set()
-    for host in mail_hosts(hosts, read_host_key, after_switch=pending):
+    for host in mail_hosts(hosts, read_host_key, after_switch=pending, steps=steps):
         name = tlsa_name(host.settings.mail_hostname)
         if host.settings.dane != "auto" or zone_of(name, [zone]) is None:
             continue
         keys.add((name, "TLSA"))
-        values = host.tlsa or ((PENDING,) if pending else ())
+        values = host.tlsa or ((TLSA_PENDING,) if pending else ())
         if values:
             records.append(RecordSet(name, "TLSA", host.settings.dns_ttl, values))
     if not keys:
@@ -106,7 +112,8 @@ def tlsa_records(hosts: dict[str, Settings], read_host_key: HostsKeyReader, zone
     return ZoneRecords(zone, records, Ownership(frozenset(keys)))
 
 
-def zone_records(hosts: dict[str, Settings], read_host_key: HostsKeyReader) -> list[ZoneRecords]:
+def records_by_zone(hosts: dict[str, Settings], read_host_key: HostsKeyReader,
+                 steps: KeySteps | None = None) -> list[ZoneRecords]:
     """The desired records by zone, each with the notices of its domains that left the
     settings and of a DMARC policy raised over unaligned mail (scripts/reports' summary)."""
     notices = left_domain_notices(hosts)
@@ -117,7 +124,7 @@ def zone_records(hosts: dict[str, Settings], read_host_key: HostsKeyReader) -> l
     off = mta_sts_off_domains(hosts)
     return [replace(zone, notices=tuple(notices.get(zone.zone, ())),
                     mta_sts_off=tuple(off.get(zone.zone, {}).items()))
-            for zone in desired_by_zone(mail_hosts(hosts, read_host_key))]
+            for zone in desired_by_zone(mail_hosts(hosts, read_host_key, steps=steps))]
 
 
 def mta_sts_off_domains(hosts: dict[str, Settings]) -> dict[str, dict[str, tuple[str, ...]]]:
@@ -136,52 +143,6 @@ def mta_sts_off_domains(hosts: dict[str, Settings]) -> dict[str, dict[str, tuple
                 addresses = tuple(str(a) for a in (settings.ipv4, settings.ipv6) if a)
                 found.setdefault(zone, {})[domain] = addresses
     return found
-
-
-def mta_sts_left_notices(off: tuple[tuple[str, tuple[str, ...]], ...],
-                         found: list[RecordSet]) -> list[str]:
-    """A line for each domain with MTA-STS "off" whose ``_mta-sts`` TXT still announces a
-    policy served from its host (mta-sts.DOMAIN at the host's address): records set up by this
-    tool, which "off" leaves as they are (not owned any more). RFC 8461 8.3: a policy is
-    withdrawn safely by publishing mode "none" for its max_age before the records go."""
-    by_key = {r.key: r for r in found}
-    lines = []
-    for domain, addresses in off:
-        txt = by_key.get((mta_sts.record_name(domain), "TXT"))
-        policy_host = mta_sts.policy_host(domain)
-        pointed = {v for rtype in ("A", "AAAA")
-                   for v in getattr(by_key.get((policy_host, rtype)), "values", ())}
-        if txt is None or not any("v=STSv1" in v for v in txt.values) \
-                or not pointed & set(addresses):
-            continue
-        lines.append(
-            f"mta_sts_mode is off for {domain}, but {mta_sts.record_name(domain)} TXT and "
-            f"{policy_host} still announce the policy its host served: left as they are; "
-            "senders keep a cached policy up to its max_age (RFC 8461 8.3: the safe way off is "
-            'mta_sts_mode "none" for mta_sts_max_age first), then delete both by hand')
-    return lines
-
-
-def left_domain_notices(hosts: dict[str, Settings]) -> dict[str, list[str]]:
-    """By zone: a line for each domain that has a DKIM key on the controller (it was a mail
-    domain) but is neither a mail domain nor a parked domain of any host any more. Its records
-    are not ours to guess about: they are left as they are, and the plan says so."""
-    listed = {d for s in hosts.values() for d in [*s.mail_domains, *s.parked_domains]}
-    zones = {z for s in hosts.values() for z in s.zones}
-    notices: dict[str, list[str]] = {}
-    for settings in hosts.values():
-        for domain in domains_with_keys(settings):
-            zone = zone_of(domain, zones)
-            if domain in listed or zone is None:
-                continue
-            notices.setdefault(zone, []).append(
-                f"{domain} left mail_domains (its DKIM key is still in "
-                f"{settings.secrets_dir}/dkim/{domain}): its MX, SPF, DKIM and DMARC records "
-                f"are left as they are and still send its mail to {settings.mail_hostname}; "
-                "add it to parked_domains to publish that it takes no mail, or delete those "
-                "records and the key directory by hand")
-            listed.add(domain)
-    return notices
 
 
 @dataclass
@@ -244,7 +205,7 @@ class ZoneSync:
         if not plan.empty:
             self.provider.apply(plan)
             self.verify(plan)
-        remember(self.memory, plan)
+        save_written(self.memory, plan)
 
     def verify(self, plan: ZonePlan) -> None:
         """Fail, naming the record, when the server did not keep what was written."""
@@ -285,7 +246,7 @@ def written_records(memory: Path | None) -> dict[tuple[str, str], tuple[str, ...
     return {}
 
 
-def remember(memory: Path | None, plan: ZonePlan) -> None:
+def save_written(memory: Path | None, plan: ZonePlan) -> None:
     """Keep our values at the plan's keys once it is applied, or found with nothing to change
     (keys no longer ours go; keys another sync of the zone owns, such as the TLSA after
     certbot, stay)."""

@@ -22,12 +22,13 @@ from dataclasses import dataclass
 
 from checkdmarc.utils import get_base_domain
 
-from mailhost import dane, mta_sts
-from mailhost.dkim import DkimPublicKeys, record_name, selector_for
-from mailhost.dnsplan import Ownership
-from mailhost.records import RecordSet, zone_of
+from mailhost.dns import mta_sts
+from mailhost.dns.records import RecordSet, zone_of
+from mailhost.dns.spf import spf_record
+from mailhost.keys import dane
+from mailhost.keys.dkim import DkimPublicKeys, record_name, selector_for
 from mailhost.settings import Settings
-from mailhost.spf import spf_record
+from mailhost.zones.plan import Ownership
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class MailHost:
 
     settings: Settings
     dkim: dict[str, DkimPublicKeys]
-    # the TLSA values of its certificate's key and a rollover's next key (mailhost.dane)
+    # the TLSA values of its certificate's key and a rollover's next key (mailhost.keys.dane)
     tlsa: tuple[str, ...] = ()
 
 
@@ -141,11 +142,11 @@ def our_spf_terms(settings: Settings) -> set[str]:
 
 
 # (service label, port, offered): RFC 6186 and 8314; a service not offered has target "."
-CLIENT_SERVICES = [("_submissions._tcp", 465, lambda s: True),
+CLIENT_SERVICES = (("_submissions._tcp", 465, lambda s: True),
                    ("_submission._tcp", 587, lambda s: True),
                    ("_imaps._tcp", 993, lambda s: True),
                    ("_imap._tcp", 143, lambda s: s.imap_starttls),
-                   ("_pop3._tcp", 110, lambda s: False)]
+                   ("_pop3._tcp", 110, lambda s: False))
 NOT_OFFERED = "0 0 0 ."
 
 
@@ -162,12 +163,12 @@ def srv_records(domain: str, hosts: list[MailHost]) -> list[RecordSet]:
 
 def host_records(settings: Settings, tlsa: tuple[str, ...] = ()) -> list[RecordSet]:
     """A/AAAA of the host; its TLSA with ``dane = "auto"`` once its certificate's key exists
-    (published only in a signed zone: dnssync.ZoneSync.plan drops it otherwise)."""
+    (published only in a signed zone: zones.sync.ZoneSync.plan drops it otherwise)."""
     ttl = settings.dns_ttl
     records = [RecordSet(settings.mail_hostname, "A", ttl, (str(settings.ipv4),))]
     if settings.ipv6:
         records.append(RecordSet(settings.mail_hostname, "AAAA", ttl, (str(settings.ipv6),)))
-    values = tuple(v for v in tlsa if v != dane.PENDING)
+    values = tuple(v for v in tlsa if v != dane.TLSA_PENDING)
     if settings.dane == "auto" and values:
         records.append(RecordSet(dane.tlsa_name(settings.mail_hostname), "TLSA", ttl, values))
     return records
@@ -235,7 +236,7 @@ def desired_by_zone(hosts: list[MailHost]) -> list[ZoneRecords]:
         records += host_records(host.settings, host.tlsa)
         extra_owned |= {(host.settings.mail_hostname, "A"), (host.settings.mail_hostname, "AAAA")}
         # owned once its key is known: a rebuilt host's old TLSA is replaced (not deleted first)
-        # by the operation after its new certificate (dnssync.tlsa_records)
+        # by the operation after its new certificate (zones.sync.tlsa_records)
         if host.settings.dane == "auto" and host.tlsa:
             extra_owned.add((dane.tlsa_name(host.settings.mail_hostname), "TLSA"))
         zones_of_host[host.settings.mail_hostname] = host.settings.zones

@@ -4,33 +4,27 @@ For a host with ``dane = "auto"`` whose certificate's key is to change (compromi
 marks the request on the controller (``secrets_dir/tls/MAIL_HOSTNAME.rollover-asked``);
 nothing else changes until the next deploy, which makes the next key on the host and publishes
 its TLSA beside the current one. The later deploys switch the certificate to it once every
-authoritative server has answered the new TLSA set for twice its TTL (mailhost.dane). The
+authoritative server has answered the new TLSA set for twice its TTL (mailhost.keys.dane). The
 inventory is read, not connected to.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 
+# first, as pyinfra's own command line does: it patches the process with gevent (sockets, ssl)
+import pyinfra_cli  # noqa: F401
 from pyinfra.api.exceptions import PyinfraError
 
-from mailhost.dane import rollover_request
-from mailhost.rotate_dkim import read_inventory
-from mailhost.settings import SettingsError, load_settings
+from mailhost.cli import arguments, read_inventory
+from mailhost.keys.dane import rollover_request
+from mailhost.run import per_host
+from mailhost.settings import load_settings
 
 
 def request(inventory: str, mail_hostname: str) -> str:
     """Mark the rollover of the inventory's host named ``mail_hostname``; the mark's path."""
-    if not os.path.exists(inventory):
-        raise PyinfraError(f"no inventory file {inventory}")
-    hosts = []
-    for host in read_inventory(inventory):
-        try:
-            hosts.append(load_settings(host.data.dict()))  # no secrets needed
-        except SettingsError as error:
-            raise PyinfraError(f"{host.name}: {error}") from None
+    hosts = list(per_host(read_inventory(inventory), load_settings).values())  # no secrets
     found = [s for s in hosts if s.mail_hostname == mail_hostname.rstrip(".").lower()]
     if not found:
         names = ", ".join(s.mail_hostname for s in hosts)
@@ -46,9 +40,7 @@ def request(inventory: str, mail_hostname: str) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="scripts/rotate-tls-key",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("inventory", help="a pyinfra inventory, e.g. inventory/prod.py")
+    parser = arguments("scripts/rotate-tls-key", __doc__)
     parser.add_argument("mail_hostname", help="a host's mail_hostname, e.g. mail.example.com")
     args = parser.parse_args(argv)
     try:

@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from mailhost.providers.base import Provider, ProviderError
 from mailhost.secrets import Secrets
 from mailhost.settings import Settings
+from mailhost.zones.providers.base import Provider, ProviderError
 
-__all__ = ["Provider", "ProviderError", "make_provider"]
+__all__ = ("Provider", "ProviderError", "make_provider")
 
 
 def make_provider(settings: Settings, secrets: Secrets) -> Provider:
     """The provider the settings name, connected with the secrets."""
     if settings.dns_provider == "cloudflare":
-        from mailhost.providers.cloudflare import CloudflareProvider
+        from mailhost.zones.providers.cloudflare import CloudflareProvider
 
         return CloudflareProvider(
             api_token=secrets.cloudflare_api_token.reveal(),
             base_url=settings.cloudflare_api_url,
         )
-    from mailhost.providers.rfc2136 import Rfc2136Provider
+    from mailhost.zones.providers.rfc2136 import Rfc2136Provider
 
     return Rfc2136Provider(
         server=settings.dns_server,

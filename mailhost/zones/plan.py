@@ -2,7 +2,7 @@
 conflicts that stop it.
 
 Shared by every provider. A ZonePlan is computed from what a provider read and what
-mailhost.desired computed; the provider then applies it. Where a found record may not be ours
+mailhost.zones.desired computed; the provider then applies it. Where a found record may not be ours
 (another sender's SPF terms, a foreign MX, an address that is not this host's, a CNAME where
 we need a record) the plan holds a Conflict, one line, and check_conflicts refuses it before
 anything is written; values of others that can live beside ours (TXT at the apex, CAA, MX in
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mailhost.records import RecordSet, display_value
+from mailhost.dns.records import RecordSet, display_value
 
 CREATE, MODIFY, DELETE = "create", "modify", "delete"
 SAFETY_MIN_ZONE = 10  # octoDNS: the threshold applies to zones of 10+ records
@@ -41,7 +41,7 @@ class Ownership:
     ``mail_hosts`` and ``spf_terms`` are every host's name and SPF terms in this run: an MX or
     SPF term naming them is ours even where the new record no longer does (a parked domain).
     ``written`` are the (name, type, sorted values) this controller last wrote at each key
-    (dnssync's memory): an SPF found as written there is ours whole, every term of it (an
+    (zones.sync's memory): an SPF found as written there is ours whole, every term of it (an
     ``spf_include`` since dropped); at a key whose whole set is ours (DKIM, DMARC, TLS-RPT,
     MTA-STS TXT, SRV, TLSA), a set found neither as we want it nor as written is not ours.
     """

@@ -7,7 +7,7 @@ import dns.exception
 import dns.inet
 import dns.resolver
 
-from mailhost.records import zone_of
+from mailhost.dns.records import zone_of
 from mailhost.settings import Settings
 
 TIMEOUT = 5.0
@@ -58,7 +58,7 @@ class CheckResolver(dns.resolver.Resolver):
         return [r.address for rtype in ("A", "AAAA") for r in self.values(name, rtype, recursive)]
 
 
-def resolver_for(settings: Settings) -> CheckResolver:
+def zone_resolver(settings: Settings) -> CheckResolver:
     """The checks' resolver for one host: check_nameservers, the rfc2136 server, or the NS."""
     recursive = make_resolver([settings.check_resolver] if settings.check_resolver else None)
     authoritative = {}
@@ -96,7 +96,7 @@ def every_server_answers(settings: Settings, name: str, rtype: str, matches) -> 
     answers an rdata at name/rtype for which ``matches(rdata)`` holds; any DNS error: not (yet).
     What a key rotation waits for before it moves on (DKIM, DANE)."""
     try:
-        zone_servers = resolver_for(settings).for_name(name)
+        zone_servers = zone_resolver(settings).for_name(name)
         for server in zone_servers.nameservers:
             answer = make_resolver([server], zone_servers.port).resolve(name, rtype)
             if not any(matches(rdata) for rdata in answer):

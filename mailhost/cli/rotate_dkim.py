@@ -9,45 +9,24 @@ by every authoritative server for twice its TTL, and the old record and key go
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 
-from pyinfra.api import Config, State
+# first, as pyinfra's own command line does: it patches the process with gevent (sockets, ssl)
+import pyinfra_cli  # noqa: F401
 from pyinfra.api.exceptions import PyinfraError
-from pyinfra.context import ctx_config, ctx_inventory, ctx_state
-from pyinfra_cli.inventory import make_inventory
 
-from mailhost.dkim import request_rotation
-from mailhost.settings import SettingsError, load_settings
-
-
-def read_inventory(path: str):
-    """The inventory as pyinfra reads it (group_data/ included), no host connected."""
-    state, config = State(), Config()
-    state.cwd = os.getcwd()
-    ctx_state.set(state)
-    ctx_config.set(config)
-    inventory = make_inventory(path, cwd=state.cwd)
-    ctx_inventory.set(inventory)
-    return inventory
+from mailhost.cli import arguments, read_inventory
+from mailhost.keys.dkim import request_rotation
+from mailhost.run import per_host
+from mailhost.settings import load_settings
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="scripts/rotate-dkim",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("inventory", help="a pyinfra inventory, e.g. inventory/prod.py")
+    parser = arguments("scripts/rotate-dkim", __doc__)
     parser.add_argument("domain", help="a mail domain of the inventory, e.g. example.com")
     args = parser.parse_args(argv)
     try:
-        if not os.path.exists(args.inventory):
-            raise PyinfraError(f"no inventory file {args.inventory}")
-        hosts = {}
-        for host in read_inventory(args.inventory):
-            try:
-                hosts[host.name] = load_settings(host.data.dict())  # no secrets needed
-            except SettingsError as error:
-                raise PyinfraError(f"{host.name}: {error}") from None
+        hosts = per_host(read_inventory(args.inventory), load_settings)  # no secrets needed
         serving = [s for s in hosts.values() if args.domain in s.mail_domains]
         if not serving:
             raise PyinfraError(f"domain = {args.domain}: expected a mail domain of a host of "

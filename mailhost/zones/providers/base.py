@@ -1,6 +1,6 @@
 """What every DNS provider does: read the owned records of a zone, apply a plan.
 
-The diff logic lives in mailhost.dnsplan and is shared; a provider only talks to its API.
+The diff logic lives in mailhost.zones.plan and is shared; a provider only talks to its API.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterable
 
-from mailhost.records import RecordSet
+from mailhost.dns.records import RecordSet
 
 
 class ProviderError(Exception):
@@ -42,7 +42,7 @@ class Provider(ABC):
 
     @abstractmethod
     def apply(self, plan) -> None:
-        """Write a ZonePlan (mailhost.dnsplan.ZonePlan). Raise ProviderError on failure."""
+        """Write a ZonePlan (mailhost.zones.plan.ZonePlan). Raise ProviderError on failure."""
 
     def dnssec_signed(self, zone: str) -> bool:
         """Whether the zone is DNSSEC-signed (DANE's TLSA is published only then); a provider

@@ -34,8 +34,8 @@ import dns.rdtypes.ANY.TXT
 import dns.tsig
 import dns.update
 
-from mailhost.providers.base import Provider, ProviderError
-from mailhost.records import RecordSet, normalize_name, normalize_value, split_txt
+from mailhost.dns.records import RecordSet, normalize_name, normalize_value, split_txt
+from mailhost.zones.providers.base import Provider, ProviderError
 
 # read(): up to this many owned keys, one query per key on one TCP connection (a round trip
 # each); above it, one AXFR of the whole zone. A mail domain owns about 15 keys, so queries
@@ -72,9 +72,9 @@ def canonical(rtype: str, rdata: dns.rdata.Rdata) -> str:
     return normalize_value(rtype, rdata_value(rdata))
 
 
-DNSSEC_TYPES = {dns.rdatatype.RRSIG, dns.rdatatype.NSEC, dns.rdatatype.NSEC3,
+DNSSEC_TYPES = frozenset({dns.rdatatype.RRSIG, dns.rdatatype.NSEC, dns.rdatatype.NSEC3,
                 dns.rdatatype.NSEC3PARAM, dns.rdatatype.DNSKEY, dns.rdatatype.CDS,
-                dns.rdatatype.CDNSKEY}
+                dns.rdatatype.CDNSKEY})
 
 
 class Rfc2136Provider(Provider):

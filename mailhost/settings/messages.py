@@ -1,0 +1,100 @@
+"""What the user reads when a setting is wrong: one line, ``settings: KEY = VALUE: what is
+expected``, made here from a validator's ValueError, a cross-field FieldError or pydantic's own
+error (then with the field's expected value from EXPECTED)."""
+
+from __future__ import annotations
+
+import difflib
+
+from pydantic import ValidationError
+
+
+class SettingsError(Exception):
+    """A setting is wrong; str() is the one line shown to the user."""
+
+
+class FieldError(ValueError):
+    """A check across fields refused ``field``'s ``value``: ``expected`` says what would do."""
+
+    def __init__(self, field, value, expected):
+        super().__init__(expected)
+        self.field, self.value, self.expected = field, value, expected
+
+
+def secret_in_inventory(key: str, where: str) -> str:
+    return (f"settings: {key}: secrets are never read from the inventory; set "
+            f"{where} in the environment or in the secrets file instead")
+
+
+def unknown_setting(key: str, value, known) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    return line(key, value, f"unknown setting{hint}")
+
+
+def pydantic_line(error: ValidationError, data: dict) -> str:
+    first = error.errors()[0]
+    cause = first.get("ctx", {}).get("error")
+    if isinstance(cause, FieldError):
+        return line(cause.field, cause.value, cause.expected)
+    location = [str(part) for part in first["loc"]]
+    field = location[0] if location else "settings"
+    if first["type"] == "missing":
+        return f"settings: {field}: missing; expected {EXPECTED.get(field, 'a value')}"
+    value = first.get("input") if len(location) > 1 else data.get(field, first.get("input"))
+    message = first["msg"]
+    if isinstance(first.get("ctx", {}).get("error"), ValueError):
+        message = str(first["ctx"]["error"])
+    else:
+        message = EXPECTED.get(field) and f"expected {EXPECTED[field]}" or message
+    if len(location) > 1 and field in data:
+        field = field + "[" + "][".join(location[1:]) + "]"
+    return line(field, value, message)
+
+
+def line(field, value, expected) -> str:
+    return f"settings: {field} = {value!r}: {expected}"
+
+
+EXPECTED = {
+    "mail_hostname": "the mail host's FQDN, e.g. mail.example.com",
+    "relay_user": "the relay's login (an e-mail address or a name), or None",
+    "mail_domains": "a list of mail domains, e.g. ['example.com']",
+    "parked_domains": "a list of domains that send no mail, e.g. ['example.net']",
+    "ipv4": "the host's public IPv4 address, e.g. 198.51.100.10",
+    "ipv6": "the host's global IPv6 address, or None",
+    "mta": "'postfix' or 'chasquid'",
+    "dns_provider": "'cloudflare' or 'rfc2136'",
+    "dns_port": "a port number from 1 to 65535",
+    "dns_ttl": "a TTL in seconds from 60 to 86400",
+    "dns_tsig_algorithm": "one of hmac-sha256, hmac-sha384, hmac-sha512, hmac-sha224, hmac-sha1",
+    "spf_all": "'~all' (softfail) or '-all' (fail)",
+    "dmarc_policy": "'none', 'quarantine' or 'reject'",
+    "dmarc_subdomain_policy": "'none', 'quarantine', 'reject' or None",
+    "dmarc_pct": "an integer from 0 to 100",
+    "dmarc_adkim": "'r' (relaxed) or 's' (strict)",
+    "dmarc_aspf": "'r' (relaxed) or 's' (strict)",
+    "dkim_key_type": "'rsa-2048', 'rsa-3072' or 'rsa-4096'",
+    "dkim_rotate_days": "days from 0 (never rotate) to 3650",
+    "dkim_retire_days": "days from 1 to 90",
+    "acme_challenge": "'http-01' or 'dns-01'",
+    "acme_dns_propagation_seconds": "seconds from 0 to 3600",
+    "ipv6_prefixlen": "a prefix length from 8 to 128",
+    "dns_force": "True or False",
+    "mta_sts_mode": "'off', 'none', 'testing' or 'enforce'",
+    "mta_sts_max_age": "seconds from 86400 (a day) to 31557600 (a year)",
+    "dane": "'auto' or 'off'",
+    "imap_starttls": "True or False",
+    "mailbox_quota": "a size such as 500M or 2G (1 to 999999, M or G), or None",
+    "cloudflare_api_url_is_api_host": "True or False",
+    "dkim_ed25519": "True or False",
+    "mail_manage_host": "True or False",
+    "greylisting": "True or False",
+    "spam_test_patterns": "True or False",
+    "backup_keep_daily": "a count of daily snapshots to keep, from 0 to 3650",
+    "backup_keep_weekly": "a count of weekly snapshots to keep, from 0 to 520",
+    "backup_keep_monthly": "a count of monthly snapshots to keep, from 0 to 240",
+    "restore_from_backup": "True or False",
+    "check_resolver": "the IP address of a recursive DNS resolver, or None",
+    "check_nameservers": "a list of IP addresses of the zone's authoritative servers, or None",
+}
