@@ -193,7 +193,7 @@ def test_lab_refuses_ranges_the_machine_uses(monkeypatch):
     network.check_ranges()  # the machine's own routes (192.0.2.0/24, fd00::/64) do not collide
 
 
-@pytest.mark.parametrize("server", [HOST4, HOST6])
+@pytest.mark.parametrize("server", [HOST4, HOST6], ids=["ipv4", "ipv6"])  # ids: any lane
 def test_knot_answers_soa_for_each_zone(lab, server):
     for zone in ZONES:
         answer = dns.query.udp(dns.message.make_query(zone, "SOA"), server, timeout=3)
@@ -284,7 +284,7 @@ def test_pebble_directory_and_root(lab):
     assert Path(lab["acme"]["ca_bundle"]).read_text().count("BEGIN CERTIFICATE") == 2
 
 
-@pytest.mark.parametrize("address", [RX4, RX6])
+@pytest.mark.parametrize("address", [RX4, RX6], ids=["ipv4", "ipv6"])  # ids: any lane
 def test_receiver_banner_and_starttls(lab, address):
     assert lab_module.smtp_banner(address).startswith("220 mx.example.net ")
     context = ssl.create_default_context(cafile=str(PATHS.ca / "lab-ca.pem"))
@@ -337,7 +337,7 @@ def probe_domain(lab):
     (RX4, "tampered", {"spf": "pass", "dkim": "fail", "dmarc": "pass"}),
     # and sent with an envelope sender whose SPF does not list the VPS: nothing passes
     (RX6, "forged", {"spf": "fail", "dkim": "fail", "dmarc": "fail"}),
-])
+], ids=["ipv4-signed", "ipv6-signed", "ipv4-tampered", "ipv6-forged"])  # ids: any lane
 def test_receiver_checks_dkim_spf_dmarc_against_lab_dns(lab, probe_domain, address, case,
                                                         expected):
     token = uuid.uuid4().hex

@@ -76,3 +76,21 @@ def test_a_lane_held_by_another_checkouts_running_lab_is_refused(tmp_path, monke
     assert owner.exists()
     lab_module.release_lane(mine)
     assert not owner.exists()
+
+
+def test_test_ids_do_not_depend_on_the_lane():
+    """pytest-xdist requires every worker (each its own lane) to collect the same test ids: no
+    id may hold a lane's address."""
+    root = Path(__file__).resolve().parent.parent
+
+    def ids(lane: int) -> list[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+             "-p", "no:xdist", *sorted(str(p) for p in (root / "tests").glob("test_*lab*.py"))],
+            cwd=root, capture_output=True, text=True, timeout=120,
+            env=dict(os.environ, MAILHOST_LAB_LANE=str(lane), PYTEST_XDIST_WORKER=""))
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        return [line for line in result.stdout.splitlines() if "::" in line]
+
+    first = ids(0)
+    assert len(first) > 100 and ids(LANES - 1) == first
