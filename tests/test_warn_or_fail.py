@@ -83,7 +83,7 @@ def test_the_json_says_warning_for_an_advisory_problem():
                                                                 ("failed", True)]
 
 
-def scripts_check(which: list[str]) -> subprocess.CompletedProcess:
+def scripts_check(which: list[str], *flags: str) -> subprocess.CompletedProcess:
     """scripts/check's main in its own process (it sets up pyinfra's logging, and its import
     patches the standard library with gevent) over canned results, named from this module; no
     inventory, no connection."""
@@ -93,7 +93,7 @@ def scripts_check(which: list[str]) -> subprocess.CompletedProcess:
             "check.MailRun = SimpleNamespace(load=lambda inventory: None); "
             "check.check_all = lambda inventory, run: "
             f"{{t.HOST: [getattr(t, n) for n in {which!r}]}}; "
-            "sys.exit(check.main(['inventory/prod.py']))")
+            f"sys.exit(check.main(['inventory/prod.py', *{list(flags)!r}]))")
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=ROOT, timeout=120, env={**os.environ, "PYTHONPATH": os.pathsep.join(
                               [str(ROOT / "tests"), str(ROOT), os.environ.get("PYTHONPATH", "")])})
@@ -113,6 +113,15 @@ def test_scripts_check_exits_1_on_a_required_failure():
     assert "fail  rdns: PTR 198.51.100.10" in done.stdout
     assert done.stdout.splitlines()[-1] == "1 ok, 1 failed, 1 warning"
     assert "1 required check(s) failed: rdns: PTR 198.51.100.10" in done.stderr
+
+
+def test_scripts_check_strict_exits_1_on_an_advisory_problem_and_names_it():
+    """--strict (scripts/demo's): every check must be ok, a warning included."""
+    done = scripts_check(["PASSED", "ADVISORY"], "--strict")
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"{HOST}: 1 check(s) not ok (--strict): host: mail queue not stuck")
+    assert scripts_check(["PASSED"], "--strict").returncode == 0
 
 
 class Log:

@@ -1,9 +1,11 @@
-"""``scripts/check INVENTORY [--json]``: every check of every mail host, without deploying.
+"""``scripts/check INVENTORY [--json] [--strict]``: every check of every mail host, without
+deploying.
 
 Loads the inventory as ``pyinfra`` does (group_data/ included), validates the settings, connects
 to the hosts whose settings manage them, runs the checks and prints a table (or a JSON list,
-one object per check) on stdout; logs go to stderr. Exits 1 when a required check fails, 2 when
-the settings or the inventory are wrong.
+one object per check) on stdout; logs go to stderr. Exits 1 when a required check fails (with
+``--strict``: when any check is not ok, a warning included), 2 when the settings or the
+inventory are wrong.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pyinfra.api.inventory import Inventory
 
 from mailhost.checks import (
     FAILED,
+    OK,
     CheckResult,
     failure_line,
     render_json,
@@ -47,6 +50,9 @@ def check_all(inventory: Inventory, run: MailRun) -> dict[str, list[CheckResult]
 def main(argv=None) -> int:
     parser = arguments("scripts/check", __doc__)
     parser.add_argument("--json", action="store_true", help="a JSON list, one entry per check")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit 1 unless every check is ok, warnings included (a new host's "
+                             "first day, a demo, a monitor that wants to hear of warnings)")
     args = parser.parse_args(argv)
 
     handler = logging.StreamHandler(sys.stderr)
@@ -70,9 +76,19 @@ def main(argv=None) -> int:
             print(f"{host_name}:")
             print(render_table(host_results))
     failures = [line for name, r in results.items() if (line := failure_line(name, r))]
+    if args.strict:
+        failures += [line for name, r in results.items() if (line := not_ok_line(name, r))]
     for line in failures:
         print(line, file=sys.stderr)
     return 1 if failures else 0
+
+
+def not_ok_line(host_name: str, results: list[CheckResult]) -> str:
+    """One line naming the checks that are not ok but fail nothing ('' when none)."""
+    names = [r.name for r in results if r.status != OK and not r.blocking]
+    if not names:
+        return ""
+    return f"{host_name}: {len(names)} check(s) not ok (--strict): " + "; ".join(names)
 
 
 if __name__ == "__main__":
