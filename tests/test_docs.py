@@ -9,6 +9,8 @@ import re
 import typing
 from pathlib import Path
 
+from test_layers import LAYERS
+
 from mailhost.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -181,3 +183,15 @@ def test_a_planted_page_shows_the_paths_it_names_that_do_not_exist(tmp_path):
 
 def test_every_path_the_readme_and_the_docs_name_exists():
     assert [problem for path in markdown_files() for problem in missing_paths(path)] == []
+
+
+def layout_layers(page: str) -> list[str]:
+    """The layers docs/layout.md names, bottom to top: the first cell of its table's rows."""
+    section = page.split("## mailhost/, bottom to top", 1)[1]
+    return [row.split("|")[1].strip() for row in section.splitlines()
+            if row.startswith("| ") and not row.startswith("| layer ")]
+
+
+def test_the_layout_page_names_the_layers_the_import_test_enforces():
+    page = (ROOT / "docs" / "layout.md").read_text()
+    assert layout_layers(page) == [name for name, _ in LAYERS]

@@ -1,7 +1,8 @@
 """DANE (RFC 7672), from the controller, with ``dane = "auto"``: the TLSA record at
 ``_25._tcp.MAIL_HOSTNAME`` matches the certificate the host presents on port 25 over IPv4 and
 IPv6, and its signature validates up to the zone's DNSKEY set (dnspython, asking the zone's
-authoritative servers; whether the parent holds the DS is the registrar's part, see README).
+authoritative servers; whether the parent holds the DS is the registrar's part, see
+docs/keys-and-certificates.md).
 
 No TLSA is a warning, not a failure: the zone may be unsigned (the deploy publishes none then),
 or the host still runs on its first, self-signed certificate (the TLSA follows on the deploy

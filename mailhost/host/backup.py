@@ -49,7 +49,7 @@ UNITS: tuple[str, ...] = ()  # the timer, only with a repository (activated in c
 ROOTS = (BACKUP_DIR, RESTIC, BACKUP_SCRIPT, RESTORE_SCRIPT, f"{UNIT_DIR}/{SERVICE}",
          f"{UNIT_DIR}/{TIMER}")
 # what cannot be regenerated; a restore brings back the mailboxes (the DKIM keys come from the
-# controller's secrets_dir, which the deploy uploads: see README, the disaster drill)
+# controller's secrets_dir, which the deploy uploads: see docs/operations.md, the disaster drill)
 BACKED_UP = (paths.MAILBOX_ROOT, paths.HOST_DKIM_DIR)
 RESTORED_PATHS = (paths.MAILBOX_ROOT,)
 # with DANE the TLSA pins certbot's key: its whole directory (the key, the lineage, the account)

@@ -106,7 +106,7 @@ class Settings(BaseModel):
     dns_port: Number = Field(default=53, ge=1, le=65535)
     dns_tsig_key_name: KeyName | None = None
     # DNS-01 (rfc2136): the VPS's certbot gets this key, which the DNS server should allow
-    # only TXT updates of _acme-challenge names (README, Security); None: dns_tsig_key_name
+    # only TXT updates of _acme-challenge names (docs/security.md); None: dns_tsig_key_name
     dns_acme_tsig_key_name: KeyName | None = None
     dns_tsig_algorithm: Literal[
         "hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1"
