@@ -24,7 +24,7 @@ from mailhost.settings.model import (
 )
 from mailhost.settings.values import DOCUMENTATION_NETWORKS, MAX_ROTATING_SELECTOR, domain_name
 
-__all__ = [
+__all__ = (
     "CLOUDFLARE_API",
     "DOCUMENTATION_NETWORKS",
     "LETSENCRYPT",
@@ -36,4 +36,4 @@ __all__ = [
     "SettingsError",
     "domain_name",
     "load_settings",
-]
+)

@@ -75,8 +75,8 @@ _ON_CALENDAR = re.compile(
     rf"(?:{_WEEKDAY}(?:[.,]{{1,2}}{_WEEKDAY})* )?"  # Mon..Fri, Sat,Sun
     r"(?:[0-9*][0-9*/,.~-]* )?"  # *-*-01, 2026-*-1..7
     r"[0-9*][0-9*/,:.]*")  # 03:30, *:0/15
-_CALENDAR_WORDS = {"minutely", "hourly", "daily", "weekly", "monthly", "quarterly",
-                   "semiannually", "yearly"}
+_CALENDAR_WORDS = frozenset({"minutely", "hourly", "daily", "weekly", "monthly", "quarterly",
+                             "semiannually", "yearly"})
 
 
 def _on_calendar(value) -> str:

@@ -5,6 +5,7 @@ error (then with the field's expected value from EXPECTED)."""
 from __future__ import annotations
 
 import difflib
+from types import MappingProxyType
 
 from pydantic import ValidationError
 
@@ -56,7 +57,7 @@ def line(field, value, expected) -> str:
     return f"settings: {field} = {value!r}: {expected}"
 
 
-EXPECTED = {
+EXPECTED = MappingProxyType({
     "mail_hostname": "the mail host's FQDN, e.g. mail.example.com",
     "relay_user": "the relay's login (an e-mail address or a name), or None",
     "mail_domains": "a list of mail domains, e.g. ['example.com']",
@@ -97,4 +98,4 @@ EXPECTED = {
     "restore_from_backup": "True or False",
     "check_resolver": "the IP address of a recursive DNS resolver, or None",
     "check_nameservers": "a list of IP addresses of the zone's authoritative servers, or None",
-}
+})

@@ -30,8 +30,9 @@ _URL_PATH = re.compile(r"(?:/[A-Za-z0-9._~%-]*)*")
 _DMARC_SIZE = re.compile(r"[0-9]{1,15}[kmgt]?")
 _QUOTA = re.compile(r"([1-9][0-9]{0,5})([MG])")
 # documentation ranges (RFC 5737, RFC 3849): accepted for the host only with lab_allowances
-DOCUMENTATION_NETWORKS = [ipaddress.ip_network(n) for n in
-                          ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")]
+DOCUMENTATION_NETWORKS = tuple(ipaddress.ip_network(n) for n in
+                               ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24",
+                                "2001:db8::/32"))
 
 
 def _text(value) -> str:
