@@ -5,15 +5,18 @@ ssh to the VPS, pyinfra in a world, the zone as Knot serves it).
 Lanes: conftest.py sets MAILHOST_LAB_LANE from the xdist worker (gw0 -> lane 0, gw1 -> lane
 1...) before anything imports the lab, so every ``scripts/lab``, ``pyinfra inventory/lab.py``
 and ``lab.*`` import of a worker is that lane's, with its own addresses (``VPS4`` below...).
-Grouping: every lab test of one world (the parameter of a module's world fixture), or of a
-module with one lab for all its tests, is one ``xdist_group``: with ``--dist loadgroup``
-(scripts/test) a world is set up once, in one worker, on one lane.
+Scheduling: with ``--dist loadscope`` (scripts/test) xdist's unit of work is ``work_unit``: a
+lab module's world (every test whose id names it), else the module; so each world is set up
+once, in one worker, on one lane, and the units with most tests start first. (Not xdist_group
+markers with ``--dist loadgroup``: xdist 3.8 under pytest 9.2 leaves their ids unmarked and
+runs every test as a unit of its own, which set each world up once per worker.)
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import ssl
 import subprocess
 import sys
@@ -30,7 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
 HOSTNAME = MAIL_HOSTNAME
 RECEIVER = {4: RX4, 6: RX6}
-WORLD_FIXTURES = ("lab_host", "world")  # the modules' fixtures parametrized by world
+# a world's id (world_id): image, MTA, DNS provider, ACME challenge
+WORLD_ID = re.compile(r"(ubuntu-\d\d\.\d\d|debian-\d+)-(postfix|chasquid)-(rfc2136|cloudflare)"
+                      r"-(http|dns)-01")
 __all__ = ["HOST4", "HOST6", "LANE", "RX4", "RX6", "VPS4", "VPS6"]
 
 
@@ -38,16 +43,26 @@ def world_id(world) -> str:
     return "-".join(world)
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    """One xdist group per world (or per module with one lab): see the module's docstring."""
-    for item in items:
-        if item.get_closest_marker("lab") is None:
-            continue
-        params = getattr(getattr(item, "callspec", None), "params", {})
-        world = next((params[name] for name in WORLD_FIXTURES if name in params), None)
-        group = item.module.__name__ + (f"[{world_id(world)}]" if world else "")
-        item.add_marker(pytest.mark.xdist_group(group))
+def work_unit(nodeid: str) -> str:
+    """What xdist runs in one worker: the world a test id names (module:world), else the
+    test's module."""
+    module = nodeid.split("::")[0]
+    world = WORLD_ID.search(nodeid.partition("[")[2])
+    return f"{module}:{world.group(0)}" if world else module
+
+
+@pytest.hookimpl(optionalhook=True)  # xdist's hook: unknown when xdist is not loaded
+def pytest_xdist_make_scheduler(config, log):
+    """With ``--dist loadscope``: xdist's scope scheduling, its scopes being work_unit's."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class WorldScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return WorldScheduling(config, log)
 
 
 def lab(*args: str, timeout: float = 900, check: bool = True) -> subprocess.CompletedProcess:

@@ -260,7 +260,7 @@ class Emulator:
 def test_emulator_lists_the_zone_and_writes_through_to_knot(lab):
     emulator = Emulator(lab["cloudflare"]["base_url"])
     zones = [z["name"] for z in emulator.call("GET", "/zones")["result"]]
-    assert zones == ["example.test"]
+    assert zones == ["example.test", "shop.test"]
     zone_id = emulator.zone_id("example.test")
     name = f"cf-{uuid.uuid4().hex[:8]}.example.test"
     record = emulator.call("POST", f"/zones/{zone_id}/dns_records",

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from lab_world import work_unit, world_id
+from test_mail_lab import WORLDS as MAIL_WORLDS
 
 from lab import lab as lab_module
 from lab.common import FLEET, LANES, LabError, Lane, Paths, Proc, save_state
@@ -94,3 +96,8 @@ def test_test_ids_do_not_depend_on_the_lane():
 
     first = ids(0)
     assert len(first) > 100 and ids(LANES - 1) == first
+    # and xdist's units (lab_world.work_unit): one per world of a module, else the module
+    units = {work_unit(nodeid) for nodeid in first}
+    mail_worlds = {unit for unit in units if unit.startswith("tests/test_mail_lab.py")}
+    assert mail_worlds == {f"tests/test_mail_lab.py:{world_id(w)}" for w in MAIL_WORLDS}
+    assert "tests/test_lab.py" in units and "tests/test_fleet_lab.py" in units
