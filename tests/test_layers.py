@@ -146,3 +146,14 @@ def test_the_graph_sees_a_planted_cycle_and_an_upward_import(tmp_path):
     assert graph["mailhost.run"] == {"mailhost.dns.records"}
     assert cycles(graph) == [["mailhost.dns.records", "mailhost.run"]]
     assert upward(graph) == ["mailhost.dns.records (values) -> mailhost.run (run)"]
+
+
+def test_the_product_stays_in_small_rooms():
+    """At most 8 modules directly in mailhost/ (the rest grouped by concern), none of the
+    product's modules over 500 lines (a file that long usually holds two things)."""
+    package = ROOT / "mailhost"
+    loose = [p.name for p in package.glob("*.py") if p.name != "__init__.py"]
+    assert len(loose) <= 8, loose
+    lengths = {str(p.relative_to(ROOT)): len(p.read_text().splitlines())
+               for p in package.rglob("*.py")}
+    assert {name: n for name, n in lengths.items() if n > 500} == {}
