@@ -204,16 +204,16 @@ def point_tls_at(lab_: Lab, fullchain: str, privkey: str):
 
 # Each breakage: (break it, put it back, which failed checks it must give, advice words).
 
-def signing_record() -> str:
+def signing_record(lab_) -> str:
     """The DKIM record the host signs with: the lab's controller keeps its keys (and their
-    rotation, tests/test_mail_lab.py) across worlds."""
-    state = ROOT / ".lab" / "secrets" / "dkim" / DOMAIN / "rotation.json"
+    rotation, tests/test_mail_lab.py) across the worlds of its lane."""
+    state = Path(lab_.status["secrets_dir"]) / "dkim" / DOMAIN / "rotation.json"
     selector = from_json(state.read_text())[0].signing if state.exists() else "mail"
     return f"{selector}._domainkey.{DOMAIN}"
 
 
 def stale_dkim(lab_):
-    name = signing_record()
+    name = signing_record(lab_)
     saved = lab_.values(name, "TXT")
     other = public_value(generate_key("rsa", 2048))
     lab_.replace(DOMAIN, name, "TXT", [f"v=DKIM1; k=rsa; p={other}"])
@@ -330,7 +330,7 @@ BREAKAGES = [
                          ids=[b[0].__name__ for b in BREAKAGES])
 def test_one_broken_thing_fails_exactly_its_checks(world, breakage, expected, advice):
     lab_, _ = world
-    expected = {name.replace("{signing_record}", signing_record()) for name in expected}
+    expected = {name.replace("{signing_record}", signing_record(lab_)) for name in expected}
     if breakage in (self_signed, expired) and dane_published():
         expected |= DANE_MATCHES  # another key than the TLSA pins: DANE senders would refuse
     restore = breakage(lab_)
