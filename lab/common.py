@@ -25,6 +25,7 @@ from pathlib import Path
 # bridge, namespaces, nftables table, state directory, secrets, processes and lock. Every
 # listener binds the lane's own addresses, so each lane uses the same port numbers.
 LANES = 4
+LANES_DIR = Path("/run/mailhost-lab")  # each lane's lock and holder, for the whole machine
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,14 @@ class Lane:
         return f"mhlab{self.number}-"
 
     @property
-    def lock_dir(self) -> Path:
-        """Machine-wide (not per checkout): who holds each lane."""
-        return Path("/run/mailhost-lab")
+    def lock(self) -> Path:
+        """One lab command at a time in this lane, machine-wide (not per checkout)."""
+        return LANES_DIR / f"lane-{self.number}.lock"
+
+    @property
+    def holder(self) -> Path:
+        """Names the checkout whose lab is up in this lane."""
+        return LANES_DIR / f"lane-{self.number}.checkout"
 
 
 class LabError(Exception):

@@ -44,6 +44,7 @@ from .common import (
     HOST4,
     HOST6,
     LANE,
+    LANES_DIR,
     MAIL_DOMAINS,
     PREFIX,
     PROXY_PORT,
@@ -158,15 +159,15 @@ def ensure_secrets(paths: Paths) -> None:
 def locked(paths: Paths):
     """One lab command at a time in a lane, machine-wide (two checkouts share the machine)."""
     paths.root.mkdir(parents=True, exist_ok=True)
-    LANE.lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(LANE.lock_dir / f"lane-{LANE.number}.lock", "w") as lock:
+    LANE.lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(LANE.lock, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 
 
 def owner_file() -> Path:
     """Names the checkout whose lab holds this lane (machine-wide, while it is up)."""
-    return LANE.lock_dir / f"lane-{LANE.number}.checkout"
+    return LANE.holder
 
 
 def claim_lane(paths: Paths) -> None:
@@ -454,7 +455,7 @@ def down(paths: Paths) -> dict[str, list]:
             state.pop(key, None)
         save_state(paths, state)
         release_lane(paths)
-        apt_cache.stop_unless_used(sorted(LANE.lock_dir.glob("lane-*.checkout")))
+        apt_cache.stop_unless_used(sorted(LANES_DIR.glob("lane-*.checkout")))
         return leftovers(paths, state)
 
 

@@ -271,11 +271,11 @@ def memory_use(limit: int | None, vps: Vps = FIRST) -> dict:
     group = memory_cgroup(vps)
     if not limit or not group.is_dir():
         return {}
-    read = lambda name: int((group / name).read_text())  # noqa: E731
+    numbers = {name: int((group / f"memory.{name}").read_text())
+               for name in ("limit_in_bytes", "max_usage_in_bytes", "usage_in_bytes")}
     oom = dict(line.split() for line in (group / "memory.oom_control").read_text().splitlines())
-    return {"memory_max": read("memory.limit_in_bytes"),
-            "memory_peak": read("memory.max_usage_in_bytes"),
-            "memory_now": read("memory.usage_in_bytes"), "oom_kills": int(oom.get("oom_kill", 0))}
+    return {"memory_max": numbers["limit_in_bytes"], "memory_peak": numbers["max_usage_in_bytes"],
+            "memory_now": numbers["usage_in_bytes"], "oom_kills": int(oom.get("oom_kill", 0))}
 
 
 def remove_memory_cgroup(vps: Vps = FIRST) -> None:
