@@ -3,6 +3,7 @@ operations a step adds for what the host has, and what the MTA profiles say."""
 
 import hashlib
 import runpy
+import subprocess
 from types import SimpleNamespace
 
 import pytest
@@ -362,6 +363,18 @@ def test_an_interrupted_install_is_finished_with_services_held(ops):
     (command,) = ops["server.shell"].calls[0]["commands"]
     assert "dpkg --configure -a" in command and "*lock*) sleep 5" in command
     assert command.endswith(" -f install")  # what dpkg alone cannot finish
+    # a kill mid-unpack leaves reinst-required packages that only a reinstall repairs
+    assert "${db:Status-Abbrev}" in command and "install --reinstall $broken" in command
+    assert command.index("--reinstall") < command.index(" -f install")
+
+
+def test_the_reinst_required_packages_are_read_from_dpkgs_error_flag():
+    """dpkg-query's abbreviated status is desired, state and error flag: R is reinst-required."""
+    select = base.REINST_REQUIRED.split("| ", 1)[1]
+    listing = "iUR perl-base\nii  bash\niHR libc6:amd64\nrc  old-package\n"
+    out = subprocess.run(["sh", "-c", select], input=listing, capture_output=True, text=True,
+                         check=True).stdout
+    assert out.split() == ["perl-base", "libc6:amd64"]
 
 
 def test_packages_installed_with_services_held_and_the_hold_released(ops):

@@ -51,17 +51,24 @@ def configure_apt(settings: Settings) -> None:
 
 
 # dpkg --configure -a, waiting (as apt does, DPKG_LOCK_WAIT_SECONDS) while another dpkg holds
-# the lock; when dpkg cannot finish alone (it was stopped between two packages that depend on
-# each other: one unpacked at its new version, the other still at its old one), apt-get -f
-# install unpacks what is missing (from the archives the stopped run downloaded); any other
+# the lock; when dpkg cannot finish alone, apt finishes it: first the packages dpkg marks
+# reinst-required (a kill mid-unpack leaves e.g. perl-base "in a very bad inconsistent state",
+# which neither dpkg --configure -a nor apt-get -f install repairs) are reinstalled, then
+# apt-get -f install unpacks what is missing (one package unpacked at its new version, one it
+# depends on still at its old one), from the archives the stopped run downloaded; any other
 # failure ends the operation with apt's message
+APT_GET = ("DEBIAN_FRONTEND=noninteractive apt-get -y -q "
+           f"-o DPkg::Lock::Timeout={DPKG_LOCK_WAIT_SECONDS} -o Dpkg::Options::=--force-confdef "
+           "-o Dpkg::Options::=--force-confold")
+REINST_REQUIRED = ("dpkg-query -W -f='${db:Status-Abbrev} ${binary:Package}\\n' "
+                   "| awk 'substr($1, 3, 1) == \"R\" {print $2}'")
 FINISH_INTERRUPTED = (
     f"for i in $(seq {DPKG_LOCK_WAIT_SECONDS // 5}); do "
     "out=$(DEBIAN_FRONTEND=noninteractive dpkg --configure -a --force-confdef --force-confold "
     "2>&1) && exit 0; case \"$out\" in *lock*) sleep 5;; *) break;; esac; done; "
-    "DEBIAN_FRONTEND=noninteractive apt-get -y -q "
-    f"-o DPkg::Lock::Timeout={DPKG_LOCK_WAIT_SECONDS} -o Dpkg::Options::=--force-confdef "
-    "-o Dpkg::Options::=--force-confold -f install")
+    f"broken=$({REINST_REQUIRED}); "
+    f"if [ -n \"$broken\" ]; then {APT_GET} install --reinstall $broken || exit 1; fi; "
+    f"{APT_GET} -f install")
 
 
 def install_packages(packages: list[str]) -> None:
