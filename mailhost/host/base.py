@@ -62,12 +62,13 @@ APT_GET = ("DEBIAN_FRONTEND=noninteractive apt-get -y -q "
            "-o Dpkg::Options::=--force-confold")
 REINST_REQUIRED = ("dpkg-query -W -f='${db:Status-Abbrev} ${binary:Package}\\n' "
                    "| awk 'substr($1, 3, 1) == \"R\" {print $2}'")
-FINISH_INTERRUPTED = (
-    f"for i in $(seq {DPKG_LOCK_WAIT_SECONDS // 5}); do "
+FINISH_INTERRUPTED = (  # dpkg --configure -a exits 0 while a package is reinst-required
+    f"configured=; for i in $(seq {DPKG_LOCK_WAIT_SECONDS // 5}); do "
     "out=$(DEBIAN_FRONTEND=noninteractive dpkg --configure -a --force-confdef --force-confold "
-    "2>&1) && exit 0; case \"$out\" in *lock*) sleep 5;; *) break;; esac; done; "
+    "2>&1) && configured=1 && break; case \"$out\" in *lock*) sleep 5;; *) break;; esac; done; "
     f"broken=$({REINST_REQUIRED}); "
-    f"if [ -n \"$broken\" ]; then {APT_GET} install --reinstall $broken || exit 1; fi; "
+    f"if [ -n \"$broken\" ]; then {APT_GET} install --reinstall $broken || exit 1; "
+    "elif [ -n \"$configured\" ]; then exit 0; fi; "
     f"{APT_GET} -f install")
 
 
