@@ -10,7 +10,7 @@ from fakehost import FakeHost, Recorder, key, on
 from pyinfra.api.exceptions import DeployError
 from pyinfra.facts.files import File, FileContents, Link, Sha256File
 from pyinfra.operations import apt, files, server
-from sample import sample_settings
+from sample import sample_settings, self_signed_pem
 
 from mailhost import facts, paths
 from mailhost.facts import in_place
@@ -189,7 +189,8 @@ def test_chasquid_asks_dovecot_and_delivers_by_lmtp():
                   auth_client=dovecot.CHASQUID_AUTH_CLIENT)
     assert "dovecot_auth: true" in conf.splitlines()
     assert f'dovecot_client_path: "{dovecot.CHASQUID_AUTH_CLIENT}"' in conf.splitlines()
-    deliver = render("chasquid/deliver.py.j2", settings, lmtp=dovecot.CHASQUID_LMTP)
+    deliver = render("chasquid/deliver.py.j2", settings, lmtp=dovecot.CHASQUID_LMTP,
+                     copies={})
     compile(deliver, "deliver", "exec")
     assert f'smtplib.LMTP("{dovecot.CHASQUID_LMTP}"' in deliver
 
@@ -199,7 +200,8 @@ def test_chasquid_delivers_without_results_forged_in_the_host_s_name(tmp_path):
     when they name this host (any case, with a version or a comment), kept otherwise."""
     path = tmp_path / "deliver"
     settings = sample_settings(mail_hostname="Mail.Example.TEST")
-    path.write_text(render("chasquid/deliver.py.j2", settings, lmtp=dovecot.CHASQUID_LMTP))
+    path.write_text(render("chasquid/deliver.py.j2", settings, lmtp=dovecot.CHASQUID_LMTP,
+                     copies={}))
     strip = runpy.run_path(str(path), run_name="deliver")["without_forged_results"]
     message = (b"Authentication-Results: mail.example.test;\r\n spf=pass smtp.mailfrom=x\r\n"
                b"Received: from mx.a.example by mail.example.test\r\n"
@@ -599,7 +601,7 @@ def test_an_mta_configured_on_a_fresh_host_then_again_changes_nothing(world, sec
     """Every file, directory, link, account and hash of an MTA and its TLS on a fresh host;
     then, on the host as that left it, no operation at all and nothing to restart."""
     overrides, restarted = WORLDS[world]
-    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    (tmp_path / "ca.pem").write_bytes(self_signed_pem("ca.lab.test", -1, 30)[0])
     settings = sample_settings(**{
         "mail_users": ["alice@example.test", "bob@example.test"],
         "mail_aliases": {"info@example.test": ["alice@example.test", "dan@elsewhere.example"]},
