@@ -3,6 +3,8 @@ operations a step adds for what the host has, and what the MTA profiles say."""
 
 import hashlib
 import runpy
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -218,6 +220,62 @@ def test_chasquid_delivers_without_results_forged_in_the_host_s_name(tmp_path):
         b"Received: from x by mx.a.example\r\n"
         b"Subject: hi\r\n\r\nAuthentication-Results: mail.example.test; body\r\n")
     assert strip(b"no header end") == b"no header end"
+
+
+def test_chasquid_keeps_a_copy_through_an_internal_name_its_agent_delivers_to_the_mailbox(
+        tmp_path):
+    """Keep a copy and forward (a.b -> [a.b, outside]): chasquid would resolve a.b again until
+    its recursion limit, so its aliases file names the internal a.b=mailbox; chasquid hands
+    that to the delivery agent without its drop characters ('.'), and the agent gives the
+    message to Dovecot's LMTP for a.b@example.test (an aiosmtpd LMTP server here)."""
+    from aiosmtpd.controller import UnixSocketController
+    from aiosmtpd.lmtp import LMTP
+
+    settings = sample_settings(
+        mail_users=["a.b@example.test", "bob@example.test"],
+        mail_aliases={"a.b@example.test": ["a.b@example.test", "ab@elsewhere.example"],
+                      "sales@example.test": ["a.b@example.test", "bob@example.test"]})
+    assert users.chasquid_aliases(settings)["a.b@example.test"] == [
+        "a.b=mailbox@example.test", "ab@elsewhere.example"]
+    assert users.chasquid_aliases(settings)["sales@example.test"] == [
+        "a.b@example.test", "bob@example.test"]  # other aliases reach the alias, as before
+    assert users.aliases(settings)["a.b@example.test"] == [  # Postfix: the self-reference
+        "a.b@example.test", "ab@elsewhere.example"]
+    assert users.kept_copies(settings) == {"ab=mailbox@example.test": "a.b@example.test"}
+    lines = render("chasquid/aliases.j2", settings, domain="example.test",
+                   aliases=list(users.chasquid_aliases(settings).items())).splitlines()
+    assert "a.b: a.b=mailbox@example.test, ab@elsewhere.example" in lines
+
+    class Handler:
+        delivered = []
+
+        async def handle_DATA(self, server, session, envelope):
+            self.delivered.append((envelope.mail_from, envelope.rcpt_tos))
+            return "250 OK"
+
+    class Lmtp(UnixSocketController):
+        def factory(self):
+            return LMTP(self.handler)
+
+    socket_path = tmp_path / "lmtp"
+    agent = tmp_path / "deliver"
+    agent.write_text(render("chasquid/deliver.py.j2", settings, lmtp=str(socket_path),
+                            copies=users.kept_copies(settings)))
+    server = Lmtp(Handler(), unix_socket=str(socket_path))
+    server.start()
+    try:
+        for recipient in ("ab=mailbox@example.test", "bob@example.test"):
+            done = subprocess.run([sys.executable, str(agent), recipient, "friend@example.org"],
+                                  input=b"Subject: hi\n\nhello\n", capture_output=True,
+                                  timeout=30)
+            assert done.returncode == 0, done.stderr
+        refused = subprocess.run([sys.executable, str(agent), "a=b=c@example.test", ""],
+                                 input=b"x", capture_output=True, timeout=30)
+    finally:
+        server.stop()
+    assert Handler.delivered == [("friend@example.org", ["a.b@example.test"]),
+                                 ("friend@example.org", ["bob@example.test"])]
+    assert refused.returncode != 0 and b"refusing to deliver" in refused.stderr
 
 
 def test_put_text_and_directory_skip_what_read_paths_saw_in_place(ops):
