@@ -347,6 +347,9 @@ BAD = [
     ("mail_aliases", {"info@example.test": ["alice@example.test"]}, "would bounce", {}),
     ("mail_aliases", {"bob@example.test": ["bob@example.net"]}, "bob@example.test is a mailbox",
      {"mail_users": ["alice@example.test", "bob@example.test"]}),
+    ("mail_aliases", {1: ["bob@example.net"]}, "expected addresses (text) as its keys", {}),
+    ("mail_aliases", {"a@example.test": "bob@example.net"}, "a list of targets", {}),
+    ("mail_users", "alice@example.test", "a list of e-mail addresses", {}),
     # the host's own names
     ("relay_host", "[mail.example.test]:465", "the mail host itself", {"relay_user": "m"}),
     ("parked_domains", ["MAIL.EXAMPLE.TEST."], "other than mail_hostname", {}),

@@ -93,6 +93,9 @@ def pydantic_line(error: ValidationError, data: dict) -> str:
         message = str(first["ctx"]["error"])
     else:
         message = EXPECTED.get(field) and f"expected {EXPECTED[field]}" or message
+    if location[-1:] == ["[key]"]:  # a mapping's key (mail_aliases {1: [...]})
+        location, message = location[:-1], ("expected addresses (text) as its keys, e.g. "
+                                             "'sales@example.com'")
     if len(location) > 1 and field in data:
         field = field + "[" + "][".join(location[1:]) + "]"
     return line(field, value, message)
@@ -120,6 +123,9 @@ def shown(value) -> str:
 
 EXPECTED = MappingProxyType({
     "mail_hostname": "the mail host's FQDN, e.g. mail.example.com",
+    "mail_users": "a list of e-mail addresses, e.g. ['alice@example.com']",
+    "mail_aliases": "a mapping of an address to a list of targets, e.g. "
+                    "{'sales@example.com': ['alice@example.com']}",
     "relay_user": "the relay's login (an e-mail address or a name), or None",
     "mail_domains": "a list of mail domains, e.g. ['example.com']",
     "parked_domains": "a list of domains that send no mail, e.g. ['example.net']",
