@@ -535,7 +535,8 @@ def test_keep_a_copy_and_forward_and_a_chain_of_nine_pass():
 
 
 @pytest.mark.parametrize("schedule", ["daily", "*-*-* 03:30", "Mon..Fri 02:00", "*:0/15",
-                                      "Sat,Sun 04:00", "03:30", "*-*-01 04:00:30"])
+                                      "Sat,Sun 04:00", "03:30", "*-*-01 04:00:30",
+                                      "*-12-31 23:59:59", "Mon *-*-1..7 02:00"])
 @pytest.mark.parametrize("parser", ["systemd-analyze", "fallback"])
 def test_schedules_systemd_takes_pass_with_either_parser(schedule, parser, monkeypatch):
     if parser == "fallback":
@@ -544,7 +545,8 @@ def test_schedules_systemd_takes_pass_with_either_parser(schedule, parser, monke
 
 
 @pytest.mark.parametrize("schedule", ["99:99", "Mon..Fri 25:00", "*", "03:60", "24:00",
-                                      "nightly", "*-*-* 03:30; reboot"])
+                                      "nightly", "*-*-* 03:30; reboot", "*-*-32 03:00",
+                                      "*-13-01 03:00", "2026-00-10 03:00"])
 def test_the_fallback_parser_refuses_what_systemd_refuses(schedule, monkeypatch):
     assert subprocess.run(["systemd-analyze", "calendar", "--", schedule],
                           capture_output=True, check=False).returncode != 0

@@ -122,10 +122,16 @@ def _systemd_says(text: str) -> bool | None:
 
 
 def _times_in_range(text: str) -> bool:
-    """The fallback's check of [WEEKDAYS ][DATE ]TIME: every number of the time in range."""
-    match = _TIME.fullmatch(text.split(" ")[-1])
+    """The fallback's check of [WEEKDAYS ][DATE ]TIME: every number of the date's month and
+    day and of the time in range."""
+    parts = text.split(" ")
+    match = _TIME.fullmatch(parts[-1])
     if not match:
         return False
+    date = parts[-2].split("-") if len(parts) > 1 and "-" in parts[-2] else []
+    for part, highest in zip(date[-2:], (12, 31), strict=False):
+        if any(not 1 <= int(n) <= highest for n in re.findall(r"[0-9]+", part)):
+            return False
     for part, highest in zip(match.groups(), (23, 59, 59), strict=True):
         numbers = re.findall(r"[0-9]+", part or "")
         if any(int(n) > highest for n in numbers) or (part is not None and part.strip("*")
