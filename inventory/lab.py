@@ -49,6 +49,8 @@ mail_hosts = [
                 "postmaster@example.test": ["alice@example.test"],
                 "sales@example.test": ["alice@example.test"],
                 "fwd@example.test": ["inbox@example.net"],  # forwarded outside, with SRS
+                # keep a copy and forward: bob's mailbox gets it, and so does the receiver
+                "bob@example.test": ["bob@example.test", "bob@example.net"],
                 # the report addresses below reach alice (scripts/reports reads them there)
                 "dmarc@example.test": ["alice@example.test"],
                 "tlsrpt@example.test": ["alice@example.test"],

@@ -36,6 +36,10 @@ ACME_DIR = f"{MAILHOST_ETC}/acme"
 ACME_DNS_CREDENTIALS = f"{ACME_DIR}/dns-credentials.ini"
 ACME_CA_BUNDLE = f"{MAILHOST_ETC}/acme-ca-bundle.pem"
 LETSENCRYPT_LIVE = "/etc/letsencrypt/live"
+# what the backup holds, what cannot be regenerated (mailhost.host.backup; certbot's directory
+# too when DANE pins its key): a local repository is never inside one of them
+BACKED_UP = (MAILBOX_ROOT, HOST_DKIM_DIR)
+CERTBOT_DIR = "/etc/letsencrypt"
 
 # certbot's renewals
 CERTBOT_TIMER = "certbot.timer"

@@ -135,3 +135,28 @@ def test_a_cluttered_zone_shows_its_conflicts_then_converges_once_adopted(cli, k
     assert code == 0, output
     assert "= example.test: no DNS changes" in output
     assert knot_world.zone_bytes() == applied
+
+
+def test_an_unknown_key_from_data_or_group_data_stops_the_run_in_one_line(cli, knot_world):
+    """`--data dmark_policy=reject` would leave p=none without a word: every key is known or
+    refused, wherever it comes from (--data, the inventory's group_data/), before any DNS call;
+    a secret-looking one never shows its value."""
+    before = knot_world.zone_bytes()
+    code, output = cli("-y", "--data", "dmark_policy=reject")
+    assert code != 0
+    lines = [line for line in output.splitlines() if "dmark_policy" in line]
+    assert len(lines) == 1 and lines[0].endswith(
+        "settings: dmark_policy = 'reject': unknown setting; did you mean dmarc_policy?"), output
+    code, output = cli("--dry", "--data", "relay_passwd=Zq9-hunter2-hunter2")
+    assert code != 0 and "set MAILHOST_RELAY_PASSWORD" in output, output
+    assert "Zq9-hunter2-hunter2" not in output
+    group_data = cli.inventory.parent / "group_data"
+    group_data.mkdir()
+    (group_data / "all.py").write_text('dmarc_polcy = "reject"\n')
+    code, output = cli("-y")
+    assert code != 0 and "settings: dmarc_polcy = 'reject': unknown setting; did you mean " \
+                         "dmarc_policy?" in output, output
+    (group_data / "all.py").write_text('_sudo = False\nssh_connect_retries = 1\n')  # pyinfra's
+    code, output = cli("--dry")
+    assert code == 0, output
+    assert knot_world.zone_bytes() == before and not cli.secrets_dir.exists()

@@ -4,6 +4,7 @@ operations a step adds for what the host has, and what the MTA profiles say."""
 import hashlib
 import runpy
 import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -11,7 +12,7 @@ from fakehost import FakeHost, Recorder, key, on
 from pyinfra.api.exceptions import DeployError
 from pyinfra.facts.files import File, FileContents, Link, Sha256File
 from pyinfra.operations import apt, files, server
-from sample import sample_settings
+from sample import sample_settings, self_signed_pem
 
 from mailhost import facts, paths
 from mailhost.facts import in_place
@@ -190,7 +191,8 @@ def test_chasquid_asks_dovecot_and_delivers_by_lmtp():
                   auth_client=dovecot.CHASQUID_AUTH_CLIENT)
     assert "dovecot_auth: true" in conf.splitlines()
     assert f'dovecot_client_path: "{dovecot.CHASQUID_AUTH_CLIENT}"' in conf.splitlines()
-    deliver = render("chasquid/deliver.py.j2", settings, lmtp=dovecot.CHASQUID_LMTP)
+    deliver = render("chasquid/deliver.py.j2", settings, lmtp=dovecot.CHASQUID_LMTP,
+                     copies={})
     compile(deliver, "deliver", "exec")
     assert f'smtplib.LMTP("{dovecot.CHASQUID_LMTP}"' in deliver
 
@@ -200,7 +202,8 @@ def test_chasquid_delivers_without_results_forged_in_the_host_s_name(tmp_path):
     when they name this host (any case, with a version or a comment), kept otherwise."""
     path = tmp_path / "deliver"
     settings = sample_settings(mail_hostname="Mail.Example.TEST")
-    path.write_text(render("chasquid/deliver.py.j2", settings, lmtp=dovecot.CHASQUID_LMTP))
+    path.write_text(render("chasquid/deliver.py.j2", settings, lmtp=dovecot.CHASQUID_LMTP,
+                     copies={}))
     strip = runpy.run_path(str(path), run_name="deliver")["without_forged_results"]
     message = (b"Authentication-Results: mail.example.test;\r\n spf=pass smtp.mailfrom=x\r\n"
                b"Received: from mx.a.example by mail.example.test\r\n"
@@ -217,6 +220,62 @@ def test_chasquid_delivers_without_results_forged_in_the_host_s_name(tmp_path):
         b"Received: from x by mx.a.example\r\n"
         b"Subject: hi\r\n\r\nAuthentication-Results: mail.example.test; body\r\n")
     assert strip(b"no header end") == b"no header end"
+
+
+def test_chasquid_keeps_a_copy_through_an_internal_name_its_agent_delivers_to_the_mailbox(
+        tmp_path):
+    """Keep a copy and forward (a.b -> [a.b, outside]): chasquid would resolve a.b again until
+    its recursion limit, so its aliases file names the internal a.b=mailbox; chasquid hands
+    that to the delivery agent without its drop characters ('.'), and the agent gives the
+    message to Dovecot's LMTP for a.b@example.test (an aiosmtpd LMTP server here)."""
+    from aiosmtpd.controller import UnixSocketController
+    from aiosmtpd.lmtp import LMTP
+
+    settings = sample_settings(
+        mail_users=["a.b@example.test", "bob@example.test"],
+        mail_aliases={"a.b@example.test": ["a.b@example.test", "ab@elsewhere.example"],
+                      "sales@example.test": ["a.b@example.test", "bob@example.test"]})
+    assert users.chasquid_aliases(settings)["a.b@example.test"] == [
+        "a.b=mailbox@example.test", "ab@elsewhere.example"]
+    assert users.chasquid_aliases(settings)["sales@example.test"] == [
+        "a.b@example.test", "bob@example.test"]  # other aliases reach the alias, as before
+    assert users.aliases(settings)["a.b@example.test"] == [  # Postfix: the self-reference
+        "a.b@example.test", "ab@elsewhere.example"]
+    assert users.kept_copies(settings) == {"ab=mailbox@example.test": "a.b@example.test"}
+    lines = render("chasquid/aliases.j2", settings, domain="example.test",
+                   aliases=list(users.chasquid_aliases(settings).items())).splitlines()
+    assert "a.b: a.b=mailbox@example.test, ab@elsewhere.example" in lines
+
+    class Handler:
+        delivered = []
+
+        async def handle_DATA(self, server, session, envelope):
+            self.delivered.append((envelope.mail_from, envelope.rcpt_tos))
+            return "250 OK"
+
+    class Lmtp(UnixSocketController):
+        def factory(self):
+            return LMTP(self.handler)
+
+    socket_path = tmp_path / "lmtp"
+    agent = tmp_path / "deliver"
+    agent.write_text(render("chasquid/deliver.py.j2", settings, lmtp=str(socket_path),
+                            copies=users.kept_copies(settings)))
+    server = Lmtp(Handler(), unix_socket=str(socket_path))
+    server.start()
+    try:
+        for recipient in ("ab=mailbox@example.test", "bob@example.test"):
+            done = subprocess.run([sys.executable, str(agent), recipient, "friend@example.org"],
+                                  input=b"Subject: hi\n\nhello\n", capture_output=True,
+                                  timeout=30)
+            assert done.returncode == 0, done.stderr
+        refused = subprocess.run([sys.executable, str(agent), "a=b=c@example.test", ""],
+                                 input=b"x", capture_output=True, timeout=30)
+    finally:
+        server.stop()
+    assert Handler.delivered == [("friend@example.org", ["a.b@example.test"]),
+                                 ("friend@example.org", ["bob@example.test"])]
+    assert refused.returncode != 0 and b"refusing to deliver" in refused.stderr
 
 
 def test_put_text_and_directory_skip_what_read_paths_saw_in_place(ops):
@@ -615,7 +674,7 @@ def test_an_mta_configured_on_a_fresh_host_then_again_changes_nothing(world, sec
     """Every file, directory, link, account and hash of an MTA and its TLS on a fresh host;
     then, on the host as that left it, no operation at all and nothing to restart."""
     overrides, restarted = WORLDS[world]
-    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    (tmp_path / "ca.pem").write_bytes(self_signed_pem("ca.lab.test", -1, 30)[0])
     settings = sample_settings(**{
         "mail_users": ["alice@example.test", "bob@example.test"],
         "mail_aliases": {"info@example.test": ["alice@example.test", "dan@elsewhere.example"]},

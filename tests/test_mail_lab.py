@@ -299,6 +299,22 @@ def test_mail_for_an_alias_is_delivered_to_the_users_mailbox(lab_host):
     assert "/var/mail/vhosts/example.test/alice/" in found
 
 
+def test_keep_a_copy_and_forward_reaches_the_mailbox_and_the_outside_address(lab_host):
+    """bob@example.test -> [bob@example.test, bob@example.net] (inventory/lab.py): a message
+    from outside lands in bob's Maildir and reaches the receiver as bob@example.net, its
+    sender rewritten (on chasquid the copy goes through bob's internal name, which no one
+    outside can address)."""
+    message_id = send_from_outside("bob@example.test", "keep a copy")
+    copy = received(lab_host, message_id)
+    assert copy.meta["rcpt_tos"] == ["bob@example.net"]
+    assert copy.meta["mail_from"].endswith("@example.test") and copy.verdicts["spf"] == "pass"
+    stored = stored_files(message_id)
+    assert len(stored) == 1 and stored[0].startswith("/var/mail/vhosts/example.test/bob/"), stored
+    code, reply = inbound.offer(VPS4, "mx.example.org", "friend@example.org",
+                                "bob=mailbox@example.test", "Subject: x\r\n\r\nx\r\n", 30)
+    assert 500 <= code < 600, (code, reply)  # the internal name is no address from outside
+
+
 @pytest.mark.parametrize("port", [25, 587, 465])
 def test_certificate_chains_to_pebble_and_names_the_host(lab_host, port):
     context = tls_context(lab_host)

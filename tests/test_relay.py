@@ -39,7 +39,7 @@ def test_relay_hosts_are_written_bracketed(value, written):
     ({"relay_host": "[smtp.relay.example]:587\nrelayhost = evil"}, "control characters"),
     ({"relay_host": "[smtp relay]:587"}, "relay_host"),
     ({"relay_user": "user name"}, "expected a login"),
-    ({"relay_user": "user:x"}, "expected a login"),
+    ({"relay_user": "user:x"}, "relay_user = 'user:***': expected no credentials"),
     ({"relay_user": None}, "relay_user = None: expected the relay's login"),
     ({"mta": "chasquid"}, "chasquid has no smarthost setting"),
     ({"warmup_start": "2026-11-02"}, "whose own reputation and pacing apply"),

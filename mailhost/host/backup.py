@@ -50,11 +50,11 @@ ROOTS = (BACKUP_DIR, RESTIC, BACKUP_SCRIPT, RESTORE_SCRIPT, f"{UNIT_DIR}/{SERVIC
          f"{UNIT_DIR}/{TIMER}")
 # what cannot be regenerated; a restore brings back the mailboxes (the DKIM keys come from the
 # controller's secrets_dir, which the deploy uploads: see docs/operations.md, the disaster drill)
-BACKED_UP = (paths.MAILBOX_ROOT, paths.HOST_DKIM_DIR)
+BACKED_UP = paths.BACKED_UP
 RESTORED_PATHS = (paths.MAILBOX_ROOT,)
 # with DANE the TLSA pins certbot's key: its whole directory (the key, the lineage, the account)
 # is kept, so a rebuilt host can be given the same key by hand (it is not restored by itself)
-CERTBOT_DIR = "/etc/letsencrypt"
+CERTBOT_DIR = paths.CERTBOT_DIR
 
 
 def backed_up(settings: Settings) -> list[str]:

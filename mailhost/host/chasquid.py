@@ -22,7 +22,7 @@ from pyinfra.operations import files, server
 from mailhost.facts import DebianPackageVersion, known_state
 from mailhost.host import CertificateReader, QueueReader
 from mailhost.host.dovecot import CHASQUID_AUTH_CLIENT, CHASQUID_AUTH_USERDB, CHASQUID_LMTP
-from mailhost.host.users import aliases, mailbox_root, sender_owners
+from mailhost.host.users import chasquid_aliases, kept_copies, mailbox_root, sender_owners
 from mailhost.keys.dkim import (
     host_key_path,
     kinds_for,
@@ -77,12 +77,12 @@ def configure(settings: Settings, secrets: Secrets, steps: KeySteps | None = Non
                        deliver=CHASQUID_DELIVER, auth_userdb=CHASQUID_AUTH_USERDB,
                        auth_client=CHASQUID_AUTH_CLIENT),
         write_template("chasquid/deliver.py.j2", CHASQUID_DELIVER, settings, mode="755",
-                       lmtp=CHASQUID_LMTP),
+                       lmtp=CHASQUID_LMTP, copies=kept_copies(settings)),
         write_template("chasquid/post-data.py.j2", f"{CHASQUID_CONFIG}/hooks/post-data", settings,
                        mode="755", owners=sender_owners(settings),
                        signing={} if native else _hook_signing(settings, steps)),
     ]
-    all_aliases = aliases(settings)
+    all_aliases = chasquid_aliases(settings)
     for domain in settings.mail_domains:
         domain_dir = f"{CHASQUID_CONFIG}/domains/{domain}"
         directory(domain_dir, mode="755")

@@ -89,8 +89,42 @@ def aliases(settings: Settings) -> dict[str, list[str]]:
     return dict(sorted(result.items()))
 
 
+# chasquid: the internal name of a mailbox's kept copy, alice=mailbox@example.test (no address
+# of ours has '=', and chasquid refuses it at RCPT: neither user nor alias)
+KEPT_COPY = "=mailbox"
+
+
+def chasquid_aliases(settings: Settings) -> dict[str, list[str]]:
+    """aliases() as chasquid's files hold them. "Keep a copy and forward" (alice -> [alice,
+    ...]): chasquid would resolve alice again, until its recursion limit, and refuse the
+    message; the copy goes to alice's internal name instead, which its delivery agent hands to
+    Dovecot as alice (kept_copies). Postfix takes the self-reference as it is."""
+    return {address: [_kept_copy_name(t) if t == address and t in settings.mail_users else t
+                      for t in targets]
+            for address, targets in aliases(settings).items()}
+
+
+def kept_copies(settings: Settings) -> dict[str, str]:
+    """chasquid's delivery agent: each internal name of a kept copy, as chasquid hands it over
+    (its drop characters, '.', removed), and the mailbox it goes to."""
+    return {_as_chasquid_delivers(_kept_copy_name(address)): address
+            for address, targets in settings.mail_aliases.items()
+            if address in targets and address in settings.mail_users}
+
+
+def _kept_copy_name(address: str) -> str:
+    user, domain = address.split("@")
+    return f"{user}{KEPT_COPY}@{domain}"
+
+
+def _as_chasquid_delivers(address: str) -> str:
+    user, domain = address.split("@")
+    return f"{user.replace('.', '')}@{domain}"
+
+
 def alias_map(settings: Settings) -> str:
-    """Postfix virtual_alias_maps."""
+    """Postfix virtual_alias_maps (a mailbox's own address among its alias's targets keeps a
+    copy there: Postfix does not expand an address found in its own expansion)."""
     return "".join(f"{a} {', '.join(t)}\n" for a, t in aliases(settings).items())
 
 

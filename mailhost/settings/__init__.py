@@ -6,6 +6,7 @@ A wrong value stops the run before anything changes, with one line:
 - values.py: the value types and their validators (names, addresses, URLs, numbers...);
 - backup.py: the value types of the backup settings (restic's repository, schedule, host key);
 - model.py: the Settings model, its checks across keys, and load_settings;
+- keys.py: which keys host data may hold (the model's, pyinfra's own), checked first;
 - messages.py: the lines the user reads when a setting is wrong.
 
 The package imports nothing of mailhost above it (only mailhost.records and mailhost.spf);
@@ -17,7 +18,6 @@ from mailhost.settings.messages import SettingsError
 from mailhost.settings.model import (
     CLOUDFLARE_API,
     LETSENCRYPT,
-    OUR_PREFIXES,
     SECRET_KEYS,
     Settings,
     load_settings,
@@ -29,7 +29,6 @@ __all__ = (
     "DOCUMENTATION_NETWORKS",
     "LETSENCRYPT",
     "MAX_ROTATING_SELECTOR",
-    "OUR_PREFIXES",
     "SECRET_KEYS",
     "BackupRepository",
     "Settings",

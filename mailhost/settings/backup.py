@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import shutil
+import subprocess
 from dataclasses import dataclass
+from functools import cache
 from typing import Annotated
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BeforeValidator
 
+from mailhost.settings.messages import Credentials
 from mailhost.settings.values import _text, _url, domain_name
 
 
@@ -48,7 +52,9 @@ def _backup_repository(value) -> BackupRepository:
         return value
     text = _text(value).strip()
     if text.startswith("sftp:"):
-        user, at, rest = text.removeprefix("sftp:").partition("@")
+        user, at, rest = text.removeprefix("sftp:").rpartition("@")
+        if at and ":" in user:  # sftp:USER:PASSWORD@HOST:/PATH (restic logs in with a key)
+            raise Credentials(f"sftp:{user.split(':')[0]}:***@{rest}")
         host, colon, path = rest.partition(":")
         if not (at and colon and _SSH_USER.fullmatch(user)):
             raise ValueError(_BACKUP_EXPECTED)
@@ -62,6 +68,8 @@ def _backup_repository(value) -> BackupRepository:
     if text.startswith("s3:"):
         try:
             url = _url(text.removeprefix("s3:"))
+        except Credentials as error:
+            raise Credentials("s3:" + error.masked) from None
         except ValueError:
             raise ValueError(_BACKUP_EXPECTED) from None
         if not urlsplit(url).path.strip("/"):
@@ -79,13 +87,57 @@ _CALENDAR_WORDS = frozenset({"minutely", "hourly", "daily", "weekly", "monthly",
                              "semiannually", "yearly"})
 
 
+_TIME = re.compile(r"([0-9*/,.~]+):([0-9*/,.~]+)(?::([0-9*/,.~]+))?")
+_CALENDAR_EXPECTED = ("expected a systemd OnCalendar expression such as daily, hourly, "
+                      "'*-*-* 03:30' or 'Mon..Fri 02:00'")
+
+
 def _on_calendar(value) -> str:
-    """A systemd OnCalendar expression: a word (daily) or [WEEKDAYS ][DATE ]TIME."""
+    """A systemd OnCalendar expression: a word (daily), else as systemd's own parser judges it
+    (``systemd-analyze calendar`` on the controller), else [WEEKDAYS ][DATE ]HH:MM[:SS] with
+    hours, minutes and seconds in range; refused here, not by systemd on the host mid-deploy."""
     text = _text(value).strip()
-    if text in _CALENDAR_WORDS or _ON_CALENDAR.fullmatch(text):
+    if text in _CALENDAR_WORDS:
         return text
-    raise ValueError("expected a systemd OnCalendar expression such as daily, hourly, "
-                     "'*-*-* 03:30' or 'Mon..Fri 02:00'")
+    verdict = _systemd_says(text)
+    if verdict is None:
+        verdict = bool(_ON_CALENDAR.fullmatch(text)) and _times_in_range(text)
+    if not verdict:
+        raise ValueError(_CALENDAR_EXPECTED + " (systemd.time(7))")
+    return text
+
+
+@cache
+def _systemd_says(text: str) -> bool | None:
+    """Whether systemd's calendar parser takes TEXT; None without systemd-analyze."""
+    program = shutil.which("systemd-analyze")
+    if program is None or len(text) > 200:
+        return None if program is None else False
+    try:
+        done = subprocess.run([program, "calendar", "--", text], capture_output=True,
+                              timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.returncode == 0
+
+
+def _times_in_range(text: str) -> bool:
+    """The fallback's check of [WEEKDAYS ][DATE ]TIME: every number of the date's month and
+    day and of the time in range."""
+    parts = text.split(" ")
+    match = _TIME.fullmatch(parts[-1])
+    if not match:
+        return False
+    date = parts[-2].split("-") if len(parts) > 1 and "-" in parts[-2] else []
+    for part, highest in zip(date[-2:], (12, 31), strict=False):
+        if any(not 1 <= int(n) <= highest for n in re.findall(r"[0-9]+", part)):
+            return False
+    for part, highest in zip(match.groups(), (23, 59, 59), strict=True):
+        numbers = re.findall(r"[0-9]+", part or "")
+        if any(int(n) > highest for n in numbers) or (part is not None and part.strip("*")
+                                                      and not numbers):
+            return False
+    return True
 
 
 def _ssh_public_key(value) -> str:

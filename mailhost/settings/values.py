@@ -11,11 +11,15 @@ import ipaddress
 import re
 import unicodedata
 from pathlib import Path
+from types import MappingProxyType
 from typing import Annotated
 from urllib.parse import urlsplit
 
 import idna
+from cryptography import x509
 from pydantic import AfterValidator, BeforeValidator
+
+from mailhost.settings.messages import Credentials
 
 # a rotated key's selector is dkim_selector-YYYYMMDD[-N]: room for that in one 63-byte label
 MAX_ROTATING_SELECTOR = 50
@@ -46,13 +50,19 @@ def _text(value) -> str:
 def domain_name(value, min_labels: int = 2, underscores: bool = False) -> str:
     """A DNS name, lower case, international names as punycode (xn--), without the final dot."""
     name = _text(value).strip().rstrip(".")
-    if not name.isascii():
-        _refuse_look_alikes(name)
     try:
         name = idna.encode(name, uts46=True).decode() if not name.isascii() else name.lower()
     except idna.IDNAError:
         raise ValueError("expected a domain name; not a valid international name") from None
     labels = name.split(".")
+    for label in labels:  # every A-label decoded (IDNA2008), then judged as Unicode
+        if label.startswith("xn--"):
+            try:
+                unicode_label = idna.decode(label)
+            except (idna.IDNAError, UnicodeError):
+                raise ValueError(f"expected a domain name; {label!r} is not a valid "
+                                 "international (xn--) label (IDNA2008)") from None
+            _refuse_look_alikes(unicode_label)
     pattern = _UNDERSCORE_LABEL if underscores else _LABEL
     if len(name) > 253 or len(labels) < min_labels or not all(
             len(label) <= 63 and pattern.fullmatch(label) for label in labels):
@@ -69,16 +79,32 @@ def domain_name(value, min_labels: int = 2, underscores: bool = False) -> str:
 _LOOK_ALIKE_SCRIPTS = ("CYRILLIC", "GREEK", "ARMENIAN", "CHEROKEE")
 
 
-def _refuse_look_alikes(name: str):
-    """An international name whose label mixes Latin letters with letters of a look-alike script
-    (``mаil`` with a Cyrillic а) is refused: it would be a different name than it seems."""
-    for label in name.split("."):
-        scripts = {unicodedata.name(c, "").split(" ")[0]: c for c in label if c.isalpha()}
-        if "LATIN" in scripts and (foreign := scripts.keys() & set(_LOOK_ALIKE_SCRIPTS)):
-            letter = scripts[sorted(foreign)[0]]
-            raise ValueError(f"expected each label in one script; {label!r} mixes Latin letters "
-                             f"with U+{ord(letter):04X} {unicodedata.name(letter)} (a look-alike "
-                             "letter pasted in?)")
+# Letters of those scripts that look like a Latin letter (UTS #39's confusables, the lower-case
+# ones a name keeps): a label made of these alone reads as a Latin word.
+_LATIN_LOOK_ALIKES = MappingProxyType({
+    **dict(zip("аԁеһіјӏорԛѕԝхусьԍ", "adehijlopqswxycbg", strict=True)),  # Cyrillic
+    **dict(zip("αϲεηικνοϱρτυχ", "acenikvopptux", strict=True)),  # Greek
+    **dict(zip("ցհոօզս", "ghnoqu", strict=True)),  # Armenian
+})
+
+
+def _refuse_look_alikes(label: str):
+    """A label that mixes Latin letters with letters of a look-alike script (``mаil`` with a
+    Cyrillic а), or is written only in such letters (``аррӏе``, all Cyrillic), is refused: it
+    would be a different name than it seems."""
+    scripts = {unicodedata.name(c, "").split(" ")[0]: c for c in label if c.isalpha()}
+    if "LATIN" in scripts and (foreign := scripts.keys() & set(_LOOK_ALIKE_SCRIPTS)):
+        letter = scripts[sorted(foreign)[0]]
+        raise ValueError(f"expected each label in one script; {label!r} mixes Latin letters "
+                         f"with U+{ord(letter):04X} {unicodedata.name(letter)} (a look-alike "
+                         "letter pasted in?)")
+    letters = [c for c in label if c.isalpha()]
+    if letters and scripts.keys() <= set(_LOOK_ALIKE_SCRIPTS) and all(
+            c in _LATIN_LOOK_ALIKES for c in letters):
+        latin = "".join(_LATIN_LOOK_ALIKES.get(c, c) for c in label)
+        raise ValueError(f"expected a name that reads as what it is; {label!r} is written only "
+                         f"in {sorted(scripts)[0].title()} letters that look like Latin ones "
+                         f"(it reads as {latin!r})")
 
 
 def _fqdn(value) -> str:
@@ -105,6 +131,8 @@ def _key_name(value) -> str:
 
 def _address(value, foreign: bool = False) -> str:
     text = _text(value).strip()
+    if ":" in text.partition("@")[2]:  # address:password
+        raise Credentials(text[:text.index(":", text.index("@"))] + ":***")
     local, at, domain = text.rpartition("@")
     pattern = _FOREIGN_LOCAL_PART if foreign else _LOCAL_PART
     if not at or len(local) > 64 or not pattern.fullmatch(local.lower()):
@@ -136,6 +164,8 @@ def _mailto(value) -> str:
         if scheme.lower() != "mailto" or (bang and not _DMARC_SIZE.fullmatch(size.lower())):
             raise ValueError
         return f"mailto:{_address(address)}" + (f"!{size.lower()}" if bang else "")
+    except Credentials as error:
+        raise Credentials(f"{scheme}:{error.masked}") from None
     except ValueError:
         raise ValueError("expected a mailto: URI such as mailto:dmarc@example.com "
                          "(optionally !SIZE, e.g. !10m)") from None
@@ -149,6 +179,8 @@ def _report_uri(value) -> str:
     if "!" not in text:
         try:
             return _mailto(text)
+        except Credentials:
+            raise
         except ValueError:
             pass
     raise ValueError("expected mailto:ADDRESS or an https:// URL")
@@ -179,8 +211,9 @@ def _url(value, schemes=("https", "http")) -> str:
         port = url.port
     except ValueError:
         raise ValueError(expected) from None
-    if (url.scheme not in schemes or not url.hostname or url.username or url.password
-            or url.query or url.fragment or "?" in text or "#" in text
+    if url.username or url.password or url.query or "?" in text:
+        raise Credentials(_masked(text))
+    if (url.scheme not in schemes or not url.hostname or url.fragment or "#" in text
             or not _URL_PATH.fullmatch(url.path)):
         raise ValueError(expected)
     host = url.netloc.rpartition(":")[0] if port is not None else url.netloc
@@ -189,6 +222,24 @@ def _url(value, schemes=("https", "http")) -> str:
     except ValueError:
         raise ValueError(expected) from None
     return f"{url.scheme}://{host}{f':{port}' if port is not None else ''}{url.path}".rstrip("/")
+
+
+def _masked(url: str) -> str:
+    """A URL with its user, password and query masked."""
+    scheme, colon, rest = url.partition("://")
+    rest = rest.split("?")[0] + ("?***" if "?" in rest else "")
+    host = rest.split("/")[0]
+    if "@" in host:
+        rest = "***@" + rest[len(host.rpartition("@")[0]) + 1:]
+    return scheme + colon + rest
+
+
+def _flag(value) -> bool:
+    """True or False themselves (``--data`` turns true/false into them): no "on", "yes" or 1,
+    so that a stray word cannot turn a switch on."""
+    if not isinstance(value, bool):
+        raise ValueError("expected True or False")
+    return value
 
 
 def _whole_number(value):
@@ -296,10 +347,29 @@ def _path(value) -> str:
     return str(Path(value).expanduser())
 
 
+MAX_PEM_BYTES = 1 << 20
+
+
 def _pem_file(value) -> str:
+    """A file of PEM certificates on the controller (a CA bundle): certificates only, each
+    parsed; a private key in it is refused (the bundle is copied to the host, readable by all)
+    and never shown."""
     path = _path(value)
     if not Path(path).is_file():
         raise ValueError("expected the path of a PEM file on the controller")
+    with open(path, "rb") as file:
+        data = file.read(MAX_PEM_BYTES + 1)
+    if b"PRIVATE KEY" in data:
+        raise ValueError("expected certificates only; this file holds a private key (not shown: "
+                         "a CA bundle is copied to the host, readable by all)")
+    labels = set(re.findall(rb"-----BEGIN ([A-Z0-9 ]+)-----", data))
+    try:
+        if len(data) > MAX_PEM_BYTES or labels != {b"CERTIFICATE"}:
+            raise ValueError
+        x509.load_pem_x509_certificates(data)
+    except ValueError:
+        raise ValueError("expected a PEM file of certificates only (-----BEGIN CERTIFICATE-----"
+                         f", at most {MAX_PEM_BYTES} bytes), each one readable") from None
     return path
 
 
@@ -329,6 +399,8 @@ def _login(value) -> str:
     """A SASL login as relays issue them (an address, "apikey", an access key id): kept as
     written, case included; no space, colon or control character."""
     text = _text(value)
+    if ":" in text:  # login:password
+        raise Credentials(text.partition(":")[0] + ":***")
     if not re.fullmatch(r"[A-Za-z0-9._@+=-]{1,128}", text):
         raise ValueError("expected a login of letters, digits and . _ @ + = - (1 to 128)")
     return text
@@ -352,6 +424,7 @@ HostPort = Annotated[str, AfterValidator(_host_port)]
 Quota = Annotated[str, AfterValidator(_quota)]
 MxValue = Annotated[str, AfterValidator(_mx_value)]
 Number = Annotated[int, BeforeValidator(_whole_number)]
+Flag = Annotated[bool, BeforeValidator(_flag)]
 RelayHost = Annotated[str, AfterValidator(_relay)]
 Login = Annotated[str, AfterValidator(_login)]
 SpfInclude = Annotated[str, AfterValidator(_spf_include)]
