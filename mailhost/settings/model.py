@@ -9,7 +9,9 @@ Secrets are not settings: see mailhost.secrets.
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
+import re
 from types import MappingProxyType
 from typing import Literal
 
@@ -101,7 +103,7 @@ class Settings(BaseModel):
     lab_allowances: bool = False
 
     # DNS provider
-    dns_provider: Literal["cloudflare", "rfc2136"]
+    dns_provider: Literal["cloudflare", "rfc2136", "lexicon"]
     dns_zones: list[Fqdn] | None = None
     dns_server: Server | None = None
     dns_port: Number = Field(default=53, ge=1, le=65535)
@@ -116,6 +118,10 @@ class Settings(BaseModel):
     # the host's api.cloudflare.com reaches the same API as cloudflare_api_url (the lab's TLS
     # front): certbot's Cloudflare plugin, which only knows that name, may then do DNS-01
     cloudflare_api_url_is_api_host: bool = False
+    # "lexicon": one of dns-lexicon's providers (hetzner, powerdns...) and its options that are
+    # not secret, by lexicon's names (pdns_server...); its credentials: mailhost.secrets
+    dns_lexicon_provider: str | None = None
+    dns_lexicon_options: dict[str, str] = {}
     dns_ttl: Number = Field(default=3600, ge=60, le=86400)
     dns_force: bool = False
 
@@ -287,10 +293,16 @@ class Settings(BaseModel):
             if not self.dns_tsig_key_name:
                 raise FieldError("dns_tsig_key_name", None,
                                    "expected the TSIG key name for rfc2136")
+        if self.dns_provider == "lexicon":
+            _check_lexicon(self.dns_lexicon_provider, self.dns_lexicon_options)
 
     def _check_acme(self):
         if self.acme_challenge != "dns-01":
             return
+        if self.dns_provider == "lexicon":
+            raise FieldError("acme_challenge", self.acme_challenge,
+                             "expected 'http-01' with dns_provider 'lexicon' (DNS-01 is done "
+                             "through cloudflare and rfc2136 only)")
         if self.dns_provider == "rfc2136":
             try:
                 ipaddress.ip_address(self.dns_server)
@@ -364,6 +376,27 @@ class Settings(BaseModel):
     @property
     def acme_contact(self) -> str:
         return self.acme_email or f"postmaster@{self.mail_domains[0]}"
+
+
+LEXICON_CREDENTIAL = re.compile(r"auth|token|secret|password|passwd|key")
+
+
+def _check_lexicon(name: str | None, options: dict[str, str]) -> None:
+    """A provider dns-lexicon ships (looked up, not imported), options that are no credential."""
+    if not name or not re.fullmatch(r"[a-z0-9_]+", name) or importlib.util.find_spec(
+            f"lexicon._private.providers.{name}") is None:
+        raise FieldError("dns_lexicon_provider", name,
+                         "expected the name of a dns-lexicon provider, e.g. 'hetzner' or "
+                         "'powerdns', with dns_provider 'lexicon'")
+    for option in options:
+        if not re.fullmatch(r"[a-z0-9_]+", option):
+            raise FieldError("dns_lexicon_options", option,
+                             "expected lexicon's option names (lowercase, e.g. pdns_server)")
+        if LEXICON_CREDENTIAL.search(option):
+            raise FieldError("dns_lexicon_options", option,
+                             f"expected no credential here: export LEXICON_{name.upper()}_"
+                             f"{option.upper()}, or put lexicon_{name}_{option} in the "
+                             "secrets file")
 
 
 def _alias_loop(aliases: dict[str, list[str]], start: str) -> list[str] | None:
