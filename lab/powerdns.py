@@ -42,6 +42,31 @@ SCHEMA = Path("/usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql")
 PDNS_SERVER, PDNSUTIL = "/usr/sbin/pdns_server", "/usr/bin/pdnsutil"
 
 
+def api(api_url: str, api_key: str, method: str, path: str, body: dict | None = None):
+    """One call to PowerDNS's HTTP API at API_URL (``path`` after /api/v1): the decoded JSON,
+    or None; LabError (without the key) when it answers an error."""
+    request = urllib.request.Request(
+        f"{api_url}/api/v1{path}", method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"X-API-Key": api_key, "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            data = response.read()
+    except urllib.error.HTTPError as error:
+        raise LabError(f"PowerDNS API {method} {path}: HTTP {error.code} "
+                       f"{error.read()[:200]!r}") from None
+    return json.loads(data) if data else None
+
+
+def replace_rrset(api_url: str, api_key: str, zone: str, name: str, rtype: str, ttl: int,
+                  contents: list[str]) -> None:
+    """Set (or, with no CONTENTS, delete) one RRset of ZONE, contents in zone-file form."""
+    change = {"name": name.rstrip(".") + ".", "type": rtype, "ttl": ttl,
+              "changetype": "REPLACE" if contents else "DELETE",
+              "records": [{"content": c, "disabled": False} for c in contents]}
+    api(api_url, api_key, "PATCH", f"/servers/localhost/zones/{zone}.", {"rrsets": [change]})
+
+
 class PowerDnsServer(StartStop):
     """One pdns_server serving ``zones`` ({zone: zone file text}) from sqlite3.
 
@@ -175,17 +200,7 @@ class PowerDnsServer(StartStop):
 
     def api(self, method: str, path: str, body: dict | None = None):
         """One call to the HTTP API (``path`` after /api/v1); the decoded JSON, or None."""
-        request = urllib.request.Request(
-            f"{self.api_url}/api/v1{path}", method=method,
-            data=json.dumps(body).encode() if body is not None else None,
-            headers={"X-API-Key": self.api_key, "Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                data = response.read()
-        except urllib.error.HTTPError as error:
-            raise LabError(f"PowerDNS API {method} {path}: HTTP {error.code} "
-                           f"{error.read()[:200]!r}") from None
-        return json.loads(data) if data else None
+        return api(self.api_url, self.api_key, method, path, body)
 
     def zone(self, zone: str) -> dict:
         return self.api("GET", f"/servers/localhost/zones/{zone}.")
@@ -277,10 +292,8 @@ class PowerDnsWorld(StartStop):
         return self.server.zone(self.zone)["rrsets"]
 
     def _patch(self, name: str, rtype: str, ttl: int, contents: list[str]) -> None:
-        change = {"name": name.rstrip(".") + ".", "type": rtype, "ttl": ttl,
-                  "changetype": "REPLACE" if contents else "DELETE",
-                  "records": [{"content": c, "disabled": False} for c in contents]}
-        self.server.api("PATCH", f"/servers/localhost/zones/{self.zone}.", {"rrsets": [change]})
+        replace_rrset(self.server.api_url, self.server.api_key, self.zone, name, rtype, ttl,
+                      contents)
 
     def _contents(self, name: str, rtype: str) -> tuple[int | None, list[str]]:
         for rrset in self._rrsets():

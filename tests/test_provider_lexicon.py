@@ -79,8 +79,7 @@ def test_settings_name_a_lexicon_provider(tmp_path):
         lexicon_settings(tmp_path, dns_lexicon_options={"auth_token": "abc"})
     assert "export LEXICON_POWERDNS_AUTH_TOKEN" in str(error.value)
     assert "abc" not in str(error.value)
-    with pytest.raises(SettingsError, match="acme_challenge = 'dns-01'"):
-        lexicon_settings(tmp_path, acme_challenge="dns-01")
+    assert lexicon_settings(tmp_path, acme_challenge="dns-01").acme_challenge == "dns-01"
 
 
 def test_credentials_under_lexicon_names_from_environment_or_file(tmp_path):
@@ -159,3 +158,10 @@ def test_foreign_records_are_kept_byte_for_byte(powerdns_world):
     before = powerdns_world.server_writes()
     assert again.plan().empty and again.provider.calls["write"] == 0
     assert powerdns_world.server_writes() == before
+
+
+def test_a_cname_outside_the_zone_is_read_as_powerdns_stores_it(powerdns_world):
+    """lexicon's powerdns provider lists "ghs.hosting.example.example.test" for it."""
+    powerdns_world.add_foreign("mail.example.test", "CNAME", "ghs.hosting.example")
+    found = powerdns_world.provider().read("example.test", [("mail.example.test", "A")])
+    assert [(r.rtype, r.values) for r in found] == [("CNAME", ("ghs.hosting.example",))]

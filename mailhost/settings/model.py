@@ -299,10 +299,6 @@ class Settings(BaseModel):
     def _check_acme(self):
         if self.acme_challenge != "dns-01":
             return
-        if self.dns_provider == "lexicon":
-            raise FieldError("acme_challenge", self.acme_challenge,
-                             "expected 'http-01' with dns_provider 'lexicon' (DNS-01 is done "
-                             "through cloudflare and rfc2136 only)")
         if self.dns_provider == "rfc2136":
             try:
                 ipaddress.ip_address(self.dns_server)
@@ -310,7 +306,7 @@ class Settings(BaseModel):
                 raise FieldError("dns_server", self.dns_server,
                                   "expected an IP address with acme_challenge = 'dns-01' "
                                   "(certbot's rfc2136 plugin takes no host name)") from None
-        elif (self.cloudflare_api_url != CLOUDFLARE_API
+        elif (self.dns_provider == "cloudflare" and self.cloudflare_api_url != CLOUDFLARE_API
               and not self.cloudflare_api_url_is_api_host):
             raise FieldError("acme_challenge", self.acme_challenge,
                               "expected 'http-01' with a custom cloudflare_api_url (certbot's "

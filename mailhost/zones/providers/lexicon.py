@@ -189,9 +189,18 @@ class LexiconProvider(Provider):
                 content = str(record.get("content", ""))
                 records.append({"name": normalize_name(str(record.get("name", ""))),
                                 "type": rtype, "ttl": int(record.get("ttl") or 0),
-                                "content": content, "value": _value(rtype, content)})
+                                "content": content,
+                                "value": _value(rtype, self._stored(record, content))})
             self._listed[zone] = records
         return self._listed[zone]
+
+    def _stored(self, record: dict, content: str) -> str:
+        """The content as the server stores it where lexicon's content is not: its PowerDNS
+        provider appends the zone to a CNAME target outside it, but keeps the stored content
+        in the record's id ("TYPE/name=content")."""
+        if self.name == "powerdns" and "=" in str(record.get("id", "")):
+            return str(record["id"]).split("=", 1)[1]
+        return content
 
     def _content(self, rtype: str, value: str) -> str:
         """A value in records.py form as lexicon's content for this provider."""
