@@ -74,18 +74,21 @@ class PowerDnsServer(StartStop):
     + api_address, api_port: its HTTP API (default: address, a free port)
     + api_key: the API's key (generated if omitted; never shown)
     + notify: "address:port" of secondaries to NOTIFY on every change (they may AXFR)
+    + api_allow_from: networks allowed to use the API besides its own and loopback addresses
     + workdir: config, database and log (default: a temporary directory, removed by stop())
     """
 
     def __init__(self, zones: dict[str, str], address: str = "127.0.0.1",
                  port: int | None = None, api_address: str | None = None,
                  api_port: int | None = None, api_key: str | None = None,
-                 notify: Sequence[str] = (), workdir: str | Path | None = None):
+                 notify: Sequence[str] = (), workdir: str | Path | None = None,
+                 api_allow_from: Sequence[str] = ()):
         self.zones = {zone.rstrip(".").lower(): text for zone, text in zones.items()}
         self.address, self.port = address, port
         self.api_address, self.api_port = api_address or address, api_port
         self.api_key = api_key or secrets.token_urlsafe(24)
         self.notify = list(notify)
+        self.api_allow_from = list(api_allow_from)
         self._own_workdir = workdir is None
         self.workdir = Path(workdir) if workdir else None
         self.process: subprocess.Popen | None = None
@@ -119,7 +122,7 @@ class PowerDnsServer(StartStop):
             "webserver=yes",
             f"webserver-address={self.api_address}",
             f"webserver-port={self.api_port}",
-            f"webserver-allow-from={','.join(allowed)}",
+            f"webserver-allow-from={','.join([*allowed, *self.api_allow_from])}",
             "webserver-loglevel=none",
             "",
         ])

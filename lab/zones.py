@@ -32,6 +32,8 @@ from .common import (
     HOST4,
     HOST6,
     LAB_DOMAIN,
+    LAB_NET4,
+    LAB_NET6,
     MAIL_DOMAINS,
     NS_NAME,
     POWERDNS_API_PORT,
@@ -115,7 +117,8 @@ def start_powerdns(paths: Paths, api_key: str) -> Proc:
         shutil.rmtree(paths.powerdns)
     server = PowerDnsServer({domain: _head(domain) for domain in MAIL_DOMAINS}, address=HOST4,
                             port=POWERDNS_PORT, api_port=POWERDNS_API_PORT, api_key=api_key,
-                            notify=[f"{HOST4}:{DNS_PORT}"], workdir=paths.powerdns)
+                            notify=[f"{HOST4}:{DNS_PORT}"], workdir=paths.powerdns,
+                            api_allow_from=[LAB_NET4, LAB_NET6])  # the VPS's certbot hook
     command = server.prepare()
     log = paths.logs / "pdns.log"
     proc = spawn(command, log)

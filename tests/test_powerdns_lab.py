@@ -6,8 +6,9 @@ powerdns provider to PowerDNS's HTTP API.
 One lab, in order (the module's fixture): foreign TXT, MX and CAA and a CNAME at ``mail`` put
 in PowerDNS; the deploy stops on the CNAME with one line, the zone unchanged; the CNAME gone,
 the deploy (the foreign MX kept with mx_keep) converges, every check ok; a message arrives at
-the receiver with dkim, spf and dmarc pass; a second deploy changes no record and PowerDNS takes
-no write (its serial, which the API increases on every change, stays).
+the receiver with dkim, spf and dmarc pass; the certificate came by DNS-01 through the same
+provider (certbot's manual hook with Ubuntu's python3-lexicon); a second deploy changes no
+record and PowerDNS takes no write (its serial, which the API increases on every change, stays).
 
 Run alone: .venv/bin/python -m pytest tests/test_powerdns_lab.py (MAILHOST_LAB_LANE: the lane)
 """
@@ -24,7 +25,7 @@ from pathlib import Path
 import dns.message
 import dns.query
 import pytest
-from lab_world import HOSTNAME, ROOT, VPS4, pyinfra, tls_context
+from lab_world import HOSTNAME, ROOT, VPS4, pyinfra, ssh, tls_context
 from secrecy import leaked
 
 from lab.powerdns import api, replace_rrset
@@ -32,7 +33,8 @@ from lab.receiver import wait_for_message
 
 pytestmark = pytest.mark.lab
 
-WORLD = ("ubuntu-24.04", "postfix", "powerdns", "http-01")
+# DNS-01: certbot's manual hook on the VPS writes the challenge through lexicon to PowerDNS
+WORLD = ("ubuntu-24.04", "postfix", "powerdns", "dns-01")
 ZONE = "example.test"
 FOREIGN = [("TXT", '"google-site-verification=pdns-lab"'), ("MX", "20 mx.oldprovider.example."),
            ("CAA", '0 issue "sectigo.com"')]
@@ -100,9 +102,9 @@ def test_a_cname_at_mail_stops_the_run_with_one_line_and_the_zone_unchanged(powe
     code, output = powerdns_lab["refused"]
     assert code != 0
     assert "Traceback" not in output
-    conflicts = [line.strip() for line in output.splitlines() if "! CONFLICT" in line]
+    conflicts = [" ".join(line.split()) for line in output.splitlines() if "! CONFLICT" in line]
     assert len(conflicts) == 1 and conflicts[0].startswith(
-        "! CONFLICT CNAME mail.example.test  -> ghs.hosting.example: no other record can sit "
+        "! CONFLICT CNAME mail.example.test -> ghs.hosting.example: no other record can sit "
         "beside a CNAME"), output[-3000:]
     stopped = [line for line in output.splitlines() if "nothing was written" in line]
     assert stopped and "CNAME mail.example.test" in stopped[0], output[-3000:]
@@ -170,3 +172,16 @@ def test_status_names_the_api_and_no_output_holds_the_key(powerdns_lab):
     assert status["powerdns"]["api_url"] == pdns.url
     outputs = [powerdns_lab[k][1] for k in ("refused", "first", "second")]
     assert leaked({"PowerDNS API key": pdns.key}, json.dumps(status), *outputs) == []
+    assert pdns.key not in ssh("journalctl -q --no-pager 2>/dev/null | tail -2000; "
+                               "cat /var/log/letsencrypt/letsencrypt.log 2>/dev/null")
+
+
+def test_the_certificate_came_by_dns_01_through_lexicon(powerdns_lab):
+    renewal = ssh(f"cat /etc/letsencrypt/renewal/{HOSTNAME}.conf")
+    assert "authenticator = manual" in renewal, renewal
+    assert "manual_auth_hook = /etc/mailhost/acme/lexicon-hook auth" in renewal
+    assert ssh("stat -c %a /etc/mailhost/acme/dns-credentials.ini").strip() == "600"
+    assert ssh("dpkg-query -W -f '${Status}' python3-lexicon") == "install ok installed"
+    rrsets = powerdns_lab["pdns"].zone()["rrsets"]
+    assert not [r["name"] for r in rrsets if r["name"].startswith("_acme-challenge.")]
+    assert "fail " not in powerdns_lab["first"][1]
