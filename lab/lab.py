@@ -543,7 +543,7 @@ def status(paths: Paths) -> dict:
             "api_host_front": f"https://{api_front.API_HOSTNAME} (on the VPS) = "
                               f"https://{HOST4}:{api_front.API_PORT} (stunnel, lab CA)",
         },
-        "world": world,
+        "dns_world": world,  # who serves the mail zones: "knot" or "powerdns"
         "powerdns": {
             "api_url": POWERDNS_URL,
             "dns": f"{HOST4}:{POWERDNS_PORT}",

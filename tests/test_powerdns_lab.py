@@ -168,7 +168,7 @@ def test_a_second_run_changes_nothing_and_powerdns_takes_no_write(powerdns_lab):
 
 def test_status_names_the_api_and_no_output_holds_the_key(powerdns_lab):
     status, pdns = powerdns_lab["status"], powerdns_lab["pdns"]
-    assert status["world"] == "powerdns" and status["powerdns"]["serving"]
+    assert status["dns_world"] == "powerdns" and status["powerdns"]["serving"]
     assert status["powerdns"]["api_url"] == pdns.url
     outputs = [powerdns_lab[k][1] for k in ("refused", "first", "second")]
     assert leaked({"PowerDNS API key": pdns.key}, json.dumps(status), *outputs) == []

@@ -167,7 +167,7 @@ class LexiconProvider(Provider):
             runtime = {"provider_name": self.name, "domain": zone, "ttl": 3600,
                        self.name: dict(self._options)}
             config = ConfigResolver().with_dict(runtime)
-            client = self._call("read", f"connecting to zone {zone}",
+            client = self._call(None, f"setting up zone {zone}",  # no call to the service
                                 lambda: module.Provider(config))
             self._call("read", f"looking up zone {zone}", client.authenticate)
             self._clients[zone], self._runtime[zone] = client, runtime
@@ -213,9 +213,11 @@ class LexiconProvider(Provider):
             return " ".join([*head, target if target.endswith(".") else target + "."])
         return value
 
-    def _call(self, kind: str, what: str, function):
-        """Count and run one lexicon call; its errors become one line without a secret."""
-        self.calls[kind] += 1
+    def _call(self, kind: str | None, what: str, function):
+        """Count (as KIND) and run one lexicon call; its errors become one line without a
+        secret."""
+        if kind:
+            self.calls[kind] += 1
         with offline_suffixes():
             try:
                 return function()
