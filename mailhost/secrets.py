@@ -76,8 +76,10 @@ class Secrets:
     cloudflare_acme_api_token: Secret | None = None
     relay_password: Secret | None = None
     backup: BackupSecrets | None = None  # only with backup_repository
-    # dns_provider "lexicon": the provider's options by lexicon's names (auth_token...)
+    # dns_provider "lexicon": the provider's options by lexicon's names (auth_token...), and
+    # those certbot's hook on the VPS gets instead, when set (DNS-01 with least privilege)
     lexicon: dict[str, Secret] = field(default_factory=dict)
+    acme_lexicon: dict[str, Secret] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -152,20 +154,28 @@ def load_secrets(settings: Settings, environ=None) -> Secrets:
                             "(Postfix's password table holds it after a colon on one line)")
     backup = _backup_secrets(settings, pick)
     lexicon = _lexicon_secrets(settings, environ, from_file)
-    return Secrets(token, tsig, passwords, acme_tsig, acme_token, relay, backup, lexicon)
+    acme_lexicon = _lexicon_secrets(settings, environ, from_file, acme=True)
+    return Secrets(token, tsig, passwords, acme_tsig, acme_token, relay, backup, lexicon,
+                   acme_lexicon)
 
 
-def _lexicon_secrets(settings: Settings, environ, from_file: dict) -> dict[str, Secret]:
+def _lexicon_secrets(settings: Settings, environ, from_file: dict,
+                     acme: bool = False) -> dict[str, Secret]:
     """A lexicon provider's credentials under lexicon's own names: LEXICON_<PROVIDER>_<OPTION>
-    in the environment (which wins) or lexicon_<provider>_<option> in the file."""
+    in the environment (which wins) or lexicon_<provider>_<option> in the file. ``acme``:
+    the optional ones for certbot's hook, MAILHOST_ACME_LEXICON_<PROVIDER>_<OPTION> or
+    acme_lexicon_<provider>_<option>."""
     if settings.dns_provider != "lexicon":
         return {}
     name = settings.dns_lexicon_provider
-    found = {key.removeprefix(f"lexicon_{name}_"): value for key, value in from_file.items()
-             if key.startswith(f"lexicon_{name}_")}
-    prefix = f"LEXICON_{name.upper()}_"
+    key_prefix = f"{'acme_' * acme}lexicon_{name}_"
+    found = {key.removeprefix(key_prefix): value for key, value in from_file.items()
+             if key.startswith(key_prefix)}
+    prefix = f"{'MAILHOST_ACME_' * acme}LEXICON_{name.upper()}_"
     found |= {key.removeprefix(prefix).lower(): value for key, value in environ.items()
               if key.startswith(prefix) and value}
+    if not found and acme:
+        return {}
     if not found:
         raise SettingsError(
             f"secrets: {prefix}AUTH_TOKEN: not set; export the credentials of lexicon provider "
@@ -173,9 +183,9 @@ def _lexicon_secrets(settings: Settings, environ, from_file: dict) -> dict[str, 
             f"put lexicon_{name}_<option> in {settings.secrets_file}")
     for option, value in found.items():
         if not isinstance(value, str):
-            raise SettingsError(f"secrets: lexicon_{name}_{option}: expected text (a quoted "
+            raise SettingsError(f"secrets: {key_prefix}{option}: expected text (a quoted "
                                 "TOML string)")
-        _one_word(f"lexicon_{name}_{option} ({prefix}{option.upper()})", value)
+        _one_word(f"{key_prefix}{option} ({prefix}{option.upper()})", value)
     return {option: Secret(value) for option, value in found.items()}
 
 

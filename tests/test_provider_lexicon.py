@@ -165,3 +165,19 @@ def test_a_cname_outside_the_zone_is_read_as_powerdns_stores_it(powerdns_world):
     powerdns_world.add_foreign("mail.example.test", "CNAME", "ghs.hosting.example")
     found = powerdns_world.provider().read("example.test", [("mail.example.test", "A")])
     assert [(r.rtype, r.values) for r in found] == [("CNAME", ("ghs.hosting.example",))]
+
+
+def test_certbot_gets_the_acme_credentials_when_set_else_the_provisioning_ones(tmp_path):
+    from mailhost.host.tls import _dns_credentials
+
+    settings = lexicon_settings(tmp_path, acme_challenge="dns-01")
+    full = {"LEXICON_POWERDNS_AUTH_TOKEN": "provisioning-key"}
+    only = load_secrets(settings, environ=full)
+    assert only.acme_lexicon == {}
+    assert _dns_credentials(settings, only).reveal() == (
+        "auth_token = provisioning-key\npdns_server = http://127.0.0.1:8081\n")
+    acme = {"MAILHOST_ACME_LEXICON_POWERDNS_AUTH_TOKEN": "only-txt-key"}
+    scoped = load_secrets(settings, environ={**full, **acme})
+    assert "provisioning-key" not in _dns_credentials(settings, scoped).reveal()
+    assert "auth_token = only-txt-key\n" in _dns_credentials(settings, scoped).reveal()
+    assert "only-txt-key" not in repr(scoped)

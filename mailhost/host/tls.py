@@ -161,8 +161,9 @@ def _dns_credentials(settings: Settings, secrets: Secrets) -> Secret:
         token = secrets.cloudflare_acme_api_token or secrets.cloudflare_api_token
         return Secret(f"dns_cloudflare_api_token = {token.reveal()}\n")
     if settings.dns_provider == "lexicon":  # lexicon's option names: the hook's config
+        credentials = secrets.acme_lexicon or secrets.lexicon
         options = {**settings.dns_lexicon_options,
-                   **{k: v.reveal() for k, v in secrets.lexicon.items()}}
+                   **{k: v.reveal() for k, v in credentials.items()}}
         return Secret("".join(f"{k} = {v}\n" for k, v in sorted(options.items())))
     if settings.dns_acme_tsig_key_name:
         name, secret = settings.dns_acme_tsig_key_name, secrets.acme_tsig_secret
