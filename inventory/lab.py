@@ -19,7 +19,7 @@ from lab.common import HOST4, RX4, VPS4, VPS6, Paths
 
 _paths = Paths.for_checkout(Path(__file__).resolve().parent.parent)
 _lab = _paths.root
-_provider = os.environ.get("MAILHOST_LAB_PROVIDER", "rfc2136")  # or "cloudflare"
+_provider = os.environ.get("MAILHOST_LAB_PROVIDER", "rfc2136")  # or "cloudflare", "powerdns"
 _backup_host_key = host_key(_paths).with_suffix(".pub")  # the lab's SFTP server (scripts/lab up)
 
 mail_hosts = [
@@ -61,7 +61,7 @@ mail_hosts = [
             "mailbox_quota": "1G",
 
             # DNS: Knot on the lab bridge, by RFC 2136 with TSIG key mailhost-lab...
-            "dns_provider": _provider,
+            "dns_provider": "lexicon" if _provider == "powerdns" else _provider,
             "dns_server": HOST4,
             "dns_port": 53,
             "dns_tsig_key_name": "mailhost-lab",
@@ -73,7 +73,16 @@ mail_hosts = [
             # on the VPS api.cloudflare.com is the lab's TLS front of the same emulator, so
             # certbot's Cloudflare plugin can do DNS-01 (MAILHOST_LAB_ACME_CHALLENGE=dns-01)
             "cloudflare_api_url_is_api_host": True,
+            # ...or PowerDNS's HTTP API through dns-lexicon (`MAILHOST_LAB_PROVIDER=powerdns
+            # scripts/lab up`: PowerDNS is then the zones' primary, Knot their secondary); the
+            # API key: lexicon_powerdns_auth_token in the lab's secrets
+            "dns_lexicon_provider": "powerdns" if _provider == "powerdns" else None,
+            "dns_lexicon_options": ({"pdns_server": f"http://{HOST4}:8081"}
+                                    if _provider == "powerdns" else {}),
             "dns_ttl": 300,
+            # lexicon cannot tell whether a zone is signed (here Knot signs PowerDNS's zones
+            # as their secondary): no TLSA is published there, so DANE is off in that world
+            "dane": "off" if _provider == "powerdns" else "auto",
 
             # records: DMARC p=reject, so that mail from outside forging example.test is
             # refused at SMTP time (rspamd; tests/test_mail_lab.py sends such a message)
@@ -92,7 +101,8 @@ mail_hosts = [
             # HTTP-01 by default; MAILHOST_LAB_ACME_CHALLENGE=dns-01 makes certbot's rfc2136
             # plugin write the challenge into Knot (Pebble asks Knot directly: no wait needed)
             "acme_challenge": os.environ.get("MAILHOST_LAB_ACME_CHALLENGE", "http-01"),
-            "acme_dns_propagation_seconds": 1,
+            # (PowerDNS: until its NOTIFY has brought the record to Knot, which Pebble asks)
+            "acme_dns_propagation_seconds": 5 if _provider == "powerdns" else 1,
 
             # inbound: rspamd obeys GTUBE-like test patterns (the lab's tests send the
             # "add header" one to see X-Spam: Yes); never on a production host

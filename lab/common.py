@@ -132,12 +132,19 @@ DNS_PORT = 53
 PROXY_PORT = 3128
 PEBBLE_PORT, PEBBLE_MGMT_PORT = 14000, 15000
 CLOUDFLARE_PORT = 8443
+POWERDNS_PORT, POWERDNS_API_PORT = 5300, 8081  # the powerdns world (MAILHOST_LAB_PROVIDER)
 SMTP_PORT = 25
 
 # --- caches outside the checkout ---
 CACHE_DIR = Path(os.environ.get("MAILHOST_LAB_CACHE", "/var/cache/mailhost-lab"))
 
 CHECKOUT = Path(__file__).resolve().parents[1]
+
+
+def lab_world() -> str:
+    """Who serves the mail zones: "powerdns" (MAILHOST_LAB_PROVIDER=powerdns: PowerDNS is
+    their primary, Knot serves them to everyone as its secondary) or "knot"."""
+    return "powerdns" if os.environ.get("MAILHOST_LAB_PROVIDER") == "powerdns" else "knot"
 
 
 @contextmanager
@@ -174,6 +181,7 @@ class Paths:
     knot = property(lambda self: self.root / "knot")
     proxy = property(lambda self: self.root / "tinyproxy")
     cloudflare = property(lambda self: self.root / "cloudflare")
+    powerdns = property(lambda self: self.root / "powerdns")
     received = property(lambda self: self.root / "received")
     vps_rootfs = property(lambda self: self.root / "vps-rootfs")  # the first VPS's
 

@@ -165,6 +165,8 @@ class KnotServer(StartStop):
       prefix must exec knotd so that the PID stays knotd's
     + signed_zones: zones Knot signs with DNSSEC (policy ``SIGNING_POLICY``: one ECDSA P-256
       key per zone, never rolled, NSEC); an RFC 2136 update to them is signed as it lands
+    + primaries: zone -> "address@port" of another server whose zone Knot serves as its
+      secondary (AXFR on its NOTIFY, signed here when in ``signed_zones``): no zone file
     """
 
     def __init__(
@@ -178,11 +180,14 @@ class KnotServer(StartStop):
         acme_key: TsigKey | None = None,
         acme_names: Sequence[str] = (),
         signed_zones: Sequence[str] = (),
+        primaries: dict[str, str] | None = None,
     ):
         self.zones = {zone.rstrip(".").lower(): text for zone, text in zones.items()}
         self.key = key or TsigKey.generate()
         self.acme_key, self.acme_names = acme_key, list(acme_names)
         self.signed_zones = {zone.rstrip(".").lower() for zone in signed_zones}
+        self.primaries = {zone.rstrip(".").lower(): where
+                          for zone, where in (primaries or {}).items()}
         self.listen = list(listen)
         self.port = port
         self.command_prefix = list(command_prefix)
@@ -207,10 +212,21 @@ class KnotServer(StartStop):
         """The knotd config, in block style."""
         listen = ", ".join(f"{address}@{self.port}" for address in self.listen)
         acls = "[ update-transfer, acme-challenge ]" if self.acme_key else "update-transfer"
+        if self.primaries:
+            acls = acls.rstrip(" ]").lstrip("[ ").split(", ") + ["primary-notify"]
+            acls = f"[ {', '.join(acls)} ]"
         zones = "".join(f"  - domain: {zone}\n    acl: {acls}\n"
+                        + (f"    master: primary-{zone}\n" if zone in self.primaries else "")
                         + (f"    dnssec-signing: on\n    dnssec-policy: {SIGNING_POLICY}\n"
                            if zone in self.signed_zones else "")
                         for zone in self.zones)
+        remotes = "".join(f"  - id: primary-{zone}\n    address: {where}\n"
+                          for zone, where in self.primaries.items())
+        remotes = f"remote:\n{remotes}" if remotes else ""
+        notify_acl = "".join(
+            f"  - id: primary-notify\n    address: [ {', '.join(sorted(addresses))} ]\n"
+            "    action: notify\n"
+            for addresses in [{w.split('@')[0] for w in self.primaries.values()}] if addresses)
         policy = ("policy:\n"
                   f"  - id: {SIGNING_POLICY}\n"
                   "    algorithm: ecdsap256sha256\n"
@@ -249,6 +265,8 @@ class KnotServer(StartStop):
             f"    key: {self.key.name}\n"
             "    action: [ update, transfer ]\n"
             + acme_acl
+            + notify_acl
+            + remotes
             + policy
             + "template:\n"
             "  - id: default\n"
@@ -277,7 +295,8 @@ class KnotServer(StartStop):
         for sub in ("run", "db", "zones"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
         for zone, text in self.zones.items():
-            (self.workdir / "zones" / f"{zone}.zone").write_text(text)
+            if zone not in self.primaries:  # a secondary's zone comes by AXFR
+                (self.workdir / "zones" / f"{zone}.zone").write_text(text)
         # 0600 from the start: the config holds the TSIG secret
         config = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with open(config, "w") as file:

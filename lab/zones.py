@@ -32,8 +32,12 @@ from .common import (
     HOST4,
     HOST6,
     LAB_DOMAIN,
+    LAB_NET4,
+    LAB_NET6,
     MAIL_DOMAINS,
     NS_NAME,
+    POWERDNS_API_PORT,
+    POWERDNS_PORT,
     RX4,
     RX6,
     RX_DOMAIN,
@@ -101,11 +105,39 @@ def acme_names() -> list[str]:
     return [vps.hostname for vps in FLEET] + [f"mta-sts.{domain}" for domain in MAIL_DOMAINS]
 
 
-def start_knot(paths: Paths, tsig_secret: str, acme_secret: str | None = None) -> Proc:
+def start_powerdns(paths: Paths, api_key: str) -> Proc:
+    """The powerdns world: PowerDNS Authoritative on the bridge (DNS POWERDNS_PORT, its HTTP
+    API POWERDNS_API_PORT) as the mail zones' primary, fresh; every change NOTIFYs Knot,
+    which serves them to the VPS, the receiver and Pebble as its secondary."""
+    import shutil
+
+    from .powerdns import PowerDnsServer
+
+    if paths.powerdns.exists():
+        shutil.rmtree(paths.powerdns)
+    server = PowerDnsServer({domain: _head(domain) for domain in MAIL_DOMAINS}, address=HOST4,
+                            port=POWERDNS_PORT, api_port=POWERDNS_API_PORT, api_key=api_key,
+                            notify=[f"{HOST4}:{DNS_PORT}"], workdir=paths.powerdns,
+                            api_allow_from=[LAB_NET4, LAB_NET6])  # the VPS's certbot hook
+    command = server.prepare()
+    log = paths.logs / "pdns.log"
+    proc = spawn(command, log)
+    try:
+        server.wait_ready(timeout=20)
+    except Exception as error:
+        proc.stop()
+        raise LabError(f"pdns_server did not start: {error}; log {log}:\n{log_tail(log)}") \
+            from error
+    return proc
+
+
+def start_knot(paths: Paths, tsig_secret: str, acme_secret: str | None = None,
+               secondary: bool = False) -> Proc:
     """Start knotd on the bridge (port 53, IPv4 and IPv6) with fresh zones; return its PID.
     With ``acme_secret``, key ACME_TSIG_KEY_NAME may only write the mail hosts'
     _acme-challenge TXT records (the key a VPS's certbot gets for DNS-01): at each VPS's
-    hostname and each domain's MTA-STS policy host (``acme_names``)."""
+    hostname and each domain's MTA-STS policy host (``acme_names``). ``secondary``: the mail
+    zones come from PowerDNS (start_powerdns) by AXFR, and are signed here."""
     import shutil
 
     from .knot import KnotServer, TsigKey
@@ -116,7 +148,9 @@ def start_knot(paths: Paths, tsig_secret: str, acme_secret: str | None = None) -
     server = KnotServer(zones(), key=TsigKey(TSIG_KEY_NAME, tsig_secret), listen=[HOST4, HOST6],
                         port=DNS_PORT, workdir=paths.knot, acme_key=acme_key,
                         acme_names=[f"_acme-challenge.{name}." for name in acme_names()],
-                        signed_zones=SIGNED_ZONES)
+                        signed_zones=SIGNED_ZONES,
+                        primaries={domain: f"{HOST4}@{POWERDNS_PORT}" for domain in MAIL_DOMAINS}
+                        if secondary else None)
     command = server.prepare()
     log = paths.logs / "knotd.log"
     proc = spawn(command, log)  # detached: it outlives `lab up`

@@ -7,6 +7,7 @@ The secrets file is TOML, kept out of git (``secrets/secrets.toml`` by default, 
     acme_tsig_secret = "..."            # DNS-01: the VPS's key (dns_acme_tsig_key_name)
     cloudflare_acme_api_token = "..."   # DNS-01: the VPS's token (Zone:DNS:Edit, mail zones)
     relay_password = "..."              # relay_host's SASL password
+    lexicon_hetzner_auth_token = "..."  # dns_provider "lexicon": lexicon's names, lowercase
     backup_password = "..."             # restic's repository password (backup_repository)
     backup_ssh_key = '''-----BEGIN OPENSSH PRIVATE KEY-----
     ...'''                               # sftp: repositories: the key the host logs in with
@@ -18,7 +19,8 @@ The secrets file is TOML, kept out of git (``secrets/secrets.toml`` by default, 
 The environment wins over the file: CLOUDFLARE_API_TOKEN, MAILHOST_TSIG_SECRET,
 MAILHOST_ACME_TSIG_SECRET, CLOUDFLARE_ACME_API_TOKEN, MAILHOST_RELAY_PASSWORD,
 MAILHOST_BACKUP_PASSWORD, MAILHOST_BACKUP_SSH_KEY, MAILHOST_BACKUP_S3_ACCESS_KEY_ID,
-MAILHOST_BACKUP_S3_SECRET_ACCESS_KEY and MAILHOST_PASSWORD_<USER>_<DOMAIN>
+MAILHOST_BACKUP_S3_SECRET_ACCESS_KEY, LEXICON_<PROVIDER>_<OPTION> and
+MAILHOST_PASSWORD_<USER>_<DOMAIN>
 (address upper-cased, every other character as ``_``). Only the two ACME credentials (for
 certbot's DNS-01; without them the VPS gets the provisioning credential) and the backup ones
 go to the VPS.
@@ -74,6 +76,10 @@ class Secrets:
     cloudflare_acme_api_token: Secret | None = None
     relay_password: Secret | None = None
     backup: BackupSecrets | None = None  # only with backup_repository
+    # dns_provider "lexicon": the provider's options by lexicon's names (auth_token...), and
+    # those certbot's hook on the VPS gets instead, when set (DNS-01 with least privilege)
+    lexicon: dict[str, Secret] = field(default_factory=dict)
+    acme_lexicon: dict[str, Secret] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -147,7 +153,40 @@ def load_secrets(settings: Settings, environ=None) -> Secrets:
         raise SettingsError("secrets: relay_password: expected no spaces or control characters "
                             "(Postfix's password table holds it after a colon on one line)")
     backup = _backup_secrets(settings, pick)
-    return Secrets(token, tsig, passwords, acme_tsig, acme_token, relay, backup)
+    lexicon = _lexicon_secrets(settings, environ, from_file)
+    acme_lexicon = _lexicon_secrets(settings, environ, from_file, acme=True)
+    return Secrets(token, tsig, passwords, acme_tsig, acme_token, relay, backup, lexicon,
+                   acme_lexicon)
+
+
+def _lexicon_secrets(settings: Settings, environ, from_file: dict,
+                     acme: bool = False) -> dict[str, Secret]:
+    """A lexicon provider's credentials under lexicon's own names: LEXICON_<PROVIDER>_<OPTION>
+    in the environment (which wins) or lexicon_<provider>_<option> in the file. ``acme``:
+    the optional ones for certbot's hook, MAILHOST_ACME_LEXICON_<PROVIDER>_<OPTION> or
+    acme_lexicon_<provider>_<option>."""
+    if settings.dns_provider != "lexicon":
+        return {}
+    name = settings.dns_lexicon_provider
+    key_prefix = f"{'acme_' * acme}lexicon_{name}_"
+    found = {key.removeprefix(key_prefix): value for key, value in from_file.items()
+             if key.startswith(key_prefix)}
+    prefix = f"{'MAILHOST_ACME_' * acme}LEXICON_{name.upper()}_"
+    found |= {key.removeprefix(prefix).lower(): value for key, value in environ.items()
+              if key.startswith(prefix) and value}
+    if not found and acme:
+        return {}
+    if not found:
+        raise SettingsError(
+            f"secrets: {prefix}AUTH_TOKEN: not set; export the credentials of lexicon provider "
+            f"{name} under lexicon's names ({prefix}<OPTION>, e.g. {prefix}AUTH_TOKEN), or "
+            f"put lexicon_{name}_<option> in {settings.secrets_file}")
+    for option, value in found.items():
+        if not isinstance(value, str):
+            raise SettingsError(f"secrets: {key_prefix}{option}: expected text (a quoted "
+                                "TOML string)")
+        _one_word(f"{key_prefix}{option} ({prefix}{option.upper()})", value)
+    return {option: Secret(value) for option, value in found.items()}
 
 
 def _backup_secrets(settings: Settings, pick) -> BackupSecrets | None:

@@ -16,6 +16,9 @@ Where the providers run:
 
 - rfc2136: a real knotd on 127.0.0.1 (lab.knot.KnotServer), its zone file holding
   the filler records; knotd is a child process, stopped by its PID;
+- powerdns: a real pdns_server 4.7 (sqlite3) on 127.0.0.1 (lab.powerdns.PowerDnsWorld), its
+  zone loaded with the filler records by pdnsutil, reached through dns-lexicon's powerdns
+  provider (mailhost.zones.providers.lexicon); the server sees a write as a serial increase;
 - cloudflare: the CloudflareEmulator, seeded with the filler records through its Python API
   (``add_records``), run in a child process (``python -m lab.worlds
   serve-emulator``), so that neither its memory nor its CPU (the GIL) is counted in our
@@ -35,7 +38,7 @@ its own safety check refuses that). knotd runs with ``tcp-io-timeout`` raised to
 KNOT_IO_TIMEOUT_MS). Both worlds are lab.worlds, the ones the tests use.
 
 Usage: scripts/bench-dns [--sizes 10,1000,10000] [--repeat 3] [--json PATH]
-       [--providers rfc2136,cloudflare]
+       [--providers rfc2136,cloudflare,powerdns]
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ import dns.rdatatype
 import dns.zone
 
 from lab.knot import KNOTD, filler_records, knot_program, minimal_zone
+from lab.powerdns import PDNS_SERVER, PowerDnsWorld
 from lab.worlds import SAMPLE_HOST, CloudflareWorld, KnotWorld
 from mailhost.keys.dkim import DkimPublicKeys, generate_key, public_value
 from mailhost.settings import load_settings
@@ -76,7 +80,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ZONE = "example.test"
 DEFAULT_SIZES = (10, 1000, 10000)
 DEFAULT_JSON = ROOT / "bench-results" / "dns.json"
-PROVIDERS = ("rfc2136", "cloudflare")
+PROVIDERS = ("rfc2136", "cloudflare", "powerdns")
 # knotd drops a TCP peer that lags 500 ms behind; octoDNS parsing a 10,000-record AXFR can
 KNOT_IO_TIMEOUT_MS = 10_000
 
@@ -138,7 +142,7 @@ def records_read(world, function) -> int:
     """How many records the provider parsed from the server's answers while ``function`` ran
     (untimed: counted by wrapping the provider module's per-record conversion)."""
     module = sys.modules[type(world.provider()).__module__]
-    name = "canonical" if world.kind == "rfc2136" else "_found_record"
+    name = {"rfc2136": "canonical", "cloudflare": "_found_record", "lexicon": "_value"}[world.kind]
     original, count = getattr(module, name), [0]
 
     def counting(*args):
@@ -343,6 +347,8 @@ def run(sizes: list[int], providers: list[str], repeat: int) -> dict:
         for size in sizes:
             if kind == "rfc2136":
                 world = KnotWorld(size, io_timeout_ms=KNOT_IO_TIMEOUT_MS)
+            elif kind == "powerdns":
+                world = PowerDnsWorld(size)
             else:
                 world = CloudflareWorld(size, own_process=True)
             started = time.perf_counter()
@@ -353,6 +359,8 @@ def run(sizes: list[int], providers: list[str], repeat: int) -> dict:
             finally:
                 world.stop()
             result["wall_s"] = round(time.perf_counter() - started, 2)
+            if kind == "powerdns":
+                result["provider"] = "lexicon/powerdns"
             results.append(result)
             print(f"  {kind:<10} {size:>6} records: done in {result['wall_s']} s",
                   file=sys.stderr, flush=True)
@@ -376,7 +384,7 @@ def _versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     found = {}
-    for package in ("dnspython", "cloudflare", "octodns", "octodns-bind"):
+    for package in ("dnspython", "cloudflare", "octodns", "octodns-bind", "dns-lexicon"):
         try:
             found[package] = version(package)
         except PackageNotFoundError:
@@ -387,6 +395,13 @@ def _versions() -> dict:
         found["knotd"] = knot[-1] if knot else None
     except OSError:
         found["knotd"] = None
+    try:
+        pdns = subprocess.run([PDNS_SERVER, "--version"], capture_output=True, text=True,
+                              timeout=10)
+        words = (pdns.stdout + pdns.stderr).split()
+        found["pdns_server"] = next((w for w in words if w[:1].isdigit() and "." in w), None)
+    except OSError:
+        found["pdns_server"] = None
     return found
 
 
@@ -458,8 +473,8 @@ def notes(report: dict) -> str:
     if growth:
         lines.append(f"plan time growth, {span}: " + ", ".join(growth) + ".")
     if all(r["no_change_server_writes"] == 0 for r in report["results"]):
-        lines.append("no-change runs: 0 write calls, and the servers saw no write (Knot SOA "
-                     "serial unchanged; emulator: no POST/PUT/PATCH/DELETE).")
+        lines.append("no-change runs: 0 write calls, and the servers saw no write (Knot and "
+                     "PowerDNS: SOA serial unchanged; emulator: no POST/PUT/PATCH/DELETE).")
     for r in report["results"]:
         if r["no_change_server_writes"] != 0:
             lines.append(f"WARNING: {r['provider']} {r['zone_records']}: the server saw "

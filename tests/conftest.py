@@ -10,4 +10,4 @@ import os
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["MAILHOST_LAB_LANE"] = str(int(os.environ["PYTEST_XDIST_WORKER"][2:]))
 
-pytest_plugins = ["lab_world", "knot_world", "cloudflare_world"]
+pytest_plugins = ["lab_world", "knot_world", "cloudflare_world", "powerdns_world"]

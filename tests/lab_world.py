@@ -34,8 +34,8 @@ PYINFRA = str(Path(sys.executable).parent / "pyinfra")
 HOSTNAME = MAIL_HOSTNAME
 RECEIVER = {4: RX4, 6: RX6}
 # a world's id (world_id): image, MTA, DNS provider, ACME challenge
-WORLD_ID = re.compile(r"(ubuntu-\d\d\.\d\d|debian-\d+)-(postfix|chasquid)-(rfc2136|cloudflare)"
-                      r"-(http|dns)-01")
+WORLD_ID = re.compile(r"(ubuntu-\d\d\.\d\d|debian-\d+)-(postfix|chasquid)"
+                      r"-(rfc2136|cloudflare|powerdns)-(http|dns)-01")
 __all__ = ["HOST4", "HOST6", "LANE", "RX4", "RX6", "VPS4", "VPS6"]
 
 

@@ -21,7 +21,7 @@ RSA = public_value(generate_key("rsa", 2048))
 RSA2 = public_value(generate_key("rsa", 2048))
 
 
-@pytest.fixture(params=["knot_world", "cloudflare_world"])
+@pytest.fixture(params=["knot_world", "cloudflare_world", "powerdns_world"])
 def world(request, tmp_path):
     world = request.getfixturevalue(request.param)
     world.memory = tmp_path / "dns" / "example.test"  # this controller's (secrets_dir/dns/ZONE)

@@ -56,7 +56,7 @@ BAD = [
     ("ipv6", "fe80::1", "global IPv6", {}),
     ("ipv6", "2001:db8::zz", "IPv6", {}),
     ("mta", "exim", "'postfix' or 'chasquid'", {}),
-    ("dns_provider", "route53", "'cloudflare' or 'rfc2136'", {}),
+    ("dns_provider", "route53", "'lexicon' (then dns_lexicon_provider", {}),
     ("dns_server", None, "primary server", {}),
     ("dns_port", 70000, "from 1 to 65535", {}),
     ("dns_tsig_algorithm", "hmac-md4", "hmac-sha256", {}),

@@ -53,7 +53,9 @@ SNAKEOIL_CERT = "/etc/ssl/certs/ssl-cert-snakeoil.pem"
 SNAKEOIL_KEY = "/etc/ssl/private/ssl-cert-snakeoil.key"
 PACKAGES = ("certbot", "ssl-cert", "ca-certificates", "openssl")
 DNS_PLUGINS = MappingProxyType({"rfc2136": "python3-certbot-dns-rfc2136",
-               "cloudflare": "python3-certbot-dns-cloudflare"})
+               "cloudflare": "python3-certbot-dns-cloudflare",
+               "lexicon": "python3-lexicon"})  # no certbot plugin: our manual hook uses it
+LEXICON_HOOK = f"{ACME_DIR}/lexicon-hook"
 
 
 def packages(settings: Settings) -> tuple[str, ...]:
@@ -135,6 +137,8 @@ def configure(settings: Settings, secrets: Secrets, mta: Mta) -> None:
         secret_file(name=f"DNS-01 credentials ({settings.dns_provider})",
                     path=ACME_DNS_CREDENTIALS,
                     content=_dns_credentials(settings, secrets))
+        if settings.dns_provider == "lexicon":
+            write_template("tls/lexicon-hook.py.j2", LEXICON_HOOK, settings, mode="700")
     if settings.acme_ca_bundle:
         put_text(ACME_CA_BUNDLE, Path(settings.acme_ca_bundle).read_text(),
                  name="ACME server's CA bundle")
@@ -156,6 +160,11 @@ def _dns_credentials(settings: Settings, secrets: Secrets) -> Secret:
     if settings.dns_provider == "cloudflare":
         token = secrets.cloudflare_acme_api_token or secrets.cloudflare_api_token
         return Secret(f"dns_cloudflare_api_token = {token.reveal()}\n")
+    if settings.dns_provider == "lexicon":  # lexicon's option names: the hook's config
+        credentials = secrets.acme_lexicon or secrets.lexicon
+        options = {**settings.dns_lexicon_options,
+                   **{k: v.reveal() for k, v in credentials.items()}}
+        return Secret("".join(f"{k} = {v}\n" for k, v in sorted(options.items())))
     if settings.dns_acme_tsig_key_name:
         name, secret = settings.dns_acme_tsig_key_name, secrets.acme_tsig_secret
     else:
@@ -195,7 +204,13 @@ def certbot_certonly(settings: Settings, *extra: str) -> StringCommand:
     """certbot's command for the host's certificate (certificate_names), keeping its key."""
     names = certificate_names(settings)
     environment = ["env", f"REQUESTS_CA_BUNDLE={ACME_CA_BUNDLE}"] if settings.acme_ca_bundle else []
-    if settings.acme_challenge == "dns-01":
+    if settings.acme_challenge == "dns-01" and settings.dns_provider == "lexicon":
+        challenge = [
+            "--manual", "--preferred-challenges dns",
+            "--manual-auth-hook", QuoteString(f"{LEXICON_HOOK} auth"),
+            "--manual-cleanup-hook", QuoteString(f"{LEXICON_HOOK} cleanup"),
+        ]
+    elif settings.acme_challenge == "dns-01":
         plugin = f"dns-{settings.dns_provider}"
         challenge = [
             "--authenticator", plugin, f"--{plugin}-credentials", ACME_DNS_CREDENTIALS,

@@ -132,7 +132,8 @@ EXPECTED = MappingProxyType({
     "ipv4": "the host's public IPv4 address, e.g. 198.51.100.10",
     "ipv6": "the host's global IPv6 address, or None",
     "mta": "'postfix' or 'chasquid'",
-    "dns_provider": "'cloudflare' or 'rfc2136'",
+    "dns_provider": "'cloudflare', 'rfc2136' or 'lexicon' (then dns_lexicon_provider names one of "
+                    "dns-lexicon's providers: 'route53', 'hetzner'...)",
     "dns_port": "a port number from 1 to 65535",
     "dns_ttl": "a TTL in seconds from 60 to 86400",
     "dns_tsig_algorithm": "one of hmac-sha256, hmac-sha384, hmac-sha512, hmac-sha224, hmac-sha1",

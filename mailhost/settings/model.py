@@ -9,7 +9,9 @@ Secrets are not settings: see mailhost.secrets.
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
+import re
 from types import MappingProxyType
 from typing import Literal
 
@@ -96,7 +98,7 @@ class Settings(BaseModel):
     lab_allowances: Flag = False
 
     # DNS provider
-    dns_provider: Literal["cloudflare", "rfc2136"]
+    dns_provider: Literal["cloudflare", "rfc2136", "lexicon"]
     dns_zones: list[Fqdn] | None = None
     dns_server: Server | None = None
     dns_port: Number = Field(default=53, ge=1, le=65535)
@@ -111,6 +113,10 @@ class Settings(BaseModel):
     # the host's api.cloudflare.com reaches the same API as cloudflare_api_url (the lab's TLS
     # front): certbot's Cloudflare plugin, which only knows that name, may then do DNS-01
     cloudflare_api_url_is_api_host: Flag = False
+    # "lexicon": one of dns-lexicon's providers (hetzner, powerdns...) and its options that are
+    # not secret, by lexicon's names (pdns_server...); its credentials: mailhost.secrets
+    dns_lexicon_provider: str | None = None
+    dns_lexicon_options: dict[str, str] = {}
     dns_ttl: Number = Field(default=3600, ge=60, le=86400)
     dns_force: Flag = False
 
@@ -291,6 +297,8 @@ class Settings(BaseModel):
             if not self.dns_tsig_key_name:
                 raise FieldError("dns_tsig_key_name", None,
                                    "expected the TSIG key name for rfc2136")
+        if self.dns_provider == "lexicon":
+            _check_lexicon(self.dns_lexicon_provider, self.dns_lexicon_options)
 
     def _check_acme(self):
         if self.acme_challenge != "dns-01":
@@ -302,7 +310,7 @@ class Settings(BaseModel):
                 raise FieldError("dns_server", self.dns_server,
                                   "expected an IP address with acme_challenge = 'dns-01' "
                                   "(certbot's rfc2136 plugin takes no host name)") from None
-        elif (self.cloudflare_api_url != CLOUDFLARE_API
+        elif (self.dns_provider == "cloudflare" and self.cloudflare_api_url != CLOUDFLARE_API
               and not self.cloudflare_api_url_is_api_host):
             raise FieldError("acme_challenge", self.acme_challenge,
                               "expected 'http-01' with a custom cloudflare_api_url (certbot's "
@@ -379,6 +387,31 @@ class Settings(BaseModel):
     @property
     def acme_contact(self) -> str:
         return self.acme_email or f"postmaster@{self.mail_domains[0]}"
+
+
+LEXICON_CREDENTIAL = re.compile(r"auth|token|secret|password|passwd|key")
+
+
+def _check_lexicon(name: str | None, options: dict[str, str]) -> None:
+    """A provider dns-lexicon ships (looked up, not imported), options that are no credential."""
+    if not name or not re.fullmatch(r"[a-z0-9_]+", name) or importlib.util.find_spec(
+            f"lexicon._private.providers.{name}") is None:
+        raise FieldError("dns_lexicon_provider", name,
+                         "expected the name of a dns-lexicon provider, e.g. 'hetzner' or "
+                         "'powerdns', with dns_provider 'lexicon'")
+    for option in options:
+        if not re.fullmatch(r"[a-z0-9_]+", option):
+            raise FieldError("dns_lexicon_options", option,
+                             "expected lexicon's option names (lowercase, e.g. pdns_server)")
+        if LEXICON_CREDENTIAL.search(option):
+            raise FieldError("dns_lexicon_options", option,
+                             f"expected no credential here: export LEXICON_{name.upper()}_"
+                             f"{option.upper()}, or put lexicon_{name}_{option} in the "
+                             "secrets file")
+        if not re.fullmatch(r"[^\s\x00-\x1f\x7f]{1,500}", options[option]):
+            raise FieldError(f"dns_lexicon_options.{option}", options[option],
+                             "expected one word of up to 500 characters, no spaces or control "
+                             "characters")
 
 
 def load_settings(data: dict) -> Settings:

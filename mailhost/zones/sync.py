@@ -180,9 +180,20 @@ class ZoneSync:
             notices += [f"no TLSA for {r.name}: zone {self.zone} is not DNSSEC-signed "
                         f"({self.provider.kind}); {self.provider.dnssec_advice(self.zone)}"
                         for r in tlsa]
+        cannot = self.provider.unsupported_types()
+        dropped = [r for r in desired if r.rtype in cannot]
+        if dropped:
+            desired = [r for r in desired if r.rtype not in cannot]
+            notices.append(
+                f"{self.provider.kind} cannot hold {', '.join(sorted({r.rtype for r in dropped}))}"
+                f": not written: {', '.join(f'{r.rtype} {r.name}' for r in dropped)} (add them "
+                "by hand at the provider, or use a provider that holds them)")
         ownership = replace(self.records.ownership, written=frozenset(
             (name, rtype, tuple(sorted(values)))
             for (name, rtype), values in written_records(self.memory).items()))
+        if cannot:
+            ownership = replace(ownership, keys=frozenset(
+                k for k in ownership.keys if k[1] not in cannot))
         plan = compute_plan(self.zone, desired, found, ownership)
         plan.notices = notices
         check_conflicts(plan, self.force)

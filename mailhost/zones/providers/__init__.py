@@ -18,6 +18,11 @@ def make_provider(settings: Settings, secrets: Secrets) -> Provider:
             api_token=secrets.cloudflare_api_token.reveal(),
             base_url=settings.cloudflare_api_url,
         )
+    if settings.dns_provider == "lexicon":
+        from mailhost.zones.providers.lexicon import LexiconProvider
+
+        return LexiconProvider(settings.dns_lexicon_provider, settings.dns_lexicon_options,
+                               {k: v.reveal() for k, v in secrets.lexicon.items()})
     from mailhost.zones.providers.rfc2136 import Rfc2136Provider
 
     return Rfc2136Provider(

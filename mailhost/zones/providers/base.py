@@ -44,6 +44,10 @@ class Provider(ABC):
     def apply(self, plan) -> None:
         """Write a ZonePlan (mailhost.zones.plan.ZonePlan). Raise ProviderError on failure."""
 
+    def unsupported_types(self) -> frozenset[str]:
+        """Record types this provider's API cannot hold: the plan leaves them out and says so."""
+        return frozenset()
+
     def dnssec_signed(self, zone: str) -> bool:
         """Whether the zone is DNSSEC-signed (DANE's TLSA is published only then); a provider
         that cannot tell says no."""
