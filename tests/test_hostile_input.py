@@ -37,7 +37,16 @@ APT_HOOK = 'http://198.51.100.1:3128";\nDPkg::Pre-Invoke {"touch /tmp/pwned";};'
 # a production host: global addresses (only strings here: nothing is sent to them)
 PRODUCTION = {"lab_allowances": False, "ipv4": "80.80.80.80", "ipv6": "2a01:4f8::10"}
 
+LEXICON = {"dns_provider": "lexicon", "dns_lexicon_provider": "powerdns"}
 BAD = [
+    ("dns_lexicon_options", {"pdns_server": "http://pdns.example\nevil = 1"}, "no spaces",
+     LEXICON),
+    ("dns_lexicon_options", {"pdns_server": "http://a b"}, "no spaces", LEXICON),
+    ("dns_lexicon_options", {"auth_token": "abc"}, "expected no credential here", LEXICON),
+    ("dns_lexicon_provider", "powerdns; rm -rf /", "the name of a dns-lexicon provider",
+     {"dns_provider": "lexicon"}),
+    ("dns_lexicon_provider", "nosuchprovider", "the name of a dns-lexicon provider",
+     {"dns_provider": "lexicon"}),
     # (key, value, text the line must contain, other settings)
     # ordinary mistakes: a typo, a wrong choice, a value out of range
     ("mail_hostname", "mail", "fully qualified", {}),
