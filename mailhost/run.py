@@ -15,6 +15,7 @@ from mailhost.keys.dane import TLSA_PENDING
 from mailhost.keys.steps import KeySteps
 from mailhost.secrets import Secrets, load_secrets
 from mailhost.settings import Settings, SettingsError, load_settings
+from mailhost.settings.fleet import FleetView, check_fleet, fleet_view
 from mailhost.zones.plan import PlanError, ZonePlan
 from mailhost.zones.providers import ProviderError, make_provider
 from mailhost.zones.sync import HostsKeyReader, ZoneSync, records_by_zone, tlsa_records
@@ -29,6 +30,8 @@ class MailRun:
 
     settings: dict[str, Settings]
     secrets: dict[str, Secrets]
+    # each host's part of the inventory as one mail system (its domains' MX, what it holds)
+    fleet: dict[str, FleetView] = field(default_factory=dict)
     previews: dict[str, ZonePlan] = field(default_factory=dict)
     steps: KeySteps = field(default_factory=KeySteps)
 
@@ -39,7 +42,11 @@ class MailRun:
         secrets = {name: pair[1] for name, pair in loaded.items()}
         refuse_shared_identity(settings)
         refuse_mta_sts_on_shared_domains(settings)
-        return cls(settings, secrets)
+        try:
+            check_fleet(settings)
+        except SettingsError as error:
+            raise PyinfraError(str(error)) from None
+        return cls(settings, secrets, {name: fleet_view(settings, name) for name in settings})
 
     def zones_applied_by(self, host_name: str) -> list[str]:
         """The zones this host applies: those whose first serving host (inventory order) it is."""

@@ -11,6 +11,7 @@ from mailhost.dns.mta_sts import policy_of, txt_record
 from mailhost.dns.records import RecordSet, quote_txt, split_txt, unquote_txt
 from mailhost.keys.dkim import DKIM_PENDING, DkimPublicKeys, generate_key, public_value
 from mailhost.settings import SettingsError
+from mailhost.settings.fleet import fleet_view
 from mailhost.zones.desired import MailHost, desired_by_zone
 from mailhost.zones.plan import Ownership, compute_plan
 
@@ -114,12 +115,13 @@ def test_a_backup_mx_is_below_the_mail_host_in_mx_and_named_in_the_mta_sts_polic
     assert records["example.test", "MX"].values == ("10 mail.example.test", "20 mx2.example.test")
     # SPF names who sends as the domain: the backup only holds incoming mail
     assert "198.51.100.11" not in records["example.test", "TXT"].values[0]
-    policy = policy_of(primary, [primary, backup])["example.test"]
+    fleet = {"a": primary, "b": backup}
+    policy = policy_of(primary, fleet_view(fleet, "a").mx)["example.test"]
     assert "mx: mail.example.test\r\nmx: mx2.example.test\r\n" in policy
     assert records["_mta-sts.example.test", "TXT"].values == (txt_record(policy),)
     # the policy is served by the mail host: its name points there only
     assert records["mta-sts.example.test", "A"].values == ("198.51.100.10",)
-    assert policy_of(backup, [primary, backup]) == {}
+    assert policy_of(backup, fleet_view(fleet, "b").mx) == {}
 
 
 def test_pending_dkim_key_shows_as_placeholder():

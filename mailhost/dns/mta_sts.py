@@ -40,17 +40,17 @@ def mx_hosts(hosts: list) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def policy_of(settings, fleet=()) -> dict[str, str]:
-    """The policy text of each mail domain the host serves ({} with mta_sts_mode "off"): every
-    MX of the domain, in the order of its records: the hosts of ``fleet`` (every host's
-    settings in the inventory; this host alone when empty) that serve it, then those that are
-    its backup MX, then the kept MX."""
+def policy_of(settings, mx: dict[str, tuple[str, ...]] | None = None) -> dict[str, str]:
+    """The policy text of each mail domain the host serves ({} with mta_sts_mode "off"):
+    every MX of the domain (``mx``: by domain, from the whole inventory, settings.fleet; the
+    host's own name when missing) and the kept MX."""
     if settings.mta_sts_mode == "off":
         return {}
-    fleet = list(fleet) or [settings]
-    return {domain: policy_text(settings.mta_sts_mode, mx_hosts(
-                [h for h in fleet if domain in h.mail_domains]
-                + [h for h in fleet if domain in h.backup_mx_for]), settings.mta_sts_max_age)
+    mx = mx or {}
+    return {domain: policy_text(
+                settings.mta_sts_mode,
+                list(dict.fromkeys([*mx.get(domain, ()), *mx_hosts([settings])])),
+                settings.mta_sts_max_age)
             for domain in settings.mail_domains}
 
 
