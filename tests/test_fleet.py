@@ -92,3 +92,14 @@ def test_the_mail_hosts_rspamd_does_not_judge_again_what_its_backup_checked():
     alone = render("rspamd/settings.conf.j2", sample_settings(), listen=rspamd.LISTEN,
                    from_rule=rspamd.FROM_RULE, owners={}, backup_mx=[])
     assert "mailhost_backup_mx" not in alone
+
+
+def test_a_host_that_is_only_a_backup_has_no_srs_and_keeps_held_senders():
+    from mailhost.host.mtas import mta_of
+    backup = sample_settings(**BACKUP)
+    assert "postsrsd" not in mta_of(backup).units
+    main_cf = postfix.rendered("main.cf", backup, fleet=fleet_view(fleet(), "mx2"))
+    assert "sender_canonical_maps" not in main_cf
+    assert "postsrsd" in mta_of(sample_settings()).units
+    assert "sender_canonical_maps = tcp:127.0.0.1:10001" in postfix.rendered(
+        "main.cf", sample_settings())

@@ -14,6 +14,12 @@ UNITS = ("postsrsd",)
 ROOTS = ("/etc/default/postsrsd",)
 
 
+def wanted(settings: Settings) -> bool:
+    """A host that is only a backup MX forwards nothing: no SRS (main.cf has no canonical maps
+    then)."""
+    return bool(settings.mail_domains)
+
+
 def configure(settings: Settings, secrets: Secrets, steps: KeySteps | None = None,
               fleet: FleetView = ALONE) -> set[str]:
     """Its settings (the domains, the ports Postfix asks); what to restart."""
