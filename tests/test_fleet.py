@@ -8,6 +8,7 @@ from sample import sample_settings
 from mailhost.host import postfix
 from mailhost.settings import SettingsError
 from mailhost.settings.fleet import ALONE, check_fleet, fleet_view
+from mailhost.zones.sync import records_by_zone
 
 PRIMARY = dict(mail_users=["alice@example.test", "bob@example.test"],
                mail_aliases={"sales@example.test": ["alice@example.test"],
@@ -103,3 +104,35 @@ def test_a_host_that_is_only_a_backup_has_no_srs_and_keeps_held_senders():
     assert "postsrsd" in mta_of(sample_settings()).units
     assert "sender_canonical_maps = tcp:127.0.0.1:10001" in postfix.rendered(
         "main.cf", sample_settings())
+
+
+def test_with_limit_the_zone_is_applied_by_a_host_in_the_run_and_leaves_the_others_unknowns(
+        tmp_path):
+    """--limit mx2 (or mail.example.test unreachable): mx2 applies example.test; the mail host's
+    records still count from its settings; its DKIM key (not on this controller) and its TLSA
+    (only the host can tell) are neither desired nor owned: left as they are."""
+    from mailhost.run import MailRun
+    hosts = fleet(secrets_dir=str(tmp_path / "mx2"))
+    hosts["mail"] = sample_settings(**PRIMARY, secrets_dir=str(tmp_path / "mail"))
+    read = []
+
+    def read_host_key(name, path):
+        read.append(name)
+        return None
+
+    run = MailRun(hosts, {}, in_run=frozenset({"mx2"}))
+    assert run.zones_applied_by("mx2") == ["example.test"]
+    assert run.zones_applied_by("mail") == []
+    (zone,) = [z for z in records_by_zone(hosts, run._reader(read_host_key), None, run.in_run)]
+    desired = {r.key: r.values for r in zone.desired}
+    assert desired["example.test", "MX"] == ("10 mail.example.test", "20 mx2.example.test")
+    assert desired["mail.example.test", "A"] == ("198.51.100.10",)
+    assert ("mail._domainkey.example.test", "TXT") not in desired
+    assert ("mail._domainkey.example.test", "TXT") not in zone.ownership.keys
+    assert ("_25._tcp.mail.example.test", "TLSA") not in zone.ownership.keys
+    assert "mail" not in read  # nothing is asked of a host outside the run
+    assert run.counted_hosts("example.test").startswith(
+        "hosts counted: mx2 (in this run), mail (not in this run:")
+    everyone = MailRun(hosts, {})
+    assert everyone.zones_applied_by("mail") == ["example.test"]
+    assert everyone.counted_hosts("example.test") == ""

@@ -27,7 +27,7 @@ from mailhost.dns import mta_sts
 from mailhost.dns.records import RecordSet, zone_of
 from mailhost.dns.spf import spf_record
 from mailhost.keys import dane
-from mailhost.keys.dkim import DkimPublicKeys, record_name, selector_for
+from mailhost.keys.dkim import DKIM_PENDING, DkimPublicKeys, record_name, selector_for
 from mailhost.settings import Settings
 from mailhost.zones.plan import Ownership
 
@@ -40,6 +40,9 @@ class MailHost:
     dkim: dict[str, DkimPublicKeys]
     # the TLSA values of its certificate's key and a rollover's next key (mailhost.keys.dane)
     tlsa: tuple[str, ...] = ()
+    # False: not deployed in this run (--limit, unreachable): a DKIM key the controller does
+    # not hold is unknown, and its record is left as it is (neither desired nor owned)
+    in_run: bool = True
 
 
 @dataclass(frozen=True)
@@ -194,16 +197,19 @@ def domain_records(domain: str, hosts: list[MailHost],
         first.spf_all,
     )
     keys = hosts[0].dkim[domain]
+    dkim = [RecordSet(record_name(selector, domain), "TXT", ttl, (txt,))
+            for selector, txt in keys.rsa_records(first.dkim_selector)]  # two in a rotation
+    if first.dkim_ed25519:
+        dkim.append(RecordSet(record_name(first.ed25519_selector, domain), "TXT", ttl,
+                              (keys.ed25519_txt(),)))
+    if not hosts[0].in_run:  # unknown keys of a host not in this run: left as they are
+        dkim = [r for r in dkim if DKIM_PENDING not in r.values[0]]
     records = [
         RecordSet(domain, "MX", ttl, tuple(mx)),
         RecordSet(domain, "TXT", ttl, (spf,)),
-        *(RecordSet(record_name(selector, domain), "TXT", ttl, (txt,))
-          for selector, txt in keys.rsa_records(first.dkim_selector)),  # two in a rotation
+        *dkim,
         RecordSet(f"_dmarc.{domain}", "TXT", ttl, (dmarc_record(first),)),
     ]
-    if first.dkim_ed25519:
-        records.append(RecordSet(record_name(first.ed25519_selector, domain), "TXT", ttl,
-                                 (keys.ed25519_txt(),)))
     if first.tlsrpt_rua:
         records.append(RecordSet(f"_smtp._tls.{domain}", "TXT", ttl, (tlsrpt_record(first),)))
     if first.caa_issuers:
@@ -256,7 +262,8 @@ def desired_by_zone(hosts: list[MailHost]) -> list[ZoneRecords]:
         serving = [h for h in hosts if domain in h.settings.mail_domains]
         backups = [h for h in hosts if domain in h.settings.backup_mx_for]
         records += domain_records(domain, serving, backups)
-        extra_owned.add((record_name(serving[0].settings.ed25519_selector, domain), "TXT"))
+        if serving[0].in_run:  # else its unknown ed25519 key is left alone too
+            extra_owned.add((record_name(serving[0].settings.ed25519_selector, domain), "TXT"))
         # a rotation's retired selectors: owned in the run that deletes their records
         extra_owned |= {(record_name(s, domain), "TXT") for s in serving[0].dkim[domain].removed}
         extra_owned |= mta_sts_keys(domain, serving[0].settings)
