@@ -78,7 +78,7 @@ if settings.mail_manage_host:
         logger.info(dane.describe(settings.mail_hostname, rollover))
     tls.configure(settings, secrets, mta)
     tls.advance_rollover(settings, rollover)
-    restart = mta.configure(settings, secrets, run.steps)
+    restart = mta.configure(settings, secrets, run.steps, run.fleet[host.name])
     # switching MTAs: the old one's units stop first (port 25 released), those both MTAs
     # share (rspamd) stay; certbot's renewal timer runs from here on; MTA-STS turned off:
     # nginx stops, then its files go
@@ -119,4 +119,5 @@ if settings.mail_manage_host:
             resolver.forget(zone)
 
 if settings.mail_manage_host:
-    verify.checks(name="Checks of the mail host", settings=settings, secrets=secrets, mta=mta)
+    verify.checks(name="Checks of the mail host", settings=settings, secrets=secrets, mta=mta,
+                  fleet=run.fleet[host.name])

@@ -253,6 +253,10 @@ def start_vps(paths: Paths, state: dict, image: images.Image, dpkg_lock_seconds:
     network.reset_vps_link(namespace(vps_), ipv6_off=image.network == "netplan")
     vps.prepare_rootfs(paths, image, dpkg_lock_seconds, vps_)
     relay.trust_lab_ca(paths.rootfs(vps_), paths.ca / "lab-ca.pem")  # the relay's certificate
+    # the certificates Pebble issues, as a real VPS trusts Let's Encrypt's: one host of a
+    # fleet verifies another's (a backup MX hands mail to its mail host over verified TLS)
+    if paths.pebble_root.exists():
+        relay.trust_lab_ca(paths.rootfs(vps_), paths.pebble_root, "mailhost-lab-pebble-root")
     state["image"] = image.name
     state["dpkg_lock_seconds"] = dpkg_lock_seconds
     state["memory"] = memory

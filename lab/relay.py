@@ -164,12 +164,12 @@ def ensure_password(paths: Paths) -> None:
         paths.secrets_file.write_text(f'relay_password = "{secrets.token_urlsafe(24)}"\n' + text)
 
 
-def trust_lab_ca(rootfs: Path, ca_file: Path) -> None:
-    """Make a VPS root filesystem trust the lab CA, as a real VPS trusts the public CAs: in
-    /usr/local/share/ca-certificates (kept by update-ca-certificates) and in the bundle that
-    Postfix's smtp_tls_CAfile names."""
+def trust_lab_ca(rootfs: Path, ca_file: Path, name: str = "mailhost-lab-ca") -> None:
+    """Make a VPS root filesystem trust a lab CA (the lab CA; Pebble's issuing root), as a real
+    VPS trusts the public CAs: in /usr/local/share/ca-certificates/NAME.crt (kept by
+    update-ca-certificates) and in the bundle that Postfix's smtp_tls_CAfile names."""
     pem = ca_file.read_text()
-    local = rootfs / "usr/local/share/ca-certificates/mailhost-lab-ca.crt"
+    local = rootfs / f"usr/local/share/ca-certificates/{name}.crt"
     local.parent.mkdir(parents=True, exist_ok=True)
     local.write_text(pem)
     bundle = rootfs / "etc/ssl/certs/ca-certificates.crt"

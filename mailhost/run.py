@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -15,6 +15,7 @@ from mailhost.keys.dane import TLSA_PENDING
 from mailhost.keys.steps import KeySteps
 from mailhost.secrets import Secrets, load_secrets
 from mailhost.settings import Settings, SettingsError, load_settings
+from mailhost.settings.fleet import FleetView, check_fleet, fleet_view
 from mailhost.zones.plan import PlanError, ZonePlan
 from mailhost.zones.providers import ProviderError, make_provider
 from mailhost.zones.sync import HostsKeyReader, ZoneSync, records_by_zone, tlsa_records
@@ -29,6 +30,13 @@ class MailRun:
 
     settings: dict[str, Settings]
     secrets: dict[str, Secrets]
+    # each host's part of the inventory as one mail system (its domains' MX, what it holds)
+    fleet: dict[str, FleetView] = field(default_factory=dict)
+    # the hosts this run deploys (pyinfra's --limit, less those it could not reach); None: all.
+    # A zone is applied by its first serving host among them; the others' records still count
+    # (from their settings), and what only they can tell (their TLSA, a DKIM key the controller
+    # does not have) is left as it is
+    in_run: frozenset[str] | None = None
     previews: dict[str, ZonePlan] = field(default_factory=dict)
     steps: KeySteps = field(default_factory=KeySteps)
 
@@ -39,24 +47,54 @@ class MailRun:
         secrets = {name: pair[1] for name, pair in loaded.items()}
         refuse_shared_identity(settings)
         refuse_mta_sts_on_shared_domains(settings)
-        return cls(settings, secrets)
+        try:
+            check_fleet(settings)
+        except SettingsError as error:
+            raise PyinfraError(str(error)) from None
+        return cls(settings, secrets, {name: fleet_view(settings, name) for name in settings})
 
     def zones_applied_by(self, host_name: str) -> list[str]:
-        """The zones this host applies: those whose first serving host (inventory order) it is."""
+        """The zones this host applies: those whose first serving host (inventory order) in
+        this run it is."""
         claimed: dict[str, str] = {}
         for name, settings in self.settings.items():
-            for zone in settings.zones:
-                claimed.setdefault(zone, name)
+            if self.in_run is None or name in self.in_run:
+                for zone in settings.zones:
+                    claimed.setdefault(zone, name)
         return [zone for zone, name in claimed.items() if name == host_name]
 
     def zone_sync(self, zone: str, read_host_key: HostsKeyReader) -> ZoneSync:
-        records = {r.zone: r for r in records_by_zone(self.settings, read_host_key, self.steps)}
+        records = {r.zone: r for r in records_by_zone(self.settings, self._reader(read_host_key),
+                                                      self.steps, self.in_run)}
+        counted = self.counted_hosts(zone)
+        if counted:
+            records[zone] = replace(records[zone], notices=(*records[zone].notices, counted))
         return self._sync(zone, records[zone])
+
+    def counted_hosts(self, zone: str) -> str:
+        """When some hosts serving ZONE are not in this run: the line saying whose records the
+        plan counts ('' when every host is in the run)."""
+        serving = [n for n, s in self.settings.items() if zone in s.zones]
+        away = [n for n in serving if self.in_run is not None and n not in self.in_run]
+        if not away:
+            return ""
+        here = [n for n in serving if n not in away]
+        return (f"hosts counted: {', '.join(here)} (in this run), {', '.join(away)} (not in this "
+                "run: their records as their settings say; their TLSA, and a DKIM key this "
+                "controller does not hold, left as they are)")
+
+    def _reader(self, read_host_key: HostsKeyReader) -> HostsKeyReader:
+        """Keys are read only from the hosts in this run (None from the others: not known)."""
+        if self.in_run is None:
+            return read_host_key
+        in_run = self.in_run
+        return lambda name, path: read_host_key(name, path) if name in in_run else None
 
     def tlsa_sync(self, zone: str, read_host_key: HostsKeyReader,
                   pending: bool = False) -> ZoneSync | None:
         """The zone's TLSA records alone (zones.sync.tlsa_records), through its provider."""
-        records = tlsa_records(self.settings, read_host_key, zone, pending, self.steps)
+        records = tlsa_records(self.settings, self._reader(read_host_key), zone, pending,
+                               self.steps)
         return None if records is None else self._sync(zone, records)
 
     def memory(self, zone: str) -> Path:
@@ -161,5 +199,10 @@ def current_run(inventory: Inventory) -> MailRun:
     shares."""
     state = inventory.state
     if getattr(state, "mailhost_run", None) is None:
-        state.mailhost_run = MailRun.load(inventory)
+        run = MailRun.load(inventory)
+        # pyinfra has connected to the hosts of --limit when it loads deploy.py: those it
+        # reached are its active hosts
+        active = getattr(state, "active_hosts", None)
+        run.in_run = None if active is None else frozenset(h.name for h in active)
+        state.mailhost_run = run
     return state.mailhost_run

@@ -7,9 +7,11 @@ import base64
 import pytest
 from sample import sample_settings
 
+from mailhost.dns.mta_sts import policy_of, txt_record
 from mailhost.dns.records import RecordSet, quote_txt, split_txt, unquote_txt
 from mailhost.keys.dkim import DKIM_PENDING, DkimPublicKeys, generate_key, public_value
 from mailhost.settings import SettingsError
+from mailhost.settings.fleet import fleet_view
 from mailhost.zones.desired import MailHost, desired_by_zone
 from mailhost.zones.plan import Ownership, compute_plan
 
@@ -102,6 +104,24 @@ def test_two_hosts_serving_one_domain_share_mx_and_spf():
         "v=spf1 ip4:198.51.100.10 ip4:198.51.100.11 ip6:2001:db8::10 ip6:2001:db8::11 ~all",
     )
     assert records["mx2.example.test", "A"].values == ("198.51.100.11",)
+
+
+def test_a_backup_mx_is_below_the_mail_host_in_mx_and_named_in_the_mta_sts_policy():
+    primary = sample_settings(mta_sts_mode="enforce")
+    backup = sample_settings(mail_hostname="mx2.example.test", ipv4="198.51.100.11",
+                             ipv6="2001:db8::11", mail_domains=[], mail_users=[],
+                             mail_aliases={}, backup_mx_for=["example.test"])
+    records, _ = records_of(host(primary), host(backup))
+    assert records["example.test", "MX"].values == ("10 mail.example.test", "20 mx2.example.test")
+    # SPF names who sends as the domain: the backup only holds incoming mail
+    assert "198.51.100.11" not in records["example.test", "TXT"].values[0]
+    fleet = {"a": primary, "b": backup}
+    policy = policy_of(primary, fleet_view(fleet, "a").mx)["example.test"]
+    assert "mx: mail.example.test\r\nmx: mx2.example.test\r\n" in policy
+    assert records["_mta-sts.example.test", "TXT"].values == (txt_record(policy),)
+    # the policy is served by the mail host: its name points there only
+    assert records["mta-sts.example.test", "A"].values == ("198.51.100.10",)
+    assert policy_of(backup, fleet_view(fleet, "b").mx) == {}
 
 
 def test_pending_dkim_key_shows_as_placeholder():

@@ -1,13 +1,19 @@
 """Several VPS in one lab (``scripts/lab up --vps 3``): each with its own name, addresses, PTR
 records and SSH entry, listed in ``status --json``; ``inventory/lab-fleet.py`` deploys the
 three in one pyinfra run and each passes its own checks; ``ssh --host``, ``reboot --host`` and
-``up --fresh --host`` reach one VPS and leave the others alone. (What a fleet means for mail,
-a backup MX holding mail and domains moved between hosts, is the fleet's own work.)"""
+``up --fresh --host`` reach one VPS and leave the others alone. mx2.example.test is the backup
+MX of example.test (backup_mx_for): MX 20 beside mail.example.test's 10, in the domain's
+MTA-STS policy; it refuses unknown recipients at RCPT, holds mail while the mail host is down and
+hands it over, once, when it is back."""
 
 from __future__ import annotations
 
+import http.client
 import json
+import socket
+import ssl
 import subprocess
+import time
 
 import dns.resolver
 import dns.reversename
@@ -15,6 +21,8 @@ import pytest
 from lab_world import HOST4, PYINFRA, ROOT, lab, status, world_env
 
 from lab.common import FLEET
+from mailhost.checks import inbound
+from mailhost.dns import mta_sts
 
 pytestmark = pytest.mark.lab
 
@@ -69,6 +77,71 @@ def test_the_fleet_inventory_deploys_all_three_and_each_passes_its_checks(fleet)
     assert {e["host"] for e in entries} == {v.hostname for v in FLEET}
     failed = [(e["host"], e["name"]) for e in entries if e["status"] == "failed"]
     assert failed == []
+
+
+def test_the_mx_of_example_test_is_its_mail_host_then_its_backup(fleet):
+    resolver = dns.resolver.Resolver(configure=False)
+    resolver.nameservers = [HOST4]
+    answer = resolver.resolve("example.test", "MX")
+    assert sorted(r.to_text() for r in answer) == [
+        f"10 {FLEET[0].hostname}.", f"20 {FLEET[1].hostname}."]
+
+
+def test_the_mta_sts_policy_of_example_test_names_both_mx_hosts(fleet):
+    """Served by the mail host (mta-sts.example.test points there), verified by Pebble's root."""
+    context = ssl.create_default_context(cafile=fleet["acme"]["root_ca_file"])
+    name = mta_sts.policy_host("example.test")
+    connection = http.client.HTTPSConnection(name, 443, timeout=30, context=context)
+    raw = socket.create_connection((FLEET[0].ipv4, 443), timeout=30)
+    connection.sock = context.wrap_socket(raw, server_hostname=name)
+    connection.request("GET", mta_sts.POLICY_PATH)
+    policy = mta_sts.parse_policy(connection.getresponse().read().decode())
+    assert policy["mx"] == [FLEET[0].hostname, FLEET[1].hostname]
+
+
+def offer_to_backup(recipient: str, address: str = "") -> tuple[str, int, str]:
+    """One message from outside (the lab bridge) to the backup MX's port 25."""
+    message_id = f"<{time.time_ns()}@example.org>"
+    message = (f"From: friend@example.org\r\nTo: {recipient}\r\nSubject: held for you\r\n"
+               f"Message-ID: {message_id}\r\n\r\nWhile your server was away.\r\n")
+    code, reply = inbound.offer(address or FLEET[1].ipv4, "mx.example.org",
+                                "friend@example.org", recipient, message, 60)
+    return message_id, code, reply
+
+
+def stored(message_id: str) -> list[str]:
+    """The mail host's message files (any user, any folder) holding MESSAGE_ID."""
+    return lab_ssh(FLEET[0].hostname,
+                   "find /var/mail/vhosts -type f \\( -path '*/new/*' -o -path '*/cur/*' \\) "
+                   f"-exec grep -lF '{message_id}' {{}} + 2>/dev/null").split()
+
+
+def test_the_backup_refuses_unknown_recipients_at_rcpt(fleet):
+    for address in (FLEET[1].ipv4, FLEET[1].ipv6):
+        _, code, reply = offer_to_backup("nobody-here@example.test", address)
+        assert 500 <= code < 600, (address, code, reply)
+
+
+def test_the_backup_holds_mail_while_the_mail_host_is_down_and_hands_it_over_once(fleet):
+    primary, backup = FLEET[0].hostname, FLEET[1].hostname
+    lab_ssh(primary, "systemctl stop postfix")
+    try:
+        message_id, code, reply = offer_to_backup("alice@example.test")
+        assert 200 <= code < 300, (code, reply)
+        time.sleep(5)  # its first delivery attempt, refused by the stopped mail host
+        queue = lab_ssh(backup, "postqueue -j")
+        held = [json.loads(line) for line in queue.splitlines() if line.strip()]
+        assert [r["address"] for m in held for r in m["recipients"]] == ["alice@example.test"]
+        assert stored(message_id) == []
+    finally:
+        lab_ssh(primary, "systemctl start postfix")
+    # the mail host asks for it when Postfix starts (ETRN): no waiting for the backup's retry
+    deadline = time.monotonic() + 120
+    while not stored(message_id) and time.monotonic() < deadline:
+        time.sleep(2)
+    files = stored(message_id)
+    assert len(files) == 1 and "/example.test/alice/" in files[0], files
+    assert lab_ssh(backup, "postqueue -j").strip() == ""
 
 
 def test_reboot_and_rebuild_reach_one_vps_only(fleet):

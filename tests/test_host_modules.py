@@ -101,7 +101,7 @@ def test_an_mta_restarts_the_units_of_the_components_that_changed(monkeypatch):
     for component in (resolver, backup, postsrsd, opendkim, rspamd, dovecot, nginx, postfix):
         name = component.__name__.rsplit(".", 1)[1]
         monkeypatch.setattr(component, "configure",
-                            lambda settings, secrets, steps, name=name: changed[name])
+                            lambda settings, secrets, steps, fleet, name=name: changed[name])
     assert POSTFIX.configure(None, None) == {"opendkim"}
 
 

@@ -151,11 +151,11 @@ def test_verify_notes_at_prepare_and_runs_checks_when_executing(monkeypatch):
     assert host.noops == ["checks run after the changes"]
 
     passed = [CheckResult("dns: MX", OK, "x", "x")]
-    monkeypatch.setattr(verify, "run_checks", lambda settings, secrets, mta, host: passed)
+    monkeypatch.setattr(verify, "run_checks", lambda settings, secrets, mta, host, fleet: passed)
     with on(host, executing=True):
         assert list(verify.checks._inner(settings=None, secrets=None, mta=None)) == []
     failed = passed + [CheckResult("smtp: banner", FAILED, "x", "y")]
-    monkeypatch.setattr(verify, "run_checks", lambda settings, secrets, mta, host: failed)
+    monkeypatch.setattr(verify, "run_checks", lambda settings, secrets, mta, host, fleet: failed)
     with on(host, executing=True):
         commands = list(verify.checks._inner(settings=None, secrets=None, mta=None))
     assert [text(c) for c in commands] == ["<_fail>"]

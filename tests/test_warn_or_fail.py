@@ -140,7 +140,7 @@ def deploy_checks(monkeypatch, results) -> tuple[list[str], Log]:
     it yields (one that fails the operation, or none) and what it logged."""
     log, host = Log(), FakeHost()
     monkeypatch.setattr(verify, "logger", log)
-    monkeypatch.setattr(verify, "run_checks", lambda settings, secrets, mta, host: results)
+    monkeypatch.setattr(verify, "run_checks", lambda settings, secrets, mta, host, fleet: results)
     with on(host, executing=True):
         commands = list(verify.checks._inner(settings=None, secrets=None, mta=None))
     for command in commands:  # what pyinfra does with it: False fails the operation

@@ -9,6 +9,7 @@ from mailhost.checks import (
     FAILED,
     CheckResult,
     backup,
+    backup_mx,
     blocklists,
     dane,
     dns,
@@ -22,12 +23,15 @@ from mailhost.checks import host as host_checks
 from mailhost.lookup import zone_resolver
 from mailhost.secrets import Secrets
 from mailhost.settings import Settings
+from mailhost.settings.fleet import ALONE, FleetView
 
 
-def run_checks(settings: Settings, secrets: Secrets, mta, host=None) -> list[CheckResult]:
+def run_checks(settings: Settings, secrets: Secrets, mta, host=None,
+               fleet: FleetView = ALONE) -> list[CheckResult]:
     """Every check of one mail host, whose MTA profile is ``mta`` (mailhost.host.Mta: its
     units, queue, TLS advice). ``host`` (a connected pyinfra Host) runs the host-side ones;
-    without it they are left out and the DKIM record is compared with the local key."""
+    without it they are left out and the DKIM record is compared with the local key.
+    ``fleet``: the host's part of the inventory (its domains' MX hosts, what it holds)."""
     try:
         resolver = zone_resolver(settings)
     except Exception as error:  # noqa: BLE001
@@ -36,10 +40,11 @@ def run_checks(settings: Settings, secrets: Secrets, mta, host=None) -> list[Che
                             "set check_nameservers, or check the zones' NS records")]
     groups = [lambda: dns.checks(settings, resolver, host),
               lambda: rdns.checks(settings, resolver),
-              lambda: mta_sts.checks(settings, resolver),
+              lambda: mta_sts.checks(settings, resolver, fleet.mx),
               lambda: dane.checks(settings, resolver),
               *[lambda address=address: smtp.checks_of_address(settings, secrets, address, mta)
                 + imap.checks_of_address(settings, secrets, address)
+                + backup_mx.checks(settings, fleet, address)
                 for address in smtp.addresses(settings)],
               lambda: blocklists.checks(settings, resolver),
               lambda: [inbound.spoof_check(settings, smtp.addresses(settings)[0])]]

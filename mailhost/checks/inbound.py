@@ -61,7 +61,7 @@ def spoof_check(settings: Settings, address: str) -> CheckResult:
     """From your machine to port 25: a message to postmaster@DOMAIN with From: postmaster@DOMAIN
     and no signature, from an outside sender, must get a 5xx (DMARC p=reject). Sent only when
     the domain asks receivers to reject such mail (else it would be delivered)."""
-    domain = settings.mail_domains[0]
+    domain = settings.first_domain
     target = f"postmaster@{domain}"
     name = f"smtp: forged From of {domain} refused on {address}:25"
     expected = "a 5xx reply to the message (DMARC p=reject), nothing delivered"

@@ -27,10 +27,12 @@ SERVER_ADVICE = ("nginx on the mail host serves the policy (/etc/nginx/nginx.con
                  + REDEPLOY)
 
 
-def checks(settings: Settings, resolver: CheckResolver) -> list[CheckResult]:
-    """Every MTA-STS check of the host's mail domains ([] with mta_sts_mode "off")."""
+def checks(settings: Settings, resolver: CheckResolver,
+           mx: dict[str, tuple[str, ...]] | None = None) -> list[CheckResult]:
+    """Every MTA-STS check of the host's mail domains ([] with mta_sts_mode "off"); ``mx``:
+    each domain's MX hosts in the inventory (settings.fleet.FleetView.mx)."""
     found = []
-    for domain, text in mta_sts.policy_of(settings).items():
+    for domain, text in mta_sts.policy_of(settings, mx).items():
         found.append(txt_check(resolver, domain, mta_sts.policy_id(text)))
         for family, rtype in (("IPv4", "A"), ("IPv6", "AAAA")):
             if rtype == "AAAA" and not settings.ipv6:

@@ -267,7 +267,7 @@ def cbc_context() -> ssl.SSLContext:
 
 def vrfy_check(settings: Settings, address: str) -> CheckResult:
     name = f"smtp: {address} port 25 VRFY refused"
-    probe = f"postmaster@{settings.mail_domains[0]}"
+    probe = f"postmaster@{settings.first_domain}"
     expected = f"VRFY {probe} refused (5xx): nobody learns which addresses exist"
     advice = "turn VRFY off (Postfix: disable_vrfy_command = yes)"
 

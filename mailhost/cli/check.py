@@ -43,7 +43,8 @@ def check_all(inventory: Inventory, run: MailRun) -> dict[str, list[CheckResult]
                                 "could not connect: the checks on the host were not run",
                                 "check the inventory's ssh_* settings and that the host is up")]
         results[host.name] = lost + run_checks(settings, run.secrets[host.name],
-                                               mta_of(settings), host if on_host else None)
+                                               mta_of(settings), host if on_host else None,
+                                               run.fleet[host.name])
     return results
 
 

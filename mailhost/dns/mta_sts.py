@@ -40,13 +40,18 @@ def mx_hosts(hosts: list) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def policy_of(settings) -> dict[str, str]:
-    """The policy text of each mail domain the host serves ({} with mta_sts_mode "off"): the
-    host's own name and its kept MX, as in the records of a domain served by one host."""
+def policy_of(settings, mx: dict[str, tuple[str, ...]] | None = None) -> dict[str, str]:
+    """The policy text of each mail domain the host serves ({} with mta_sts_mode "off"):
+    every MX of the domain (``mx``: by domain, from the whole inventory, settings.fleet; the
+    host's own name when missing) and the kept MX."""
     if settings.mta_sts_mode == "off":
         return {}
-    return {domain: policy_text(settings.mta_sts_mode, mx_hosts([settings]),
-                                settings.mta_sts_max_age) for domain in settings.mail_domains}
+    mx = mx or {}
+    return {domain: policy_text(
+                settings.mta_sts_mode,
+                list(dict.fromkeys([*mx.get(domain, ()), *mx_hosts([settings])])),
+                settings.mta_sts_max_age)
+            for domain in settings.mail_domains}
 
 
 def parse_policy(text: str) -> dict[str, list[str]]:

@@ -7,9 +7,11 @@ A component is a module with
 - ``UNITS``: its systemd units, in start order;
 - ``ROOTS``: the files and directories it writes under (read in one command first, so that
   what is already in place costs no round trip: facts.read_paths);
-- ``configure(settings, secrets, steps=None) -> set[str]``: writes its files; the units that
-  must restart because a file they read changed (``steps``: this run's key steps,
-  steps.KeySteps, read by the DKIM signers; None: the state saved on the controller);
+- ``configure(settings, secrets, steps=None, fleet=ALONE) -> set[str]``: writes its files; the
+  units that must restart because a file they read changed (``steps``: this run's key steps,
+  steps.KeySteps, read by the DKIM signers; None: the state saved on the controller;
+  ``fleet``: the host's part of the inventory, settings.fleet.FleetView, read by the MTA-STS
+  policy and the backup MX);
 - optionally ``wanted(settings) -> bool``: whether the host needs it at all (mtas.mta_of leaves
   it out otherwise: nginx only with MTA-STS);
 and activate is the same for all (``units.converge``: running and enabled, restarted when
@@ -25,6 +27,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
+
+from mailhost.settings.fleet import ALONE
 
 
 @dataclass(frozen=True)
@@ -83,13 +87,14 @@ class Mta:
         extra = [p for c in self.components if hasattr(c, "ports") for p in c.ports(settings)]
         return [*self.ports, *extra]
 
-    def configure(self, settings, secrets, steps=None) -> set[str]:
+    def configure(self, settings, secrets, steps=None, fleet=None) -> set[str]:
         """Every component's files; the units to restart (those whose files changed; a component
         may name another's unit, e.g. the resolver Postfix, kept only if this MTA runs it).
 
         + steps: this run's key steps (steps.KeySteps; None: the state saved on the controller)
+        + fleet: the host's part of the inventory (settings.fleet.FleetView; None: the host alone)
         """
         restart: set[str] = set()
         for component in self.components:
-            restart |= component.configure(settings, secrets, steps)
+            restart |= component.configure(settings, secrets, steps, fleet or ALONE)
         return restart & set(self.units)

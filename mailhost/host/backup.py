@@ -27,6 +27,7 @@ from mailhost.operations.files import directory, put_text, write_template
 from mailhost.operations.secret_file import secret_file
 from mailhost.secrets import BackupSecrets, Secret, Secrets
 from mailhost.settings import Settings
+from mailhost.settings.fleet import ALONE, FleetView
 
 PACKAGES: tuple[str, ...] = ()  # restic only with a repository: packages(settings), in deploy.py
 PACKAGE = "restic"
@@ -143,7 +144,8 @@ def render_data(settings: Settings) -> dict:
             "backup_script": BACKUP_SCRIPT, "service": SERVICE, "last_success": LAST_SUCCESS}
 
 
-def configure(settings: Settings, secrets: Secrets, steps: KeySteps | None = None) -> set[str]:
+def configure(settings: Settings, secrets: Secrets, steps: KeySteps | None = None,
+              fleet: FleetView = ALONE) -> set[str]:
     """restic, its credentials, the scripts and the timer; the restore of a fresh host (once,
     before the MTA starts); nothing without backup_repository.
 

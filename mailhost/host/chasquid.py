@@ -36,6 +36,7 @@ from mailhost.operations.files import directory, put_text, write_template
 from mailhost.paths import CHASQUID_CONFIG, CHASQUID_DELIVER, CHASQUID_QUEUE, TLS_CERT, TLS_KEY
 from mailhost.secrets import Secrets
 from mailhost.settings import Settings
+from mailhost.settings.fleet import ALONE, FleetView
 
 PACKAGES = ("chasquid", "python3-dkim")
 UNITS = ("chasquid-smtp.socket", "chasquid-submission.socket",
@@ -66,7 +67,8 @@ def native_dkim() -> bool:
     return version is not None and version >= NATIVE_DKIM
 
 
-def configure(settings: Settings, secrets: Secrets, steps: KeySteps | None = None) -> set[str]:
+def configure(settings: Settings, secrets: Secrets, steps: KeySteps | None = None,
+              fleet: FleetView = ALONE) -> set[str]:
     """Write every configuration file; what to restart (chasquid.service, not its sockets)."""
     mailbox_root()
     if put_text(STOP_DROP_IN, STOP_DROP_IN_TEXT):

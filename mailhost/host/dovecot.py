@@ -24,6 +24,7 @@ from mailhost.operations.secret_file import secret_file
 from mailhost.paths import DOVECOT_USERS
 from mailhost.secrets import Secret, Secrets
 from mailhost.settings import Settings
+from mailhost.settings.fleet import ALONE, FleetView
 
 PACKAGES = ("dovecot-core", "dovecot-imapd", "dovecot-lmtpd", "dovecot-sieve")
 UNITS = ("dovecot",)
@@ -86,7 +87,8 @@ def render_data(settings: Settings) -> dict:
             "lmtp_listeners": lmtp, "auth_listeners": auth}
 
 
-def configure(settings: Settings, secrets: Secrets, steps: KeySteps | None = None) -> set[str]:
+def configure(settings: Settings, secrets: Secrets, steps: KeySteps | None = None,
+              fleet: FleetView = ALONE) -> set[str]:
     """Its configuration (the syntax of the Dovecot version apt has), the global Sieve script
     (compiled: the mail user cannot write next to it) and the users' password hashes; what to
     restart."""

@@ -30,6 +30,7 @@ from mailhost.host.dovecot import CIPHERS
 from mailhost.keys.steps import KeySteps
 from mailhost.operations.files import directory, put_text, write_template
 from mailhost.settings import Settings
+from mailhost.settings.fleet import ALONE, FleetView
 
 PACKAGES = ("nginx",)
 UNITS = ("nginx",)
@@ -78,13 +79,15 @@ def ports(settings: Settings) -> tuple[int, ...]:
     return (HTTPS_PORT,) if wanted(settings) else ()
 
 
-def configure(settings: Settings, secrets, steps: KeySteps | None = None) -> set[str]:
+def configure(settings: Settings, secrets, steps: KeySteps | None = None,
+              fleet: FleetView = ALONE) -> set[str]:
     """The policy file of each mail domain and the server that serves only them; what to
     restart.
 
     + settings: mta_sts_mode, mta_sts_max_age, mail_domains, mail_hostname
+    + fleet: the host's part of the inventory (the policy names every MX of the domain)
     """
-    policies = mta_sts.policy_of(settings)
+    policies = mta_sts.policy_of(settings, fleet.mx)
     directory(POLICY_DIR, mode="755", name="MTA-STS policy directory")
     changed = [put_text(f"{POLICY_DIR}/{domain}.txt", text, name=f"MTA-STS policy of {domain}")
                for domain, text in policies.items()]

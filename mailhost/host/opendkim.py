@@ -8,6 +8,7 @@ from mailhost.keys.steps import KeySteps
 from mailhost.operations.files import write_template
 from mailhost.secrets import Secrets
 from mailhost.settings import Settings
+from mailhost.settings.fleet import ALONE, FleetView
 
 PACKAGES = ("opendkim", "dns-root-data")
 UNITS = ("opendkim",)
@@ -28,7 +29,8 @@ def signing_keys(settings: Settings,
     return keys
 
 
-def configure(settings: Settings, secrets: Secrets, steps: KeySteps | None = None) -> set[str]:
+def configure(settings: Settings, secrets: Secrets, steps: KeySteps | None = None,
+              fleet: FleetView = ALONE) -> set[str]:
     """The daemon's configuration, its key and signing tables; what to restart."""
     keys = signing_keys(settings, steps)
     changed = any([

@@ -19,6 +19,7 @@ from mailhost.operations.secret_file import secret_file
 from mailhost.paths import POSTFIX_QUEUES
 from mailhost.secrets import Secret, Secrets
 from mailhost.settings import Settings
+from mailhost.settings.fleet import ALONE, FleetView
 from mailhost.warmup import PROVIDERS, SCHEDULE, pace_on, transport_map
 
 PACKAGES = ("postfix",)
@@ -27,7 +28,10 @@ PACKAGES = ("postfix",)
 # installed when the relay goes, as Redis is after greylisting)
 SASL_CLIENT_PACKAGE = "libsasl2-modules"
 UNITS = ("postfix",)
-ROOTS = ("/etc/postfix",)
+# a mail host with backup MX hosts asks them for held mail when Postfix starts (ETRN)
+ETRN_SCRIPT = "/usr/local/lib/mailhost/etrn"
+ETRN_UNIT = "/etc/systemd/system/mailhost-etrn.service"
+ROOTS = ("/etc/postfix", ETRN_SCRIPT, ETRN_UNIT)
 CERTIFICATE_READERS = (CertificateReader("postfix", after_renewal="reload"),)
 OLD_TLS_ADVICE = ("the MTA must accept TLS 1.2 or newer only (Postfix: smtpd_tls_protocols and "
                   "smtpd_tls_mandatory_protocols = >=TLSv1.2)")
@@ -36,13 +40,14 @@ CBC_ADVICE = ("submission must use only AEAD ciphers with forward secrecy (Postf
               "Mozilla's intermediate profile)")
 
 
-def configure(settings: Settings, secrets: Secrets, steps: KeySteps | None = None) -> set[str]:
+def configure(settings: Settings, secrets: Secrets, steps: KeySteps | None = None,
+              fleet: FleetView = ALONE) -> set[str]:
     """main.cf, master.cf and the maps (mailboxes, aliases, who may send as whom); what to
     restart."""
     mailbox_root()
     if settings.relay_host:
         base.install_packages([SASL_CLIENT_PACKAGE])
-    data = template_data(settings, today())
+    data = template_data(settings, today(), fleet)
     changed = any([
         write_template("postfix/main.cf.j2", "/etc/postfix/main.cf", settings, **data),
         write_template("postfix/master.cf.j2", "/etc/postfix/master.cf", settings, **data),
@@ -51,21 +56,100 @@ def configure(settings: Settings, secrets: Secrets, steps: KeySteps | None = Non
             ("virtual", alias_map(settings)),
             ("sender_login", sender_login_map(settings)),
             ("transport", transport_map(data["pace"])),
+            ("relay_recipients", relay_recipient_map(fleet)),
+            ("tls_policy", tls_policy_map(fleet)),
         ]],
+        put_text(ETRN_CLIENTS, etrn_clients(fleet)),
         _relay_password(settings, secrets),
     ])
+    changed |= _etrn_on_start(fleet)
     return set(UNITS) if changed else set()
 
 
-def template_data(settings: Settings, day) -> dict:
+def template_data(settings: Settings, day, fleet: FleetView = ALONE) -> dict:
     """What main.cf and master.cf are rendered with besides the settings, on ``day``."""
     return {"smtp_address_preference": "any", "pace": pace_on(settings.warmup_start, day),
-            "transports": list(PROVIDERS), "schedule": SCHEDULE}
+            "transports": list(PROVIDERS), "schedule": SCHEDULE, "fleet": fleet}
 
 
-def rendered(name: str, settings: Settings, day=None) -> str:
+def rendered(name: str, settings: Settings, day=None, fleet: FleetView = ALONE) -> str:
     """/etc/postfix/NAME (main.cf, master.cf) as the deploy writes it on ``day`` (today)."""
-    return render(f"postfix/{name}.j2", settings, **template_data(settings, day or today()))
+    return render(f"postfix/{name}.j2", settings,
+                  **template_data(settings, day or today(), fleet))
+
+
+# The backup MX (backup_mx_for): the addresses it accepts, how it hands mail over, who may ask
+# it to (ETRN); every map is empty on a host that holds no other host's mail
+ETRN_CLIENTS = "/etc/postfix/etrn_clients"
+
+
+def relay_recipient_map(fleet: FleetView) -> str:
+    """relay_recipient_maps: every address the held domains' mail hosts accept (the others are
+    refused at RCPT: nothing is accepted that would bounce later)."""
+    return "".join(f"{a} OK\n" for held in fleet.held for a in held.recipients)
+
+
+def tls_policy_map(fleet: FleetView) -> str:
+    """smtp_tls_policy_maps: held mail goes to its mail host only over TLS whose certificate
+    verifies for that host's name (never in clear, never to another name)."""
+    return "".join(
+        f"{held.domain} secure match={':'.join(h.hostname for h in held.mail_hosts)}\n"
+        for held in fleet.held)
+
+
+def etrn_clients(fleet: FleetView) -> str:
+    """The addresses that may ask for held mail now (ETRN): the held domains' mail hosts."""
+    addresses = dict.fromkeys(a for held in fleet.held for h in held.mail_hosts
+                              for a in h.addresses)
+    return "".join(f"{a} OK\n" for a in addresses)
+
+
+def etrn_script(fleet: FleetView, domains: list[str]) -> str:
+    """Ask each backup MX for the mail it holds for DOMAINS (SMTP ETRN, RFC 1985)."""
+    hosts = [b.hostname for b in fleet.backups]
+    return (
+        "#!/usr/bin/python3\n"
+        "# Managed by mailhost (mailhost/host/postfix.py): run when Postfix starts, so that the\n"
+        "# mail the backup MX hosts held while this host was away comes now, not at their next\n"
+        "# retry. A backup that does not answer is skipped (it retries on its own).\n"
+        "import smtplib\n"
+        f"for host in {hosts!r}:\n"
+        "    try:\n"
+        "        with smtplib.SMTP(host, 25, timeout=20) as client:\n"
+        "            client.ehlo()\n"
+        f"            for domain in {domains!r}:\n"
+        "                print(host, domain, *client.docmd('ETRN', domain))\n"
+        "    except (OSError, smtplib.SMTPException) as error:\n"
+        "        print(host, 'not reached:', error)\n")
+
+
+ETRN_UNIT_TEXT = (
+    "# Managed by mailhost (mailhost/host/postfix.py)\n"
+    "[Unit]\n"
+    "Description=Ask the backup MX hosts for the mail they hold (ETRN)\n"
+    "After=postfix.service network-online.target\n"
+    "PartOf=postfix.service\n"
+    "\n"
+    "[Service]\n"
+    "Type=oneshot\n"
+    f"ExecStart={ETRN_SCRIPT}\n"
+    "\n"
+    "[Install]\n"
+    "WantedBy=postfix.service\n")
+
+
+def _etrn_on_start(fleet: FleetView) -> bool:
+    """On a mail host that has backup MX hosts: the ETRN unit, started with Postfix."""
+    domains = sorted({d for d, mx in fleet.mx.items() if any(
+        b.hostname in mx for b in fleet.backups)})
+    if not fleet.backups:
+        return False
+    changed = put_text(ETRN_SCRIPT, etrn_script(fleet, domains), mode="755")
+    if put_text(ETRN_UNIT, ETRN_UNIT_TEXT):
+        server.shell(name="systemctl enable mailhost-etrn",
+                     commands=["systemctl daemon-reload", "systemctl enable mailhost-etrn"])
+        changed = True
+    return changed
 
 
 def today():

@@ -28,6 +28,7 @@ from mailhost.host import units
 from mailhost.keys.steps import KeySteps
 from mailhost.operations.files import put_text, render
 from mailhost.settings import Settings
+from mailhost.settings.fleet import ALONE, FleetView
 
 # dns-root-data: the root trust anchor unbound starts from (/usr/share/dns/root.key); only a
 # Recommends of unbound, and without it unbound does not start (seen in the chasquid world)
@@ -54,7 +55,8 @@ def forget(zone: str) -> None:
         "unbound-control flush_zone", QuoteString(zone), ">/dev/null 2>&1 || true")])
 
 
-def configure(settings: Settings, secrets, steps: KeySteps | None = None) -> set[str]:
+def configure(settings: Settings, secrets, steps: KeySteps | None = None,
+              fleet: FleetView = ALONE) -> set[str]:
     """unbound's configuration, unbound running, then resolv.conf naming it; what to restart.
 
     + settings: nothing of them (the resolver is the same on every host)

@@ -29,6 +29,7 @@ from mailhost.operations.files import write_template
 from mailhost.paths import RSPAMD_MILTER, RSPAMD_SCANNER
 from mailhost.secrets import Secrets
 from mailhost.settings import Settings
+from mailhost.settings.fleet import ALONE, FleetView
 
 PACKAGES = ("rspamd",)
 UNITS = ("rspamd",)
@@ -58,12 +59,14 @@ def files(settings: Settings) -> dict[str, str]:
     return result
 
 
-def configure(settings: Settings, secrets: Secrets, steps: KeySteps | None = None) -> set[str]:
+def configure(settings: Settings, secrets: Secrets, steps: KeySteps | None = None,
+              fleet: FleetView = ALONE) -> set[str]:
     """rspamd's local configuration and the From rule; Redis when greylisting is on; what to
     restart.
 
     + settings: greylisting (Redis installed and started), spam_test_patterns, the users and
       aliases (who owns which From address)
+    + fleet: the host's backup MX hosts, whose hand-overs are not judged again
     """
     if settings.greylisting:
         base.install_packages([REDIS_PACKAGE])
@@ -75,7 +78,9 @@ def configure(settings: Settings, secrets: Secrets, steps: KeySteps | None = Non
                       ready=READY_SCRIPT):
         server.shell(name="systemd reads rspamd's drop-in", commands=["systemctl daemon-reload"])
     owners = sender_owners(settings)
+    # mail handed over by the host's backup MX hosts was checked there on arrival
+    backup_mx = [a for b in fleet.backups for a in b.addresses]
     changed = [write_template(template, path, settings, listen=LISTEN, from_rule=FROM_RULE,
-                              owners=owners)
+                              owners=owners, backup_mx=backup_mx)
                for path, template in files(settings).items()]
     return set(UNITS) if any(changed) else set()

@@ -10,10 +10,11 @@ from mailhost.checks import failure_line, render_table
 from mailhost.checks.all import run_checks
 from mailhost.secrets import Secrets
 from mailhost.settings import Settings
+from mailhost.settings.fleet import ALONE, FleetView
 
 
 @operation()
-def checks(settings: Settings, secrets: Secrets, mta):
+def checks(settings: Settings, secrets: Secrets, mta, fleet: FleetView = ALONE):
     """
     Run every check of the mail host once the changes are made; never a change itself.
 
@@ -21,6 +22,8 @@ def checks(settings: Settings, secrets: Secrets, mta):
     + secrets: the host's secrets (a mail user's password, for the submission check); give the
       operation a ``name=`` so that nothing of them reaches its label
     + mta: the host's MTA profile (mailhost.host.Mta: its units, queue, TLS advice)
+    + fleet: the host's part of the inventory (settings.fleet.FleetView: its domains' MX hosts,
+      the domains it is the backup MX of)
 
     pyinfra calls an operation's body twice: while it prepares (and for ``--dry``), where this
     only notes that the checks run later, and when it executes, where the checks run here, in
@@ -39,7 +42,7 @@ def checks(settings: Settings, secrets: Secrets, mta):
     if not state.is_executing:
         host.noop("checks run after the changes")
         return
-    results = run_checks(settings, secrets, mta, host)
+    results = run_checks(settings, secrets, mta, host, fleet)
     for line in render_table(results).splitlines():
         logger.info(f"{host.print_prefix}{line}")
     failed = failure_line(host.name, results)

@@ -80,7 +80,13 @@ class Settings(BaseModel):
 
     # the host
     mail_hostname: Fqdn
-    mail_domains: list[Fqdn] = Field(min_length=1)
+    # the domains whose mailboxes this host holds (their primary MX)
+    mail_domains: list[Fqdn] = []
+    # the domains this host is the backup MX of (Postfix): it accepts mail for their primary's
+    # users and aliases only, holds it while the primary is down, and delivers it to the primary
+    # over verified TLS (docs/fleet.md); the primary is the host of the inventory listing the
+    # domain in mail_domains
+    backup_mx_for: list[Fqdn] = []
     # domains that never send or receive mail: null MX, SPF -all, DMARC reject (RFC 7505)
     parked_domains: list[Fqdn] = []
     ipv4: PublicIPv4
@@ -197,6 +203,7 @@ class Settings(BaseModel):
 
     @model_validator(mode="after")
     def _check_together(self):
+        self._check_backup_mx()
         self._check_provider()
         self._check_zones()
         self._check_spf()
@@ -246,6 +253,24 @@ class Settings(BaseModel):
                 raise FieldError(field, getattr(self, field),
                                   "expected an https:// URL (http:// only in a lab: "
                                   "lab_allowances = True)")
+
+    def _check_backup_mx(self):
+        if not self.mail_domains and not self.backup_mx_for:
+            raise FieldError("mail_domains", [], "expected at least one mail domain (or "
+                              "backup_mx_for: the domains this host is the backup MX of)")
+        if self.backup_mx_for and self.mta == "chasquid":
+            raise FieldError("backup_mx_for", self.backup_mx_for,
+                              "expected [] with mta = 'chasquid' (chasquid cannot hold mail "
+                              "for another host: it has no relay recipient list, so it would "
+                              "accept mail for unknown addresses and bounce it later); use "
+                              "mta = 'postfix' on the backup MX")
+        if len(set(self.backup_mx_for)) != len(self.backup_mx_for):
+            raise FieldError("backup_mx_for", self.backup_mx_for, "expected each domain once")
+        for domain in self.backup_mx_for:
+            if domain in self.mail_domains or domain in self.parked_domains:
+                raise FieldError("backup_mx_for", domain,
+                                  "expected a domain this host is not the mail host of (it is in "
+                                  "mail_domains or parked_domains)")
 
     def _check_backup(self):
         repository = self.backup_repository
@@ -320,7 +345,7 @@ class Settings(BaseModel):
         zones = self.zones
         for name, field in [(self.mail_hostname, "mail_hostname")] + [
             (domain, "mail_domains") for domain in self.mail_domains
-        ]:
+        ] + [(domain, "backup_mx_for") for domain in self.backup_mx_for]:
             if zone_of(name, zones) is None:
                 raise FieldError(
                     field, name,
@@ -374,7 +399,7 @@ class Settings(BaseModel):
     @property
     def zones(self) -> list[str]:
         """The zones the provider serves for this host: dns_zones, or each mail domain."""
-        return self.dns_zones or sorted(set(self.mail_domains))
+        return self.dns_zones or sorted({*self.mail_domains, *self.backup_mx_for})
 
     @property
     def ed25519_selector(self) -> str:
@@ -386,7 +411,13 @@ class Settings(BaseModel):
 
     @property
     def acme_contact(self) -> str:
-        return self.acme_email or f"postmaster@{self.mail_domains[0]}"
+        return self.acme_email or f"postmaster@{self.first_domain}"
+
+    @property
+    def first_domain(self) -> str:
+        """The host's first mail domain, or the first it is the backup MX of (probes,
+        contacts)."""
+        return (self.mail_domains or self.backup_mx_for)[0]
 
 
 LEXICON_CREDENTIAL = re.compile(r"auth|token|secret|password|passwd|key")

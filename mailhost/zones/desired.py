@@ -5,7 +5,8 @@ SPF TXT (every serving host's IPv4 and IPv6 written explicitly, plus includes), 
 ``SELECTOR._domainkey``, DMARC TXT at ``_dmarc``, TLS-RPT TXT at ``_smtp._tls``, CAA, and the
 SRV records that let mail clients find submission and IMAP (RFC 6186, RFC 8314).
 When several hosts serve one domain, MX and SPF list them all; the other records follow the
-first of them in inventory order.
+first of them in inventory order. A host that is a domain's backup MX (``backup_mx_for``) is in
+its MX at preference 20, below the mail hosts' 10, and in its MTA-STS policy.
 
 A parked domain (``parked_domains``) gets the records that say it sends and receives no mail
 (M3AAWG's parked-domain practice): null MX (RFC 7505), ``v=spf1 -all``, DMARC ``p=reject`` and an
@@ -26,7 +27,7 @@ from mailhost.dns import mta_sts
 from mailhost.dns.records import RecordSet, zone_of
 from mailhost.dns.spf import spf_record
 from mailhost.keys import dane
-from mailhost.keys.dkim import DkimPublicKeys, record_name, selector_for
+from mailhost.keys.dkim import DKIM_PENDING, DkimPublicKeys, record_name, selector_for
 from mailhost.settings import Settings
 from mailhost.zones.plan import Ownership
 
@@ -39,6 +40,9 @@ class MailHost:
     dkim: dict[str, DkimPublicKeys]
     # the TLSA values of its certificate's key and a rollover's next key (mailhost.keys.dane)
     tlsa: tuple[str, ...] = ()
+    # False: not deployed in this run (--limit, unreachable): a DKIM key the controller does
+    # not hold is unknown, and its record is left as it is (neither desired nor owned)
+    in_run: bool = True
 
 
 @dataclass(frozen=True)
@@ -174,11 +178,18 @@ def host_records(settings: Settings, tlsa: tuple[str, ...] = ()) -> list[RecordS
     return records
 
 
-def domain_records(domain: str, hosts: list[MailHost]) -> list[RecordSet]:
-    """The records of one mail domain, served by ``hosts`` (the first one sets the policy)."""
+PRIMARY_PREFERENCE, BACKUP_PREFERENCE = 10, 20
+
+
+def domain_records(domain: str, hosts: list[MailHost],
+                   backups: list[MailHost] = ()) -> list[RecordSet]:
+    """The records of one mail domain, served by ``hosts`` (the first one sets the policy) and
+    held for them by ``backups`` (their ``backup_mx_for``), which are in its MX and MTA-STS
+    policy only."""
     first = hosts[0].settings
     ttl = first.dns_ttl
-    mx = [f"10 {h.settings.mail_hostname}" for h in hosts]
+    mx = [f"{PRIMARY_PREFERENCE} {h.settings.mail_hostname}" for h in hosts]
+    mx += [f"{BACKUP_PREFERENCE} {h.settings.mail_hostname}" for h in backups]
     spf = spf_record(
         _unique(str(h.settings.ipv4) for h in hosts),
         _unique(str(h.settings.ipv6) for h in hosts if h.settings.ipv6),
@@ -186,30 +197,37 @@ def domain_records(domain: str, hosts: list[MailHost]) -> list[RecordSet]:
         first.spf_all,
     )
     keys = hosts[0].dkim[domain]
+    dkim = [RecordSet(record_name(selector, domain), "TXT", ttl, (txt,))
+            for selector, txt in keys.rsa_records(first.dkim_selector)]  # two in a rotation
+    if first.dkim_ed25519:
+        dkim.append(RecordSet(record_name(first.ed25519_selector, domain), "TXT", ttl,
+                              (keys.ed25519_txt(),)))
+    if not hosts[0].in_run:  # unknown keys of a host not in this run: left as they are
+        dkim = [r for r in dkim if DKIM_PENDING not in r.values[0]]
     records = [
         RecordSet(domain, "MX", ttl, tuple(mx)),
         RecordSet(domain, "TXT", ttl, (spf,)),
-        *(RecordSet(record_name(selector, domain), "TXT", ttl, (txt,))
-          for selector, txt in keys.rsa_records(first.dkim_selector)),  # two in a rotation
+        *dkim,
         RecordSet(f"_dmarc.{domain}", "TXT", ttl, (dmarc_record(first),)),
     ]
-    if first.dkim_ed25519:
-        records.append(RecordSet(record_name(first.ed25519_selector, domain), "TXT", ttl,
-                                 (keys.ed25519_txt(),)))
     if first.tlsrpt_rua:
         records.append(RecordSet(f"_smtp._tls.{domain}", "TXT", ttl, (tlsrpt_record(first),)))
     if first.caa_issuers:
         records.append(RecordSet(domain, "CAA", ttl, tuple(caa_values(first))))
-    return records + srv_records(domain, hosts) + mta_sts_records(domain, hosts)
+    return (records + srv_records(domain, hosts)
+            + mta_sts_records(domain, hosts, backups))
 
 
-def mta_sts_records(domain: str, hosts: list[MailHost]) -> list[RecordSet]:
+def mta_sts_records(domain: str, hosts: list[MailHost],
+                    backups: list[MailHost] = ()) -> list[RecordSet]:
     """With mta_sts_mode other than "off": the policy host's addresses (the first serving
-    host serves the policy) and the ``_mta-sts`` TXT whose id follows the policy text."""
+    host serves the policy) and the ``_mta-sts`` TXT whose id follows the policy text (which
+    names the backup MX hosts too)."""
     first = hosts[0].settings
     if first.mta_sts_mode == "off":
         return []
-    text = mta_sts.policy_text(first.mta_sts_mode, mta_sts.mx_hosts([h.settings for h in hosts]),
+    text = mta_sts.policy_text(first.mta_sts_mode,
+                               mta_sts.mx_hosts([h.settings for h in [*hosts, *backups]]),
                                first.mta_sts_max_age)
     name, ttl = mta_sts.policy_host(domain), first.dns_ttl
     records = [RecordSet(name, "A", ttl, (str(first.ipv4),)),
@@ -242,8 +260,10 @@ def desired_by_zone(hosts: list[MailHost]) -> list[ZoneRecords]:
         zones_of_host[host.settings.mail_hostname] = host.settings.zones
     for domain in _unique(d for h in hosts for d in h.settings.mail_domains):
         serving = [h for h in hosts if domain in h.settings.mail_domains]
-        records += domain_records(domain, serving)
-        extra_owned.add((record_name(serving[0].settings.ed25519_selector, domain), "TXT"))
+        backups = [h for h in hosts if domain in h.settings.backup_mx_for]
+        records += domain_records(domain, serving, backups)
+        if serving[0].in_run:  # else its unknown ed25519 key is left alone too
+            extra_owned.add((record_name(serving[0].settings.ed25519_selector, domain), "TXT"))
         # a rotation's retired selectors: owned in the run that deletes their records
         extra_owned |= {(record_name(s, domain), "TXT") for s in serving[0].dkim[domain].removed}
         extra_owned |= mta_sts_keys(domain, serving[0].settings)

@@ -79,15 +79,18 @@ def host_tlsa(name: str, settings: Settings, read_host_key: HostsKeyReader,
 
 
 def mail_hosts(hosts: dict[str, Settings], read_host_key: HostsKeyReader,
-               after_switch: bool = False, steps: KeySteps | None = None) -> list[MailHost]:
+               after_switch: bool = False, steps: KeySteps | None = None,
+               in_run: frozenset[str] | None = None) -> list[MailHost]:
     """Each host (by name) with its domains' public keys and its TLSA values.
 
-    + steps: this run's key steps (None: none computed: the state saved on the controller)"""
+    + steps: this run's key steps (None: none computed: the state saved on the controller)
+    + in_run: the hosts this run deploys (None: all); the others' unknown keys are left alone"""
     steps = steps or KeySteps()
     return [
         MailHost(s, {d: public_keys(s, d, partial(read_host_key, name), steps.dkim_step(s, d))
                      for d in s.mail_domains},
-                 host_tlsa(name, s, read_host_key, after_switch, steps.tls_step(s)))
+                 host_tlsa(name, s, read_host_key, after_switch, steps.tls_step(s)),
+                 in_run=in_run is None or name in in_run)
         for name, s in hosts.items()
     ]
 
@@ -113,7 +116,8 @@ def tlsa_records(hosts: dict[str, Settings], read_host_key: HostsKeyReader, zone
 
 
 def records_by_zone(hosts: dict[str, Settings], read_host_key: HostsKeyReader,
-                 steps: KeySteps | None = None) -> list[ZoneRecords]:
+                    steps: KeySteps | None = None,
+                    in_run: frozenset[str] | None = None) -> list[ZoneRecords]:
     """The desired records by zone, each with the notices of its domains that left the
     settings and of a DMARC policy raised over unaligned mail (scripts/reports' summary)."""
     notices = left_domain_notices(hosts)
@@ -124,7 +128,8 @@ def records_by_zone(hosts: dict[str, Settings], read_host_key: HostsKeyReader,
     off = mta_sts_off_domains(hosts)
     return [replace(zone, notices=tuple(notices.get(zone.zone, ())),
                     mta_sts_off=tuple(off.get(zone.zone, {}).items()))
-            for zone in desired_by_zone(mail_hosts(hosts, read_host_key, steps=steps))]
+            for zone in desired_by_zone(mail_hosts(hosts, read_host_key, steps=steps,
+                                                   in_run=in_run))]
 
 
 def mta_sts_off_domains(hosts: dict[str, Settings]) -> dict[str, dict[str, tuple[str, ...]]]:

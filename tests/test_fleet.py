@@ -1,0 +1,138 @@
+"""Several hosts of one inventory as one mail system (mailhost.settings.fleet): a backup MX
+derived from the mail host's own settings, the MX set and MTA-STS policy from the whole
+inventory, and the backup's Postfix files, facts in -> files out."""
+
+import pytest
+from sample import sample_settings
+
+from mailhost.host import postfix
+from mailhost.settings import SettingsError
+from mailhost.settings.fleet import ALONE, check_fleet, fleet_view
+from mailhost.zones.sync import records_by_zone
+
+PRIMARY = dict(mail_users=["alice@example.test", "bob@example.test"],
+               mail_aliases={"sales@example.test": ["alice@example.test"],
+                             "list@example.test": ["bob@example.test", "x@elsewhere.example"]})
+BACKUP = dict(mail_hostname="mx2.example.test", ipv4="198.51.100.11", ipv6="2001:db8::11",
+              mail_domains=[], mail_users=[], mail_aliases={}, backup_mx_for=["example.test"])
+
+
+def fleet(**backup):
+    return {"mail": sample_settings(**PRIMARY), "mx2": sample_settings(**{**BACKUP, **backup})}
+
+
+def test_the_backup_holds_exactly_the_addresses_its_mail_host_takes():
+    view = fleet_view(fleet(), "mx2")
+    (held,) = view.held
+    assert held.domain == "example.test"
+    assert [h.hostname for h in held.mail_hosts] == ["mail.example.test"]
+    assert held.recipients == ("alice@example.test", "bob@example.test", "list@example.test",
+                               "postmaster@example.test", "sales@example.test")
+    assert view.mx == {"example.test": ("mail.example.test", "mx2.example.test")}
+    assert view.backups == ()
+
+
+def test_the_mail_host_knows_its_backups_and_the_whole_mx_set():
+    view = fleet_view(fleet(), "mail")
+    assert view.held == ()
+    assert [(b.hostname, b.addresses) for b in view.backups] == [
+        ("mx2.example.test", ("198.51.100.11", "2001:db8::11"))]
+    assert view.mx == {"example.test": ("mail.example.test", "mx2.example.test")}
+
+
+def test_a_backup_of_a_domain_no_host_has_is_refused_in_one_line():
+    hosts = fleet(backup_mx_for=["shop.test"], dns_zones=["example.test", "shop.test"])
+    with pytest.raises(SettingsError) as raised:
+        check_fleet(hosts)
+    line = str(raised.value)
+    assert line.startswith("mx2: settings: backup_mx_for = 'shop.test': expected a domain")
+    assert "\n" not in line
+    check_fleet(fleet())  # the inventory as it should be passes
+
+
+def test_the_backups_postfix_takes_held_mail_for_known_addresses_and_hands_it_over_verified():
+    settings = sample_settings(**BACKUP)
+    view = fleet_view(fleet(), "mx2")
+    main_cf = postfix.rendered("main.cf", settings, fleet=view)
+    assert "\nrelay_domains = example.test\n" in main_cf
+    assert "\nrelay_recipient_maps = hash:/etc/postfix/relay_recipients\n" in main_cf
+    assert "\nsmtp_tls_policy_maps = hash:/etc/postfix/tls_policy\n" in main_cf
+    assert "check_client_access cidr:/etc/postfix/etrn_clients, reject\n" in main_cf
+    assert "\nmaximal_queue_lifetime = 5d\n" in main_cf
+    assert "virtual_mailbox_domains = \n" in main_cf  # it holds no mailbox of its own
+    assert postfix.relay_recipient_map(view).splitlines() == [
+        "alice@example.test OK", "bob@example.test OK", "list@example.test OK",
+        "postmaster@example.test OK", "sales@example.test OK"]
+    assert postfix.tls_policy_map(view) == "example.test secure match=mail.example.test\n"
+    assert postfix.etrn_clients(view) == "198.51.100.10 OK\n2001:db8::10 OK\n"
+
+
+def test_a_host_alone_relays_for_nobody():
+    main_cf = postfix.rendered("main.cf", sample_settings(), fleet=ALONE)
+    assert "relay_domains" not in main_cf and "smtp_tls_policy_maps" not in main_cf
+    assert postfix.relay_recipient_map(ALONE) == postfix.tls_policy_map(ALONE) == ""
+    assert postfix.etrn_clients(ALONE) == ""
+
+
+def test_the_mail_hosts_etrn_script_asks_each_backup_for_its_domains():
+    view = fleet_view(fleet(), "mail")
+    script = postfix.etrn_script(view, ["example.test"])
+    assert "for host in ['mx2.example.test']:" in script
+    assert "for domain in ['example.test']:" in script
+    compile(script, "etrn", "exec")  # valid Python for the host's python3
+
+
+def test_the_mail_hosts_rspamd_does_not_judge_again_what_its_backup_checked():
+    from mailhost.host import rspamd
+    from mailhost.operations.files import render
+    view = fleet_view(fleet(), "mail")
+    text = render("rspamd/settings.conf.j2", sample_settings(**PRIMARY), listen=rspamd.LISTEN,
+                  from_rule=rspamd.FROM_RULE, owners={},
+                  backup_mx=[a for b in view.backups for a in b.addresses])
+    assert 'ip = ["198.51.100.11", "2001:db8::11"];' in text
+    alone = render("rspamd/settings.conf.j2", sample_settings(), listen=rspamd.LISTEN,
+                   from_rule=rspamd.FROM_RULE, owners={}, backup_mx=[])
+    assert "mailhost_backup_mx" not in alone
+
+
+def test_a_host_that_is_only_a_backup_has_no_srs_and_keeps_held_senders():
+    from mailhost.host.mtas import mta_of
+    backup = sample_settings(**BACKUP)
+    assert "postsrsd" not in mta_of(backup).units
+    main_cf = postfix.rendered("main.cf", backup, fleet=fleet_view(fleet(), "mx2"))
+    assert "sender_canonical_maps" not in main_cf
+    assert "postsrsd" in mta_of(sample_settings()).units
+    assert "sender_canonical_maps = tcp:127.0.0.1:10001" in postfix.rendered(
+        "main.cf", sample_settings())
+
+
+def test_with_limit_the_zone_is_applied_by_a_host_in_the_run_and_leaves_the_others_unknowns(
+        tmp_path):
+    """--limit mx2 (or mail.example.test unreachable): mx2 applies example.test; the mail host's
+    records still count from its settings; its DKIM key (not on this controller) and its TLSA
+    (only the host can tell) are neither desired nor owned: left as they are."""
+    from mailhost.run import MailRun
+    hosts = fleet(secrets_dir=str(tmp_path / "mx2"))
+    hosts["mail"] = sample_settings(**PRIMARY, secrets_dir=str(tmp_path / "mail"))
+    read = []
+
+    def read_host_key(name, path):
+        read.append(name)
+        return None
+
+    run = MailRun(hosts, {}, in_run=frozenset({"mx2"}))
+    assert run.zones_applied_by("mx2") == ["example.test"]
+    assert run.zones_applied_by("mail") == []
+    (zone,) = [z for z in records_by_zone(hosts, run._reader(read_host_key), None, run.in_run)]
+    desired = {r.key: r.values for r in zone.desired}
+    assert desired["example.test", "MX"] == ("10 mail.example.test", "20 mx2.example.test")
+    assert desired["mail.example.test", "A"] == ("198.51.100.10",)
+    assert ("mail._domainkey.example.test", "TXT") not in desired
+    assert ("mail._domainkey.example.test", "TXT") not in zone.ownership.keys
+    assert ("_25._tcp.mail.example.test", "TLSA") not in zone.ownership.keys
+    assert "mail" not in read  # nothing is asked of a host outside the run
+    assert run.counted_hosts("example.test").startswith(
+        "hosts counted: mx2 (in this run), mail (not in this run:")
+    everyone = MailRun(hosts, {})
+    assert everyone.zones_applied_by("mail") == ["example.test"]
+    assert everyone.counted_hosts("example.test") == ""
