@@ -18,7 +18,7 @@ import time
 import dns.resolver
 import dns.reversename
 import pytest
-from lab_world import HOST4, PYINFRA, ROOT, lab, status, world_env
+from lab_world import HOST4, PYINFRA, ROOT, lab, status, world_env, zone_text
 
 from lab.common import FLEET
 from mailhost.checks import inbound
@@ -142,6 +142,31 @@ def test_the_backup_holds_mail_while_the_mail_host_is_down_and_hands_it_over_onc
     files = stored(message_id)
     assert len(files) == 1 and "/example.test/alice/" in files[0], files
     assert lab_ssh(backup, "postqueue -j").strip() == ""
+
+
+def test_a_run_limited_to_the_backup_changes_no_record_of_the_other_hosts(fleet):
+    """--limit mx2.example.test: mx2 applies example.test (its first serving host in the run),
+    the mail host's records still count, nothing of any zone changes; --dry says who was
+    counted."""
+    def zones():
+        return {zone: sorted(line for line in zone_text(fleet, zone).splitlines()
+                             if " RRSIG " not in line and " NSEC" not in line
+                             and " SOA " not in line)
+                for zone in ("example.test", "shop.test")}
+    before = zones()
+    env = world_env(WORLD)
+    limit = ["--limit", FLEET[1].hostname]
+    dry = subprocess.run([PYINFRA, "-y", INVENTORY, "deploy.py", "--dry", *limit], cwd=ROOT,
+                         capture_output=True, text=True, timeout=900, env=env)
+    assert dry.returncode == 0, dry.stdout[-3000:] + dry.stderr[-3000:]
+    assert (f"hosts counted: {FLEET[1].hostname} (in this run), {FLEET[0].hostname} (not in "
+            "this run" in dry.stdout + dry.stderr)
+    result = subprocess.run([PYINFRA, "-y", INVENTORY, "deploy.py", *limit], cwd=ROOT,
+                            capture_output=True, text=True, timeout=900, env=env)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert "example.test: no DNS changes" in output
+    assert zones() == before
 
 
 def test_reboot_and_rebuild_reach_one_vps_only(fleet):
