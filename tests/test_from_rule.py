@@ -183,3 +183,35 @@ def test_mail_from_outside_is_not_the_rules(tmp_path):
     result = subprocess.run([shutil.which("luajit") or "luajit", str(FAKE), str(rule), "",
                              str(headers)], capture_output=True, text=True, timeout=60)
     assert result.stdout.splitlines() == ["pass"], result
+
+
+def master_services(text: str) -> dict[str, list[str]]:
+    """master.cf's services of type inet -> their -o overrides."""
+    services: dict[str, list[str]] = {}
+    current = None
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        if line[0].isspace():
+            if current:
+                services[current].extend(line.split()[1:] if line.split()[0] == "-o" else [])
+            continue
+        fields = line.split()
+        current = fields[0] if fields[1] == "inet" else None
+        if current:
+            services[current] = []
+    return services
+
+
+def test_postfix_submission_fails_closed_while_25_keeps_accepting():
+    """A milter that does not answer (rspamd restarting, holding the From rule): submission
+    defers (4xx), 25 keeps main.cf's choice (accept: inbound mail is not lost)."""
+    from mailhost.host import postfix
+
+    services = master_services(postfix.rendered("master.cf", SETTINGS))
+    assert set(services) == {"smtp", "submission", "submissions"}
+    for name in ("submission", "submissions"):
+        assert "milter_default_action=tempfail" in services[name], services[name]
+    assert not any(o.startswith("milter_default_action") for o in services["smtp"])
+    main = postfix.rendered("main.cf", SETTINGS)
+    assert "\nmilter_default_action = accept\n" in main
