@@ -7,7 +7,8 @@ AUTH and IMAP) and delivers through a small agent that hands each message to Dov
 socket. Debian's package listens through systemd sockets (25, 587,
 465 on IPv4 and IPv6). DKIM: chasquid signs by itself from 1.14 (a ``dkim:SELECTOR.pem`` in the
 domain directory); older versions (Debian 12 ships 1.11) sign in the post-data hook with dkimpy.
-The hook also refuses a sender address the authenticated user does not own.
+The hook also refuses a sender address the authenticated user does not own. TLS: a drop-in
+sets GODEBUG so that a chasquid built with Go 1.22 or newer refuses TLS 1.0/1.1.
 """
 
 from __future__ import annotations
