@@ -1,7 +1,7 @@
 -- A small fake of the rspamd task API, enough to run rspamd.local.lua's From rule under a
 -- plain Lua interpreter (LuaJIT, as rspamd uses): rspamd_config:register_symbol keeps the
 -- rule's callback; each case is a header block in a file, the task answers get_user,
--- get_raw_headers (an object with __tostring, as rspamd's text) and get_header_full (names
+-- get_raw_headers (rspamd's text object, read with :str()) and get_header_full (names
 -- compared without case, folded values kept as sent: rspamd unfolds nothing in "value").
 --   luajit rspamd_fake.lua RULE USER HEADER_FILE...   -> one line per case: "pass" or
 --   "reject<TAB>reason"
@@ -39,8 +39,8 @@ local function task_of(raw, login)
   local result = nil
   local task = {}
   function task:get_user() return login end
-  function task:get_raw_headers()
-    return setmetatable({}, { __tostring = function() return raw end })
+  function task:get_raw_headers()  -- rspamd's text object: its bytes through :str()
+    return { str = function() return raw end }
   end
   function task:get_header_full(name)
     local found = {}
