@@ -181,8 +181,9 @@ def authenticate(raw: bytes, ip: str, mail_from: str, helo: str, authserv_id: st
         for sig in signatures
     ]
     # DMARC looks at one DKIM result: a passing one, aligned with From: if there is one
+    # (str: a From with UTF-8 (RFC 6532) comes back as a Header object, which parseaddr refuses)
     from_domain = _domain(email.utils.parseaddr(
-        email.message_from_bytes(raw).get("From", ""))[1])
+        str(email.message_from_bytes(raw).get("From", "")))[1])
     passing = [r for r, s in zip(dkim_results, signatures, strict=True) if s["result"] == "pass"]
     aligned = [r for r in passing if r.header_d == from_domain or
                from_domain.endswith("." + r.header_d)]

@@ -71,13 +71,12 @@ def failed(entries) -> dict[str, dict]:
 
 def warnings_of(mta: str) -> set[str]:
     """The checks that warn on a healthy host. chasquid has no TLS settings: Ubuntu 24.04's
-    1.13 accepts TLS 1.1 (on 25, 587, 465) and CBC ciphers (on 587, 465), which the checks
-    report as warnings, not required; Postfix is configured to refuse both."""
+    1.13 refuses TLS 1.0/1.1 with the deploy's GODEBUG drop-in (Go 1.22), but accepts CBC
+    ciphers (on 587, 465), which the checks report as warnings, not required; Postfix is
+    configured to refuse both."""
     if mta == "postfix":
         return set()
-    return ({f"smtp: {a} port {p} refuses TLS 1.0/1.1" for a in (VPS4, VPS6)
-             for p in (25, 587, 465)}
-            | {f"smtp: {a} port {p} refuses CBC ciphers" for a in (VPS4, VPS6) for p in (587, 465)})
+    return {f"smtp: {a} port {p} refuses CBC ciphers" for a in (VPS4, VPS6) for p in (587, 465)}
 
 
 DANE_MATCHES = {f"dane: TLSA _25._tcp.{HOSTNAME} matches port 25 on {a}" for a in (VPS4, VPS6)}

@@ -51,6 +51,7 @@ from lab.receiver import list_messages, wait_for_message
 from lab.relay import RELAY4, RELAY_HOSTNAME
 from mailhost import paths
 from mailhost.checks import inbound
+from mailhost.checks import smtp as smtp_checks
 from mailhost.dns import mta_sts
 from mailhost.keys import dane
 from mailhost.keys.rotation import Policy, from_json, selector_on
@@ -650,6 +651,148 @@ def test_a_user_sends_as_an_alias_she_owns_and_it_passes_at_the_receiver(lab_hos
                                         sender="sales@example.test"))
     assert message.message["From"] == "sales@example.test"
     assert [message.verdicts[k] for k in ("dkim", "spf", "dmarc")] == ["pass"] * 3
+
+
+def submit_headers(status, header_lines, port=587):
+    """alice, authenticated on PORT (STARTTLS), sends a message with these header lines as
+    bytes (a bare CR and UTF-8 reach the server as written: smtplib rewrites only text);
+    (Message-ID, the SMTP error at any step, or None). Postfix allows 12 AUTH a minute from
+    one client (anvil), fewer than these tests use: over it, the login waits and tries again."""
+    message_id = f"<{time.time_ns()}@example.test>"
+    message = "".join(f"{line}\r\n" for line in [
+        *header_lines, "To: inbox@example.net", "Subject: from rule", f"Message-ID: {message_id}",
+        f"Date: {email.utils.formatdate()}"]) + "\r\nhello\r\n"
+    for attempt in range(4):
+        client = smtplib.SMTP(VPS4, port, timeout=60)
+        client._host = HOSTNAME
+        try:
+            with client:
+                client.starttls(context=tls_context(status))
+                client.login("alice@example.test", status["passwords"]["alice@example.test"])
+                client.sendmail("alice@example.test", ["inbox@example.net"], message.encode())
+            return message_id, None
+        except smtplib.SMTPAuthenticationError as error:
+            if attempt == 3 or b"too many AUTH" not in error.smtp_error:
+                return message_id, error
+            time.sleep(20)
+        except smtplib.SMTPException as error:
+            return message_id, error
+    raise AssertionError("unreachable")
+
+
+def smtp_code_and_text(error) -> tuple[int, str]:
+    """The code and reply of a refusal at MAIL, RCPT or DATA."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        ((code, reply),) = error.recipients.values()
+        return code, reply.decode(errors="replace")
+    reply = getattr(error, "smtp_error", str(error).encode())
+    return getattr(error, "smtp_code", 0), reply.decode(errors="replace")
+
+
+# (header lines alice writes, what the refusal says: Postfix's words (rspamd's rule, on the
+# headers as Postfix hands them on), then chasquid's (its hook, or chasquid itself))
+FORGED_SENDER = [
+    (["From: alice@example.test", "Sender: bob@example.test"],
+     ("<bob@example.test>: Sender address not owned by user alice@example.test",) * 2),
+    (["From: alice@example.test", "Resent-From: bob@example.test"],
+     ("<bob@example.test>: Resent-From address not owned by user alice@example.test",) * 2),
+    (["From: alice@example.test", "From: bob@example.test"], ("more than one From header",) * 2),
+    # Postfix hands the value on with the CR turned into a space; chasquid refuses the line
+    (["From: alice@example.test\rFrom: bob@example.test"],
+     ("From header holds more than one address", "5.5.2 Error reading DATA: invalid line ending")),
+    # Postfix takes "From :" for a From header (so does rspamd); the hook refuses the block
+    (["From : bob@example.test"],
+     ("From header missing", "a space before a header name's colon")),
+    (["From: alice@example.test", "From : bob@example.test"],
+     ("more than one From header", "a space before a header name's colon")),
+]
+
+
+@only_in(*BOTH_MTAS)
+@pytest.mark.parametrize("header_lines,reasons", FORGED_SENDER,
+                         ids=["sender", "resent-from", "two-from", "bare-cr-pair", "space-colon",
+                              "space-colon-beside-from"])
+def test_sender_resent_from_bare_cr_and_space_colon_are_refused(lab_host, header_lines, reasons):
+    """The headers readers show as who sent the mail are bound like From; a bare CR pair and
+    "From :" hide no second From: rspamd's rule for Postfix, the post-data hook (or chasquid
+    itself) for chasquid, each with a 5xx and why; nothing reaches the receiver."""
+    message_id, error = submit_headers(lab_host, header_lines)
+    assert error is not None, f"{header_lines} accepted"
+    code, text = smtp_code_and_text(error)
+    reason = reasons[lab_host["world"][1] == "chasquid"]
+    assert code >= 500 and reason in text, (code, text)
+    assert "5.7.1" in text or "5.5.2" in reason
+    with pytest.raises(TimeoutError):
+        wait_for_message(lab_host["receiver"]["messages_dir"],
+                         lambda m: message_id in m.message.get("Message-ID", ""), timeout=5)
+
+
+@only_in(*BOTH_MTAS)
+def test_a_bare_cr_in_another_header_never_hides_a_second_from(lab_host):
+    """A bare CR pair in the Subject, a From behind it: chasquid refuses the line; Postfix turns
+    the CRs into spaces before anything reads them, so what leaves holds one From, alice's."""
+    message_id, error = submit_headers(
+        lab_host, ["From: alice@example.test", "Subject: x\r\rFrom: bob@example.test"])
+    if lab_host["world"][1] == "chasquid":
+        assert error is not None and smtp_code_and_text(error)[0] >= 500, error
+        return
+    assert error is None, error
+    message = received(lab_host, message_id)
+    assert [str(v) for v in message.message.get_all("From")] == ["alice@example.test"]
+    assert b"\r\r" not in message.raw and "From: bob" in str(message.message["Subject"])
+
+
+@only_in(*BOTH_MTAS)
+@pytest.mark.parametrize("from_value", ['"alice"@example.test', "Ålice <alice@example.test>"],
+                         ids=["quoted-local-part", "utf8-display-name"])
+def test_a_quoted_local_part_and_a_utf8_name_go_out_signed(lab_host, from_value):
+    """The same mailbox written "alice"@, and an unquoted UTF-8 display name (RFC 6532): sent,
+    and DKIM verifies at the receiver."""
+    message_id, error = submit_headers(lab_host, [f"From: {from_value}"])
+    assert error is None, error
+    message = received(lab_host, message_id)
+    assert message.verdicts["dkim"] == "pass", message.verdicts
+    assert message.verdicts["dmarc"] == "pass", message.verdicts
+
+
+@only_in(*BOTH_MTAS)
+def test_with_rspamd_stopped_submission_fails_closed_and_25_stays_open(lab_host):
+    """rspamd stopped (a restart, a crash): alice's From: bob is not accepted on 587 (Postfix
+    defers every submission, milter_default_action = tempfail there; chasquid's hook holds
+    the rule itself); mail from outside on 25 is still accepted, unchecked (README: inbound
+    stays open by choice)."""
+    ssh("systemctl stop rspamd")
+    try:
+        message_id, error = submit_headers(lab_host, ["From: bob@example.test"])
+        assert error is not None, "From: bob accepted while rspamd was stopped"
+        code, text = smtp_code_and_text(error)
+        assert 400 <= code < 600, (code, text)
+        inbound_id, inbound_code, reply = offer("alice@example.test", "rspamd is away")
+        assert inbound_code == 250, (inbound_code, reply)
+    finally:
+        ssh("systemctl start rspamd")
+    with pytest.raises(TimeoutError):
+        wait_for_message(lab_host["receiver"]["messages_dir"],
+                         lambda m: message_id in m.message.get("Message-ID", ""), timeout=5)
+    assert stored_files(inbound_id)
+
+
+@only_in(BOTH_MTAS[1])
+@pytest.mark.parametrize("address", [VPS4, VPS6], ids=["ipv4", "ipv6"])
+def test_chasquid_refuses_tls_1_0_and_1_1(lab_host, address):
+    """Ubuntu 24.04's chasquid 1.13 (Go 1.22) with the deploy's GODEBUG=tls10server=0: a
+    client offering only TLS 1.0/1.1 is refused on 25, 587 and 465, over both families."""
+    assert "GODEBUG=tls10server=0" in ssh("systemctl show -p Environment chasquid.service")
+    for port in (25, 587, 465):
+        with pytest.raises(ssl.SSLError):
+            if port == 465:
+                client = smtplib.SMTP_SSL(context=smtp_checks.legacy_context(), timeout=30)
+                client._host = HOSTNAME
+                client.connect(address, port)
+            else:
+                client = smtplib.SMTP(address, port, timeout=30)
+                client.starttls(context=smtp_checks.legacy_context())
+            client.close()
 
 
 def test_forwarding_does_not_forward_what_rspamd_refuses(lab_host):

@@ -7,7 +7,8 @@ AUTH and IMAP) and delivers through a small agent that hands each message to Dov
 socket. Debian's package listens through systemd sockets (25, 587,
 465 on IPv4 and IPv6). DKIM: chasquid signs by itself from 1.14 (a ``dkim:SELECTOR.pem`` in the
 domain directory); older versions (Debian 12 ships 1.11) sign in the post-data hook with dkimpy.
-The hook also refuses a sender address the authenticated user does not own.
+The hook also refuses a sender address the authenticated user does not own. TLS: a drop-in
+sets GODEBUG so that a chasquid built with Go 1.22 or newer refuses TLS 1.0/1.1.
 """
 
 from __future__ import annotations
@@ -46,19 +47,30 @@ UNITS = ("chasquid-smtp.socket", "chasquid-submission.socket",
 STOP_DROP_IN = "/etc/systemd/system/chasquid.service.d/mailhost-stop.conf"
 STOP_DROP_IN_TEXT = ("# Managed by mailhost (mailhost/host/chasquid.py): chasquid exits 1 on "
                      "SIGTERM\n[Service]\nSuccessExitStatus=1\n")
-ROOTS = (CHASQUID_CONFIG, CHASQUID_DELIVER, STOP_DROP_IN)
+# chasquid has no TLS settings: its Go decides. Go 1.22 and newer read GODEBUG at start:
+# tls10server=0 refuses TLS 1.0/1.1, tlsrsakex=0 the key exchanges without forward secrecy
+# (Go keeps CBC suites either way). Older Go ignores it (Ubuntu 22.04's chasquid 1.8: Go 1.18).
+TLS_DROP_IN = "/etc/systemd/system/chasquid.service.d/mailhost-tls.conf"
+TLS_DROP_IN_TEXT = ("# Managed by mailhost (mailhost/host/chasquid.py): TLS 1.2 or newer, with "
+                    "forward secrecy (Go >= 1.22)\n[Service]\n"
+                    "Environment=GODEBUG=tls10server=0,tlsrsakex=0\n")
+ROOTS = (CHASQUID_CONFIG, CHASQUID_DELIVER, STOP_DROP_IN, TLS_DROP_IN)
 USER = "chasquid"  # signs DKIM itself (or in its hook) and owns the keys
 NATIVE_DKIM = (1, 14)
 ALGORITHMS = MappingProxyType({"rsa": "rsa-sha256", "ed25519": "ed25519-sha256"})
 # chasquid reads its own copies of the certificate, as its own user, and has no reload
 CERTIFICATE_READERS = (CertificateReader("chasquid", after_renewal="restart",
                                          copy_to=f"{CHASQUID_CONFIG}/certs", copy_owner=USER),)
-OLD_TLS_ADVICE = ("chasquid has no setting for its TLS versions: Go's default applies as the "
-                  "chasquid release asks for it (Ubuntu 24.04's 1.13, built with Go 1.22, still "
-                  "accepts TLS 1.0/1.1); with Go 1.22 or newer, a drop-in for chasquid.service "
-                  "with Environment=GODEBUG=tls10server=0 makes it refuse them")
-CBC_ADVICE = ("chasquid takes its ciphers from Go and has no setting for them: a newer Go build "
-              "drops CBC suites")
+OLD_TLS_ADVICE = ("chasquid has no setting for its TLS versions: its Go decides. The deploy "
+                  "sets Environment=GODEBUG=tls10server=0 for chasquid.service (a drop-in), "
+                  "which Go 1.22 or newer obeys (Ubuntu 24.04's chasquid 1.13: Go 1.22; Debian "
+                  "13's 1.15: Go 1.24): if this still fails there, restart chasquid.service. "
+                  "Ubuntu 22.04's chasquid 1.8 is built with Go 1.18, which cannot refuse TLS "
+                  "1.0/1.1: nothing on the host changes that but a chasquid built with a newer "
+                  "Go (or mta = \"postfix\")")
+CBC_ADVICE = ("chasquid takes its ciphers from Go and has no setting for them, and no GODEBUG "
+              "switch removes Go's CBC suites: this stays a warning with chasquid (mta = "
+              "\"postfix\" refuses them)")
 
 
 def native_dkim() -> bool:
@@ -71,8 +83,10 @@ def configure(settings: Settings, secrets: Secrets, steps: KeySteps | None = Non
               fleet: FleetView = ALONE) -> set[str]:
     """Write every configuration file; what to restart (chasquid.service, not its sockets)."""
     mailbox_root()
-    if put_text(STOP_DROP_IN, STOP_DROP_IN_TEXT):
-        server.shell(name="systemd reads chasquid's drop-in", commands=["systemctl daemon-reload"])
+    drop_ins = [put_text(path, text) for path, text in [(STOP_DROP_IN, STOP_DROP_IN_TEXT),
+                                                        (TLS_DROP_IN, TLS_DROP_IN_TEXT)]]
+    if any(drop_ins):
+        server.shell(name="systemd reads chasquid's drop-ins", commands=["systemctl daemon-reload"])
     native = native_dkim()
     changed = [
         write_template("chasquid/chasquid.conf.j2", f"{CHASQUID_CONFIG}/chasquid.conf", settings,
@@ -80,10 +94,11 @@ def configure(settings: Settings, secrets: Secrets, steps: KeySteps | None = Non
                        auth_client=CHASQUID_AUTH_CLIENT),
         write_template("chasquid/deliver.py.j2", CHASQUID_DELIVER, settings, mode="755",
                        lmtp=CHASQUID_LMTP, copies=kept_copies(settings)),
-        write_template("chasquid/post-data.py.j2", f"{CHASQUID_CONFIG}/hooks/post-data", settings,
-                       mode="755", owners=sender_owners(settings),
-                       signing={} if native else _hook_signing(settings, steps)),
     ]
+    # chasquid runs its hook afresh for every message: a new hook (the From rule) needs no restart
+    write_template("chasquid/post-data.py.j2", f"{CHASQUID_CONFIG}/hooks/post-data", settings,
+                   mode="755", owners=sender_owners(settings),
+                   signing={} if native else _hook_signing(settings, steps))
     all_aliases = chasquid_aliases(settings)
     for domain in settings.mail_domains:
         domain_dir = f"{CHASQUID_CONFIG}/domains/{domain}"
@@ -104,7 +119,7 @@ def configure(settings: Settings, secrets: Secrets, steps: KeySteps | None = Non
                 why = "signed in the hook" if signs else "not the signing key"
                 changed.append(files.link(name=f"No {link} ({why})", path=link,
                                           present=False).will_change)
-    changed.append(_certificate(settings))
+    changed.extend([_certificate(settings), drop_ins[1]])  # GODEBUG is read at start
     return {"chasquid.service"} if any(changed) else set()
 
 

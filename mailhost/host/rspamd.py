@@ -8,7 +8,8 @@ post-data hook asks the normal worker over HTTP (``/checkv2`` on paths.RSPAMD_SC
 that is not authenticated.
 
 It also holds Postfix's From rule for the host's own users (``rspamd.local.lua``, rendered
-from the same owners as chasquid's hook): one From address, owned by the authenticated user.
+from the same owners as chasquid's hook): one From address, owned by the authenticated user,
+and Sender/Resent-From alike. Submission defers while rspamd does not answer (master.cf).
 
 rspamd never signs (OpenDKIM and chasquid do). Redis only with ``greylisting = True``: no
 module enabled here needs it otherwise (greylisting does), and it costs memory on a small VPS.
