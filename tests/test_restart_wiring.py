@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from fakehost import FakeHost, Recorder, key, on
 from pyinfra.facts.files import Sha256File
-from sample import sample_settings
+from sample import sample_settings, self_signed_pem
 from test_host_modules import after, ops, secret_files  # noqa: F401 (fixtures)
 
 from mailhost import facts, paths
@@ -21,7 +21,7 @@ RUNNING = {"active": True, "enabled": True}
 
 def configured(mta_name: str, recorded, tmp_path):
     """(settings, secrets, the host's files once an MTA was configured on a fresh host)."""
-    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    (tmp_path / "ca.pem").write_bytes(self_signed_pem("ca.lab.test", -1, 30)[0])
     settings = sample_settings(mta=mta_name, acme_ca_bundle=str(tmp_path / "ca.pem"),
                                mail_users=["alice@example.test", "bob@example.test"],
                                mail_aliases={"sales@example.test": ["alice@example.test"]})
