@@ -136,3 +136,29 @@ def test_with_limit_the_zone_is_applied_by_a_host_in_the_run_and_leaves_the_othe
     everyone = MailRun(hosts, {})
     assert everyone.zones_applied_by("mail") == ["example.test"]
     assert everyone.counted_hosts("example.test") == ""
+
+
+
+def test_a_host_that_is_only_a_backup_is_not_asked_for_a_users_login(monkeypatch):
+    """No user lives on a backup MX: no submission or IMAP login check there (they would only
+    say "not tried"); the host's other SMTP and IMAP checks stay."""
+    import socket
+
+    from mailhost.checks import imap, smtp
+    from mailhost.host.mtas import mta_of
+    from mailhost.secrets import Secrets
+
+    def refused(*args, **kwargs):
+        raise ConnectionRefusedError("no network in this test")
+    monkeypatch.setattr(socket, "create_connection", refused)
+    monkeypatch.setattr(smtp, "open_smtp", refused)
+
+    def names(settings):
+        found = (smtp.checks_of_address(settings, Secrets(), "198.51.100.10", mta_of(settings))
+                 + imap.checks_of_address(settings, Secrets(), "198.51.100.10"))
+        return [r.name for r in found]
+    backup, primary = names(sample_settings(**BACKUP)), names(sample_settings())
+    logins = [n for n in primary if "authenticated submission" in n or "993 login" in n]
+    assert len(logins) == 2
+    assert not set(logins) & set(backup)
+    assert set(backup) == set(primary) - set(logins)

@@ -285,3 +285,27 @@ def test_a_kept_mx_is_named_in_the_policy_and_its_txt():
     assert parse_policy(text)["mx"] == ["mail.example.test", "mx.oldprovider.example"]
     (txt,) = values(zone(**overrides), "_mta-sts.example.test", "TXT")
     assert txt == txt_record(text)
+
+
+def test_the_policy_fetch_waits_out_nginxs_reload_but_not_forever(monkeypatch):
+    """A certificate that does not verify is asked again a few times (nginx's graceful reload
+    after certbot); one that never verifies is the finding."""
+    import ssl
+
+    from mailhost.checks import mta_sts as checks
+    answers = [ssl.SSLCertVerificationError("self-signed"), (200, "text/plain", "policy")]
+
+    def fetch(settings, policy_host, address):
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+    monkeypatch.setattr(checks, "fetch_policy", fetch)
+    slept = []
+    assert checks.fetch_settled(None, "mta-sts.example.test", "198.51.100.10",
+                                sleep=slept.append) == (200, "text/plain", "policy")
+    assert slept == [checks.SETTLE_SECONDS]
+    answers[:] = [ssl.SSLCertVerificationError("self-signed")] * checks.SETTLE_TRIES
+    with pytest.raises(ssl.SSLCertVerificationError):
+        checks.fetch_settled(None, "mta-sts.example.test", "198.51.100.10", sleep=slept.append)
+    assert answers == []
