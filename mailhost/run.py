@@ -94,7 +94,7 @@ class MailRun:
                   pending: bool = False) -> ZoneSync | None:
         """The zone's TLSA records alone (zones.sync.tlsa_records), through its provider."""
         records = tlsa_records(self.settings, self._reader(read_host_key), zone, pending,
-                               self.steps)
+                               self.steps, self.in_run)
         return None if records is None else self._sync(zone, records)
 
     def memory(self, zone: str) -> Path:

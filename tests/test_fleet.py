@@ -8,7 +8,7 @@ from sample import sample_settings
 from mailhost.host import postfix
 from mailhost.settings import SettingsError
 from mailhost.settings.fleet import ALONE, check_fleet, fleet_view
-from mailhost.zones.sync import records_by_zone
+from mailhost.zones.sync import records_by_zone, tlsa_records
 
 PRIMARY = dict(mail_users=["alice@example.test", "bob@example.test"],
                mail_aliases={"sales@example.test": ["alice@example.test"],
@@ -131,6 +131,12 @@ def test_with_limit_the_zone_is_applied_by_a_host_in_the_run_and_leaves_the_othe
     assert ("mail._domainkey.example.test", "TXT") not in zone.ownership.keys
     assert ("_25._tcp.mail.example.test", "TLSA") not in zone.ownership.keys
     assert "mail" not in read  # nothing is asked of a host outside the run
+    # nor is its TLSA written or deleted after certbot (the TLSA-only plan)
+    tlsa = tlsa_records(hosts, run._reader(read_host_key), "example.test", False, None,
+                        run.in_run)
+    assert tlsa is None or ("_25._tcp.mail.example.test", "TLSA") not in tlsa.ownership.keys
+    everything = tlsa_records(hosts, lambda name, path: None, "example.test")
+    assert ("_25._tcp.mail.example.test", "TLSA") in everything.ownership.keys
     assert run.counted_hosts("example.test").startswith(
         "hosts counted: mx2 (in this run), mail (not in this run:")
     everyone = MailRun(hosts, {})

@@ -69,7 +69,8 @@ def test_each_vps_answers_ssh_as_itself_and_has_its_ptr(fleet):
 
 def test_the_fleet_inventory_deploys_all_three_and_each_passes_its_checks(fleet):
     code, output = fleet["deploy"]
-    assert code == 0, output[-4000:]
+    failed = [line for line in output.splitlines() if "  fail  " in line or "failed:" in line]
+    assert code == 0, "\n".join(failed) + "\n" + output[-3000:]
     result = subprocess.run([str(ROOT / "scripts" / "check"), INVENTORY, "--json"], cwd=ROOT,
                             capture_output=True, text=True, timeout=900, env=world_env(WORLD))
     entries = json.loads(result.stdout)

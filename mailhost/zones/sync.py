@@ -96,15 +96,18 @@ def mail_hosts(hosts: dict[str, Settings], read_host_key: HostsKeyReader,
 
 
 def tlsa_records(hosts: dict[str, Settings], read_host_key: HostsKeyReader, zone: str,
-                 pending: bool = False, steps: KeySteps | None = None) -> ZoneRecords | None:
+                 pending: bool = False, steps: KeySteps | None = None,
+                 in_run: frozenset[str] | None = None) -> ZoneRecords | None:
     """The zone's TLSA records alone (owned: only their keys), for the DNS operation after the
     certificate; with ``pending`` (the plan shown before certbot runs), hosts whose certificate
     key does not exist yet get dane.TLSA_PENDING, and a key rollover's switch is taken as done.
-    None: no host wants a TLSA here."""
+    None: no host wants a TLSA here. A host not in this run (``in_run``) has its TLSA left as
+    it is (its certificate's key is known only to it)."""
     records, keys = [], set()
-    for host in mail_hosts(hosts, read_host_key, after_switch=pending, steps=steps):
+    for host in mail_hosts(hosts, read_host_key, after_switch=pending, steps=steps,
+                           in_run=in_run):
         name = tlsa_name(host.settings.mail_hostname)
-        if host.settings.dane != "auto" or zone_of(name, [zone]) is None:
+        if host.settings.dane != "auto" or zone_of(name, [zone]) is None or not host.in_run:
             continue
         keys.add((name, "TLSA"))
         values = host.tlsa or ((TLSA_PENDING,) if pending else ())
