@@ -16,6 +16,7 @@ from mailhost.checks import (
     inbound,
     mta_sts,
     rdns,
+    sieve,
     smtp,
 )
 from mailhost.checks import host as host_checks
@@ -40,6 +41,7 @@ def run_checks(settings: Settings, secrets: Secrets, mta, host=None) -> list[Che
               lambda: dane.checks(settings, resolver),
               *[lambda address=address: smtp.checks_of_address(settings, secrets, address, mta)
                 + imap.checks_of_address(settings, secrets, address)
+                + sieve.checks_of_address(settings, secrets, address)
                 for address in smtp.addresses(settings)],
               lambda: blocklists.checks(settings, resolver),
               lambda: [inbound.spoof_check(settings, smtp.addresses(settings)[0])]]

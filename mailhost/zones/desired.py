@@ -3,7 +3,8 @@
 For each mail host: A and AAAA of its hostname (never proxied). For each mail domain: MX, the
 SPF TXT (every serving host's IPv4 and IPv6 written explicitly, plus includes), DKIM TXT at
 ``SELECTOR._domainkey``, DMARC TXT at ``_dmarc``, TLS-RPT TXT at ``_smtp._tls``, CAA, and the
-SRV records that let mail clients find submission and IMAP (RFC 6186, RFC 8314).
+SRV records that let mail clients find submission, IMAP (RFC 6186, RFC 8314) and ManageSieve
+(RFC 5804).
 When several hosts serve one domain, MX and SPF list them all; the other records follow the
 first of them in inventory order.
 
@@ -141,12 +142,14 @@ def our_spf_terms(settings: Settings) -> set[str]:
     return terms | ({f"ip6:{settings.ipv6}"} if settings.ipv6 else set())
 
 
-# (service label, port, offered): RFC 6186 and 8314; a service not offered has target "."
+# (service label, port, offered): RFC 6186 and 8314, and ManageSieve's (RFC 5804 1.8); a
+# service not offered has target "."
 CLIENT_SERVICES = (("_submissions._tcp", 465, lambda s: True),
                    ("_submission._tcp", 587, lambda s: True),
                    ("_imaps._tcp", 993, lambda s: True),
                    ("_imap._tcp", 143, lambda s: s.imap_starttls),
-                   ("_pop3._tcp", 110, lambda s: False))
+                   ("_pop3._tcp", 110, lambda s: False),
+                   ("_sieve._tcp", 4190, lambda s: True))
 NOT_OFFERED = "0 0 0 ."
 
 
