@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from mailhost.checks import (
     FAILED,
     CheckResult,
+    autoconfig,
     backup,
     blocklists,
     dane,
@@ -38,6 +39,7 @@ def run_checks(settings: Settings, secrets: Secrets, mta, host=None) -> list[Che
     groups = [lambda: dns.checks(settings, resolver, host),
               lambda: rdns.checks(settings, resolver),
               lambda: mta_sts.checks(settings, resolver),
+              lambda: autoconfig.checks(settings, resolver),
               lambda: dane.checks(settings, resolver),
               *[lambda address=address: smtp.checks_of_address(settings, secrets, address, mta)
                 + imap.checks_of_address(settings, secrets, address)
@@ -51,8 +53,9 @@ def run_checks(settings: Settings, secrets: Secrets, mta, host=None) -> list[Che
         running = [pool.submit(group) for group in groups]
         on_host = ([*host_checks.checks(settings, host, mta), inbound.rspamd_check(host),
                     *backup.checks(settings, host)] if host is not None else [])
-        (dns_results, rdns_results, mta_sts_results, dane_results, *smtp_results,
+        (dns_results, rdns_results, mta_sts_results, autoconfig_results, dane_results,
+         *smtp_results,
          blocklist_results, spoof_results) = [future.result() for future in running]
-    return [*dns_results, *rdns_results, *mta_sts_results, *dane_results,
+    return [*dns_results, *rdns_results, *mta_sts_results, *autoconfig_results, *dane_results,
             *[r for group in smtp_results for r in group],
             *spoof_results, *on_host, *blocklist_results]

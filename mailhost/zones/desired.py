@@ -4,7 +4,8 @@ For each mail host: A and AAAA of its hostname (never proxied). For each mail do
 SPF TXT (every serving host's IPv4 and IPv6 written explicitly, plus includes), DKIM TXT at
 ``SELECTOR._domainkey``, DMARC TXT at ``_dmarc``, TLS-RPT TXT at ``_smtp._tls``, CAA, and the
 SRV records that let mail clients find submission, IMAP (RFC 6186, RFC 8314) and ManageSieve
-(RFC 5804).
+(RFC 5804); with ``mail_client_autoconfig``, the addresses of autoconfig.DOMAIN and
+autodiscover.DOMAIN (Thunderbird's and Outlook's files, mailhost.dns.autoconfig).
 When several hosts serve one domain, MX and SPF list them all; the other records follow the
 first of them in inventory order.
 
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 
 from checkdmarc.utils import get_base_domain
 
-from mailhost.dns import mta_sts
+from mailhost.dns import autoconfig, mta_sts
 from mailhost.dns.records import RecordSet, zone_of
 from mailhost.dns.spf import spf_record
 from mailhost.keys import dane
@@ -110,7 +111,7 @@ def mail_domain_keys(domain: str, settings: Settings) -> set[tuple[str, str]]:
     return {(domain, "MX"), (domain, "TXT"), (f"_dmarc.{domain}", "TXT"),
             (f"_smtp._tls.{domain}", "TXT"),
             *((f"{label}.{domain}", "SRV") for label, _port, _offered in CLIENT_SERVICES),
-            *mta_sts_keys(domain, settings),
+            *mta_sts_keys(domain, settings), *autoconfig_keys(domain, settings),
             *((record_name(selector_for(settings, kind), domain), "TXT")
               for kind in ("rsa", "ed25519"))}
 
@@ -203,7 +204,8 @@ def domain_records(domain: str, hosts: list[MailHost]) -> list[RecordSet]:
         records.append(RecordSet(f"_smtp._tls.{domain}", "TXT", ttl, (tlsrpt_record(first),)))
     if first.caa_issuers:
         records.append(RecordSet(domain, "CAA", ttl, tuple(caa_values(first))))
-    return records + srv_records(domain, hosts) + mta_sts_records(domain, hosts)
+    return (records + srv_records(domain, hosts) + mta_sts_records(domain, hosts)
+            + autoconfig_records(domain, hosts))
 
 
 def mta_sts_records(domain: str, hosts: list[MailHost]) -> list[RecordSet]:
@@ -228,6 +230,27 @@ def mta_sts_keys(domain: str, settings: Settings) -> set[tuple[str, str]]:
     return set() if settings.mta_sts_mode == "off" else mta_sts.record_keys(domain)
 
 
+def autoconfig_records(domain: str, hosts: list[MailHost]) -> list[RecordSet]:
+    """With mail_client_autoconfig: autoconfig.DOMAIN and autodiscover.DOMAIN at the first
+    serving host, whose nginx serves the files (mailhost.dns.autoconfig)."""
+    first = hosts[0].settings
+    if not first.mail_client_autoconfig:
+        return []
+    records = []
+    for name in (autoconfig.autoconfig_host(domain), autoconfig.autodiscover_host(domain)):
+        records.append(RecordSet(name, "A", first.dns_ttl, (str(first.ipv4),)))
+        if first.ipv6:
+            records.append(RecordSet(name, "AAAA", first.dns_ttl, (str(first.ipv6),)))
+    return records
+
+
+def autoconfig_keys(domain: str, settings: Settings) -> set[tuple[str, str]]:
+    """The keys of the autoconfiguration records, owned while mail_client_autoconfig is on
+    (then an AAAA goes when ipv6 is unset); turned off, they are left alone, as records made
+    by hand at those names would be."""
+    return autoconfig.record_keys(domain) if settings.mail_client_autoconfig else set()
+
+
 def desired_by_zone(hosts: list[MailHost]) -> list[ZoneRecords]:
     """Every record the hosts need, grouped by zone, with what this tool owns in each zone."""
     records: list[RecordSet] = []
@@ -250,6 +273,7 @@ def desired_by_zone(hosts: list[MailHost]) -> list[ZoneRecords]:
         # a rotation's retired selectors: owned in the run that deletes their records
         extra_owned |= {(record_name(s, domain), "TXT") for s in serving[0].dkim[domain].removed}
         extra_owned |= mta_sts_keys(domain, serving[0].settings)
+        extra_owned |= autoconfig_keys(domain, serving[0].settings)
         apexes.add(domain)
         mx_keep |= {(domain, v) for h in serving for v in h.settings.mx_keep}
 
