@@ -9,6 +9,8 @@ import pytest
 from sample import sample_settings
 from test_desired import host, records_of
 
+from mailhost.checks import autoconfig as check
+from mailhost.checks.autoconfig import describe, judge
 from mailhost.dns import autoconfig
 from mailhost.dns.autoconfig import Server
 from mailhost.host import nginx, tls
@@ -102,3 +104,19 @@ def test_an_nginx_string_never_holds_a_variable_or_a_quote():
     for bad in ("$host", "it's", "a\\b"):
         with pytest.raises(ValueError):
             nginx.quoted(bad)
+
+
+def test_the_check_judges_each_answer_against_the_settings():
+    settings = sample_settings(**ON)
+    wanted = autoconfig.servers(settings)
+    good = autoconfig.mozilla_config("example.test", settings)
+    assert judge(autoconfig.parse_mozilla, 200, good, wanted) == ""
+    assert judge(autoconfig.parse_mozilla, 404, good, wanted) == "HTTP 404"
+    assert "not XML" in judge(autoconfig.parse_mozilla, 200, "<html", wanted)
+    # a file from before imap_starttls was turned on names one server fewer
+    stale = autoconfig.autodiscover_response(settings)
+    with_143 = autoconfig.servers(sample_settings(imap_starttls=True, **ON))
+    assert judge(autoconfig.parse_autodiscover, 200, stale, with_143) == describe(wanted)
+    moved = good.replace("mail.example.test", "old.example.test")
+    assert "old.example.test:993" in judge(autoconfig.parse_mozilla, 200, moved, wanted)
+    assert check.checks(sample_settings(), resolver=None) == []  # off: nothing checked

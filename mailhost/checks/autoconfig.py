@@ -41,6 +41,17 @@ def checks(settings: Settings, resolver: CheckResolver) -> list[CheckResult]:
             if rtype == "A" or settings.ipv6]
 
 
+def judge(parse, status: int, text: str, wanted) -> str:
+    """What is wrong with one answer ("": it names exactly the servers wanted, in order)."""
+    if status != 200:
+        return f"HTTP {status}"
+    try:
+        servers = parse(text)
+    except ValueError as error:
+        return str(error)
+    return "" if tuple(servers) == tuple(wanted) else (describe(servers) or "no servers")
+
+
 def describe(servers) -> str:
     return ", ".join(f"{s.kind} {s.hostname}:{s.port} {s.socket}" for s in servers)
 
@@ -64,16 +75,10 @@ def file_check(settings: Settings, resolver: CheckResolver, domain: str, what, f
             status, content_type, text = https_request(
                 settings, name_, address, path, method, body,
                 {"Content-Type": "text/xml"} if body else None, MAX_BYTES)
-            if status != 200:
-                problems.append(f"{address}: HTTP {status}")
-                continue
-            try:
-                servers = parse(text)
-            except ValueError as error:
-                problems.append(f"{address}: {error}")
-                continue
-            if tuple(servers) != wanted:
-                problems.append(f"{address}: {describe(servers) or 'no servers'}")
-            found.append(f"{address}: {describe(servers)}")
+            problem = judge(parse, status, text, wanted)
+            if problem:
+                problems.append(f"{address}: {problem}")
+            else:
+                found.append(f"{address}: {describe(wanted)}")
         return result(name, not problems, expected, "; ".join(problems or found), ADVICE)
     return guarded(name, expected, ADVICE, check)
