@@ -93,6 +93,9 @@ mail_hosts = [
             # MTA-STS enforced: nginx serves the policy at https://mta-sts.example.test (443);
             # turned off with MAILHOST_LAB_MTA_STS=off
             "mta_sts_mode": os.environ.get("MAILHOST_LAB_MTA_STS", "enforce"),
+            # mail clients' autoconfiguration (autoconfig./autodiscover.example.test): off like
+            # the default, on with MAILHOST_LAB_AUTOCONFIG=1 (tests/test_autoconfig_lab.py)
+            "mail_client_autoconfig": os.environ.get("MAILHOST_LAB_AUTOCONFIG") == "1",
 
             # ACME: Pebble; certbot must trust the bundle (Pebble's HTTPS listener CA + root)
             "acme_directory": f"https://{HOST4}:14000/dir",

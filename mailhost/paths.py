@@ -62,6 +62,16 @@ def live_certificate_dir(hostname: str) -> str:
 def maildir(domain: str, user: str) -> str:
     return f"{MAILBOX_ROOT}/{domain}/{user}"
 
+
+# Dovecot's home of a user (their Sieve scripts, vacation's record of who was answered): this
+# directory of their Maildir, without a leading dot (Maildir++ lists dot names as folders, so
+# the dot files Dovecot keeps in a home cannot live in the Maildir itself); the backups keep it
+DOVECOT_HOME_DIR = "home"
+
+
+def dovecot_home(domain: str, user: str) -> str:
+    return f"{maildir(domain, user)}/{DOVECOT_HOME_DIR}"
+
 # rspamd (loopback): Postfix's milter, and the HTTP scanner chasquid's hook and the checks ask
 RSPAMD_MILTER = "127.0.0.1:11332"
 RSPAMD_SCANNER = "127.0.0.1:11333"

@@ -163,18 +163,20 @@ def test_json_is_one_entry_per_check(world):
     names = [e["name"] for e in entries]
     # 10 DNS, 2 PTR, 3 MTA-STS (the TXT, the policy over IPv4 and IPv6), 3 DANE (the TLSA
     # against port 25 over IPv4 and IPv6, its signature), 29 SMTP (the spoof
-    # probe), 8 IMAP (the lab opens 143), 3 blocklist, and the host's: its units (Postfix:
+    # probe), 8 IMAP (the lab opens 143), 6 ManageSieve (no login before STARTTLS, the
+    # certificate, a login; IPv4 and IPv6), 3 blocklist, and the host's: its units (Postfix:
     # unbound, postsrsd, opendkim, rspamd, dovecot, nginx, postfix; chasquid: unbound, its
     # service and sockets, rspamd, dovecot, nginx), certbot.timer, outbound 25, the queue,
     # rspamd answering, no package hold, the latest backup's age (the lab sets
     # backup_repository)
     units = {"postfix": 7, "chasquid": 8}[world[0].mta]
-    assert len(names) == len(set(names)) == 58 + units + 6
+    assert len(names) == len(set(names)) == 64 + units + 6
     assert all(set(e) == {"host", "name", "status", "expected", "found", "advice", "required"}
                for e in entries)
     assert {e["host"] for e in entries} == {HOSTNAME}
     prefixes = {name.split(":")[0] for name in names}
-    assert prefixes == {"dns", "rdns", "mta-sts", "dane", "smtp", "imap", "host", "blocklist"}
+    assert prefixes == {"dns", "rdns", "mta-sts", "dane", "smtp", "imap", "sieve", "host",
+                        "blocklist"}
 
 
 def test_a_second_deploy_changes_nothing_with_the_checks(world):

@@ -227,7 +227,8 @@ def test_srv_records_tell_mail_clients_where_each_service_is():
                    "_submission._tcp.example.test": ("0 1 587 mail.example.test",),
                    "_imaps._tcp.example.test": ("0 1 993 mail.example.test",),
                    "_imap._tcp.example.test": ("0 0 0 .",),  # 143 not offered
-                   "_pop3._tcp.example.test": ("0 0 0 .",)}
+                   "_pop3._tcp.example.test": ("0 0 0 .",),
+                   "_sieve._tcp.example.test": ("0 1 4190 mail.example.test",)}
     assert all(("_imap._tcp.example.test", "SRV") in z.ownership.keys for z in zones)
     opened, _ = records_of(host(sample_settings(imap_starttls=True)))
     assert opened["_imap._tcp.example.test", "SRV"].values == ("0 1 143 mail.example.test",)

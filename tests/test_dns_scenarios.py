@@ -47,8 +47,8 @@ def test_apply_then_plan_again_is_empty_with_no_write(world):
     first = zone_sync(world)
     plan = first.plan()
     assert {c.action for c in plan.changes} == {"create"}
-    # A, AAAA, MX, SPF, CAA, DKIM, DMARC, TLS-RPT and 5 SRV for mail clients
-    assert len(plan.changes) == 13
+    # A, AAAA, MX, SPF, CAA, DKIM, DMARC, TLS-RPT and 6 SRV for mail clients
+    assert len(plan.changes) == 14
     first.apply(plan)
     second = zone_sync(world)
     assert second.plan().empty

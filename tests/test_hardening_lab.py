@@ -119,8 +119,8 @@ def test_password_change_rewrites_only_that_users_hash_and_no_secret_on_a_comman
     deploy(lab_host, "-y")  # back to the lab's password for the tests after this one
 
 
-# SSH, SMTP, and IMAP: 993, and 143 because the lab sets imap_starttls
-MAIL_PORTS = {"22/tcp", "25/tcp", "465/tcp", "587/tcp", "993/tcp", "143/tcp",
+# SSH, SMTP, IMAP: 993, and 143 because the lab sets imap_starttls, and ManageSieve
+MAIL_PORTS = {"22/tcp", "25/tcp", "465/tcp", "587/tcp", "993/tcp", "143/tcp", "4190/tcp",
               "443/tcp"}  # the lab serves MTA-STS
 
 

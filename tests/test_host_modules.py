@@ -150,10 +150,15 @@ def test_dovecot_renders_the_syntax_of_its_version(version):
         assert "dovecot_config_version = 2.4.0" in lines
         assert f"ssl_server_cert_file = {paths.TLS_CERT}" in lines
         assert "mail_location" not in conf and "disable_plaintext_auth" not in conf
+        assert f"mail_path = {paths.MAILBOX_ROOT}/%{{user | domain}}/%{{user | username}}" in lines
     else:  # 2.3, and what apt does not know yet (a fresh host before its package lists)
         assert f"ssl_cert = <{paths.TLS_CERT}" in lines and "dovecot_config_version" not in conf
-        assert "mail_location = maildir:~" in lines
-    assert "ssl = required" in lines and "ssl_min_protocol = TLSv1.2" in lines
+        assert f"mail_location = maildir:{paths.MAILBOX_ROOT}/%d/%n" in lines
+        assert f"mail_home = {paths.MAILBOX_ROOT}/%d/%n/home" in lines
+    # the users' Sieve scripts: ManageSieve on 4190, after the global spam rule, in a home
+    # that is not the Maildir itself (its dot files would be folders)
+    assert "protocols = imap lmtp sieve" in lines and "port = 4190" in lines
+    assert "sieve_vacation_min_period = 1d" in lines and "ssl_min_protocol = TLSv1.2" in lines
     assert "port = 0" in lines and "port = 993" in lines  # 143 closed, 993 open
     assert "unix_listener /var/spool/postfix/private/dovecot-lmtp {" in lines
     assert "quota" not in conf
@@ -176,8 +181,8 @@ def test_dovecot_is_part_of_both_mtas_with_its_ports_and_certificate_reload():
     for mta in (POSTFIX, CHASQUID):
         assert dovecot in mta.components and "dovecot" in mta.units
         assert mta.units.index("dovecot") < len(mta.units) - 1  # before the SMTP server
-        assert mta.open_ports(sample_settings()) == [25, 465, 587, 993]
-        assert mta.open_ports(sample_settings(imap_starttls=True))[-2:] == [993, 143]
+        assert mta.open_ports(sample_settings()) == [25, 465, 587, 993, 4190]
+        assert mta.open_ports(sample_settings(imap_starttls=True))[-3:] == [993, 143, 4190]
         hook = render("tls/deploy-hook.sh.j2", sample_settings(mta=mta.name), mta=mta)
         assert "systemctl reload dovecot || true" in hook.splitlines()
         smtp_server = "reload postfix" if mta is POSTFIX else "restart chasquid"
@@ -850,3 +855,16 @@ def test_postfix_with_a_relay_installs_the_sasl_client_mechanisms(ops, monkeypat
     with on(FakeHost({facts.PathStates: {}})):
         postfix.configure(settings, secrets)
     assert installed == [postfix.SASL_CLIENT_PACKAGE]
+
+
+@pytest.mark.parametrize("version", [(2, 3), (2, 4)])
+def test_vacation_replies_only_where_postfix_sends_them(version):
+    """chasquid has no sendmail: its hosts turn Pigeonhole's vacation extension off."""
+    for mta, replies in (("postfix", True), ("chasquid", False)):
+        settings = sample_settings(mta=mta)
+        assert dovecot.vacation(settings) is replies
+        conf = render(dovecot.template_for(version), settings, **dovecot.render_data(settings))
+        lines = [line.strip() for line in conf.splitlines()]
+        assert ("sieve_vacation_default_period = 7d" in lines) is replies
+        off = "sieve_extensions = -vacation" if version == (2, 3) else "vacation = no"
+        assert (off in lines) is not replies

@@ -793,7 +793,7 @@ def test_dovecot_passwd_has_one_line_per_user_with_a_random_salt(nasty):
         login, scheme_hash, uid, gid, gecos, home, shell, extra = line.split(":")
         assert login == address and scheme_hash.startswith("{SHA512-CRYPT}$6$rounds=210000$")
         assert (uid, gid, gecos, shell, extra) == ("5000", "5000", "", "", "")
-        assert home == paths.maildir(*reversed(address.split("@"))) and ".." not in home
+        assert home == paths.dovecot_home(*reversed(address.split("@"))) and ".." not in home
         assert sha512_crypt.verify(secrets.passwords[address].reveal(),
                                    scheme_hash.removeprefix("{SHA512-CRYPT}"))
     salts = {line.split("$")[3] for line in lines}

@@ -139,7 +139,7 @@ def test_nginx_is_a_component_of_both_mtas_only_when_mta_sts_is_on():
 
 def test_nginx_serves_only_the_policies_over_tls_1_2_and_up():
     settings = sample_settings(mta_sts_mode="enforce", mail_domains=["example.test", "b.test"])
-    conf = render("nginx/nginx.conf.j2", settings, ciphers="X",
+    conf = render("nginx/nginx.conf.j2", settings, ciphers="X", client_sites=[],
                   policy_path="/.well-known/mta-sts.txt",
                   sites=[("mta-sts.example.test", "/etc/nginx/mta-sts/example.test.txt"),
                          ("mta-sts.b.test", "/etc/nginx/mta-sts/b.test.txt")])
@@ -153,7 +153,8 @@ def test_nginx_serves_only_the_policies_over_tls_1_2_and_up():
     assert lines.count("return 404;") == 3  # other names, other paths
     assert "alias /etc/nginx/mta-sts/b.test.txt;" in lines
     no_v6 = render("nginx/nginx.conf.j2", sample_settings(mta_sts_mode="enforce", ipv6=None),
-                   ciphers="X", policy_path="/p", sites=[("mta-sts.example.test", "/x")])
+                   ciphers="X", policy_path="/p", sites=[("mta-sts.example.test", "/x")],
+                   client_sites=[])
     assert "[::]" not in no_v6
 
 

@@ -143,7 +143,8 @@ def test_parking_a_mail_domain_replaces_its_records_and_keeps_the_zones_others(w
         ("modify", "TXT", f"_dmarc.{PARKED}"), ("create", "TXT", f"*._domainkey.{PARKED}"),
         ("delete", "TXT", f"mail._domainkey.{PARKED}"), ("delete", "TXT", f"_smtp._tls.{PARKED}"),
         *(("delete", "SRV", f"{label}.{PARKED}") for label in (
-            "_submissions._tcp", "_submission._tcp", "_imaps._tcp", "_imap._tcp", "_pop3._tcp")),
+            "_submissions._tcp", "_submission._tcp", "_imaps._tcp", "_imap._tcp", "_pop3._tcp",
+            "_sieve._tcp")),
     }
     sync.apply(plan)
     held = {(e[0], e[1], e[3]) for e in world.snapshot()}

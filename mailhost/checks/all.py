@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from mailhost.checks import (
     FAILED,
     CheckResult,
+    autoconfig,
     backup,
     backup_mx,
     blocklists,
@@ -17,6 +18,7 @@ from mailhost.checks import (
     inbound,
     mta_sts,
     rdns,
+    sieve,
     smtp,
 )
 from mailhost.checks import host as host_checks
@@ -41,9 +43,11 @@ def run_checks(settings: Settings, secrets: Secrets, mta, host=None,
     groups = [lambda: dns.checks(settings, resolver, host),
               lambda: rdns.checks(settings, resolver),
               lambda: mta_sts.checks(settings, resolver, fleet.mx),
+              lambda: autoconfig.checks(settings, resolver),
               lambda: dane.checks(settings, resolver),
               *[lambda address=address: smtp.checks_of_address(settings, secrets, address, mta)
                 + imap.checks_of_address(settings, secrets, address)
+                + sieve.checks_of_address(settings, secrets, address)
                 + backup_mx.checks(settings, fleet, address)
                 for address in smtp.addresses(settings)],
               lambda: blocklists.checks(settings, resolver),
@@ -54,8 +58,9 @@ def run_checks(settings: Settings, secrets: Secrets, mta, host=None,
         running = [pool.submit(group) for group in groups]
         on_host = ([*host_checks.checks(settings, host, mta), inbound.rspamd_check(host),
                     *backup.checks(settings, host)] if host is not None else [])
-        (dns_results, rdns_results, mta_sts_results, dane_results, *smtp_results,
+        (dns_results, rdns_results, mta_sts_results, autoconfig_results, dane_results,
+         *smtp_results,
          blocklist_results, spoof_results) = [future.result() for future in running]
-    return [*dns_results, *rdns_results, *mta_sts_results, *dane_results,
+    return [*dns_results, *rdns_results, *mta_sts_results, *autoconfig_results, *dane_results,
             *[r for group in smtp_results for r in group],
             *spoof_results, *on_host, *blocklist_results]

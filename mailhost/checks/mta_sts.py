@@ -57,21 +57,29 @@ def txt_check(resolver: CheckResolver, domain: str, policy_id: str) -> CheckResu
     return guarded(name, expected, REDEPLOY, check)
 
 
+def https_request(settings: Settings, name: str, address: str, path: str, method: str = "GET",
+                  body: bytes | None = None, headers: dict | None = None,
+                  limit: int = MAX_POLICY_BYTES) -> tuple[int, str, str]:
+    """METHOD PATH on one address, TLS verified for NAME (the checks' CA file when set):
+    (HTTP status, Content-Type, body, at most LIMIT bytes read and one more)."""
+    context = verified_context(settings)
+    connection = http.client.HTTPSConnection(name, HTTPS_PORT, timeout=TIMEOUT, context=context)
+    raw = socket.create_connection((address, HTTPS_PORT), timeout=TIMEOUT)
+    connection.sock = context.wrap_socket(raw, server_hostname=name)
+    try:
+        connection.request(method, path, body=body,
+                           headers={"Connection": "close", **(headers or {})})
+        response = connection.getresponse()
+        data = response.read(limit + 1)
+        return response.status, response.getheader("Content-Type", ""), data.decode()
+    finally:
+        connection.close()
+
+
 def fetch_policy(settings: Settings, policy_host: str, address: str) -> tuple[int, str, str]:
     """GET the policy from one address, TLS verified for ``policy_host`` (the checks' CA file
     when set): (HTTP status, Content-Type, body)."""
-    context = verified_context(settings)
-    connection = http.client.HTTPSConnection(policy_host, HTTPS_PORT, timeout=TIMEOUT,
-                                             context=context)
-    raw = socket.create_connection((address, HTTPS_PORT), timeout=TIMEOUT)
-    connection.sock = context.wrap_socket(raw, server_hostname=policy_host)
-    try:
-        connection.request("GET", mta_sts.POLICY_PATH, headers={"Connection": "close"})
-        response = connection.getresponse()
-        body = response.read(MAX_POLICY_BYTES + 1)
-        return response.status, response.getheader("Content-Type", ""), body.decode()
-    finally:
-        connection.close()
+    return https_request(settings, policy_host, address, mta_sts.POLICY_PATH)
 
 
 # nginx's reload after certbot (the deploy hook) is graceful: for a moment a connection may

@@ -1,9 +1,17 @@
 """Dovecot: the users' mailboxes over IMAP (993, TLS; 143 with STARTTLS when
-``imap_starttls``), delivery into them by LMTP (Sieve files marked spam into Junk, an optional
-quota), and the one user database both MTAs authenticate SMTP AUTH against (Postfix's SASL
-socket, chasquid's ``dovecot_auth``). A component of both MTAs (mailhost.host.mtas).
+``imap_starttls``), delivery into them by LMTP (Sieve files marked spam into Junk, then runs
+the user's own script), ManageSieve on 4190 (Pigeonhole; STARTTLS before any login) where users
+keep their filters and vacation replies, an optional quota, and the one user database both MTAs
+authenticate SMTP AUTH against (Postfix's SASL socket, chasquid's ``dovecot_auth``). A
+component of both MTAs (mailhost.host.mtas).
 
-The Maildirs stay where both MTAs have always delivered (paths.MAILBOX_ROOT/DOMAIN/USER).
+Vacation replies (RFC 5230) leave through Postfix's sendmail, signed by OpenDKIM like any mail
+made on the host; chasquid has no sendmail and lets no unauthenticated client relay, so with
+chasquid the vacation extension is off (a script that asks for it is refused when uploaded).
+
+The Maildirs stay where both MTAs have always delivered (paths.MAILBOX_ROOT/DOMAIN/USER);
+Dovecot's home of each user is a directory of it (paths.dovecot_home), so the backups keep the
+users' Sieve scripts with their mail.
 Dovecot 2.4 (Debian 13) reads another configuration syntax than 2.3: the template follows the
 version apt has on the host.
 """
@@ -11,6 +19,7 @@ version apt has on the host.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from pyinfra import host
 from pyinfra.operations import server
@@ -26,12 +35,14 @@ from mailhost.secrets import Secret, Secrets
 from mailhost.settings import Settings
 from mailhost.settings.fleet import ALONE, FleetView
 
-PACKAGES = ("dovecot-core", "dovecot-imapd", "dovecot-lmtpd", "dovecot-sieve")
+PACKAGES = ("dovecot-core", "dovecot-imapd", "dovecot-lmtpd", "dovecot-sieve",
+            "dovecot-managesieved")
 UNITS = ("dovecot",)
 POSTFIX_PRIVATE = "/var/spool/postfix/private"  # Postfix's sockets (auth, LMTP) are made here
 ROOTS = ("/etc/dovecot", POSTFIX_PRIVATE)
 CERTIFICATE_READERS = (CertificateReader("dovecot", after_renewal="reload"),)
 IMAPS_PORT, IMAP_PORT = 993, 143
+MANAGESIEVE_PORT = 4190  # RFC 5804
 SIEVE_DIR = "/etc/dovecot/sieve"
 JUNK_SIEVE = f"{SIEVE_DIR}/junk.sieve"
 # special-use folders (RFC 6154), created and subscribed at a user's first login or delivery
@@ -59,9 +70,21 @@ class Listener:
     group: str
 
 
+# vacation replies: at most one per sender per period; a script's :days may not go below or
+# above these (Pigeonhole's sieve_vacation_*_period), 7 days when it names none (RFC 5230 4.1)
+VACATION_PERIODS = MappingProxyType({"min": "1d", "default": "7d", "max": "30d"})
+
+
 def ports(settings: Settings) -> tuple[int, ...]:
-    """The IMAP ports Dovecot listens on: 993, and 143 when ``imap_starttls``."""
-    return (IMAPS_PORT, IMAP_PORT) if settings.imap_starttls else (IMAPS_PORT,)
+    """The ports Dovecot listens on: 993, 143 when ``imap_starttls``, and ManageSieve's 4190."""
+    imap = (IMAPS_PORT, IMAP_PORT) if settings.imap_starttls else (IMAPS_PORT,)
+    return (*imap, MANAGESIEVE_PORT)
+
+
+def vacation(settings: Settings) -> bool:
+    """Whether users may send vacation replies: with Postfix, whose sendmail sends them signed
+    (chasquid has no sendmail, and relays only for authenticated clients)."""
+    return settings.mta == "postfix"
 
 
 def listeners(settings: Settings) -> tuple[list[Listener], list[Listener]]:
@@ -84,7 +107,9 @@ def render_data(settings: Settings) -> dict:
     """What the configuration templates get besides ``s`` and ``p``."""
     lmtp, auth = listeners(settings)
     return {"ciphers": CIPHERS, "folders": FOLDERS, "sieve_before": JUNK_SIEVE,
-            "lmtp_listeners": lmtp, "auth_listeners": auth}
+            "lmtp_listeners": lmtp, "auth_listeners": auth,
+            "managesieve_port": MANAGESIEVE_PORT, "vacation": vacation(settings),
+            "vacation_periods": VACATION_PERIODS}
 
 
 def configure(settings: Settings, secrets: Secrets, steps: KeySteps | None = None,

@@ -1,6 +1,6 @@
 """The firewall (ufw): incoming denied except SSH and the MTA's ports (SMTP 25, submission 587
-and 465, IMAP, and 443 for the MTA-STS policy when nginx serves it); 80 only while HTTP-01
-needs it (certbot's hooks open and close it).
+and 465, IMAP, ManageSieve 4190, and 443 for the MTA-STS policy when nginx serves it); 80 only
+while HTTP-01 needs it (certbot's hooks open and close it).
 
 The SSH port is read from the live connection ($SSH_CONNECTION), so a host on port 2222 is
 never locked out by a rule for 22. A firewall in any other state (inactive, incoming allowed,

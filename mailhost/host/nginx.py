@@ -1,7 +1,12 @@
 """nginx: serves each mail domain's MTA-STS policy (RFC 8461) at
-``https://mta-sts.DOMAIN/.well-known/mta-sts.txt`` and nothing else (404 for any other path or
-name, nothing on port 80: certbot's HTTP-01 keeps it). A component of both MTAs, there only when
-``mta_sts_mode`` is not "off" (``wanted``): nothing is installed, opened or started otherwise.
+``https://mta-sts.DOMAIN/.well-known/mta-sts.txt`` when ``mta_sts_mode`` is not "off", and with
+``mail_client_autoconfig`` the files mail clients set themselves up from (mailhost.dns.autoconfig:
+Mozilla's ``https://autoconfig.DOMAIN/mail/config-v1.1.xml``, Outlook's answer to a POST at
+``https://autodiscover.DOMAIN/autodiscover/autodiscover.xml``); nothing else (404 for any other
+path or name, nothing on port 80: certbot's HTTP-01 keeps it). A component of both MTAs, there
+only when one of them is on (``wanted``): nothing is installed, opened or started otherwise.
+The clients' files are written into the configuration itself (``return 200``): nginx serves a
+static file to GET only, and Outlook asks with POST.
 
 The ``nginx`` package: the one name every supported image ships (the ``-light`` flavour's
 packaging differs between releases, and would only drop modules this configuration never
@@ -10,7 +15,7 @@ replaces the package's whole ``nginx.conf``, so the default site is never loaded
 certificate the MTA reads (paths.TLS_CERT: self-signed until certbot's, whose names include
 every ``mta-sts.DOMAIN``), TLS 1.2 and 1.3 only; the renewal hook reloads it.
 
-Turned "off" on a host that served a policy (``retired``): nginx stopped and disabled (deploy.py
+Both turned off on a host that served a policy (``retired``): nginx stopped and disabled (deploy.py
 puts it in units.converge's ``stopped``), then our nginx.conf and policy directory removed
 (``remove_leftovers``). The package stays installed: stopped and disabled, it listens on
 nothing (the firewall closes 443 too), removing it is an apt transaction on every such run's
@@ -23,7 +28,7 @@ import shlex
 
 from pyinfra.operations import server
 
-from mailhost.dns import mta_sts
+from mailhost.dns import autoconfig, mta_sts
 from mailhost.facts import known_state
 from mailhost.host import CertificateReader
 from mailhost.host.dovecot import CIPHERS
@@ -42,8 +47,9 @@ HTTPS_PORT = 443
 
 
 def wanted(settings: Settings) -> bool:
-    """Whether the host runs nginx at all: only to serve an MTA-STS policy."""
-    return settings.mta_sts_mode != "off"
+    """Whether the host runs nginx at all: only to serve an MTA-STS policy or the clients'
+    autoconfiguration."""
+    return settings.mta_sts_mode != "off" or settings.mail_client_autoconfig
 
 
 def retired(settings: Settings) -> bool:
@@ -75,16 +81,38 @@ def remove_leftovers(settings: Settings) -> None:
 
 
 def ports(settings: Settings) -> tuple[int, ...]:
-    """443, for the policy (the component is left out entirely when MTA-STS is off)."""
+    """443, for the policy and the clients' files (the component is left out entirely when
+    neither is on)."""
     return (HTTPS_PORT,) if wanted(settings) else ()
+
+
+def quoted(text: str) -> str:
+    """TEXT as an nginx string in single quotes (no variables: a ``$`` is refused, as are
+    quotes and backslashes, which no file of ours holds)."""
+    if any(c in text for c in "'\\$"):
+        raise ValueError(f"cannot be written into nginx.conf as is: {text[:60]!r}")
+    return f"'{text}'"
+
+
+def client_sites(settings: Settings) -> list[tuple[str, str, str, str]]:
+    """(autoconfig name, its file, autodiscover name, its answer), each file as an nginx string,
+    for each mail domain with mail_client_autoconfig ([] without)."""
+    if not settings.mail_client_autoconfig:
+        return []
+    answer = quoted(autoconfig.autodiscover_response(settings))
+    return [(autoconfig.autoconfig_host(domain),
+             quoted(autoconfig.mozilla_config(domain, settings)),
+             autoconfig.autodiscover_host(domain), answer)
+            for domain in settings.mail_domains]
 
 
 def configure(settings: Settings, secrets, steps: KeySteps | None = None,
               fleet: FleetView = ALONE) -> set[str]:
-    """The policy file of each mail domain and the server that serves only them; what to
-    restart.
+    """The policy file of each mail domain, the clients' files, and the server that serves only
+    them; what to restart.
 
-    + settings: mta_sts_mode, mta_sts_max_age, mail_domains, mail_hostname
+    + settings: mta_sts_mode, mta_sts_max_age, mail_client_autoconfig, mail_domains,
+      mail_hostname, imap_starttls
     + fleet: the host's part of the inventory (the policy names every MX of the domain)
     """
     policies = mta_sts.policy_of(settings, fleet.mx)
@@ -93,5 +121,8 @@ def configure(settings: Settings, secrets, steps: KeySteps | None = None,
                for domain, text in policies.items()]
     sites = [(mta_sts.policy_host(domain), f"{POLICY_DIR}/{domain}.txt") for domain in policies]
     changed.append(write_template("nginx/nginx.conf.j2", CONFIG, settings, sites=sites,
-                                  policy_path=mta_sts.POLICY_PATH, ciphers=CIPHERS))
+                                  policy_path=mta_sts.POLICY_PATH, ciphers=CIPHERS,
+                                  client_sites=client_sites(settings),
+                                  autoconfig_path=autoconfig.AUTOCONFIG_PATH,
+                                  autodiscover_path=autoconfig.AUTODISCOVER_PATH))
     return set(UNITS) if any(changed) else set()

@@ -15,7 +15,7 @@ from pyinfra.api import FactBase, QuoteString, StringCommand
 from pyinfra.facts.files import File, Link
 from pyinfra.operations import files, python, server
 
-from mailhost.dns import mta_sts
+from mailhost.dns import autoconfig, mta_sts
 from mailhost.facts import known_lines, known_state
 from mailhost.host import Mta
 from mailhost.keys.dane import (
@@ -85,10 +85,12 @@ def has_certificate(settings: Settings) -> bool:
 
 
 def certificate_names(settings: Settings) -> list[str]:
-    """The names the certificate must hold: the mail hostname, and with MTA-STS on every
-    ``mta-sts.DOMAIN`` (nginx serves the policies with it)."""
+    """The names the certificate must hold: the mail hostname, with MTA-STS on every
+    ``mta-sts.DOMAIN`` (nginx serves the policies with it), and with mail_client_autoconfig
+    every ``autoconfig.DOMAIN`` and ``autodiscover.DOMAIN`` (nginx serves the clients' files)."""
     policy_hosts = [mta_sts.policy_host(d) for d in settings.mail_domains]
-    return [settings.mail_hostname, *(policy_hosts if settings.mta_sts_mode != "off" else [])]
+    return [settings.mail_hostname, *(policy_hosts if settings.mta_sts_mode != "off" else []),
+            *autoconfig.host_names(settings)]
 
 
 class CertificateNames(FactBase):

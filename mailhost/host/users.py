@@ -11,7 +11,13 @@ from pyinfra.operations import server
 
 from mailhost.facts import Accounts, known_lines
 from mailhost.operations.files import directory
-from mailhost.paths import DOVECOT_USERS, MAILBOX_ROOT, VMAIL_GID, VMAIL_UID, maildir
+from mailhost.paths import (
+    DOVECOT_USERS,
+    MAILBOX_ROOT,
+    VMAIL_GID,
+    VMAIL_UID,
+    dovecot_home,
+)
 from mailhost.secrets import Secrets
 from mailhost.settings import Settings
 
@@ -27,10 +33,11 @@ HASH_ROUNDS = 210_000
 
 
 def dovecot_users(settings: Settings, secrets: Secrets, existing: dict[str, str]) -> str:
-    """Dovecot's passwd-file (passdb and userdb: the mail user's uid, gid and home, the
-    Maildir): SHA512-CRYPT with a random salt per user. A hash already on the
-    host (``existing``) is kept when the password still verifies against it, so a re-run
-    writes nothing and a password change rewrites only that user's line."""
+    """Dovecot's passwd-file (passdb and userdb: the mail user's uid, gid and home, a
+    directory of the Maildir, paths.dovecot_home): SHA512-CRYPT with a random salt per user.
+    A hash already on the host (``existing``) is kept when the password still verifies
+    against it, so a re-run writes nothing and a password change rewrites only that user's
+    line."""
     lines = []
     for address in settings.mail_users:
         password = secrets.passwords[address].reveal()
@@ -39,7 +46,7 @@ def dovecot_users(settings: Settings, secrets: Secrets, existing: dict[str, str]
             current = sha512_crypt.using(rounds=HASH_ROUNDS).hash(password)
         user, domain = address.split("@")
         lines.append(f"{address}:{{SHA512-CRYPT}}{current}:{VMAIL_UID}:{VMAIL_GID}::"
-                     f"{maildir(domain, user)}::\n")
+                     f"{dovecot_home(domain, user)}::\n")
     return "".join(lines)
 
 

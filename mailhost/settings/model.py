@@ -152,6 +152,10 @@ class Settings(BaseModel):
     # of that mode ("none" is RFC 8461's way out: publish it for max_age before "off")
     mta_sts_mode: Literal["off", "none", "testing", "enforce"] = "off"
     mta_sts_max_age: Number = Field(default=604800, ge=86400, le=31557600)
+    # mail clients that set themselves up (mailhost.dns.autoconfig): Mozilla's autoconfig and
+    # Outlook's Autodiscover, served by nginx at autoconfig.DOMAIN and autodiscover.DOMAIN
+    # (their A/AAAA records and certificate names come with it)
+    mail_client_autoconfig: bool = False
     # DANE (RFC 7672): "auto" publishes TLSA _25._tcp.MAIL_HOSTNAME 3 1 1 when the zone is
     # DNSSEC-signed (mailhost.dane); "off" manages no TLSA
     dane: Literal["auto", "off"] = "auto"

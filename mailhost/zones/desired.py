@@ -3,7 +3,9 @@
 For each mail host: A and AAAA of its hostname (never proxied). For each mail domain: MX, the
 SPF TXT (every serving host's IPv4 and IPv6 written explicitly, plus includes), DKIM TXT at
 ``SELECTOR._domainkey``, DMARC TXT at ``_dmarc``, TLS-RPT TXT at ``_smtp._tls``, CAA, and the
-SRV records that let mail clients find submission and IMAP (RFC 6186, RFC 8314).
+SRV records that let mail clients find submission, IMAP (RFC 6186, RFC 8314) and ManageSieve
+(RFC 5804); with ``mail_client_autoconfig``, the addresses of autoconfig.DOMAIN and
+autodiscover.DOMAIN (Thunderbird's and Outlook's files, mailhost.dns.autoconfig).
 When several hosts serve one domain, MX and SPF list them all; the other records follow the
 first of them in inventory order. A host that is a domain's backup MX (``backup_mx_for``) is in
 its MX at preference 20, below the mail hosts' 10, and in its MTA-STS policy.
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 
 from checkdmarc.utils import get_base_domain
 
-from mailhost.dns import mta_sts
+from mailhost.dns import autoconfig, mta_sts
 from mailhost.dns.records import RecordSet, zone_of
 from mailhost.dns.spf import spf_record
 from mailhost.keys import dane
@@ -113,7 +115,7 @@ def mail_domain_keys(domain: str, settings: Settings) -> set[tuple[str, str]]:
     return {(domain, "MX"), (domain, "TXT"), (f"_dmarc.{domain}", "TXT"),
             (f"_smtp._tls.{domain}", "TXT"),
             *((f"{label}.{domain}", "SRV") for label, _port, _offered in CLIENT_SERVICES),
-            *mta_sts_keys(domain, settings),
+            *mta_sts_keys(domain, settings), *autoconfig_keys(domain, settings),
             *((record_name(selector_for(settings, kind), domain), "TXT")
               for kind in ("rsa", "ed25519"))}
 
@@ -145,12 +147,14 @@ def our_spf_terms(settings: Settings) -> set[str]:
     return terms | ({f"ip6:{settings.ipv6}"} if settings.ipv6 else set())
 
 
-# (service label, port, offered): RFC 6186 and 8314; a service not offered has target "."
+# (service label, port, offered): RFC 6186 and 8314, and ManageSieve's (RFC 5804 1.8); a
+# service not offered has target "."
 CLIENT_SERVICES = (("_submissions._tcp", 465, lambda s: True),
                    ("_submission._tcp", 587, lambda s: True),
                    ("_imaps._tcp", 993, lambda s: True),
                    ("_imap._tcp", 143, lambda s: s.imap_starttls),
-                   ("_pop3._tcp", 110, lambda s: False))
+                   ("_pop3._tcp", 110, lambda s: False),
+                   ("_sieve._tcp", 4190, lambda s: True))
 NOT_OFFERED = "0 0 0 ."
 
 
@@ -215,7 +219,7 @@ def domain_records(domain: str, hosts: list[MailHost],
     if first.caa_issuers:
         records.append(RecordSet(domain, "CAA", ttl, tuple(caa_values(first))))
     return (records + srv_records(domain, hosts)
-            + mta_sts_records(domain, hosts, backups))
+            + mta_sts_records(domain, hosts, backups) + autoconfig_records(domain, hosts))
 
 
 def mta_sts_records(domain: str, hosts: list[MailHost],
@@ -243,6 +247,27 @@ def mta_sts_keys(domain: str, settings: Settings) -> set[tuple[str, str]]:
     return set() if settings.mta_sts_mode == "off" else mta_sts.record_keys(domain)
 
 
+def autoconfig_records(domain: str, hosts: list[MailHost]) -> list[RecordSet]:
+    """With mail_client_autoconfig: autoconfig.DOMAIN and autodiscover.DOMAIN at the first
+    serving host, whose nginx serves the files (mailhost.dns.autoconfig)."""
+    first = hosts[0].settings
+    if not first.mail_client_autoconfig:
+        return []
+    records = []
+    for name in (autoconfig.autoconfig_host(domain), autoconfig.autodiscover_host(domain)):
+        records.append(RecordSet(name, "A", first.dns_ttl, (str(first.ipv4),)))
+        if first.ipv6:
+            records.append(RecordSet(name, "AAAA", first.dns_ttl, (str(first.ipv6),)))
+    return records
+
+
+def autoconfig_keys(domain: str, settings: Settings) -> set[tuple[str, str]]:
+    """The keys of the autoconfiguration records, owned while mail_client_autoconfig is on
+    (then an AAAA goes when ipv6 is unset); turned off, they are left alone, as records made
+    by hand at those names would be."""
+    return autoconfig.record_keys(domain) if settings.mail_client_autoconfig else set()
+
+
 def desired_by_zone(hosts: list[MailHost]) -> list[ZoneRecords]:
     """Every record the hosts need, grouped by zone, with what this tool owns in each zone."""
     records: list[RecordSet] = []
@@ -267,6 +292,7 @@ def desired_by_zone(hosts: list[MailHost]) -> list[ZoneRecords]:
         # a rotation's retired selectors: owned in the run that deletes their records
         extra_owned |= {(record_name(s, domain), "TXT") for s in serving[0].dkim[domain].removed}
         extra_owned |= mta_sts_keys(domain, serving[0].settings)
+        extra_owned |= autoconfig_keys(domain, serving[0].settings)
         apexes.add(domain)
         mx_keep |= {(domain, v) for h in serving for v in h.settings.mx_keep}
 
