@@ -150,7 +150,7 @@ def test_a_host_that_is_only_a_backup_is_not_asked_for_a_users_login(monkeypatch
     say "not tried"); the host's other SMTP and IMAP checks stay."""
     import socket
 
-    from mailhost.checks import imap, smtp
+    from mailhost.checks import imap, sieve, smtp
     from mailhost.host.mtas import mta_of
     from mailhost.secrets import Secrets
 
@@ -161,10 +161,12 @@ def test_a_host_that_is_only_a_backup_is_not_asked_for_a_users_login(monkeypatch
 
     def names(settings):
         found = (smtp.checks_of_address(settings, Secrets(), "198.51.100.10", mta_of(settings))
-                 + imap.checks_of_address(settings, Secrets(), "198.51.100.10"))
+                 + imap.checks_of_address(settings, Secrets(), "198.51.100.10")
+                 + sieve.checks_of_address(settings, Secrets(), "198.51.100.10"))
         return [r.name for r in found]
     backup, primary = names(sample_settings(**BACKUP)), names(sample_settings())
-    logins = [n for n in primary if "authenticated submission" in n or "993 login" in n]
-    assert len(logins) == 2
+    logins = [n for n in primary
+              if "authenticated submission" in n or "993 login" in n or "4190 login" in n]
+    assert len(logins) == 3, primary
     assert not set(logins) & set(backup)
     assert set(backup) == set(primary) - set(logins)
