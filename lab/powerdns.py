@@ -113,7 +113,9 @@ class PowerDnsServer(StartStop):
             f"local-port={self.port}",
             f"socket-dir={self.workdir}",
             "guardian=no", "daemon=no", "disable-syslog=yes", "loglevel=4",
-            "primary=yes",
+            # primary (notifying Knot) only in the lab world: its communicator thread writes
+            # to the database at start, and the API's first write could meet it there
+            "primary=yes" if self.notify else "primary=no",
             f"allow-axfr-ips={','.join(allowed)}",
             f"also-notify={','.join(self.notify)}" if self.notify else "",
             "only-notify=",
@@ -202,8 +204,16 @@ class PowerDnsServer(StartStop):
             return False
 
     def api(self, method: str, path: str, body: dict | None = None):
-        """One call to the HTTP API (``path`` after /api/v1); the decoded JSON, or None."""
-        return api(self.api_url, self.api_key, method, path, body)
+        """One call to the HTTP API (``path`` after /api/v1); the decoded JSON, or None. An
+        error names what pdns_server logged last (why a 500 happened is only said there)."""
+        try:
+            return api(self.api_url, self.api_key, method, path, body)
+        except LabError as error:
+            try:
+                logged = self.log_path.read_text(errors="replace").splitlines()[-5:]
+            except OSError:
+                logged = []
+            raise LabError(f"{error}; pdns_server logged last: {' | '.join(logged)}") from None
 
     def zone(self, zone: str) -> dict:
         return self.api("GET", f"/servers/localhost/zones/{zone}.")
