@@ -21,6 +21,7 @@ from lab_world import (
     VPS4,
     VPS6,
     fresh_lab,
+    lab,
     run_in_world,
     tls_context,
     world_env,
@@ -52,7 +53,8 @@ def world():
     status["world"] = WORLD
     status["first_deploy"] = deploy(status)
     status["passwords"] = tomllib.loads(Path(status["secrets_file"]).read_text())["passwords"]
-    return status
+    yield status
+    lab("down")  # nothing of this world is left running after its tests
 
 
 def fetch(world, name: str, address: str, method: str, path: str, body: bytes | None = None):

@@ -17,7 +17,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from lab_world import HOSTNAME, VPS4, VPS6, deploy, fresh_lab, ssh, world_id
+from lab_world import HOSTNAME, VPS4, VPS6, deploy, fresh_lab, lab, ssh, world_id
 from sievelib.managesieve import Client
 
 from lab.common import RX_NETNS
@@ -63,6 +63,7 @@ def world(request):
     deploy(status, "-y")
     status["passwords"] = tomllib.loads(Path(status["secrets_file"]).read_text())["passwords"]
     yield status
+    lab("down")  # nothing of this world is left running after its tests
 
 
 def sieve_client(world, address=VPS4) -> Client:
