@@ -7,18 +7,20 @@ Each command runs once untimed (warm-up), then --runs times (default 5); wall se
 printed as median, min and max. The no-change run must report no change: a run that changes
 something is reported, and the script exits 1.
 
-Needs the lab up and its host deployed once, under the lab lock (docs/lab.md):
+Needs the lab up and its host deployed once, in a lane of its own (docs/lab.md):
 
-    flock /tmp/mailhost-lab.lock bash -c \\
-        'scripts/lab up && .venv/bin/pyinfra -y inventory/lab.py deploy.py; scripts/bench-runs;
-         scripts/lab down'
+    export MAILHOST_LAB_LANE=3
+    scripts/lab up && .venv/bin/pyinfra -y inventory/lab.py deploy.py && scripts/bench-runs;
+    scripts/lab down
 
-Usage: scripts/bench-runs [--runs 5] [--inventory inventory/lab.py]
+Usage: scripts/bench-runs [--runs 5] [--inventory inventory/lab.py] [--json]
+(--json: one object with the medians, dry_s, nochange_s, bare_s, and the ratios to bare_s)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import statistics
@@ -70,11 +72,28 @@ def changed_operations(output: str) -> list[str]:
     return rows
 
 
+KEYS = {"no-change deploy": "nochange", "--dry": "dry", "bare pyinfra (3 facts)": "bare"}
+
+
+def summary(rows: list[tuple[str, list[float], list[float]]], runs: int) -> dict:
+    """The medians (wall and CPU seconds) by run, and each run's wall time over the bare one."""
+    found = {"runs": runs, "cores": os.cpu_count()}
+    for label, walls, cpus in rows:
+        key = KEYS[label]
+        found[f"{key}_s"] = round(statistics.median(walls), 3)
+        found[f"{key}_min_s"], found[f"{key}_max_s"] = round(min(walls), 3), round(max(walls), 3)
+        found[f"{key}_cpu_s"] = round(statistics.median(cpus), 3)
+    for key in ("dry", "nochange"):
+        found[f"{key}_over_bare"] = round(found[f"{key}_s"] / found["bare_s"], 2)
+    return found
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench-runs",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--inventory", default="inventory/lab.py")
+    parser.add_argument("--json", action="store_true", help="one JSON object of the medians")
     args = parser.parse_args(argv)
     rows, problems = [], []
     for label, command in commands(args.inventory).items():
@@ -87,11 +106,14 @@ def main(argv=None) -> int:
             if label == "no-change deploy" and (changed := changed_operations(output)):
                 problems.append(f"the no-change run changed: {', '.join(changed)}")
         rows.append((label, walls, cpus))
-    print(f"{'run':<24} {'wall s median':>13} {'min':>6} {'max':>6} {'CPU s median':>12}")
-    for label, walls, cpus in rows:
-        print(f"{label:<24} {statistics.median(walls):>13.2f} {min(walls):>6.2f} "
-              f"{max(walls):>6.2f} {statistics.median(cpus):>12.2f}")
-    print(f"({args.runs} runs each after one warm-up; {os.cpu_count()} cores)")
+    if args.json:
+        print(json.dumps(summary(rows, args.runs), indent=1))
+    else:
+        print(f"{'run':<24} {'wall s median':>13} {'min':>6} {'max':>6} {'CPU s median':>12}")
+        for label, walls, cpus in rows:
+            print(f"{label:<24} {statistics.median(walls):>13.2f} {min(walls):>6.2f} "
+                  f"{max(walls):>6.2f} {statistics.median(cpus):>12.2f}")
+        print(f"({args.runs} runs each after one warm-up; {os.cpu_count()} cores)")
     for problem in problems:
         print(f"bench-runs: {problem}", file=sys.stderr)
     return 1 if problems else 0
