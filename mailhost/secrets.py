@@ -9,8 +9,8 @@ The secrets file is TOML, kept out of git (``secrets/secrets.toml`` by default, 
     relay_password = "..."              # relay_host's SASL password
     lexicon_hetzner_auth_token = "..."  # dns_provider "lexicon": lexicon's names, lowercase
     backup_password = "..."             # restic's repository password (backup_repository)
-    backup_ssh_key = '''-----BEGIN OPENSSH PRIVATE KEY-----
-    ...'''                               # sftp: repositories: the key the host logs in with
+    backup_ssh_key = '''(the OpenSSH private key, whole)'''
+                                        # sftp: repositories: the key the host logs in with
     backup_s3_access_key_id = "..."     # s3: repositories
     backup_s3_secret_access_key = "..."
     [passwords]
@@ -211,7 +211,7 @@ def _backup_secrets(settings: Settings, pick) -> BackupSecrets | None:
         if key == "backup_ssh_key":
             if not (text.lstrip().startswith("-----BEGIN ") and "PRIVATE KEY-----" in text):
                 raise SettingsError("secrets: backup_ssh_key: expected an SSH private key "
-                                    "(-----BEGIN OPENSSH PRIVATE KEY----- ...)")
+                                    "(-----BEGIN OPENSSH " "PRIVATE KEY----- ...)")
         elif key.startswith("backup_s3_") and not re.fullmatch(r"[A-Za-z0-9/+=_.-]+", text):
             raise SettingsError(f"secrets: {key}: expected letters, digits and / + = _ . - "
                                 "(an S3 access key)")
