@@ -6,7 +6,7 @@ is sent: RSET after RCPT."""
 from __future__ import annotations
 
 from mailhost.checks import CheckResult, guarded, result
-from mailhost.checks.smtp import open_smtp
+from mailhost.checks.smtp import rcpt_reply
 from mailhost.settings import Settings
 from mailhost.settings.fleet import FleetView
 
@@ -37,11 +37,7 @@ def rcpt_check(settings: Settings, address: str, recipient: str, accepted: bool)
                   "forged senders: relay_recipient_maps must list the mail host's addresses")
 
     def check():
-        with open_smtp(settings, address, 25) as client:
-            client.mail("")
-            code, message = client.rcpt(recipient)
-            client.rset()
-        found = f"{code} {message.decode(errors='replace')}"
+        code, found = rcpt_reply(settings, address, recipient)
         return result(name, 200 <= code < 300 if accepted else code >= 500, expected, found,
                       advice)
     return guarded(name, expected, advice, check)

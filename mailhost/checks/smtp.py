@@ -217,13 +217,19 @@ def relay_check(settings: Settings, address: str) -> CheckResult:
               "/etc/chasquid/domains/ for a domain of its own: remove any that is not yours")
 
     def check():
-        with open_smtp(settings, address, 25) as client:
-            client.mail("")
-            code, message = client.rcpt(outside)
-            client.rset()
-        found = f"{code} {message.decode(errors='replace')}"
+        code, found = rcpt_reply(settings, address, outside)
         return result(name, code >= 400, expected, found, advice)
     return guarded(name, expected, advice, check)
+
+
+def rcpt_reply(settings: Settings, address: str, recipient: str) -> tuple[int, str]:
+    """Port 25's answer to RCPT TO:<RECIPIENT> from the null sender, then RSET (nothing is
+    sent): (code, "code text")."""
+    with open_smtp(settings, address, 25) as client:
+        client.mail("")
+        code, message = client.rcpt(recipient)
+        client.rset()
+    return code, f"{code} {message.decode(errors='replace')}"
 
 
 def submission_check(settings: Settings, secrets: Secrets, address: str) -> CheckResult:
