@@ -2,6 +2,8 @@
 mailhost/operations/ (but dns.py, covered by the DNS tests)."""
 
 import hashlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ from pyinfra.api import OperationError
 from pyinfra.facts.files import File, Sha256File
 
 from mailhost import facts
+from mailhost.checks import all as checks_all
 from mailhost.keys.dkim import generate_key
 from mailhost.operations import dkim, run_or_fail, secret_file, verify
 from mailhost.secrets import Secret
@@ -151,11 +154,11 @@ def test_verify_notes_at_prepare_and_runs_checks_when_executing(monkeypatch):
     assert host.noops == ["checks run after the changes"]
 
     passed = [CheckResult("dns: MX", OK, "x", "x")]
-    monkeypatch.setattr(verify, "run_checks", lambda settings, secrets, mta, host, fleet: passed)
+    monkeypatch.setattr(checks_all, "run_checks", lambda *_args: passed)
     with on(host, executing=True):
         assert list(verify.checks._inner(settings=None, secrets=None, mta=None)) == []
     failed = passed + [CheckResult("smtp: banner", FAILED, "x", "y")]
-    monkeypatch.setattr(verify, "run_checks", lambda settings, secrets, mta, host, fleet: failed)
+    monkeypatch.setattr(checks_all, "run_checks", lambda *_args: failed)
     with on(host, executing=True):
         commands = list(verify.checks._inner(settings=None, secrets=None, mta=None))
     assert [text(c) for c in commands] == ["<_fail>"]
@@ -233,3 +236,12 @@ def test_uploads_that_fail_fail_the_operation(tmp_path, pem):
             dkim._upload(str(tmp_path / "k.pem"), REMOTE, "opendkim")
         with pytest.raises(OperationError, match=f"could not upload {PATH}"):
             secret_file._install(PATH, SECRET, "root", "dovecot", "640")
+
+
+def test_a_dry_run_does_not_import_the_checks():
+    """deploy.py's imports leave the checks (and checkdmarc's half second) for the checks' run."""
+    code = ("import sys, pyinfra_cli.main, mailhost.run, mailhost.zones.sync, "
+            "mailhost.operations.verify, mailhost.host.mtas; "
+            "print(sorted(m for m in ('checkdmarc', 'mailhost.checks.all') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -9,7 +9,13 @@ from sample import sample_settings
 
 from mailhost.keys.dkim import DkimPublicKeys, generate_key, local_key_path, public_value
 from mailhost.settings import SettingsError
-from mailhost.zones.desired import MailHost, desired_by_zone, report_consents
+from mailhost.zones.desired import (
+    MailHost,
+    desired_by_zone,
+    needs_report_consent,
+    organizational_domain,
+    report_consents,
+)
 from mailhost.zones.sync import ZoneSync, records_by_zone
 
 PRIVATE = generate_key("rsa", 2048)
@@ -88,6 +94,14 @@ def test_no_consent_record_inside_one_organization_or_outside_our_zones():
         ("example.test", "reports.example.org")]
     (zone,) = records_of(outside).values()  # not ours to publish: the checks report it
     assert not [r for r in zone.desired if "_report._dmarc" in r.name]
+
+
+def test_the_organizational_domain_follows_the_public_suffix_list():
+    """Two names under one multi-label public suffix are two organizations (RFC 7489 3.2)."""
+    assert organizational_domain("Mail.Example.CO.UK.") == "example.co.uk"
+    assert not needs_report_consent("example.co.uk", "reports.example.co.uk")
+    assert needs_report_consent("example.co.uk", "other.co.uk")
+    assert needs_report_consent("a.github.io", "b.github.io")  # a private-section suffix
 
 
 def test_a_domain_that_left_the_settings_is_a_notice_in_the_plan(tmp_path):

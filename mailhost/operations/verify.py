@@ -7,7 +7,6 @@ from pyinfra.api import FunctionCommand, operation
 from pyinfra.context import state
 
 from mailhost.checks import failure_line, render_table
-from mailhost.checks.all import run_checks
 from mailhost.secrets import Secrets
 from mailhost.settings import Settings
 from mailhost.settings.fleet import ALONE, FleetView
@@ -42,6 +41,10 @@ def checks(settings: Settings, secrets: Secrets, mta, fleet: FleetView = ALONE):
     if not state.is_executing:
         host.noop("checks run after the changes")
         return
+    # imported when the checks run: checkdmarc and the checks' clients take about half a
+    # second to import, which a --dry run never needs
+    from mailhost.checks.all import run_checks
+
     results = run_checks(settings, secrets, mta, host, fleet)
     for line in render_table(results).splitlines():
         logger.info(f"{host.print_prefix}{line}")

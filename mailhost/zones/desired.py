@@ -22,8 +22,9 @@ report domain is in a zone this tool writes (the checks report it missing otherw
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
-from checkdmarc.utils import get_base_domain
+from publicsuffixlist import PublicSuffixList
 
 from mailhost.dns import autoconfig, mta_sts
 from mailhost.dns.records import RecordSet, zone_of
@@ -124,9 +125,21 @@ def report_domain(uri: str) -> str:
     return uri.rsplit("@", 1)[1].split("!", 1)[0].lower()
 
 
+@cache
+def public_suffix_list() -> PublicSuffixList:
+    """The Public Suffix List bundled with publicsuffixlist (never fetched), read once."""
+    return PublicSuffixList()
+
+
+def organizational_domain(name: str) -> str:
+    """A name's organizational domain (RFC 7489 3.2): one label below its public suffix."""
+    name = name.lower().rstrip(".")
+    return public_suffix_list().privatesuffix(name) or name
+
+
 def needs_report_consent(domain: str, report_domain_: str) -> bool:
     """A report address in another organization needs its consent (RFC 7489 7.1)."""
-    return get_base_domain(domain) != get_base_domain(report_domain_)
+    return organizational_domain(domain) != organizational_domain(report_domain_)
 
 
 def report_consents(settings: Settings, domains: list[str]) -> list[tuple[str, str]]:
