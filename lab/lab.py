@@ -178,17 +178,25 @@ def owner_file() -> Path:
     return LANE.holder
 
 
-def claim_lane(paths: Paths) -> None:
-    """Make this checkout the lane's holder; LabError if another checkout's lab runs in it."""
+def refuse_a_lane_held_elsewhere(paths: Paths) -> None:
+    """LabError if another checkout's lab runs in this lane (its recorded processes alive).
+
+    A holder whose checkout is gone (its state with it) holds nothing: its namespaces are
+    orphans, and ``down`` from here may clean them."""
     try:
         holder = Path(owner_file().read_text().strip())
     except OSError:
-        holder = None
-    if holder is not None and holder != paths.root and any(
+        return
+    if holder != paths.root and any(
             Proc.from_json(data).alive()
             for data in load_state(Paths(holder)).get("procs", {}).values()):
         raise LabError(f"lane {LANE.number} is in use by the lab in {holder}: take it down "
                        f"there, or use another lane here (MAILHOST_LAB_LANE=0..3)")
+
+
+def claim_lane(paths: Paths) -> None:
+    """Make this checkout the lane's holder; LabError if another checkout's lab runs in it."""
+    refuse_a_lane_held_elsewhere(paths)
     owner_file().write_text(f"{paths.root}\n")
 
 
@@ -452,6 +460,7 @@ def leftovers(paths: Paths, state: dict | None = None) -> dict[str, list]:
 def down(paths: Paths) -> dict[str, list]:
     """Stop every recorded process by PID, delete what the lab made; return leftovers()."""
     with locked(paths):
+        refuse_a_lane_held_elsewhere(paths)  # its namespaces are another lab's, not ours
         state = load_state(paths)
         procs = state.get("procs", {})
         stopped = dict(procs)

@@ -4,6 +4,7 @@ another checkout's running lab is refused with one line; a bad lane number too."
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import subprocess
@@ -78,6 +79,31 @@ def test_a_lane_held_by_another_checkouts_running_lab_is_refused(tmp_path, monke
     assert owner.exists()
     lab_module.release_lane(mine)
     assert not owner.exists()
+
+
+def test_down_from_another_checkout_leaves_a_running_lab_alone(tmp_path, monkeypatch):
+    """``down`` in a lane held by another checkout's running lab stops nothing of it."""
+    owner = tmp_path / "lane.checkout"
+    monkeypatch.setattr(lab_module, "owner_file", lambda: owner)
+    monkeypatch.setattr(lab_module, "locked", lambda paths: contextlib.nullcontext())
+    deleted = []
+    monkeypatch.setattr(lab_module.network, "down", deleted.append)
+    # were the guard to fail, nothing of a real lab on this machine is touched
+    monkeypatch.setattr(lab_module.network, "lab_namespaces", lambda: [])
+    monkeypatch.setattr(lab_module, "stop_vps", lambda *args: deleted.append(args))
+    monkeypatch.setattr(lab_module, "COMPONENTS", [])
+    monkeypatch.setattr(lab_module.vps, "remove_rootfs", lambda *args: None)
+    monkeypatch.setattr(lab_module.backup_target, "remove_repository", lambda *args: None)
+    monkeypatch.setattr(lab_module.apt_cache, "stop_unless_used", lambda *args: None)
+    other = Paths(tmp_path / "other" / ".lab" / "lane-0")
+    mine = Paths(tmp_path / "mine" / ".lab" / "lane-0")
+    save_state(other, {"procs": {"knot": Proc.of(os.getpid()).to_json()}})  # alive
+    owner.write_text(f"{other.root}\n")
+    with pytest.raises(LabError, match=r"lane \d is in use by the lab in .*other.*: take it "
+                                       r"down there"):
+        lab_module.down(mine)
+    assert deleted == []
+    assert Path(owner.read_text().strip()) == other.root
 
 
 def test_test_ids_do_not_depend_on_the_lane():
