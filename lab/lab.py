@@ -629,7 +629,7 @@ def describe(info: dict) -> str:
         f"             image {vps_['image']}: {vps_['os_release'].get('PRETTY_NAME', '?')}, "
         f"network by {vps_['network']}"
         + (f", memory capped at {vps_['memory']['memory_max'] >> 20} MiB"
-           if vps_["memory"] else ""),
+           if vps_["memory"].get("memory_max") else ""),
         f"  DNS        Knot {dns_['server']}:53 [{dns_['server_ipv6']}]:53  TSIG key "
         f"{dns_['tsig_key_name']}  {pids.get('knot', missing)}",
         f"             zones: {', '.join(dns_['zones'])}",

@@ -255,27 +255,41 @@ def memory_cgroup(vps: Vps = FIRST) -> Path:
     return MEMORY_CGROUPS / vps.netns
 
 
-def cap_memory(limit: int, vps: Vps = FIRST) -> Path:
-    """The VPS's memory cgroup, capped at LIMIT bytes with no swap (a small plan's VPS): the
-    container's processes count against it and the kernel's OOM killer acts inside it."""
+UNLIMITED = -1  # cgroup v1's "no limit"
+
+
+def cap_memory(limit: int | None, vps: Vps = FIRST) -> Path:
+    """The VPS's memory cgroup: the kernel's count of everything the VPS uses (page cache
+    included), read by status and the benchmarks. With LIMIT (bytes) it is capped there with
+    no swap (a small plan's VPS) and the kernel's OOM killer acts inside it; without, no cap."""
     group = memory_cgroup(vps)
     group.mkdir(exist_ok=True)
-    (group / "memory.limit_in_bytes").write_text(str(limit))
-    if (group / "memory.memsw.limit_in_bytes").exists():  # memory + swap: no swap at all
-        (group / "memory.memsw.limit_in_bytes").write_text(str(limit))
+    memsw = group / "memory.memsw.limit_in_bytes"  # memory + swap: no swap at all
+    # cgroup v1 keeps memory <= memory + swap at every step: lower memory first, raise it last
+    steps = [("memory.limit_in_bytes", limit), (memsw.name, limit)] if limit else \
+        [(memsw.name, UNLIMITED), ("memory.limit_in_bytes", UNLIMITED)]
+    for name, value in steps:
+        if (group / name).exists():
+            (group / name).write_text(str(value))
     return group
 
 
 def memory_use(limit: int | None, vps: Vps = FIRST) -> dict:
-    """The cap and the most the VPS used under it (bytes); {} when not capped."""
+    """The kernel's count of the VPS's memory (bytes): now, the peak since the last reset, the
+    cap (None: not capped) and the OOM kills in it; {} when the VPS is not running."""
     group = memory_cgroup(vps)
-    if not limit or not group.is_dir():
+    if not group.is_dir():
         return {}
     numbers = {name: int((group / f"memory.{name}").read_text())
-               for name in ("limit_in_bytes", "max_usage_in_bytes", "usage_in_bytes")}
+               for name in ("max_usage_in_bytes", "usage_in_bytes")}
     oom = dict(line.split() for line in (group / "memory.oom_control").read_text().splitlines())
-    return {"memory_max": numbers["limit_in_bytes"], "memory_peak": numbers["max_usage_in_bytes"],
+    return {"memory_max": limit or None, "memory_peak": numbers["max_usage_in_bytes"],
             "memory_now": numbers["usage_in_bytes"], "oom_kills": int(oom.get("oom_kill", 0))}
+
+
+def reset_memory_peak(vps: Vps = FIRST) -> None:
+    """Start the VPS's memory peak afresh (cgroup v1: writing 0 to max_usage_in_bytes)."""
+    (memory_cgroup(vps) / "memory.max_usage_in_bytes").write_text("0")
 
 
 def remove_memory_cgroup(vps: Vps = FIRST) -> None:
@@ -289,8 +303,8 @@ def remove_memory_cgroup(vps: Vps = FIRST) -> None:
 
 
 def boot(paths: Paths, log: Path, memory: int | None = None, vps: Vps = FIRST) -> Proc:
-    """Start systemd-nspawn (real systemd, sshd) in the VPS namespace; with MEMORY (bytes) in
-    a memory cgroup capped at that size."""
+    """Start systemd-nspawn (real systemd, sshd) in the VPS namespace, in the VPS's memory
+    cgroup, capped at MEMORY bytes when given."""
     command = [
         "systemd-nspawn", "--boot", "--directory", str(paths.rootfs(vps)),
         f"--machine={vps.netns}", "--register=no", "--keep-unit",
@@ -301,9 +315,9 @@ def boot(paths: Paths, log: Path, memory: int | None = None, vps: Vps = FIRST) -
         # the VPS's own, and the host neither forwards nor NATs for it
         "--capability=CAP_NET_ADMIN", "--private-network",
     ]
-    if memory:  # the shell joins the capped group, then becomes nspawn (same PID)
-        procs = cap_memory(memory, vps) / "cgroup.procs"
-        command = ["sh", "-c", 'echo $$ > "$0" && exec "$@"', str(procs), *command]
+    # the shell joins the VPS's memory group (capped or not), then becomes nspawn (same PID)
+    procs = cap_memory(memory, vps) / "cgroup.procs"
+    command = ["sh", "-c", 'echo $$ > "$0" && exec "$@"', str(procs), *command]
     # cgroup v1 host without systemd as PID 1: see LAB-FACTS
     return spawn(command, log, env={"SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "0"})
 

@@ -3,8 +3,10 @@ parallel SMTP connections to port 25 of the lab's deployed host, addressed to it
 then every message must be in its mailbox exactly once (none lost, none duplicated).
 
 Prints messages per second (from the first connection to the last accepted message, and to
-the last one stored), the host's peak resident memory while it ran (sum of RSS of every process
-in the VPS, sampled every 0.5 s over SSH) and the counts. Exits 1 when a message is missing or
+the last one stored), the VPS's memory the way the kernel counts it (its memory cgroup, page
+cache included: idle before the burst and the peak during it, and the OOM kills in it), the
+proportional set size (PSS) of each service idle and at the burst's largest sample, and the
+counts. ``--json`` prints one JSON object instead. Exits 1 when a message is missing or
 duplicated, or a transaction was refused.
 
 Needs the lab up and its host deployed, under the lab lock (docs/lab.md):
@@ -13,12 +15,14 @@ Needs the lab up and its host deployed, under the lab lock (docs/lab.md):
         'scripts/lab up && .venv/bin/pyinfra -y inventory/lab.py deploy.py;
          scripts/bench-inbound; scripts/lab down'
 
-Usage: scripts/bench-inbound [--messages 2000] [--connections 20]
+Usage: scripts/bench-inbound [--messages 2000] [--connections 20] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
 import smtplib
 import subprocess
 import sys
@@ -29,6 +33,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from lab import vps as lab_vps
 from lab.common import VPS4
 from mailhost.paths import MAILBOX_ROOT
 
@@ -74,22 +79,58 @@ def stored_tags(run: str) -> Counter:
     return Counter(line.split(": ", 1)[1] for line in listing.splitlines() if line)
 
 
+# PSS (kB) of every process in the VPS, summed by its systemd unit (run on the VPS)
+PSS_BY_UNIT = r"""
+import collections, glob, re
+total = collections.Counter()
+for status in glob.glob("/proc/[0-9]*/smaps_rollup"):
+    proc = status.rsplit("/", 1)[0]
+    try:
+        pss = int(re.search(r"^Pss:\s+(\d+)", open(status).read(), re.M).group(1))
+        units = re.findall(r"([^/\n]+\.(?:service|scope))", open(proc + "/cgroup").read())
+    except (OSError, AttributeError):
+        continue
+    total[units[-1] if units else "other"] += pss
+for unit, kb in total.most_common():
+    print(unit, kb)
+"""
+
+
+def pss_by_unit() -> dict[str, float]:
+    """Each systemd unit's PSS in the VPS (MiB), largest first."""
+    lines = ssh(f"python3 -c {shlex.quote(PSS_BY_UNIT)}").split("\n")
+    return {unit: round(int(kb) / 1024, 1) for unit, kb in (line.split() for line in lines
+                                                             if line.strip())}
+
+
 class MemorySampler(threading.Thread):
-    """The VPS's total RSS (kB), sampled until stopped; keeps the peak."""
+    """Every 2 s until stopped: the services' PSS over SSH; keeps the sample with the largest
+    total (the cgroup's own peak is the kernel's, read at the end)."""
 
     def __init__(self):
         super().__init__(daemon=True)
-        self.peak_kb, self.samples, self._done = 0, 0, threading.Event()
+        self.peak, self.samples, self._done = {}, 0, threading.Event()
 
     def run(self):
         while not self._done.is_set():
-            total = ssh("ps -eo rss= | awk '{s+=$1} END {print s}'").strip()
-            self.peak_kb, self.samples = max(self.peak_kb, int(total or 0)), self.samples + 1
-            self._done.wait(0.5)
+            sample = pss_by_unit()
+            if sum(sample.values()) > sum(self.peak.values()):
+                self.peak = sample
+            self.samples += 1
+            self._done.wait(2)
 
     def stop(self):
         self._done.set()
         self.join()
+
+
+def mib(number: int) -> float:
+    return round(number / (1 << 20), 1)
+
+
+def top(units: dict[str, float], count: int = 6) -> str:
+    return ", ".join(f"{unit.removesuffix('.service')} {value:.0f}"
+                     for unit, value in list(units.items())[:count])
 
 
 def main(argv=None) -> int:
@@ -98,10 +139,15 @@ def main(argv=None) -> int:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--connections", type=int, default=20)
     parser.add_argument("--wait", type=float, default=600, help="seconds to wait for delivery")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     run = uuid.uuid4().hex[:8]
     mta = ssh("systemctl is-active --quiet postfix && echo postfix || echo chasquid").strip()
-    idle_kb = int(ssh("ps -eo rss= | awk '{s+=$1} END {print s}'").strip())
+    idle = lab_vps.memory_use(None)
+    if not idle:
+        sys.exit("bench-inbound: the VPS has no memory cgroup: is the lab up (scripts/lab up)?")
+    pss_idle = pss_by_unit()
+    lab_vps.reset_memory_peak()
     shares = [list(range(i, args.messages, args.connections)) for i in range(args.connections)]
     refused: list[str] = []
     sampler = MemorySampler()
@@ -122,25 +168,46 @@ def main(argv=None) -> int:
         time.sleep(2)
     stored_at = time.monotonic() - start
     sampler.stop()
+    after = lab_vps.memory_use(None)
     missing = sorted(expected - set(stored))
     duplicated = sorted(tag for tag, count in stored.items() if count > 1)
-    rows = [
-        ("MTA", mta),
-        ("messages, connections", f"{args.messages}, {args.connections}"),
-        ("accepted per second", f"{args.messages / accepted_at:.1f} ({accepted_at:.1f} s)"),
-        ("stored per second", f"{args.messages / stored_at:.1f} ({stored_at:.1f} s)"),
-        ("VPS memory idle -> peak", f"{idle_kb / 1024:.0f} MB -> {sampler.peak_kb / 1024:.0f} MB"
-                                    f" (sum of RSS, {sampler.samples} samples)"),
-        ("stored exactly once", str(sum(1 for t in expected if stored.get(t) == 1))),
-        ("refused, missing, duplicated", f"{len(refused)}, {len(missing)}, {len(duplicated)}"),
-    ]
-    width = max(len(label) for label, _ in rows)
-    for label, value in rows:
-        print(f"{label:<{width}}  {value}")
+    once = sum(1 for t in expected if stored.get(t) == 1)
+    figures = {
+        "mta": mta, "messages": args.messages, "connections": args.connections,
+        "stored": once, "lost": len(missing), "duplicated": len(duplicated),
+        "refused": len(refused),
+        "accepted_per_s": round(args.messages / accepted_at, 1),
+        "stored_per_s": round(args.messages / stored_at, 1),
+        "accepted_s": round(accepted_at, 1), "stored_s": round(stored_at, 1),
+        "cgroup_idle_mib": mib(idle["memory_now"]),
+        "cgroup_peak_mib": mib(after["memory_peak"]),
+        "cgroup_max_mib": mib(after["memory_max"]) if after["memory_max"] else None,
+        "oom_kills": after["oom_kills"] - idle["oom_kills"],
+        "pss_idle_mib": pss_idle, "pss_peak_mib": sampler.peak,
+    }
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        rows = [
+            ("MTA", mta),
+            ("messages, connections", f"{args.messages}, {args.connections}"),
+            ("accepted per second", f"{figures['accepted_per_s']} ({accepted_at:.1f} s)"),
+            ("stored per second", f"{figures['stored_per_s']} ({stored_at:.1f} s)"),
+            ("VPS cgroup idle -> peak", f"{figures['cgroup_idle_mib']:.0f} MiB -> "
+                                        f"{figures['cgroup_peak_mib']:.0f} MiB, "
+                                        f"{figures['oom_kills']} OOM kills"),
+            ("PSS idle (MiB)", top(pss_idle)),
+            ("PSS at the peak (MiB)", f"{top(sampler.peak)} ({sampler.samples} samples)"),
+            ("stored exactly once", str(once)),
+            ("refused, missing, duplicated", f"{len(refused)}, {len(missing)}, {len(duplicated)}"),
+        ]
+        width = max(len(label) for label, _ in rows)
+        for label, value in rows:
+            print(f"{label:<{width}}  {value}")
     for line in (refused[:5] + [f"missing {t}" for t in missing[:5]]
                  + [f"duplicated {t}" for t in duplicated[:5]]):
-        print("  " + line)
-    return 1 if refused or missing or duplicated else 0
+        print("  " + line, file=sys.stderr if args.json else sys.stdout)
+    return 1 if refused or missing or duplicated or figures["oom_kills"] else 0
 
 
 if __name__ == "__main__":
