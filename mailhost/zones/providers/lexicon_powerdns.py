@@ -27,11 +27,12 @@ Only the powerdns provider is read this way; every other lexicon provider keeps 
 from __future__ import annotations
 
 from collections import Counter
+from types import MappingProxyType
 
 from lexicon._private.providers.powerdns import Provider as LexiconPowerDns
 
 SEARCH_MAX = 1000  # results per search-data call; a full answer is asked again, bigger
-KINDS = {"GET": "read", "PATCH": "write"}  # the PUT after a write NOTIFYs secondaries
+KINDS = MappingProxyType({"GET": "read", "PATCH": "write"})  # PUT: NOTIFY of secondaries
 
 
 class PowerDnsByName(LexiconPowerDns):
