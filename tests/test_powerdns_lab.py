@@ -6,7 +6,8 @@ powerdns provider to PowerDNS's HTTP API.
 One lab, in order (the module's fixture): foreign TXT, MX and CAA and a CNAME at ``mail`` put
 in PowerDNS; the deploy stops on the CNAME with one line, the zone unchanged; the CNAME gone,
 the deploy (the foreign MX kept with mx_keep) converges, every check ok; a message arrives at
-the receiver with dkim, spf and dmarc pass; the certificate came by DNS-01 through the same
+the receiver with dkim, spf and dmarc pass; DANE's TLSA written through lexicon, served signed
+by Knot; the certificate came by DNS-01 through the same
 provider (certbot's manual hook with Ubuntu's python3-lexicon); a second deploy changes no
 record and PowerDNS takes no write (its serial, which the API increases on every change, stays).
 
@@ -145,6 +146,23 @@ def test_the_zone_is_served_by_knot_as_powerdns_holds_it(powerdns_lab):
                            timeout=5)
     assert [r.address for r in answer.answer[0]] == pdns.contents(f"mail.{ZONE}", "A") == [VPS4]
     assert any(rrset.rdtype == 46 for rrset in answer.answer)  # RRSIG: Knot signs it
+
+
+def test_dane_tlsa_goes_through_lexicon_and_is_served_signed(powerdns_lab):
+    """lexicon cannot say whether a zone is signed: the zone's name servers (Knot, signing
+    PowerDNS's zone as its secondary) were asked; the TLSA is in PowerDNS, Knot serves it
+    signed, and the DANE operation waited for that before the checks (every check ok)."""
+    status, pdns = powerdns_lab["status"], powerdns_lab["pdns"]
+    name = f"_25._tcp.mail.{ZONE}"
+    (content,) = pdns.contents(name, "TLSA")
+    assert content.startswith("3 1 1 ")
+    assert f"CREATE  TLSA  {name}" in powerdns_lab["first"][1]
+    query = dns.message.make_query(f"{name}.", "TLSA", want_dnssec=True)
+    answer = dns.query.tcp(query, status["dns"]["server"], port=status["dns"]["port"],
+                           timeout=5)
+    assert {rrset.rdtype for rrset in answer.answer} == {52, 46}  # TLSA and its RRSIG
+    assert [r.to_text() for rrset in answer.answer if rrset.rdtype == 52 for r in rrset] == [
+        content]
 
 
 def test_mail_passes_dkim_spf_dmarc_at_the_receiver(powerdns_lab):

@@ -18,6 +18,8 @@ only the keys it owns and writes per key, so a plan maps onto it directly:
   Public Suffix List (tldextract, online by default), is not used. The few lexicon providers
   that call ``tldextract.extract`` themselves (GoDaddy, Namecheap) get, while they run, an
   extractor on tldextract's bundled snapshot that never fetches anything (``offline_suffixes``).
+- DNSSEC: lexicon cannot say whether a zone is signed; DANE's TLSA is planned when the zone's
+  name servers serve a DNSKEY set that signs itself (``signed``: lookup.zone_signed).
 - Credentials: lexicon's own names, ``LEXICON_<PROVIDER>_<OPTION>`` in the environment or
   ``lexicon_<provider>_<option>`` in the secrets file (mailhost.secrets); they are handed to
   lexicon in a dict, never through the process environment, and never shown in a message.
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from types import MappingProxyType
 
@@ -85,12 +87,16 @@ class LexiconProvider(Provider):
     + name: the lexicon provider (``powerdns``, ``hetzner``...)
     + options: its non-secret options by lexicon's names (``pdns_server``...)
     + credentials: its secret options by lexicon's names (``auth_token``...)
+    + signed: whether a zone is DNSSEC-signed, asked outside lexicon, which cannot say
+      (make_provider: lookup.zone_signed, the zone's name servers); None: never
     """
 
     kind = "lexicon"
 
-    def __init__(self, name: str, options: dict[str, str], credentials: dict[str, str]):
+    def __init__(self, name: str, options: dict[str, str], credentials: dict[str, str],
+                 signed: Callable[[str], bool] | None = None):
         super().__init__()
+        self._signed = signed
         if not provider_exists(name):
             raise ProviderError(f"dns_lexicon_provider {name!r}: dns-lexicon has no such "
                                 "provider (see its list of providers)")
@@ -110,6 +116,13 @@ class LexiconProvider(Provider):
 
     def unsupported_types(self) -> frozenset[str]:
         return CANNOT_HOLD.get(self.name, frozenset())
+
+    def dnssec_signed(self, zone: str) -> bool:
+        return self._signed is not None and self._signed(zone)
+
+    def dnssec_advice(self, zone: str) -> str:
+        return ("its name servers serve no DNSKEY set that signs itself: sign the zone at "
+                f"{self.name} (DNSSEC) and publish its DS at the registrar")
 
     def read(self, zone: str, owned: Iterable[tuple[str, str]]) -> list[RecordSet]:
         keys = {(normalize_name(n), t.upper()) for n, t in owned}
