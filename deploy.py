@@ -21,6 +21,7 @@ from mailhost.host.mtas import mta_of, others, refuse_a_switch_while_mail_waits
 from mailhost.keys import dane
 from mailhost.keys.dkim import host_state_path, published_everywhere, rotation_step
 from mailhost.keys.rotation import describe
+from mailhost.lookup import every_server_answers
 from mailhost.operations import dkim, dns, restarts, verify
 from mailhost.run import current_run
 
@@ -115,6 +116,7 @@ if settings.mail_manage_host:
                 zone=zone,
                 preview=tlsa_plan,
                 refresh=lambda zone=zone: run.tlsa_sync(zone, read_host_key),
+                served=partial(every_server_answers, settings),  # before the checks
             )
             resolver.forget(zone)
 

@@ -3,8 +3,14 @@ a mistake), a recursive resolver for every other name (PTR, blocklists, SPF incl
 
 from __future__ import annotations
 
+import dns.dnssec
 import dns.exception
 import dns.inet
+import dns.message
+import dns.name
+import dns.query
+import dns.rdataclass
+import dns.rdatatype
 import dns.resolver
 
 from mailhost.dns.records import zone_of
@@ -104,3 +110,34 @@ def every_server_answers(settings: Settings, name: str, rtype: str, matches) -> 
     except dns.exception.DNSException:
         return False
     return True
+
+
+def signs_itself(server: str, port: int, zone: str, timeout: float = TIMEOUT) -> bool:
+    """Whether ``server`` answers the zone's DNSKEY set with a signature that one of those keys
+    validates (dnspython). Whether the parent publishes the DS is not seen here: the checks
+    (mailhost.checks.dane) follow the chain through a resolver."""
+    apex = dns.name.from_text(zone)
+    query = dns.message.make_query(apex, dns.rdatatype.DNSKEY, want_dnssec=True)
+    answer = dns.query.tcp(query, server, timeout=timeout, port=port)
+    keys = answer.get_rrset(answer.answer, apex, dns.rdataclass.IN, dns.rdatatype.DNSKEY)
+    signature = answer.get_rrset(answer.answer, apex, dns.rdataclass.IN, dns.rdatatype.RRSIG,
+                                 dns.rdatatype.DNSKEY)
+    if not keys or not signature:
+        return False
+    try:
+        dns.dnssec.validate(keys, signature, {apex: keys})
+    except dns.dnssec.ValidationFailure:
+        return False
+    return True
+
+
+def zone_signed(settings: Settings, zone: str) -> bool:
+    """Whether every authoritative server of the zone, found as the checks find them
+    (check_nameservers, else the zone's NS), serves a DNSKEY set that signs itself; what a
+    provider whose API cannot say (dns-lexicon's) publishes DANE's TLSA by. Any DNS error: no."""
+    try:
+        servers = zone_resolver(settings).for_name(zone)
+        return bool(servers.nameservers) and all(
+            signs_itself(server, servers.port, zone) for server in servers.nameservers)
+    except (dns.exception.DNSException, OSError):
+        return False

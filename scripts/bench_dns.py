@@ -18,7 +18,9 @@ Where the providers run:
   the filler records; knotd is a child process, stopped by its PID;
 - powerdns: a real pdns_server 4.7 (sqlite3) on 127.0.0.1 (lab.powerdns.PowerDnsWorld), its
   zone loaded with the filler records by pdnsutil, reached through dns-lexicon's powerdns
-  provider (mailhost.zones.providers.lexicon); the server sees a write as a serial increase;
+  provider (mailhost.zones.providers.lexicon), whose zone read is one request per owned name
+  (lexicon_powerdns); its reads and writes are HTTP requests (GET, PATCH); the server sees a
+  write as a serial increase;
 - cloudflare: the CloudflareEmulator, seeded with the filler records through its Python API
   (``add_records``), run in a child process (``python -m lab.worlds
   serve-emulator``), so that neither its memory nor its CPU (the GIL) is counted in our

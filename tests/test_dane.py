@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dns.message
 import dns.query
+import dns.rdata
 import dns.rdatatype
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -16,8 +17,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sample import sample_settings
 
 from lab.knot import KnotServer, minimal_zone
+from mailhost import lookup
 from mailhost.keys import dane
 from mailhost.paths import NEXT_KEY
+from mailhost.zones.providers.lexicon import LexiconProvider
 from mailhost.zones.providers.rfc2136 import Rfc2136Provider
 from mailhost.zones.sync import ZoneSync, records_by_zone, tlsa_records
 
@@ -156,3 +159,69 @@ def test_the_signature_check_validates_a_signed_tlsa_and_fails_an_unsigned_one(
     bare = signature_check(check_resolver(knot_world.server.address, knot_world.server.port),
                            TLSA_NAME)
     assert (bare.status, bare.found) == (FAILED, "the TLSA has no RRSIG")
+
+
+def test_through_lexicon_tlsa_follows_what_the_zone_servers_sign(powerdns_world, tmp_path):
+    """lexicon cannot say whether a zone is signed: the zone's name servers are asked (here
+    PowerDNS's own DNS port, as lookup.zone_signed asks the zone's NS); unsigned: no TLSA and
+    the plan says why; signed by PowerDNS (a key made through its API): the TLSA is written through
+    lexicon, served signed, and the next plan is empty."""
+    server = powerdns_world.server
+
+    def signed(zone):
+        return lookup.signs_itself(server.address, server.port, zone)
+
+    provider = LexiconProvider("powerdns", {"pdns_server": server.api_url},
+                               {"auth_token": server.api_key}, signed=signed)
+    settings = sample_settings(secrets_dir=str(tmp_path))
+    _, spki = key_pair()
+    plan = plan_of(provider, settings, spki)
+    assert tlsa_lines(plan) == [f"  ! NOTICE   no TLSA for {TLSA_NAME}: zone example.test is "
+                                "not DNSSEC-signed (lexicon powerdns); its name servers serve no "
+                                "DNSKEY set that signs itself: sign the zone at powerdns (DNSSEC) "
+                                "and publish its DS at the registrar"]
+    server.api("POST", f"/servers/localhost/zones/{ZONE}./cryptokeys",
+               {"keytype": "csk", "active": True, "algorithm": "ecdsa256"})
+    server.api("PUT", f"/servers/localhost/cache/flush?domain={ZONE}.")  # the unsigned answers
+    assert provider.dnssec_signed(ZONE)
+    sync = sync_of(provider, settings, spki)
+    plan = sync.plan()
+    assert [line.split()[:4] for line in tlsa_lines(plan)] == [
+        ["+", "CREATE", "TLSA", TLSA_NAME]]
+    sync.apply(plan)
+    query = dns.message.make_query(TLSA_NAME, dns.rdatatype.TLSA, want_dnssec=True)
+    answer = dns.query.tcp(query, server.address, port=server.port, timeout=5)
+    assert {rrset.rdtype for rrset in answer.answer} == {dns.rdatatype.TLSA,
+                                                           dns.rdatatype.RRSIG}
+    assert [rdata.to_text() for rrset in answer.answer if rrset.rdtype == dns.rdatatype.TLSA
+            for rdata in rrset] == [dane.tlsa_of_public_key(spki)]
+    assert tlsa_lines(plan_of(provider, settings, spki)) == []
+
+
+def test_a_zone_whose_name_servers_cannot_be_asked_is_not_signed(tmp_path):
+    settings = sample_settings(secrets_dir=str(tmp_path), check_nameservers=["127.0.0.9"])
+    assert lookup.zone_signed(settings, ZONE) is False
+
+
+def test_the_tlsa_operation_waits_until_every_name_server_serves_what_it_wrote():
+    """deploy.py's DANE operation waits (operations.dns.wait_served) for the zone's name
+    servers, which may follow the provider a moment later (PowerDNS's secondary), so that the
+    checks after it see the TLSA; then it goes on with one line naming what is still missing."""
+    from mailhost.dns.records import RecordSet
+    from mailhost.operations.dns import wait_served
+    from mailhost.zones.plan import Change, ZonePlan
+
+    value = "3 1 1 " + "ab" * 32
+    new = RecordSet(TLSA_NAME, "TLSA", 300, (value,))
+    plan = ZonePlan(ZONE, [Change("create", TLSA_NAME, "TLSA", None, new, None)])
+    answers = iter([[], [], [dns.rdata.from_text("IN", "TLSA", value.upper())]])
+    asked, slept = [], []
+
+    def served(name, rtype, matches):
+        asked.append((name, rtype))
+        return any(matches(rdata) for rdata in next(answers))
+
+    assert wait_served(plan, served, sleep=slept.append) == []
+    assert asked == [(TLSA_NAME, "TLSA")] * 3 and slept == [0.5, 0.5]
+    assert wait_served(plan, lambda *_: False, within=0, sleep=slept.append) == [
+        f"TLSA {TLSA_NAME}"]

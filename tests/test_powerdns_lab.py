@@ -6,7 +6,8 @@ powerdns provider to PowerDNS's HTTP API.
 One lab, in order (the module's fixture): foreign TXT, MX and CAA and a CNAME at ``mail`` put
 in PowerDNS; the deploy stops on the CNAME with one line, the zone unchanged; the CNAME gone,
 the deploy (the foreign MX kept with mx_keep) converges, every check ok; a message arrives at
-the receiver with dkim, spf and dmarc pass; the certificate came by DNS-01 through the same
+the receiver with dkim, spf and dmarc pass; DANE's TLSA written through lexicon, served signed
+by Knot; the certificate came by DNS-01 through the same
 provider (certbot's manual hook with Ubuntu's python3-lexicon); a second deploy changes no
 record and PowerDNS takes no write (its serial, which the API increases on every change, stays).
 
@@ -30,6 +31,7 @@ from secrecy import leaked
 
 from lab.powerdns import api, replace_rrset
 from lab.receiver import wait_for_message
+from mailhost.keys.rotation import from_json
 
 pytestmark = pytest.mark.lab
 
@@ -66,6 +68,15 @@ class PowerDns:
         replace_rrset(self.url, self.key, ZONE, name, rtype, ttl, contents)
 
 
+def signing_record(status: dict) -> str:
+    """The DKIM record the host signs with: the lane's controller keeps its keys and their
+    rotation across worlds (after tests/test_mail_lab.py's rotation in this lane, the signing
+    selector is mail-YYYYMMDD, and mail._domainkey is gone)."""
+    state = Path(status["secrets_dir"]) / "dkim" / ZONE / "rotation.json"
+    selector = from_json(state.read_text())[0].signing if state.exists() else "mail"
+    return f"{selector}._domainkey.{ZONE}"
+
+
 def deploy(*args: str) -> tuple[int, str]:
     return pyinfra(WORLD, "-y", *args)
 
@@ -88,6 +99,7 @@ def powerdns_lab():
         run["zone_unchanged"] = pdns.zone() == before  # serial included
         pdns.put(f"mail.{ZONE}", "CNAME", [])
         run["first"] = deploy(*KEEP_MX)
+        run["dkim_record"] = signing_record(status)
         run["kept"] = {t: pdns.contents(ZONE, t) for t, _ in FOREIGN}
         serial = pdns.zone()["serial"]
         run["second"] = deploy(*KEEP_MX)
@@ -114,7 +126,7 @@ def test_a_cname_at_mail_stops_the_run_with_one_line_and_the_zone_unchanged(powe
 def test_the_deploy_through_lexicon_converges_with_every_check_ok(powerdns_lab):
     code, output = powerdns_lab["first"]
     assert code == 0, output[-4000:]
-    assert "CREATE  TXT   mail._domainkey.example.test" in output
+    assert f"CREATE  TXT   {powerdns_lab['dkim_record']}" in output, output[-4000:]
     summary = re.search(r"\[mail\.example\.test\] (\d+) ok(.*)", output)
     assert summary and summary.group(2).strip() == "", output[-3000:]
 
@@ -134,6 +146,23 @@ def test_the_zone_is_served_by_knot_as_powerdns_holds_it(powerdns_lab):
                            timeout=5)
     assert [r.address for r in answer.answer[0]] == pdns.contents(f"mail.{ZONE}", "A") == [VPS4]
     assert any(rrset.rdtype == 46 for rrset in answer.answer)  # RRSIG: Knot signs it
+
+
+def test_dane_tlsa_goes_through_lexicon_and_is_served_signed(powerdns_lab):
+    """lexicon cannot say whether a zone is signed: the zone's name servers (Knot, signing
+    PowerDNS's zone as its secondary) were asked; the TLSA is in PowerDNS, Knot serves it
+    signed, and the DANE operation waited for that before the checks (every check ok)."""
+    status, pdns = powerdns_lab["status"], powerdns_lab["pdns"]
+    name = f"_25._tcp.mail.{ZONE}"
+    (content,) = pdns.contents(name, "TLSA")
+    assert content.startswith("3 1 1 ")
+    assert f"CREATE  TLSA  {name}" in powerdns_lab["first"][1]
+    query = dns.message.make_query(f"{name}.", "TLSA", want_dnssec=True)
+    answer = dns.query.tcp(query, status["dns"]["server"], port=status["dns"]["port"],
+                           timeout=5)
+    assert {rrset.rdtype for rrset in answer.answer} == {52, 46}  # TLSA and its RRSIG
+    assert [r.to_text() for rrset in answer.answer if rrset.rdtype == 52 for r in rrset] == [
+        content]
 
 
 def test_mail_passes_dkim_spf_dmarc_at_the_receiver(powerdns_lab):

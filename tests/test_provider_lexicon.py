@@ -181,3 +181,91 @@ def test_certbot_gets_the_acme_credentials_when_set_else_the_provisioning_ones(t
     assert "provisioning-key" not in _dns_credentials(settings, scoped).reveal()
     assert "auth_token = only-txt-key\n" in _dns_credentials(settings, scoped).reveal()
     assert "only-txt-key" not in repr(scoped)
+
+
+# ----- PowerDNS read name by name (mailhost.zones.providers.lexicon_powerdns) -----
+
+@pytest.fixture
+def requests_seen(monkeypatch):
+    """(method, path, query) of every HTTP request lexicon's powerdns provider makes."""
+    from mailhost.zones.providers.lexicon_powerdns import PowerDnsByName
+
+    seen = []
+    real = PowerDnsByName._request
+
+    def request(self, action="GET", url="/", data=None, query_params=None):
+        seen.append((action, url, dict(query_params or {})))
+        return real(self, action, url, data=data, query_params=query_params)
+
+    monkeypatch.setattr(PowerDnsByName, "_request", request)
+    return seen
+
+
+def test_a_powerdns_plan_reads_the_owned_names_never_the_whole_zone(powerdns_world,
+                                                                    requests_seen):
+    sync = zone_sync(powerdns_world)
+    plan = sync.plan()
+    assert len(plan.changes) == 14
+    gets = [(url, query) for method, url, query in requests_seen if method == "GET"]
+    assert gets and all(url == "/zones/example.test." and "rrset_name" in query
+                        for url, query in gets)
+    asked = {query["rrset_name"] for _, query in gets}
+    # the owned names and those above them (a DNAME there redirects them), once each
+    assert {"mail._domainkey.example.test.", "_domainkey.example.test.", "example.test.",
+            "_imaps._tcp.example.test.", "_tcp.example.test."} <= asked
+    assert len(gets) == len(asked) + 1  # and the zone's SOA when the client is set up
+    assert sync.provider.calls["read"] == len(gets)
+
+
+def test_disabled_records_are_not_read_and_kept_as_they_are_by_writes(powerdns_world):
+    """PowerDNS's rrset_name answer leaves disabled records out: the plan reads what is
+    served, and lexicon's writes (which replace the RRset) put them back, still disabled."""
+    server = powerdns_world.server
+    disabled = {"name": "example.test.", "type": "MX", "ttl": 3600, "changetype": "REPLACE",
+                "records": [{"content": "30 mx.old.example.", "disabled": True}],
+                "comments": [{"content": "the old MX, kept off", "account": "admin"}]}
+    dmarc = {**disabled, "name": "_dmarc.example.test.", "type": "TXT",
+             "records": [{"content": '"v=DMARC1; p=reject"', "disabled": True}],
+             "comments": []}
+    server.api("PATCH", "/servers/localhost/zones/example.test.",
+               {"rrsets": [disabled, dmarc]})
+    sync = zone_sync(powerdns_world)
+    plan = sync.plan()
+    assert {(c.action, c.rtype, c.name) for c in plan.changes} >= {
+        ("create", "MX", "example.test"), ("create", "TXT", "_dmarc.example.test")}
+    sync.apply(plan)
+    rrsets = {(r["name"], r["type"]): r for r in server.zone("example.test")["rrsets"]}
+    mx = rrsets["example.test.", "MX"]
+    assert {"content": "30 mx.old.example.", "disabled": True} in mx["records"]
+    assert [c["content"] for c in mx["comments"]] == ["the old MX, kept off"]
+    assert any(not r["disabled"] for r in mx["records"])  # ours, served
+    assert {"content": '"v=DMARC1; p=reject"', "disabled": True} in \
+        rrsets["_dmarc.example.test.", "TXT"]["records"]
+    again = zone_sync(powerdns_world)
+    before = powerdns_world.server_writes()
+    assert again.plan().empty and again.provider.calls["write"] == 0
+    assert powerdns_world.server_writes() == before
+
+
+def test_a_comment_elsewhere_in_the_zone_is_not_taken_for_an_rrset(powerdns_world):
+    """PowerDNS 4.7 answers rrset_name with an empty RRset (TTL 0) for every comment of the
+    zone: had lexicon's create_record met that one first, the TXT set it replaces would have
+    lost the site verification."""
+    powerdns_world.server.api("PATCH", "/servers/localhost/zones/example.test.", {"rrsets": [
+        {"name": "example.test.", "type": "TXT", "ttl": 600, "changetype": "REPLACE",
+         "records": [{"content": '"site-verification=abc"', "disabled": False}],
+         "comments": [{"content": "theirs", "account": "admin"}]}]})
+    provider = powerdns_world.provider()
+    assert provider.read("example.test", [("mail.example.test", "A")]) == []
+    converge = zone_sync(powerdns_world)
+    converge.apply(converge.plan())
+    assert ("example.test.", "TXT", 600, '"site-verification=abc"') in powerdns_world.raw()
+    assert any(row[:3] == ("example.test.", "TXT", 600) and row[3].startswith('"v=spf1 ')
+               for row in powerdns_world.raw())
+
+
+def test_the_safety_check_counts_the_whole_powerdns_zone(powerdns_world):
+    powerdns_world.clutter()
+    provider = powerdns_world.provider()
+    provider.read("example.test", [("mail.example.test", "A")])
+    assert provider.count_records("example.test") == len(powerdns_world.raw()) + 1  # SOA

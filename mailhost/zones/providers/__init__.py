@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from mailhost.secrets import Secrets
 from mailhost.settings import Settings
 from mailhost.zones.providers.base import Provider, ProviderError
@@ -19,10 +21,12 @@ def make_provider(settings: Settings, secrets: Secrets) -> Provider:
             base_url=settings.cloudflare_api_url,
         )
     if settings.dns_provider == "lexicon":
+        from mailhost.lookup import zone_signed
         from mailhost.zones.providers.lexicon import LexiconProvider
 
         return LexiconProvider(settings.dns_lexicon_provider, settings.dns_lexicon_options,
-                               {k: v.reveal() for k, v in secrets.lexicon.items()})
+                               {k: v.reveal() for k, v in secrets.lexicon.items()},
+                               signed=partial(zone_signed, settings))
     from mailhost.zones.providers.rfc2136 import Rfc2136Provider
 
     return Rfc2136Provider(

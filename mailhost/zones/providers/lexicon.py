@@ -4,9 +4,11 @@ deSEC, PowerDNS and about 80 more, through lexicon's own provider classes.
 lexicon lists, creates and deletes records by (type, name, content); the planner already reads
 only the keys it owns and writes per key, so a plan maps onto it directly:
 
-- ``read``: one ``list_records()`` of the zone (most lexicon providers, PowerDNS's among them,
-  fetch the whole zone for any list), kept to the owned keys, a CNAME at an owned name and a
-  DNAME above one. A wildcard is listed under its own name ``*.zone``: nothing is synthesized.
+- ``read``: one ``list_records()`` of the zone (most lexicon providers fetch the whole zone for
+  any list), kept to the owned keys, a CNAME at an owned name and a DNAME above one. A
+  wildcard is listed under its own name ``*.zone``: nothing is synthesized. PowerDNS alone is
+  read name by name, the owned names and those above them (lexicon_powerdns: lexicon's own
+  provider fetches the whole zone, whose time grows with it).
 - ``apply``: the zone is listed again and compared with what the plan was made from (a change
   since stops the write, nothing written); then, change by change, our removed values are
   deleted by their exact content as read and our added values created. lexicon has no
@@ -16,6 +18,8 @@ only the keys it owns and writes per key, so a plan maps onto it directly:
   Public Suffix List (tldextract, online by default), is not used. The few lexicon providers
   that call ``tldextract.extract`` themselves (GoDaddy, Namecheap) get, while they run, an
   extractor on tldextract's bundled snapshot that never fetches anything (``offline_suffixes``).
+- DNSSEC: lexicon cannot say whether a zone is signed; DANE's TLSA is planned when the zone's
+  name servers serve a DNSKEY set that signs itself (``signed``: lookup.zone_signed).
 - Credentials: lexicon's own names, ``LEXICON_<PROVIDER>_<OPTION>`` in the environment or
   ``lexicon_<provider>_<option>`` in the secrets file (mailhost.secrets); they are handed to
   lexicon in a dict, never through the process environment, and never shown in a message.
@@ -25,7 +29,7 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from types import MappingProxyType
 
@@ -83,12 +87,16 @@ class LexiconProvider(Provider):
     + name: the lexicon provider (``powerdns``, ``hetzner``...)
     + options: its non-secret options by lexicon's names (``pdns_server``...)
     + credentials: its secret options by lexicon's names (``auth_token``...)
+    + signed: whether a zone is DNSSEC-signed, asked outside lexicon, which cannot say
+      (make_provider: lookup.zone_signed, the zone's name servers); None: never
     """
 
     kind = "lexicon"
 
-    def __init__(self, name: str, options: dict[str, str], credentials: dict[str, str]):
+    def __init__(self, name: str, options: dict[str, str], credentials: dict[str, str],
+                 signed: Callable[[str], bool] | None = None):
         super().__init__()
+        self._signed = signed
         if not provider_exists(name):
             raise ProviderError(f"dns_lexicon_provider {name!r}: dns-lexicon has no such "
                                 "provider (see its list of providers)")
@@ -98,8 +106,8 @@ class LexiconProvider(Provider):
         self._secrets = [v for v in credentials.values() if v]
         self._clients: dict[str, object] = {}
         self._runtime: dict[str, dict] = {}
-        self._listed: dict[str, list[dict]] = {}
-        self._just_found: set[str] = set()
+        self._listed: dict[str, list[dict]] = {}  # whole zones, listed by read
+        self._by_name = name == "powerdns"
 
     # -- the Provider interface --
 
@@ -109,12 +117,21 @@ class LexiconProvider(Provider):
     def unsupported_types(self) -> frozenset[str]:
         return CANNOT_HOLD.get(self.name, frozenset())
 
+    def dnssec_signed(self, zone: str) -> bool:
+        return self._signed is not None and self._signed(zone)
+
+    def dnssec_advice(self, zone: str) -> str:
+        return ("its name servers serve no DNSKEY set that signs itself: sign the zone at "
+                f"{self.name} (DNSSEC) and publish its DS at the registrar")
+
     def read(self, zone: str, owned: Iterable[tuple[str, str]]) -> list[RecordSet]:
         keys = {(normalize_name(n), t.upper()) for n, t in owned}
         names = {name for name, _ in keys}
         wanted = keys | {(name, "CNAME") for name in names}
         grouped: dict[tuple[str, str], list[dict]] = {}
-        for record in self._list(zone, fresh=True):
+        above = {n.split(".", i)[-1] for n in names for i in range(1, n.count(".") + 1)}
+        in_zone = {n for n in names | above if n == zone or n.endswith("." + zone)}
+        for record in self._list(zone, in_zone):
             key = (record["name"], record["type"])
             if key in wanted or (key[1] == "DNAME"
                                  and any(n.endswith("." + key[0]) for n in names)):
@@ -125,8 +142,8 @@ class LexiconProvider(Provider):
         if plan.empty:
             return
         zone = plan.zone
-        now = {}
-        for record in self._list(zone, fresh=True):
+        now, names = {}, {change.name for change in plan.changes}
+        for record in self._list(zone, names):
             now.setdefault((record["name"], record["type"]), []).append(record)
         changed = [f"{c.rtype} {c.name}" for c in plan.changes
                    if (_record_set(now[(c.name, c.rtype)]) if (c.name, c.rtype) in now
@@ -137,6 +154,8 @@ class LexiconProvider(Provider):
         client = self._client(zone)
         try:
             for change in plan.changes:
+                if self._by_name:  # lexicon replaces the RRset: with its disabled records
+                    client.scope({change.name}, writing=True)
                 contents = {record["value"]: record["content"]
                             for record in now.get((change.name, change.rtype), [])}
                 for value in change.removed_values:
@@ -154,7 +173,9 @@ class LexiconProvider(Provider):
             self._listed.pop(zone, None)
 
     def count_records(self, zone: str) -> int:
-        return len(self._list(zone))
+        if zone not in self._listed:
+            self._list(zone, None)
+        return len(self._listed[zone])
 
     # -- lexicon --
 
@@ -163,36 +184,40 @@ class LexiconProvider(Provider):
         if zone not in self._clients:
             from lexicon.config import ConfigResolver
 
-            module = importlib.import_module(f"{PROVIDERS_PACKAGE}.{self.name}")
+            if self._by_name:
+                from mailhost.zones.providers.lexicon_powerdns import PowerDnsByName as cls
+            else:
+                cls = importlib.import_module(f"{PROVIDERS_PACKAGE}.{self.name}").Provider
             runtime = {"provider_name": self.name, "domain": zone, "ttl": 3600,
                        self.name: dict(self._options)}
             config = ConfigResolver().with_dict(runtime)
             client = self._call(None, f"setting up zone {zone}",  # no call to the service
-                                lambda: module.Provider(config))
+                                lambda: cls(config))
+            if self._by_name:
+                client.requests = self.calls  # it counts its HTTP requests itself
             self._call("read", f"looking up zone {zone}", client.authenticate)
             self._clients[zone], self._runtime[zone] = client, runtime
-            self._just_found.add(zone)  # what authenticate fetched is fresh
         return self._clients[zone]
 
-    def _list(self, zone: str, fresh: bool = False) -> list[dict]:
-        """Every record of the zone as lexicon lists it, with ``value`` in records.py form."""
-        if fresh or zone not in self._listed:
-            client = self._client(zone)
-            if fresh and zone not in self._just_found and hasattr(client, "_zone_data"):
-                client._zone_data = None  # PowerDNS's provider caches the zone it fetched
-            self._just_found.discard(zone)
-            listed = self._call("read", f"listing the records of zone {zone}",
-                                client.list_records)
-            records = []
-            for record in listed:
-                rtype = str(record.get("type", "")).upper()
-                content = str(record.get("content", ""))
-                records.append({"name": normalize_name(str(record.get("name", ""))),
-                                "type": rtype, "ttl": int(record.get("ttl") or 0),
-                                "content": content,
-                                "value": _value(rtype, self._stored(record, content))})
+    def _list(self, zone: str, names: set[str] | None) -> list[dict]:
+        """The records of the zone as lexicon lists them, with ``value`` in records.py form:
+        PowerDNS's at ``names`` only (None: all), every other provider's all of them."""
+        client = self._client(zone)
+        if self._by_name:
+            client.scope(names)
+        listed = self._call("read", f"listing the records of zone {zone}",
+                            client.list_records)
+        records = []
+        for record in listed:
+            rtype = str(record.get("type", "")).upper()
+            content = str(record.get("content", ""))
+            records.append({"name": normalize_name(str(record.get("name", ""))),
+                            "type": rtype, "ttl": int(record.get("ttl") or 0),
+                            "content": content,
+                            "value": _value(rtype, self._stored(record, content))})
+        if names is None or not self._by_name:
             self._listed[zone] = records
-        return self._listed[zone]
+        return records
 
     def _stored(self, record: dict, content: str) -> str:
         """The content as the server stores it where lexicon's content is not: its PowerDNS
@@ -216,7 +241,7 @@ class LexiconProvider(Provider):
     def _call(self, kind: str | None, what: str, function):
         """Count (as KIND) and run one lexicon call; its errors become one line without a
         secret."""
-        if kind:
+        if kind and not self._by_name:
             self.calls[kind] += 1
         with offline_suffixes():
             try:

@@ -35,6 +35,7 @@ import dns.tsig
 import dns.update
 
 from mailhost.dns.records import RecordSet, normalize_name, normalize_value, split_txt
+from mailhost.lookup import signs_itself
 from mailhost.zones.providers.base import Provider, ProviderError
 
 # read(): up to this many owned keys, one query per key on one TCP connection (a round trip
@@ -162,24 +163,13 @@ class Rfc2136Provider(Provider):
 
     def dnssec_signed(self, zone: str) -> bool:
         """The server answers the zone's DNSKEY set with a signature that one of those keys
-        validates (dnspython). Whether the parent publishes the DS (the chain a resolver
-        follows) is not seen from here: the checks (mailhost.checks.dane) ask a resolver."""
+        validates (lookup.signs_itself). Whether the parent publishes the DS (the chain a
+        resolver follows) is not seen from here: the checks (mailhost.checks.dane) ask a
+        resolver."""
         zone = normalize_name(zone)
-        apex = dns.name.from_text(zone)
-        query = dns.message.make_query(apex, dns.rdatatype.DNSKEY, want_dnssec=True)
         with self._talking(zone):
             self.calls["read"] += 1
-            answer = dns.query.tcp(query, self.address, timeout=self.timeout, port=self.port)
-        keys = answer.get_rrset(answer.answer, apex, dns.rdataclass.IN, dns.rdatatype.DNSKEY)
-        signature = answer.get_rrset(answer.answer, apex, dns.rdataclass.IN,
-                                     dns.rdatatype.RRSIG, dns.rdatatype.DNSKEY)
-        if not keys or not signature:
-            return False
-        try:
-            dns.dnssec.validate(keys, signature, {apex: keys})
-        except dns.dnssec.ValidationFailure:
-            return False
-        return True
+            return signs_itself(self.address, self.port, zone, timeout=self.timeout)
 
     def read(self, zone: str, owned: Iterable[tuple[str, str]]) -> list[RecordSet]:
         zone = normalize_name(zone)
