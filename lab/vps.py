@@ -276,15 +276,20 @@ def cap_memory(limit: int | None, vps: Vps = FIRST) -> Path:
 
 def memory_use(limit: int | None, vps: Vps = FIRST) -> dict:
     """The kernel's count of the VPS's memory (bytes): now, the peak since the last reset, the
-    cap (None: not capped) and the OOM kills in it; {} when the VPS is not running."""
+    cap (None: not capped), the OOM kills in it and the working set now; {} when the VPS is not
+    running."""
     group = memory_cgroup(vps)
     if not group.is_dir():
         return {}
     numbers = {name: int((group / f"memory.{name}").read_text())
                for name in ("max_usage_in_bytes", "usage_in_bytes")}
     oom = dict(line.split() for line in (group / "memory.oom_control").read_text().splitlines())
+    stat = dict(line.split() for line in (group / "memory.stat").read_text().splitlines())
     return {"memory_max": limit or None, "memory_peak": numbers["max_usage_in_bytes"],
-            "memory_now": numbers["usage_in_bytes"], "oom_kills": int(oom.get("oom_kill", 0))}
+            "memory_now": numbers["usage_in_bytes"], "oom_kills": int(oom.get("oom_kill", 0)),
+            # what the kernel could not drop at once: the usage less the inactive file cache
+            # (the "working set" docker and the kubelet report)
+            "working_set": numbers["usage_in_bytes"] - int(stat.get("total_inactive_file", 0))}
 
 
 def reset_memory_peak(vps: Vps = FIRST) -> None:

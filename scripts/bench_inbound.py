@@ -4,7 +4,8 @@ then every message must be in its mailbox exactly once (none lost, none duplicat
 
 Prints messages per second (from the first connection to the last accepted message, and to
 the last one stored), the VPS's memory the way the kernel counts it (its memory cgroup, page
-cache included: idle before the burst and the peak during it, and the OOM kills in it), the
+cache included: idle before the burst and the peak during it, and the OOM kills in it; and its
+working set, the usage less the inactive file cache that the kernel drops first), the
 proportional set size (PSS) of each service idle and at the burst's largest sample, and the
 counts. ``--json`` prints one JSON object instead. Exits 1 when a message is missing or
 duplicated, or a transaction was refused.
@@ -34,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from lab import vps as lab_vps
-from lab.common import VPS4
+from lab.common import VPS4, Paths
 from mailhost.paths import MAILBOX_ROOT
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,7 +45,7 @@ SENDER = "bench@example.org"  # a domain the lab does not serve: no SPF/DMARC ve
 
 
 def ssh(command: str, timeout: float = 60) -> str:
-    result = subprocess.run(["ssh", "-F", str(ROOT / ".lab/ssh/config"), VPS4, command],
+    result = subprocess.run(["ssh", "-F", str(Paths.for_checkout().ssh_config), VPS4, command],
                             capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
         sys.exit(f"bench-inbound: ssh {command!r} failed: {result.stderr.strip()[-500:]}")
@@ -104,20 +105,26 @@ def pss_by_unit() -> dict[str, float]:
 
 
 class MemorySampler(threading.Thread):
-    """Every 2 s until stopped: the services' PSS over SSH; keeps the sample with the largest
-    total (the cgroup's own peak is the kernel's, read at the end)."""
+    """Until stopped: the cgroup's working set every 0.25 s (its peak kept), the services' PSS
+    over SSH every 2 s (the sample with the largest total kept). The cgroup's own peak, page
+    cache included, is the kernel's, read at the end."""
 
     def __init__(self):
         super().__init__(daemon=True)
         self.peak, self.samples, self._done = {}, 0, threading.Event()
+        self.working_set_peak = 0  # bytes, read from the cgroup every 0.25 s
 
     def run(self):
+        next_pss = 0.0
         while not self._done.is_set():
-            sample = pss_by_unit()
-            if sum(sample.values()) > sum(self.peak.values()):
-                self.peak = sample
-            self.samples += 1
-            self._done.wait(2)
+            self.working_set_peak = max(self.working_set_peak,
+                                        lab_vps.memory_use(None)["working_set"])
+            if time.monotonic() >= next_pss:
+                sample = pss_by_unit()
+                if sum(sample.values()) > sum(self.peak.values()):
+                    self.peak = sample
+                self.samples, next_pss = self.samples + 1, time.monotonic() + 2
+            self._done.wait(0.25)
 
     def stop(self):
         self._done.set()
@@ -182,6 +189,8 @@ def main(argv=None) -> int:
         "cgroup_idle_mib": mib(idle["memory_now"]),
         "cgroup_peak_mib": mib(after["memory_peak"]),
         "cgroup_max_mib": mib(after["memory_max"]) if after["memory_max"] else None,
+        "working_set_idle_mib": mib(idle["working_set"]),
+        "working_set_peak_mib": mib(sampler.working_set_peak),
         "oom_kills": after["oom_kills"] - idle["oom_kills"],
         "pss_idle_mib": pss_idle, "pss_peak_mib": sampler.peak,
     }
@@ -196,6 +205,9 @@ def main(argv=None) -> int:
             ("VPS cgroup idle -> peak", f"{figures['cgroup_idle_mib']:.0f} MiB -> "
                                         f"{figures['cgroup_peak_mib']:.0f} MiB, "
                                         f"{figures['oom_kills']} OOM kills"),
+            ("VPS working set idle -> peak", f"{figures['working_set_idle_mib']:.0f} MiB -> "
+                                             f"{figures['working_set_peak_mib']:.0f} MiB "
+                                             f"(less the inactive file cache)"),
             ("PSS idle (MiB)", top(pss_idle)),
             ("PSS at the peak (MiB)", f"{top(sampler.peak)} ({sampler.samples} samples)"),
             ("stored exactly once", str(once)),
