@@ -139,6 +139,8 @@ def organizational_domain(name: str) -> str:
 
 def needs_report_consent(domain: str, report_domain_: str) -> bool:
     """A report address in another organization needs its consent (RFC 7489 7.1)."""
+    if domain.lower() == report_domain_.lower():  # the usual case: no list to read
+        return False
     return organizational_domain(domain) != organizational_domain(report_domain_)
 
 
