@@ -141,9 +141,12 @@ class FakeRemote:
     def __init__(self):
         self.calls: list[tuple[str, str]] = []
         self.copied = False
+        self.version = "2.3.21 (47349e2482)\n"
 
     def run(self, command, stdin="", timeout=600):
         self.calls.append((command, stdin))
+        if command == "dovecot --version":
+            return 0, self.version, ""
         if "mailbox status" in command:
             if "imapc:" in command:
                 return 0, "mailbox\tmessages\tvsize\nINBOX\t3\t300\nSent\t1\t100\n", ""
@@ -194,6 +197,16 @@ def test_the_password_goes_only_to_the_root_only_file_over_stdin(capsys):
     assert commands[-1] == "rm -f /run/mailhost-import/alice_at_example.test.conf"
     assert "imported 4 messages (0.0 MB), 1 new folders" in out, out
     assert "the old mailbox: 2 folders, 4 messages" in out, out
+
+
+def test_a_dovecot_whose_settings_differ_is_refused_before_the_password_is_written():
+    remote = FakeRemote()
+    remote.version = "2.4.1-4 (7d8c0e5759)\n"
+    server = OldServer("imap.x.example", 993, "a@x.example")
+    importer = Importer(remote, "alice@example.test", server)
+    with pytest.raises(RuntimeError, match="the host's Dovecot is 2.4.1-4: expected 2.3"):
+        run_import(importer, Secret(PASSWORD), as_json=False)
+    assert remote.calls == [("dovecot --version", "")]
 
 
 def test_doveadm_status_rows_are_read_by_column():

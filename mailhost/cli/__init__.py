@@ -43,7 +43,7 @@ def connect_host(inventory: Inventory, name: str):
     state = ctx_state.get()
     state.init(inventory, ctx_config.get())
     host = inventory.get_host(name)
-    host.connect(raise_exceptions=True)
+    host.connect(show_errors=False, raise_exceptions=True)
     return host
 
 

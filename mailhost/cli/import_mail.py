@@ -26,6 +26,7 @@ import argparse
 import getpass
 import ipaddress
 import json
+import re
 import shlex
 import signal
 import sys
@@ -251,6 +252,15 @@ class Importer:
             raise RuntimeError(f"could not read {where}: {err.strip() or out.strip()}")
         return parse_status(out)
 
+    def check_dovecot(self) -> None:
+        """The host's Dovecot speaks the settings written here (2.3's); RuntimeError if not."""
+        code, out, err = self.remote.run("dovecot --version")
+        version = tuple(int(n) for n in re.findall(r"\d+", out)[:2]) if code == 0 else ()
+        if version[:1] != (2,) or version >= (2, 4):
+            raise RuntimeError(f"the host's Dovecot is {out.split()[0] if out else 'missing'}: "
+                               "expected 2.3 (Ubuntu 22.04 and 24.04, Debian 12), whose "
+                               "imapc settings this command writes; 2.4's differ (untested)")
+
     def write_config(self, password: Secret) -> None:
         command = (f"umask 077 && mkdir -p {IMPORT_DIR} && chmod 700 {IMPORT_DIR} && "
                    f"cat > {shlex.quote(self.config)}")
@@ -334,6 +344,7 @@ def run_import(importer: Importer, password: Secret, as_json: bool) -> int:
     def progress(done: int, total: int) -> None:
         print(f"  {max(done, 0)}/{total} messages copied", file=sys.stderr, flush=True)
 
+    importer.check_dovecot()
     importer.write_config(password)
     try:
         before = importer.status()
