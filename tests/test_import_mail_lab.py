@@ -55,9 +55,9 @@ def count_here() -> int:
                    "2>/dev/null | wc -l").strip() or 0)
 
 
-def import_mail(world) -> tuple[int, dict, str]:
+def import_mail(world, **env: str) -> tuple[int, dict, str]:
     result = subprocess.run(COMMAND, cwd=ROOT, capture_output=True, text=True, timeout=900,
-                            env=env_of(world))
+                            env=env_of(world, **env))
     try:
         counts = json.loads(result.stdout)
     except ValueError:
@@ -158,27 +158,39 @@ def test_the_old_mailbox_arrives_whole_and_a_second_run_copies_nothing(world, em
     assert old_mailbox(world) == old  # nothing changed at the old provider
 
 
-def test_killed_midway_and_run_again_nothing_is_copied_twice(world, empty_mailbox):
-    old = old_mailbox(world)
-    password = secrets(world)["import_passwords"][ALICE]
+def started_and_stopped(world, sig: int) -> tuple[int, str, str, str]:
+    """The import started, then sent SIG once a few hundred messages are on the host: its
+    exit status and output, and the process lists (on the host, here) while it ran."""
     process = subprocess.Popen(COMMAND, cwd=ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, env=env_of(world))
-    # wait on the host until some messages are there, then look at every process list
     ssh(f"until [ $(find {MAILDIR} -path '*/cur/*' -type f 2>/dev/null | wc -l) -ge 300 ]; "
         "do sleep 0.05; done", timeout=120)
     on_host = ssh("ps -eo args")
     here = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    process.send_signal(signal.SIGKILL)  # as a crash or a lost laptop would
+    process.send_signal(sig)
     output = process.communicate(timeout=60)[0].decode(errors="replace")
-    assert "doveadm -c /run/mailhost-import/" in on_host and " sync -1 -R " in on_host
-    assert leaked({"import password": password}, on_host, here, output) == []
-    # the host's doveadm stops once the controller's end of the channel is gone
+    return process.returncode, output, on_host, here
+
+
+def doveadm_gone() -> None:
+    """No doveadm of an import left on the host, nor its configuration (the password)."""
     deadline = time.monotonic() + 30
     while "mailhost-import" in ssh("ps -eo args | grep '[d]oveadm -c'") \
             and time.monotonic() < deadline:
         time.sleep(0.5)
     assert "mailhost-import" not in ssh("ps -eo args | grep '[d]oveadm -c'")
     assert ssh("ls /run/mailhost-import/*.conf 2>/dev/null") == ""  # the password is gone
+
+
+def test_killed_midway_and_run_again_nothing_is_copied_twice(world, empty_mailbox):
+    old = old_mailbox(world)
+    password = secrets(world)["import_passwords"][ALICE]
+    # SIGKILL, as a crash or a lost laptop would: the host's doveadm stops once the
+    # controller's end of the channel is gone
+    _, output, on_host, here = started_and_stopped(world, signal.SIGKILL)
+    assert "doveadm -c /run/mailhost-import/" in on_host and " sync -1 -R " in on_host
+    assert leaked({"import password": password}, on_host, here, output) == []
+    doveadm_gone()
     copied = count_here()
     assert 300 <= copied < MESSAGES, copied  # killed midway
     code, counts, output = import_mail(world)
@@ -187,3 +199,27 @@ def test_killed_midway_and_run_again_nothing_is_copied_twice(world, empty_mailbo
     assert counts["here"]["messages"] == MESSAGES, counts
     assert count_here() == MESSAGES
     assert_whole(world, old)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupted_it_stops_doveadm_on_the_host_and_says_to_run_again(world, empty_mailbox,
+                                                                        sig):
+    code, output, _, _ = started_and_stopped(world, sig)
+    assert code == 130, output[-3000:]
+    assert "interrupted; doveadm stopped on the host. Run it again to go on" in output, output
+    assert "Traceback" not in output, output
+    doveadm_gone()
+    assert 300 <= count_here() < MESSAGES
+    code, counts, output = import_mail(world)
+    assert code == 0 and counts["here"]["messages"] == MESSAGES, output[-3000:]
+
+
+def test_a_wrong_old_password_is_one_line_and_changes_nothing(world, empty_mailbox):
+    wrong = "not-the-old-password-1"
+    code, counts, output = import_mail(world, MAILHOST_IMPORT_PASSWORD_ALICE_EXAMPLE_TEST=wrong)
+    assert code == 1 and not counts, output[-3000:]
+    assert "scripts/import-mail: could not read the old provider imaps://imap.old.example:993" \
+        in output, output[-3000:]
+    assert leaked({"wrong password": wrong}, output) == []
+    doveadm_gone()
+    assert count_here() == 0

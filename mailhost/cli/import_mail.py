@@ -233,6 +233,7 @@ class Importer:
 
     def __init__(self, remote: Remote, address: str, server: OldServer):
         self.remote, self.address, self.server = remote, address, server
+        self.stopping = False  # set by SIGINT/SIGTERM: the copy stops at its next look
         stem = address.replace("@", "_at_")
         self.config = f"{IMPORT_DIR}/{stem}.conf"
         self.log = f"{IMPORT_DIR}/{stem}.log"
@@ -288,7 +289,10 @@ class Importer:
         output, shown = "", None
         try:
             while not channel.exit_status_ready():
-                time.sleep(POLL_SECONDS)
+                for _ in range(POLL_SECONDS * 10):
+                    if self.stopping:
+                        raise KeyboardInterrupt
+                    time.sleep(0.1)
                 while channel.recv_ready():
                     output += channel.recv(4096).decode(errors="replace")
                 here = sum(m for m, _ in self.status().values())
@@ -381,9 +385,10 @@ def main(argv=None) -> int:
         print(f"{PROG}: {error}", file=sys.stderr)
         return 2
 
-    def stop(signum, frame):
-        raise KeyboardInterrupt
+    def stop(signum, frame):  # raising here would raise in gevent's hub, not in the copy
+        importer.stopping = True
 
+    signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
         return run_import(importer, password, args.json)
