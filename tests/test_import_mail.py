@@ -148,7 +148,7 @@ class FakeRemote:
         if command == "dovecot --version":
             return 0, self.version, ""
         if "mailbox status" in command:
-            if "imapc:" in command:
+            if "=imapc" in command:
                 return 0, "mailbox\tmessages\tvsize\nINBOX\t3\t300\nSent\t1\t100\n", ""
             rows = "INBOX\t3\t300\nSent\t1\t100\n" if self.copied else "INBOX\t0\t0\n"
             return 0, "mailbox\tmessages\tvsize\n" + rows, ""
@@ -199,12 +199,27 @@ def test_the_password_goes_only_to_the_root_only_file_over_stdin(capsys):
     assert "the old mailbox: 2 folders, 4 messages" in out, out
 
 
-def test_a_dovecot_whose_settings_differ_is_refused_before_the_password_is_written():
+def test_dovecot_2_4_gets_its_own_settings():
+    server = OldServer("imap.old.example", 993, "alice@old.example")
+    old, new = (imapc_config(server, Secret(PASSWORD), v) for v in ((2, 3), (2, 4)))
+    assert "imapc_ssl_verify = yes" in old and "imapc_features" in old
+    assert new.startswith("dovecot_config_version = 2.4.0\n")
+    assert "ssl_client_require_valid_cert = yes" in new and "imapc_features" not in new
     remote = FakeRemote()
     remote.version = "2.4.1-4 (7d8c0e5759)\n"
+    assert run_import(Importer(remote, "alice@example.test", server), Secret(PASSWORD),
+                      as_json=True) == 0
+    assert any("-o mail_driver=imapc -o mail_path= " in c for c, _ in remote.calls)
+    assert [stdin for _, stdin in remote.calls if stdin] == [
+        imapc_config(server, Secret(PASSWORD), (2, 4))]
+
+
+def test_a_dovecot_whose_settings_differ_is_refused_before_the_password_is_written():
+    remote = FakeRemote()
+    remote.version = "2.2.36 (1f10bfa63)\n"
     server = OldServer("imap.x.example", 993, "a@x.example")
     importer = Importer(remote, "alice@example.test", server)
-    with pytest.raises(RuntimeError, match="the host's Dovecot is 2.4.1-4: expected 2.3"):
+    with pytest.raises(RuntimeError, match="the host's Dovecot is 2.2.36: expected 2.3 or 2.4"):
         run_import(importer, Secret(PASSWORD), as_json=False)
     assert remote.calls == [("dovecot --version", "")]
 

@@ -4,7 +4,8 @@ Dovecot in the receiver's namespace: 5,012 messages in 7 folders, non-ASCII fold
 (every folder, message, flag and internal date compared over IMAP on both sides), a second
 run copies nothing, and a run killed midway and run again leaves no message twice. The old
 password is read from the lab's secrets file and never shows in a process list, here or on
-the host."""
+the host. With Dovecot 2.3 (Ubuntu 24.04, Postfix) and 2.4 (Debian 13, chasquid) on the
+host."""
 
 from __future__ import annotations
 
@@ -17,7 +18,18 @@ import subprocess
 import time
 
 import pytest
-from lab_world import HOSTNAME, ROOT, VPS4, deploy, fresh_lab, lab, secrets, ssh, tls_context
+from lab_world import (
+    HOSTNAME,
+    ROOT,
+    VPS4,
+    deploy,
+    fresh_lab,
+    lab,
+    secrets,
+    ssh,
+    tls_context,
+    world_id,
+)
 from lab_world import world_env as env_of
 from secrecy import leaked
 
@@ -25,18 +37,20 @@ from lab.old_provider import FOLDERS, MESSAGES, OLD_HOSTNAME
 
 pytestmark = pytest.mark.lab
 
-WORLD = ("ubuntu-24.04", "postfix", "rfc2136", "http-01")
+# Dovecot 2.3 on Ubuntu 24.04 with Postfix; Dovecot 2.4 (its own settings) on Debian 13
+WORLDS = [("ubuntu-24.04", "postfix", "rfc2136", "http-01"),
+          ("debian-13", "chasquid", "rfc2136", "dns-01")]
 ALICE = "alice@example.test"
 MAILDIR = "/var/mail/vhosts/example.test/alice"
 COMMAND = [str(ROOT / "scripts" / "import-mail"), "inventory/lab.py", ALICE, "--from",
            "imaps://imap.old.example:993", "--user", "alice@old.example", "--json"]
 
 
-@pytest.fixture(scope="module")
-def world():
-    """A fresh lab with the old provider, deployed; its status."""
-    status = fresh_lab(WORLD[0], "--old-provider")
-    status["world"] = WORLD
+@pytest.fixture(scope="module", params=WORLDS, ids=[world_id(w) for w in WORLDS])
+def world(request):
+    """A fresh lab with the old provider, deployed in this world; its status."""
+    status = fresh_lab(request.param[0], "--old-provider")
+    status["world"] = request.param
     deploy(status, "-y")
     yield status
     lab("down")  # nothing of this world is left running after its tests

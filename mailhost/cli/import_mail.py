@@ -13,7 +13,8 @@ Nothing at the old provider changes.
 The old password comes from ``MAILHOST_IMPORT_PASSWORD_<ADDRESS>`` or ``[import_passwords]``
 of the secrets file, else it is asked for; it never goes on a command line: it reaches the
 host in a root-only configuration file (``IMPORT_DIR``, removed when the run ends) that
-``doveadm -c`` reads. TLS to the old server is verified against the host's CAs. Progress is
+``doveadm -c`` reads. TLS to the old server is verified against the host's CAs. Dovecot 2.3 and 2.4 each get
+their own settings (``dovecot --version`` on the host). Progress is
 shown every few seconds; the end reports folders, messages and bytes (the old mailbox, what
 this run brought, the mailbox here). Interrupting the command (Ctrl-C, or the command killed)
 stops ``doveadm`` on the host: run it again to go on. Exit 0 done, 1 the copy failed, 2 wrong
@@ -152,20 +153,24 @@ def dovecot_quoted(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def imapc_config(server: OldServer, password: Secret) -> str:
-    """doveadm's configuration for this import: the host's own, plus imapc's."""
+def imapc_config(server: OldServer, password: Secret, version: tuple[int, int] = (2, 3)) -> str:
+    """doveadm's configuration for this import: the host's own, plus imapc's (Dovecot
+    ``version``: 2.4 verifies the certificate by default and fetches sizes and headers as
+    2.3's imapc_features asks; its file must name its syntax first)."""
+    new = version >= (2, 4)
     return (
-        "# scripts/import-mail: removed when the import ends\n"
+        ("dovecot_config_version = 2.4.0\n" if new else "")
+        + "# scripts/import-mail: removed when the import ends\n"
         "!include /etc/dovecot/dovecot.conf\n"
         f"imapc_host = {server.host}\n"
         f"imapc_port = {server.port}\n"
         "imapc_ssl = imaps\n"
-        "imapc_ssl_verify = yes\n"
-        f"ssl_client_ca_file = {CA_FILE}\n"
+        + ("ssl_client_require_valid_cert = yes\n" if new else "imapc_ssl_verify = yes\n")
+        + f"ssl_client_ca_file = {CA_FILE}\n"
         f"imapc_user = {dovecot_quoted(server.user)}\n"
         f"imapc_password = {dovecot_quoted(password.reveal())}\n"
-        "imapc_features = rfc822.size fetch-headers\n"
-        "mail_prefetch_count = 20\n"
+        + ("" if new else "imapc_features = rfc822.size fetch-headers\n")
+        + "mail_prefetch_count = 20\n"
         "# dsync needs both sides to show folders with one separator: imapc's is the old\n"
         "# server's (\"/\" at most providers); the Maildir keeps its own on disk\n"
         "namespace inbox {\n"
@@ -234,6 +239,7 @@ class Importer:
     def __init__(self, remote: Remote, address: str, server: OldServer):
         self.remote, self.address, self.server = remote, address, server
         self.stopping = False  # set by SIGINT/SIGTERM: the copy stops at its next look
+        self.version = (2, 3)  # the host's Dovecot (check_dovecot)
         stem = address.replace("@", "_at_")
         self.config = f"{IMPORT_DIR}/{stem}.conf"
         self.log = f"{IMPORT_DIR}/{stem}.log"
@@ -244,7 +250,9 @@ class Importer:
 
     def status(self, old: bool = False) -> dict[str, tuple[int, int]]:
         """Each folder's messages and bytes: here, or at the old provider (``old``)."""
-        extra = ["-o", "mail_location=imapc:"] if old else []
+        storage = (["mail_driver=imapc", "mail_path="] if self.version >= (2, 4)
+                   else ["mail_location=imapc:"])
+        extra = [word for setting in storage for word in ("-o", setting)] if old else []
         command = self.doveadm(*extra, "-f", "tab", "mailbox", "status", "-u", self.address,
                                "messages vsize", "*", config=old)
         code, out, err = self.remote.run(command)
@@ -254,18 +262,20 @@ class Importer:
         return parse_status(out)
 
     def check_dovecot(self) -> None:
-        """The host's Dovecot speaks the settings written here (2.3's); RuntimeError if not."""
-        code, out, err = self.remote.run("dovecot --version")
+        """The host's Dovecot is one whose settings this command writes (2.3 or 2.4); its
+        version kept; RuntimeError if not."""
+        code, out, _ = self.remote.run("dovecot --version")
         version = tuple(int(n) for n in re.findall(r"\d+", out)[:2]) if code == 0 else ()
-        if version[:1] != (2,) or version >= (2, 4):
+        if version not in ((2, 3), (2, 4)):
             raise RuntimeError(f"the host's Dovecot is {out.split()[0] if out else 'missing'}: "
-                               "expected 2.3 (Ubuntu 22.04 and 24.04, Debian 12), whose "
-                               "imapc settings this command writes; 2.4's differ (untested)")
+                               "expected 2.3 or 2.4, whose imapc settings this command writes")
+        self.version = version
 
     def write_config(self, password: Secret) -> None:
         command = (f"umask 077 && mkdir -p {IMPORT_DIR} && chmod 700 {IMPORT_DIR} && "
                    f"cat > {shlex.quote(self.config)}")
-        code, _, err = self.remote.run(command, stdin=imapc_config(self.server, password))
+        code, _, err = self.remote.run(command, stdin=imapc_config(self.server, password,
+                                                                   self.version))
         if code != 0:
             raise RuntimeError(f"could not write {self.config} on the host: {err.strip()}")
 
