@@ -9,7 +9,7 @@ with a read-only overlay, and its /etc/passwd is the controller's plus Dovecot's
 unprivileged users and their groups (as backup_target does for sshd): the controller is not
 touched.
 
-The mailbox (``alice@old.example``) is written as Maildir files once (``MAILBOX``): folders
+The mailbox (``alice@old.example``) is written as Maildir files once (``write_mailbox``): folders
 with non-ASCII names, flags and keywords, 8-bit messages, one of 20 MB and 5,000 small ones;
 each file's mtime is its internal date. Its password is ``import_passwords."alice@example.test"``
 in the lab's secrets file, where ``scripts/import-mail inventory/lab.py`` finds it. Its
