@@ -13,10 +13,10 @@ Nothing at the old provider changes.
 The old password comes from ``MAILHOST_IMPORT_PASSWORD_<ADDRESS>`` or ``[import_passwords]``
 of the secrets file, else it is asked for; it never goes on a command line: it reaches the
 host in a root-only configuration file (``IMPORT_DIR``, removed when the run ends) that
-``doveadm -c`` reads. TLS to the old server is verified against the host's CAs. Dovecot 2.3 and 2.4 each get
-their own settings (``dovecot --version`` on the host). Progress is
-shown every few seconds; the end reports folders, messages and bytes (the old mailbox, what
-this run brought, the mailbox here). Interrupting the command (Ctrl-C, or the command killed)
+``doveadm -c`` reads. TLS to the old server is verified against the host's CAs. Dovecot 2.3
+and 2.4 each get their own settings (``dovecot --version`` on the host). Progress is shown
+every few seconds; the end reports folders, messages and bytes (the old mailbox, what this
+run brought, the mailbox here). Interrupting the command (Ctrl-C, or the command killed)
 stops ``doveadm`` on the host: run it again to go on. Exit 0 done, 1 the copy failed, 2 wrong
 arguments, inventory or settings.
 """
