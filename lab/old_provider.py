@@ -52,6 +52,8 @@ OLD_DOMAIN = "old.example"
 OLD_HOSTNAME = f"imap.{OLD_DOMAIN}"
 IMAPS_PORT = 993
 IMAP_URL = f"imaps://{OLD_HOSTNAME}:{IMAPS_PORT}"
+# the same server under a name its certificate does not hold: an import from there must fail
+UNCERTIFIED_NAME = f"other.{OLD_DOMAIN}"
 OLD_USER = f"alice@{OLD_DOMAIN}"
 LOCAL_USER = "alice@example.test"  # whose import password the secrets file holds
 DOVECOT_ROOT = CACHE_DIR / "dovecot"  # Debian's packages, unpacked

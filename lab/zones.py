@@ -8,7 +8,8 @@ Zones (all updatable with the TSIG key ``mailhost-lab``, the RFC 2136 provider's
   lab relay's name relay.example.net (A/AAAA, and the SPF record a sender includes)
 - ``lab.test``: the lab's own names (ns.lab.test = Knot, acme.lab.test = Pebble)
 - ``bl.lab.test``: an empty DNSBL zone for later checks
-- ``old.example``: the old provider's imap.old.example (lab/old_provider.py)
+- ``old.example``: the old provider's imap.old.example (lab/old_provider.py), and
+  other.old.example, the same server under a name its certificate does not hold
 - the reverse zones of 198.51.100.0/24 and the lane's /64 of 2001:db8::/32, with PTRs for
   every host of the lane
 
@@ -50,7 +51,7 @@ from .common import (
     log_tail,
     spawn,
 )
-from .old_provider import OLD4, OLD6, OLD_DOMAIN, OLD_HOSTNAME
+from .old_provider import OLD4, OLD6, OLD_DOMAIN, OLD_HOSTNAME, UNCERTIFIED_NAME
 from .relay import RELAY4, RELAY6, RELAY_HOSTNAME, RELAY_SPF
 
 SIGNED_ZONES = MAIL_DOMAINS
@@ -96,7 +97,8 @@ def zones() -> dict[str, str]:
         + f"{ACME_NAME}. IN A {HOST4}\n{ACME_NAME}. IN AAAA {HOST6}\n"
         + f"{DNSBL_ZONE}. IN NS {NS_NAME}.\n",
         DNSBL_ZONE: _head(DNSBL_ZONE),
-        OLD_DOMAIN: _head(OLD_DOMAIN) + f"imap IN A {OLD4}\nimap IN AAAA {OLD6}\n",
+        OLD_DOMAIN: _head(OLD_DOMAIN) + f"imap IN A {OLD4}\nimap IN AAAA {OLD6}\n"
+        + f"{UNCERTIFIED_NAME}. IN A {OLD4}\n",
         REVERSE4: _head(REVERSE4) + _ptrs(REVERSE4),
         REVERSE6: _head(REVERSE6) + _ptrs(REVERSE6),
     }

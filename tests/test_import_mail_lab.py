@@ -33,7 +33,7 @@ from lab_world import (
 from lab_world import world_env as env_of
 from secrecy import leaked
 
-from lab.old_provider import FOLDERS, MESSAGES, OLD_HOSTNAME
+from lab.old_provider import FOLDERS, MESSAGES, OLD_HOSTNAME, UNCERTIFIED_NAME
 
 pytestmark = pytest.mark.lab
 
@@ -235,5 +235,18 @@ def test_a_wrong_old_password_is_one_line_and_changes_nothing(world, empty_mailb
     assert "scripts/import-mail: could not read the old provider imaps://imap.old.example:993" \
         in output, output[-3000:]
     assert leaked({"wrong password": wrong}, output) == []
+    doveadm_gone()
+    assert count_here() == 0
+
+
+def test_the_old_servers_certificate_is_verified(world, empty_mailbox):
+    """The same server under a name its certificate does not hold: refused, nothing copied."""
+    command = [*COMMAND[:4], f"imaps://{UNCERTIFIED_NAME}:993", *COMMAND[5:]]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env=env_of(world))
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-3000:]
+    assert f"could not read the old provider imaps://{UNCERTIFIED_NAME}:993" in output, output
+    assert "certificate" in output.lower(), output[-3000:]
     doveadm_gone()
     assert count_here() == 0
