@@ -1,6 +1,6 @@
 """python -m lab up [--fresh [--host NAME]] [--image IMAGE] [--vps N] [--memory SIZE]
-[--dpkg-lock-seconds N] | down | reboot [--host NAME] | block-smtp on|off | status [--json]
-| ssh [--host NAME] [COMMAND...]   (the lane: MAILHOST_LAB_LANE, 0 to 3)"""
+[--dpkg-lock-seconds N] [--old-provider] | down | reboot [--host NAME] | block-smtp on|off
+| status [--json] | ssh [--host NAME] [COMMAND...]   (the lane: MAILHOST_LAB_LANE, 0 to 3)"""
 
 from __future__ import annotations
 
@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--memory", type=memory_size, metavar="SIZE",
                     help="cap the VPS's memory, no swap, as the smallest plans do (e.g. 1G); "
                          "another cap than the running VPS's rebuilds it")
+    up.add_argument("--old-provider", action="store_true",
+                    help="also start the old provider (imap.old.example, Dovecot holding "
+                         "alice's mail for scripts/import-mail); later `up` keep it running")
     up.add_argument("--json", action="store_true", help="print the status as JSON")
     commands.add_parser("down", help="stop everything the lab started and remove what it made")
     reboot = commands.add_parser("reboot", help="reboot a VPS (systemctl reboot; its network state "
@@ -68,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error("--host goes with --fresh (rebuild that VPS)")
             info = lab.up(paths, fresh=args.fresh, image_name=args.image,
                           dpkg_lock_seconds=args.dpkg_lock_seconds, memory=args.memory,
-                          vps_count=args.vps_count, host=args.host)
+                          vps_count=args.vps_count, host=args.host,
+                          old_provider_=args.old_provider)
             print(json.dumps(info, indent=2) if args.json else lab.describe(info))
             return 0 if info["running"] else 1
         if args.command == "down":

@@ -30,6 +30,7 @@ from . import (
     certs,
     images,
     network,
+    old_provider,
     pebble,
     proxy,
     relay,
@@ -74,8 +75,8 @@ from .vps import mounts_under
 RX_NS = network.Namespace(RX_NETNS, RX4, RX6)
 CLOUDFLARE_URL = f"http://{HOST4}:{CLOUDFLARE_PORT}/client/v4"
 # stopped in this order by `down`, after the VPS; Knot last
-COMPONENTS = ["relay", "receiver", "backup_target", "api_front", "cloudflare", "pebble",
-              "proxy", "knot", "powerdns"]
+COMPONENTS = ["old_provider", "relay", "receiver", "backup_target", "api_front", "cloudflare",
+              "pebble", "proxy", "knot", "powerdns"]
 POWERDNS_URL = f"http://{HOST4}:{POWERDNS_API_PORT}"
 
 
@@ -344,7 +345,7 @@ def stop_vps(paths: Paths, state: dict, vps_: Vps = FLEET[0]) -> None:
 
 def up(paths: Paths, fresh: bool = False, image_name: str | None = None,
        dpkg_lock_seconds: int = 0, memory: int | None = None, vps_count: int | None = None,
-       host: str | None = None) -> dict:
+       host: str | None = None, old_provider_: bool = False) -> dict:
     """Start every part of the lab that is not running; return status().
 
     + fresh: rebuild the VPS from the image's cached rootfs even if it runs
@@ -354,6 +355,8 @@ def up(paths: Paths, fresh: bool = False, image_name: str | None = None,
       cap, else none); another cap than the running VPS's rebuilds it
     + vps_count: how many VPS of common.FLEET to boot (default: as many as run, else 1)
     + host: with ``fresh``, rebuild only this VPS (its hostname)
+    + old_provider_: also start the old provider (imap.old.example); once started, every
+      later ``up`` keeps it running
     """
     started = time.monotonic()
     with locked(paths):
@@ -420,6 +423,9 @@ def up(paths: Paths, fresh: bool = False, image_name: str | None = None,
         if not _alive(state, "backup_target"):
             _record(paths, state, "backup_target",
                     backup_target.start(paths, RX_NS.exec_prefix()))
+        state["old_provider"] = old_provider_ or state.get("old_provider", False)
+        if state["old_provider"] and not _alive(state, "old_provider"):
+            _record(paths, state, "old_provider", old_provider.start(paths, RX_NS.exec_prefix()))
         for vps_ in booted(state):
             rebuild = fresh and (only is None or only == vps_)
             if rebuild or not _alive(state, vps_.key):
@@ -484,7 +490,8 @@ def down(paths: Paths) -> dict[str, list]:
             vps.remove_rootfs(paths, vps_)
         backup_target.remove_repository(paths)
         state["stopped_procs"] = stopped
-        for key in ("vps_states", "vps_count", "image", "dpkg_lock_seconds", "memory"):
+        for key in ("vps_states", "vps_count", "image", "dpkg_lock_seconds", "memory",
+                    "old_provider"):
             state.pop(key, None)
         save_state(paths, state)
         release_lane(paths)
@@ -522,8 +529,9 @@ def status(paths: Paths) -> dict:
     parts = {name: {**data, "alive": Proc.from_json(data).alive()}
              for name, data in state.get("procs", {}).items()}
     world = state.get("world", "knot")
+    wanted = {"powerdns": world == "powerdns", "old_provider": state.get("old_provider", False)}
     running = all(_alive(state, name) for name in COMPONENTS
-                  if name != "powerdns" or world == "powerdns") and all(
+                  if wanted.get(name, True)) and all(
         _alive(state, v.key) for v in booted(state))
     image = images.IMAGES.get(state.get("image", ""))
     hosts = [vps_status(paths, state, v, image) for v in booted(state)]
@@ -600,6 +608,8 @@ def status(paths: Paths) -> dict:
             "host_key": str(backup_target.host_key(paths)) + ".pub",
             "secrets_in": f"{paths.secrets_file} (keys backup_password, backup_ssh_key)",
         },
+        # scripts/lab up --old-provider: where scripts/import-mail brings mail from
+        "old_provider": old_provider.status(paths, _alive(state, "old_provider")),
         "apt_proxy": f"http://{HOST4}:{PROXY_PORT}",
         "apt_cache": {"url": apt_cache.URL, "directory": str(apt_cache.CACHE),
                       "pid": (apt_cache.running() or Proc(0, 0)).pid or None},
@@ -651,6 +661,9 @@ def describe(info: dict) -> str:
         "(scripts/lab block-smtp on|off)",
         f"  Backups    SFTP {info['backup_target']['repository']} (restic)  "
         f"{pids.get('backup_target', missing)}",
+        *([f"  Old IMAP   {info['old_provider']['imap_url']} ({info['old_provider']['user']}, "
+           f"{info['old_provider']['messages']} messages)  {pids.get('old_provider', missing)}"]
+          if info["old_provider"]["running"] else []),
         f"  apt proxy  tinyproxy {info['apt_proxy']} to {', '.join(info['apt_proxy_allows'])}  "
         f"{pids.get('proxy', missing)}",
         f"             via the package cache {info['apt_cache']['url']} (apt-cacher-ng, every "

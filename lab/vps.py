@@ -96,7 +96,7 @@ def prepare_rootfs(paths: Paths, image: Image, dpkg_lock_seconds: int = 0,
 
 
 RESOLVER_SNIPPET = "etc/unbound/unbound.conf.d/mailhost-lab.conf"
-INSECURE_TOPS = ["test", "net", "arpa"]  # the lab's unsigned names live under these
+INSECURE_TOPS = ["test", "net", "arpa", "example"]  # the lab's unsigned names live under these
 # names unbound answers itself by default (RFC 6761 "test.", RFC 6303's TEST-NET reverse
 # zones): the lab's names live there, so they are asked of Knot like any other
 UNBOUND_LOCAL_ZONES = ["test", "100.51.198.in-addr.arpa", "8.b.d.0.1.0.0.2.ip6.arpa"]

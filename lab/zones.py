@@ -8,6 +8,8 @@ Zones (all updatable with the TSIG key ``mailhost-lab``, the RFC 2136 provider's
   lab relay's name relay.example.net (A/AAAA, and the SPF record a sender includes)
 - ``lab.test``: the lab's own names (ns.lab.test = Knot, acme.lab.test = Pebble)
 - ``bl.lab.test``: an empty DNSBL zone for later checks
+- ``old.example``: the old provider's imap.old.example (lab/old_provider.py), and
+  other.old.example, the same server under a name its certificate does not hold
 - the reverse zones of 198.51.100.0/24 and the lane's /64 of 2001:db8::/32, with PTRs for
   every host of the lane
 
@@ -49,6 +51,7 @@ from .common import (
     log_tail,
     spawn,
 )
+from .old_provider import OLD4, OLD6, OLD_DOMAIN, OLD_HOSTNAME, UNCERTIFIED_NAME
 from .relay import RELAY4, RELAY6, RELAY_HOSTNAME, RELAY_SPF
 
 SIGNED_ZONES = MAIL_DOMAINS
@@ -56,7 +59,7 @@ REVERSE4 = "100.51.198.in-addr.arpa"
 # the lane's /64: 0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa (2001:db8::/64) in lane 0
 REVERSE6 = dns.reversename.from_address(HOST6).split(19)[1].to_text(omit_final_dot=True)
 PTRS = {HOST4: NS_NAME, HOST6: NS_NAME, RX4: RX_HOSTNAME, RX6: RX_HOSTNAME,
-        RELAY4: RELAY_HOSTNAME, RELAY6: RELAY_HOSTNAME,
+        RELAY4: RELAY_HOSTNAME, RELAY6: RELAY_HOSTNAME, OLD4: OLD_HOSTNAME, OLD6: OLD_HOSTNAME,
         **{address: vps.hostname for vps in FLEET for address in (vps.ipv4, vps.ipv6)}}
 
 
@@ -94,6 +97,8 @@ def zones() -> dict[str, str]:
         + f"{ACME_NAME}. IN A {HOST4}\n{ACME_NAME}. IN AAAA {HOST6}\n"
         + f"{DNSBL_ZONE}. IN NS {NS_NAME}.\n",
         DNSBL_ZONE: _head(DNSBL_ZONE),
+        OLD_DOMAIN: _head(OLD_DOMAIN) + f"imap IN A {OLD4}\nimap IN AAAA {OLD6}\n"
+        + f"{UNCERTIFIED_NAME}. IN A {OLD4}\n",
         REVERSE4: _head(REVERSE4) + _ptrs(REVERSE4),
         REVERSE6: _head(REVERSE6) + _ptrs(REVERSE6),
     }

@@ -15,12 +15,14 @@ The secrets file is TOML, kept out of git (``secrets/secrets.toml`` by default, 
     backup_s3_secret_access_key = "..."
     [passwords]
     "alice@example.com" = "..."
+    [import_passwords]                  # scripts/import-mail: the old provider's password,
+    "alice@example.com" = "..."         # by the local address the mail is brought into
 
 The environment wins over the file: CLOUDFLARE_API_TOKEN, MAILHOST_TSIG_SECRET,
 MAILHOST_ACME_TSIG_SECRET, CLOUDFLARE_ACME_API_TOKEN, MAILHOST_RELAY_PASSWORD,
 MAILHOST_BACKUP_PASSWORD, MAILHOST_BACKUP_SSH_KEY, MAILHOST_BACKUP_S3_ACCESS_KEY_ID,
 MAILHOST_BACKUP_S3_SECRET_ACCESS_KEY, LEXICON_<PROVIDER>_<OPTION> and
-MAILHOST_PASSWORD_<USER>_<DOMAIN>
+MAILHOST_PASSWORD_<USER>_<DOMAIN>, MAILHOST_IMPORT_PASSWORD_<USER>_<DOMAIN>
 (address upper-cased, every other character as ``_``). Only the two ACME credentials (for
 certbot's DNS-01; without them the VPS gets the provisioning credential) and the backup ones
 go to the VPS.
@@ -95,6 +97,28 @@ class BackupSecrets:
 
 def password_variable(address: str) -> str:
     return "MAILHOST_PASSWORD_" + re.sub(r"[^A-Z0-9]", "_", address.upper())
+
+
+def import_password_variable(address: str) -> str:
+    return password_variable(address).replace("MAILHOST_", "MAILHOST_IMPORT_", 1)
+
+
+def import_password(settings: Settings, address: str, environ=None) -> Secret | None:
+    """The old provider's password for ``scripts/import-mail`` into ``address``:
+    MAILHOST_IMPORT_PASSWORD_<ADDRESS> or ``[import_passwords]`` of the secrets file; None
+    when neither holds one (the command then asks). The refusal never shows the value."""
+    environ = os.environ if environ is None else environ
+    table = _read_file(Path(settings.secrets_file)).get("import_passwords", {})
+    if not isinstance(table, dict):
+        raise SettingsError("secrets: import_passwords: expected a table of passwords by "
+                            'local address ([import_passwords] "alice@example.com" = "...")')
+    value = environ.get(import_password_variable(address)) or table.get(address)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or any(unicodedata.category(c) == "Cc" for c in value):
+        raise SettingsError(f"secrets: import password of {address}: expected text without "
+                            "control characters (newline, tab...)")
+    return Secret(value)
 
 
 def load_secrets(settings: Settings, environ=None) -> Secrets:

@@ -1,6 +1,6 @@
-"""The command lines (scripts/check, rotate-dkim, rotate-tls-key, reports): each reads the
-inventory here, as ``pyinfra`` does (group_data/ included), and each host's settings through
-run.per_host, the one per-host loop (a wrong value: one line naming the host)."""
+"""The command lines (scripts/check, rotate-dkim, rotate-tls-key, reports, import-mail): each
+reads the inventory here, as ``pyinfra`` does (group_data/ included), and each host's settings
+through run.per_host, the one per-host loop (a wrong value: one line naming the host)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,18 @@ def read_inventory(path: str, connect: bool = False) -> Inventory:
         state.init(inventory, config)
         connect_all(state)
     return inventory
+
+
+def connect_host(inventory: Inventory, name: str):
+    """Connect one host of an inventory read by read_inventory (the others stay unconnected);
+    PyinfraError when it cannot be reached."""
+    from pyinfra.context import ctx_state
+
+    state = ctx_state.get()
+    state.init(inventory, ctx_config.get())
+    host = inventory.get_host(name)
+    host.connect(show_errors=False, raise_exceptions=True)
+    return host
 
 
 def arguments(prog: str, doc: str) -> argparse.ArgumentParser:

@@ -22,7 +22,12 @@ from mailhost.settings.model import (
     Settings,
     load_settings,
 )
-from mailhost.settings.values import DOCUMENTATION_NETWORKS, MAX_ROTATING_SELECTOR, domain_name
+from mailhost.settings.values import (
+    DOCUMENTATION_NETWORKS,
+    MAX_ROTATING_SELECTOR,
+    domain_name,
+    email_address,
+)
 
 __all__ = (
     "CLOUDFLARE_API",
@@ -34,5 +39,6 @@ __all__ = (
     "Settings",
     "SettingsError",
     "domain_name",
+    "email_address",
     "load_settings",
 )

@@ -151,6 +151,12 @@ def _email(value) -> str:
     return _address(value)
 
 
+def email_address(value, foreign: bool = False) -> str:
+    """An e-mail address, its domain lower case (``foreign``: another system's, whose local
+    part may hold '+' and '='); ValueError saying what is expected."""
+    return _address(value, foreign)
+
+
 def _forward_target(value) -> str:
     return _address(value, foreign=True)
 
