@@ -170,3 +170,95 @@ def test_a_host_that_is_only_a_backup_is_not_asked_for_a_users_login(monkeypatch
     assert len(logins) == 3, primary
     assert not set(logins) & set(backup)
     assert set(backup) == set(primary) - set(logins)
+
+
+# A domain moving from host "old" (now its backup MX) to host "mail" (move_from)
+MOVED_TO = dict(**PRIMARY, move_from={"example.test": "old"})
+OLD = dict(BACKUP, mail_hostname="old.example.test",
+           backup_repository="sftp:root@backup.example:/r")
+
+
+def moving(**new):
+    return {"mail": sample_settings(**{**MOVED_TO, **new}), "old": sample_settings(**OLD)}
+
+
+def test_a_move_is_the_new_hosts_to_receive_and_the_old_hosts_to_send():
+    hosts = moving()
+    check_fleet(hosts)
+    new, old = fleet_view(hosts, "mail"), fleet_view(hosts, "old")
+    assert [(m.domain, m.old, m.users) for m in new.moves_in] == [
+        ("example.test", "old", ("alice@example.test", "bob@example.test"))]
+    assert new.moves_out == () and old.moves_in == ()
+    assert old.moves_out == ("example.test",)
+    # meanwhile the old host is the domain's backup MX: what reaches it goes to the new host
+    assert old.mx == {"example.test": ("mail.example.test", "old.example.test")}
+    assert [h.hostname for h in old.held[0].mail_hosts] == ["mail.example.test"]
+
+
+@pytest.mark.parametrize(("change", "hosts", "expected"), [
+    ({"move_from": {"example.test": "gone"}}, None,
+     "mail: settings: move_from = {'example.test': 'gone'}: expected a host of this inventory "
+     "(old)"),
+    ({}, {"backup_mx_for": [], "mail_domains": ["other.test"],
+          "dns_zones": ["example.test", "other.test"]},
+     "mail: settings: move_from = {'example.test': 'old'}: expected old to have example.test "
+     "in backup_mx_for while the domain moves"),
+    ({}, {"backup_repository": None},
+     "mail: settings: move_from = {'example.test': 'old'}: expected old to have "
+     "backup_repository"),
+])
+def test_a_move_the_inventory_cannot_carry_out_is_refused_in_one_line(change, hosts, expected):
+    inventory = {"mail": sample_settings(**{**MOVED_TO, **change}),
+                 "old": sample_settings(**{**OLD, **(hosts or {})})}
+    with pytest.raises(SettingsError) as raised:
+        check_fleet(inventory)
+    line = str(raised.value)
+    assert line.startswith(expected) and "\n" not in line
+
+
+def test_move_from_names_a_domain_of_this_host_and_another_host():
+    for value, expected in [({"shop.test": "old"}, "move_from = 'shop.test': expected a domain "
+                             "of mail_domains"),
+                            ({"example.test": "mail.example.test"},
+                             "move_from = 'mail.example.test': expected another host")]:
+        with pytest.raises(SettingsError) as raised:
+            sample_settings(**{**MOVED_TO, "move_from": value})
+        assert expected in str(raised.value)
+        assert "\n" not in str(raised.value)
+
+
+def test_a_move_to_a_secrets_dir_without_the_domains_dkim_key_is_refused(tmp_path):
+    from pyinfra.api.exceptions import PyinfraError
+
+    from mailhost.run import refuse_a_move_without_its_key
+    key_dir = tmp_path / "old" / "dkim" / "example.test"
+    key_dir.mkdir(parents=True)
+    hosts = {"mail": sample_settings(**MOVED_TO, secrets_dir=str(tmp_path / "new")),
+             "old": sample_settings(**OLD, secrets_dir=str(tmp_path / "old"))}
+    with pytest.raises(PyinfraError) as raised:
+        refuse_a_move_without_its_key(hosts)
+    assert str(raised.value).startswith(
+        "mail: settings: move_from = {'example.test': 'old'}: expected example.test's DKIM key "
+        f"in this host's secrets_dir ({tmp_path}/new/dkim/example.test): copy {key_dir} there")
+    (tmp_path / "new" / "dkim" / "example.test").mkdir(parents=True)
+    refuse_a_move_without_its_key(hosts)  # copied: the move goes ahead
+    refuse_a_move_without_its_key(moving())  # one secrets_dir for both (the sample's)
+
+
+def test_the_receiving_script_merges_each_user_with_a_one_way_dsync_and_cleans_up():
+    from mailhost.host import move
+    from mailhost.operations.files import render
+    old = sample_settings(**OLD)
+    text = render("move/receive.sh.j2", old, domain="example.test", old="old",
+                  environment="/etc/mailhost/backup/move-example.test/env",
+                  sftp_command=None, tag=move.tag("example.test"),
+                  staging="/var/lib/mailhost-move/example.test",
+                  where="/etc/mailhost/backup/move-example.test",
+                  users="alice@example.test bob@example.test",
+                  marker=move.received_marker("example.test"))
+    assert "restic snapshots --tag mailhost-move-example.test --latest 1 --json" in text
+    assert 'doveadm sync -1 -R -u "$user" "maildir:$source"' in text
+    assert "for user in alice@example.test bob@example.test; do" in text
+    assert text.rstrip().endswith(
+        'rm -rf "$staging" /etc/mailhost/backup/move-example.test')
+    assert "password" not in text.replace("RESTIC_PASSWORD_FILE", "")
