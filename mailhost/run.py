@@ -68,10 +68,19 @@ class MailRun:
     def zone_sync(self, zone: str, read_host_key: HostsKeyReader) -> ZoneSync:
         records = {r.zone: r for r in records_by_zone(self.settings, self._reader(read_host_key),
                                                       self.steps, self.in_run)}
-        counted = self.counted_hosts(zone)
-        if counted:
-            records[zone] = replace(records[zone], notices=(*records[zone].notices, counted))
+        said = [line for line in (self.counted_hosts(zone), self.moving_into(zone)) if line]
+        if said:
+            records[zone] = replace(records[zone], notices=(*records[zone].notices, *said))
         return self._sync(zone, records[zone])
+
+    def moving_into(self, zone: str) -> str:
+        """When a domain of ZONE moves between hosts (move_from): the line saying so ('' else);
+        its changed records are expected (ZoneSync.moving)."""
+        moves = [f"{domain} from {old} to {name}" for name, s in self.settings.items()
+                 for domain, old in s.move_from.items()
+                 if domain == zone or domain.endswith(f".{zone}")]
+        return (f"moving: {', '.join(moves)} (its records change with it; the limit on the "
+                "share of the zone one run changes does not apply)") if moves else ""
 
     def counted_hosts(self, zone: str) -> str:
         """When some hosts serving ZONE are not in this run: the line saying whose records the
@@ -112,7 +121,7 @@ class MailRun:
         first = self._first(zone)
         provider = make_provider(self.settings[first], self.secrets[first])
         return ZoneSync(records, provider, force=self.settings[first].dns_force,
-                        memory=self.memory(zone))
+                        memory=self.memory(zone), moving=bool(self.moving_into(zone)))
 
     def tlsa_preview(self, zone: str, read_host_key: HostsKeyReader) -> ZonePlan | None:
         """When a host's certificate key does not exist yet (a first deploy), or a key

@@ -63,7 +63,11 @@ def test_the_backups_postfix_takes_held_mail_for_known_addresses_and_hands_it_ov
     assert postfix.relay_recipient_map(view).splitlines() == [
         "alice@example.test OK", "bob@example.test OK", "list@example.test OK",
         "postmaster@example.test OK", "sales@example.test OK"]
-    assert postfix.tls_policy_map(view) == "example.test secure match=mail.example.test\n"
+    assert postfix.tls_policy_map(view) == (
+        "example.test secure match=mail.example.test\n"
+        "[mail.example.test] secure match=mail.example.test\n")
+    # to the mail host by its name, never by the domain's MX (it may still name this host)
+    assert postfix.held_transport_map(view) == "example.test relay:[mail.example.test]\n"
     assert postfix.etrn_clients(view) == "198.51.100.10 OK\n2001:db8::10 OK\n"
 
 
@@ -71,6 +75,7 @@ def test_a_host_alone_relays_for_nobody():
     main_cf = postfix.rendered("main.cf", sample_settings(), fleet=ALONE)
     assert "relay_domains" not in main_cf and "smtp_tls_policy_maps" not in main_cf
     assert postfix.relay_recipient_map(ALONE) == postfix.tls_policy_map(ALONE) == ""
+    assert postfix.held_transport_map(ALONE) == ""
     assert postfix.etrn_clients(ALONE) == ""
 
 
