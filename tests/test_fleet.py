@@ -267,3 +267,26 @@ def test_the_receiving_script_merges_each_user_with_a_one_way_dsync_and_cleans_u
     assert text.rstrip().endswith(
         'rm -rf "$staging" /etc/mailhost/backup/move-example.test')
     assert "password" not in text.replace("RESTIC_PASSWORD_FILE", "")
+
+
+def test_while_a_domain_moves_the_new_host_takes_it_before_the_old_one_relays_it():
+    """The new host's mailbox maps are written before its main.cf (it takes the domain at its
+    reload); the old host's after its reload (dropped before it, its users would be refused);
+    the old host hands the domain to the new one by name (the MX still names the old one)."""
+    hosts = moving()
+    new, old = fleet_view(hosts, "mail"), fleet_view(hosts, "old")
+    assert postfix.maps_before_main_cf(new) == [
+        "vmailbox", "virtual", "sender_login", "transport", "relay_recipients", "tls_policy"]
+    assert postfix.maps_before_main_cf(old) == ["transport", "relay_recipients", "tls_policy"]
+    assert postfix.held_transport_map(old) == "example.test relay:[mail.example.test]\n"
+    main_cf = postfix.rendered("main.cf", sample_settings(**OLD), fleet=old)
+    assert "\nrelay_domains = example.test\n" in main_cf
+
+
+def test_the_plan_of_a_zone_whose_domain_moves_says_so():
+    from mailhost.run import MailRun
+    run = MailRun(moving(), {})
+    assert run.moving_into("example.test") == (
+        "moving: example.test from old to mail (its records change with it; the limit on the "
+        "share of the zone one run changes does not apply)")
+    assert MailRun(fleet(), {}).moving_into("example.test") == ""
