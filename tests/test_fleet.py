@@ -260,10 +260,11 @@ def test_the_receiving_script_merges_each_user_with_a_one_way_dsync_and_cleans_u
                   staging="/var/lib/mailhost-move/example.test",
                   where="/etc/mailhost/backup/move-example.test",
                   users="alice@example.test bob@example.test",
-                  marker=move.received_marker("example.test"))
+                  marker=move.received_marker("example.test"), etrn=postfix.ETRN_SCRIPT)
     assert "restic snapshots --tag mailhost-move-example.test --latest 1 --json" in text
     assert 'doveadm sync -1 -R -u "$user" "maildir:$source"' in text
     assert "for user in alice@example.test bob@example.test; do" in text
+    assert f"{postfix.ETRN_SCRIPT} >/dev/null 2>&1 || true" in text  # what old still holds
     assert text.rstrip().endswith(
         'rm -rf "$staging" /etc/mailhost/backup/move-example.test')
     assert "password" not in text.replace("RESTIC_PASSWORD_FILE", "")

@@ -283,7 +283,10 @@ def test_a_domain_moved_to_another_host_keeps_its_mail_and_loses_none_in_the_win
         deadline = time.monotonic() + 120
         while not copies_on(new, carols, message_id) and time.monotonic() < deadline:
             time.sleep(2)
-        assert len(copies_on(new, carols, message_id)) == 1, message_id
+        found = copies_on(new, carols, message_id)
+        assert len(found) == 1, (message_id, sent.index(message_id), len(sent), found,
+                                 copies_on(old, carols, message_id),
+                                 lab_ssh(old.hostname, "postqueue -p | tail -8"))
     with carol(fleet, new) as client:
         (flags,) = flags_of(client, before)
         assert "\\Flagged" in flags

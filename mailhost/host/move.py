@@ -8,7 +8,8 @@ staging directory with the old host's repository credentials and merges each use
 into its own with Dovecot's one-way dsync (``doveadm sync -1 -R``: messages, folders, flags;
 mail that reached the new host already is kept), then removes the staging copy and the
 credentials (``receive``). Each side runs once (a marker in BACKUP_DIR), so a second run
-changes nothing.
+changes nothing. Last, the new host asks the old one for what it relayed but still holds
+(ETRN).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from mailhost.host.backup import (
     known_hosts,
     sftp_command,
 )
+from mailhost.host.postfix import ETRN_SCRIPT
 from mailhost.operations.files import directory, put_text, write_template
 from mailhost.operations.secret_file import secret_file
 from mailhost.secrets import Secret, Secrets
@@ -116,7 +118,7 @@ def _receive(move: Move, old: Settings, old_secrets: Secrets) -> None:
                    sftp_command=sftp_command(old, ssh_key, known), tag=tag(move.domain),
                    staging=f"{STAGING}/{move.domain}", where=where,
                    users=" ".join(shlex.quote(u) for u in move.users),
-                   marker=received_marker(move.domain))
+                   marker=received_marker(move.domain), etrn=ETRN_SCRIPT)
     server.shell(name=f"Move of {move.domain} from {move.old}: its mailboxes from that host's "
                       "last snapshot, merged here (restic restore, doveadm sync)",
                  commands=[script])
