@@ -5,6 +5,7 @@ inventory, and the backup's Postfix files, facts in -> files out."""
 import pytest
 from sample import sample_settings
 
+from mailhost import paths
 from mailhost.host import postfix
 from mailhost.settings import SettingsError
 from mailhost.settings.fleet import ALONE, check_fleet, fleet_view
@@ -260,20 +261,21 @@ def test_the_receiving_script_merges_each_user_with_a_one_way_dsync_and_cleans_u
                   staging="/var/lib/mailhost-move/example.test",
                   where="/etc/mailhost/backup/move-example.test",
                   users="alice@example.test bob@example.test",
-                  marker=move.received_marker("example.test"), etrn=postfix.ETRN_SCRIPT)
+                  marker=move.received_marker("example.test"), etrn=paths.ETRN_SCRIPT)
     assert "restic snapshots --tag mailhost-move-example.test --latest 1 --json" in text
     assert 'doveadm sync -1 -R -u "$user" "maildir:$source"' in text
     assert "for user in alice@example.test bob@example.test; do" in text
-    assert f"{postfix.ETRN_SCRIPT} >/dev/null 2>&1 || true" in text  # what old still holds
+    assert f"{paths.ETRN_SCRIPT} >/dev/null 2>&1 || true" in text  # what old still holds
     assert text.rstrip().endswith(
         'rm -rf "$staging" /etc/mailhost/backup/move-example.test')
     assert "password" not in text.replace("RESTIC_PASSWORD_FILE", "")
 
 
 def test_while_a_domain_moves_the_new_host_takes_it_before_the_old_one_relays_it():
-    """The new host's mailbox maps are written before its main.cf (it takes the domain at its
-    reload); the old host's after its reload (dropped before it, its users would be refused);
-    the old host hands the domain to the new one by name (the MX still names the old one)."""
+    """The maps main.cf may start to read are written before it (the new host's mailbox maps
+    too: it takes the domain at its reload; the old host's after its reload: dropped before
+    it, its users would be refused); the old host hands the domain to the new one by name (the
+    MX still names the old one). The order across the two hosts: tests/test_fleet_lab.py."""
     hosts = moving()
     new, old = fleet_view(hosts, "mail"), fleet_view(hosts, "old")
     assert postfix.maps_before_main_cf(new) == [

@@ -3,11 +3,11 @@ host lists the domain in ``backup_mx_for`` meanwhile: docs/fleet.md, "Moving a d
 
 In one run, after both hosts' MTAs are configured and before the domain's DNS changes: the old
 host, whose Postfix now relays the domain to the new host instead of delivering it, takes a last
-restic snapshot of the domain's mailboxes (``send``); the new host restores that snapshot into a
+restic snapshot of the domain's mailboxes; the new host restores that snapshot into a
 staging directory with the old host's repository credentials and merges each user's Maildir
 into its own with Dovecot's one-way dsync (``doveadm sync -1 -R``: messages, folders, flags;
 mail that reached the new host already is kept), then removes the staging copy and the
-credentials (``receive``). Each side runs once (a marker in BACKUP_DIR), so a second run
+credentials (``send_and_receive``). Each side runs once (a marker in BACKUP_DIR), so a second run
 changes nothing. Last, the new host asks the old one for what it relayed but still holds
 (ETRN).
 """
@@ -27,7 +27,6 @@ from mailhost.host.backup import (
     known_hosts,
     sftp_command,
 )
-from mailhost.host.postfix import ETRN_SCRIPT
 from mailhost.operations.files import directory, put_text, write_template
 from mailhost.operations.secret_file import secret_file
 from mailhost.secrets import Secret, Secrets
@@ -60,39 +59,40 @@ def _done(marker: str) -> bool:
     return known and state is not None
 
 
-def send(settings: Settings, fleet: FleetView) -> None:
-    """On the old host of each domain moving away: the last snapshot of its mailboxes, taken
-    once its Postfix relays the domain to the new host (nothing is delivered here after it).
+def sending(fleet: FleetView) -> list[str]:
+    """The domains moving away from this host whose last snapshot is not taken yet."""
+    return [d for d in fleet.moves_out if not _done(sent_marker(d))]
 
-    + settings: the old host's (backup_repository: where the snapshot goes)
-    + fleet: its part of the inventory (moves_out: the domains moving away)
+
+def receiving(fleet: FleetView) -> list[Move]:
+    """The domains moving here whose mailboxes have not come yet."""
+    return [m for m in fleet.moves_in if not _done(received_marker(m.domain))]
+
+
+def send_and_receive(fleet: FleetView, every_settings: dict[str, Settings],
+                     every_secrets: dict[str, Secrets]) -> None:
+    """One step of both hosts of a move (pyinfra runs it on both before either goes on): the
+    old host's last snapshot of the domain's mailboxes, taken now that its Postfix relays the
+    domain (nothing is delivered there after it); then the new host restores and merges it.
+
+    + fleet: this host's part of the inventory (moves_out, moves_in)
+    + every_settings, every_secrets: every host's, by name (the old host's repository and its
+      credentials, kept on the new host only while the move runs)
     """
-    for domain in fleet.moves_out:
-        if _done(sent_marker(domain)):
-            continue
+    out, into = sending(fleet), receiving(fleet)
+    if not (out or into):
+        return
+    commands = []
+    for domain in out:
         mailboxes = f"{paths.MAILBOX_ROOT}/{domain}"
-        server.shell(
-            name=f"Move of {domain}: the last snapshot of its mailboxes here (restic, tag "
-                 f"{tag(domain)})",
-            commands=[f"install -d -o {paths.VMAIL_UID} -g {paths.VMAIL_GID} {mailboxes}",
-                      f"{RESTIC} backup --quiet --tag {tag(domain)} {mailboxes}",
-                      f"date -u +%Y-%m-%dT%H:%M:%SZ > {sent_marker(domain)}"])
-
-
-def receive(settings: Settings, fleet: FleetView, old_settings: dict[str, Settings],
-            old_secrets: dict[str, Secrets]) -> None:
-    """On the new host of each domain moving here: the old host's last snapshot of its
-    mailboxes restored and merged into the users' Maildirs, once.
-
-    + settings: the new host's
-    + fleet: its part of the inventory (moves_in: the domains moving here, their users)
-    + old_settings, old_secrets: every host's, by name (the old host's repository and its
-      credentials, kept on this host only while the move runs)
-    """
-    for move in fleet.moves_in:
-        if _done(received_marker(move.domain)):
-            continue
-        _receive(move, old_settings[move.old], old_secrets[move.old])
+        commands += [f"install -d -o {paths.VMAIL_UID} -g {paths.VMAIL_GID} {mailboxes}",
+                    f"{RESTIC} backup --quiet --tag {tag(domain)} {mailboxes}",
+                    f"date -u +%Y-%m-%dT%H:%M:%SZ > {sent_marker(domain)}"]
+    names = ", ".join([*out, *(m.domain for m in into)])
+    server.shell(name=f"Move of {names}: the old host's last snapshot of its mailboxes (restic, "
+                      f"tag {paths.BACKUP_TAG}-move-DOMAIN)", commands=commands or ["true"])
+    for move in into:
+        _receive(move, every_settings[move.old], every_secrets[move.old])
 
 
 def _receive(move: Move, old: Settings, old_secrets: Secrets) -> None:
@@ -118,7 +118,7 @@ def _receive(move: Move, old: Settings, old_secrets: Secrets) -> None:
                    sftp_command=sftp_command(old, ssh_key, known), tag=tag(move.domain),
                    staging=f"{STAGING}/{move.domain}", where=where,
                    users=" ".join(shlex.quote(u) for u in move.users),
-                   marker=received_marker(move.domain), etrn=ETRN_SCRIPT)
+                   marker=received_marker(move.domain), etrn=paths.ETRN_SCRIPT)
     server.shell(name=f"Move of {move.domain} from {move.old}: its mailboxes from that host's "
                       "last snapshot, merged here (restic restore, doveadm sync)",
                  commands=[script])

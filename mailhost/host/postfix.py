@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 
 from pyinfra.operations import server
 
-from mailhost.host import CertificateReader, QueueReader, base
+from mailhost import paths
+from mailhost.host import CertificateReader, QueueReader, base, move
 from mailhost.host.users import alias_map, mailbox_map, mailbox_root, sender_login_map
 from mailhost.keys.steps import KeySteps
 from mailhost.operations.files import put_text, render, write_template
@@ -29,7 +30,7 @@ PACKAGES = ("postfix",)
 SASL_CLIENT_PACKAGE = "libsasl2-modules"
 UNITS = ("postfix",)
 # a mail host with backup MX hosts asks them for held mail when Postfix starts (ETRN)
-ETRN_SCRIPT = "/usr/local/lib/mailhost/etrn"
+ETRN_SCRIPT = paths.ETRN_SCRIPT
 ETRN_UNIT = "/etc/systemd/system/mailhost-etrn.service"
 ROOTS = ("/etc/postfix", ETRN_SCRIPT, ETRN_UNIT)
 CERTIFICATE_READERS = (CertificateReader("postfix", after_renewal="reload"),)
@@ -52,14 +53,24 @@ def configure(settings: Settings, secrets: Secrets, steps: KeySteps | None = Non
             "sender_login": sender_login_map(settings),
             "transport": transport_map(data["pace"]) + held_transport_map(fleet),
             "relay_recipients": relay_recipient_map(fleet), "tls_policy": tls_policy_map(fleet)}
+    receiving, sending = move.receiving(fleet), move.sending(fleet)
     first = maps_before_main_cf(fleet)
-    changed = any([_postmap(name, maps[name]) for name in first])
-    changed |= any([
-        write_template("postfix/main.cf.j2", "/etc/postfix/main.cf", settings, **data),
-        write_template("postfix/master.cf.j2", "/etc/postfix/master.cf", settings, **data),
-    ])
-    if changed:
-        _switch_moving_domains(fleet)
+    changed = False
+    if receiving:  # the new host of a moving domain: it takes the domain first...
+        changed = _maps_and_main_cf(settings, data, maps, first)
+    if receiving or sending:
+        # ...one step of both hosts (pyinfra runs it on both before either goes on): the new
+        # host reloaded, the old one not yet
+        server.shell(name="Postfix: a domain moving between hosts switches (the new host "
+                          "first)",
+                     commands=["systemctl try-reload-or-restart postfix" if receiving
+                               else "true"])
+    if not receiving:  # ...then the old host relays it there
+        changed = _maps_and_main_cf(settings, data, maps, first)
+        if sending:
+            server.shell(name=f"Postfix relays {', '.join(sending)} to its new host now "
+                              "(reloaded before its mailbox maps drop the domain)",
+                         commands=["systemctl try-reload-or-restart postfix"])
     changed |= any([
         *[_postmap(name, content) for name, content in maps.items() if name not in first],
         put_text(ETRN_CLIENTS, etrn_clients(fleet)),
@@ -78,18 +89,15 @@ def maps_before_main_cf(fleet: FleetView) -> list[str]:
     return [*local, "transport", "relay_recipients", "tls_policy"]
 
 
-def _switch_moving_domains(fleet: FleetView) -> None:
-    """While a domain moves: Postfix reloaded at once, the new host's first (the same step of
-    every host: pyinfra runs it on the new host before the old one's), so that the old host
-    relays the domain only to a host that takes it."""
-    if fleet.moves_in:
-        server.shell(name=f"Postfix takes {', '.join(m.domain for m in fleet.moves_in)} now "
-                          "(reloaded before the old host relays it here)",
-                     commands=["systemctl try-reload-or-restart postfix"])
-    if fleet.moves_out:
-        server.shell(name=f"Postfix relays {', '.join(fleet.moves_out)} to its new host now "
-                          "(reloaded before its mailbox maps drop the domain)",
-                     commands=["systemctl try-reload-or-restart postfix"])
+def _maps_and_main_cf(settings: Settings, data: dict, maps: dict[str, str],
+                      first: list[str]) -> bool:
+    """The maps main.cf may start to read (FIRST), then main.cf and master.cf; whether any
+    changes."""
+    return any([
+        *[_postmap(name, maps[name]) for name in first],
+        write_template("postfix/main.cf.j2", "/etc/postfix/main.cf", settings, **data),
+        write_template("postfix/master.cf.j2", "/etc/postfix/master.cf", settings, **data),
+    ])
 
 
 def template_data(settings: Settings, day, fleet: FleetView = ALONE) -> dict:
