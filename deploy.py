@@ -91,7 +91,7 @@ if settings.mail_manage_host:
     nginx.remove_leftovers(settings)
     # a domain moving between hosts (move_from): the old host, relaying it now, takes the last
     # snapshot of its mailboxes; then the new host merges them; both before its MX changes below
-    move.send_and_receive(run.fleet[host.name], run.settings, run.secrets)
+    move.send_and_receive(host.name, run.fleet[host.name], run.settings, run.secrets)
     restarts.done()
 
 for zone in run.zones_applied_by(host.name):

@@ -293,3 +293,20 @@ def test_the_plan_of_a_zone_whose_domain_moves_says_so():
         "moving: example.test from old to mail (its records change with it; the limit on the "
         "share of the zone one run changes does not apply)")
     assert MailRun(fleet(), {}).moving_into("example.test") == ""
+
+
+def test_the_old_host_keeps_a_moving_domains_users_until_its_snapshot(monkeypatch):
+    """Dropped from Dovecot before the old host's Postfix relays the domain, they would be
+    refused at delivery there (and the mail bounced); kept, then gone after the snapshot."""
+    from mailhost.host import users
+    from mailhost.secrets import Secret, Secrets
+    on_host = ["alice@example.test:{SHA512-CRYPT}$6$x:5000:5000::"
+               "/var/mail/vhosts/example.test/alice/home::",
+               "carol@shop.test:{SHA512-CRYPT}$6$y:5000:5000::/h::"]
+    monkeypatch.setattr(users, "host_lines", lambda path: on_host)
+    monkeypatch.setattr(users.sha512_crypt, "verify", lambda password, current: True)
+    settings = sample_settings(mail_users=["alice@example.test"])
+    secrets = Secrets(passwords={"alice@example.test": Secret("a long password here")})
+    kept = users.host_dovecot_users(settings, secrets, ("shop.test",))
+    assert kept.splitlines() == on_host
+    assert users.host_dovecot_users(settings, secrets).splitlines() == on_host[:1]

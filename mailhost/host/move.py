@@ -27,6 +27,7 @@ from mailhost.host.backup import (
     known_hosts,
     sftp_command,
 )
+from mailhost.host.users import host_dovecot_users
 from mailhost.operations.files import directory, put_text, write_template
 from mailhost.operations.secret_file import secret_file
 from mailhost.secrets import Secret, Secrets
@@ -69,13 +70,14 @@ def receiving(fleet: FleetView) -> list[Move]:
     return [m for m in fleet.moves_in if not _done(received_marker(m.domain))]
 
 
-def send_and_receive(fleet: FleetView, every_settings: dict[str, Settings],
+def send_and_receive(name: str, fleet: FleetView, every_settings: dict[str, Settings],
                      every_secrets: dict[str, Secrets]) -> None:
     """One step of both hosts of a move (pyinfra runs it on both before either goes on): the
     old host's last snapshot of the domain's mailboxes, taken now that its Postfix relays the
     domain (nothing is delivered there after it); then the new host restores and merges it.
 
-    + fleet: this host's part of the inventory (moves_out, moves_in)
+    + name: this host's name in the inventory
+    + fleet: its part of the inventory (moves_out, moves_in)
     + every_settings, every_secrets: every host's, by name (the old host's repository and its
       credentials, kept on the new host only while the move runs)
     """
@@ -91,6 +93,10 @@ def send_and_receive(fleet: FleetView, every_settings: dict[str, Settings],
     names = ", ".join([*out, *(m.domain for m in into)])
     server.shell(name=f"Move of {names}: the old host's last snapshot of its mailboxes (restic, "
                       f"tag {paths.BACKUP_TAG}-move-DOMAIN)", commands=commands or ["true"])
+    if out:  # their users, kept for the mail delivered here until Postfix relayed it, go now
+        secret_file(name=f"Dovecot users: those of {', '.join(out)} gone (moved)",
+                    content=Secret(host_dovecot_users(every_settings[name], every_secrets[name])),
+                    path=paths.DOVECOT_USERS, group="dovecot", mode="640")
     for move in into:
         _receive(move, every_settings[move.old], every_secrets[move.old])
 
