@@ -9,18 +9,16 @@ hands it over, once, when it is back."""
 from __future__ import annotations
 
 import http.client
-import imaplib
 import json
 import socket
 import ssl
 import subprocess
-import threading
 import time
 
 import dns.resolver
 import dns.reversename
 import pytest
-from lab_world import HOST4, PYINFRA, ROOT, lab, secrets, status, world_env, zone_text
+from lab_world import HOST4, PYINFRA, ROOT, lab, status, world_env, zone_text
 
 from lab.common import FLEET
 from mailhost.checks import inbound
@@ -30,7 +28,6 @@ pytestmark = pytest.mark.lab
 
 WORLD = ("ubuntu-24.04", "postfix", "rfc2136", "http-01")  # image, MTA, DNS, ACME
 INVENTORY = "inventory/lab-fleet.py"
-MOVED = "inventory/lab-fleet-moved.py"  # shop.test moved to mail.example.test
 
 
 @pytest.fixture(scope="module")
@@ -171,136 +168,6 @@ def test_a_run_limited_to_the_backup_changes_no_record_of_the_other_hosts(fleet)
     assert result.returncode == 0, output[-4000:]
     assert "example.test: no DNS changes" in output
     assert zones() == before
-
-
-class Imaps(imaplib.IMAP4_SSL):
-    """IMAPS to one host's address, its certificate verified for its name."""
-
-    def __init__(self, info: dict, vps):
-        self.vps = vps
-        context = ssl.create_default_context(cafile=info["acme"]["root_ca_file"])
-        super().__init__(vps.hostname, 993, ssl_context=context, timeout=30)
-
-    def _create_socket(self, timeout):
-        raw = socket.create_connection((self.vps.ipv4, self.port), timeout)
-        return self.ssl_context.wrap_socket(raw, server_hostname=self.vps.hostname)
-
-
-def carol(info: dict, vps) -> Imaps:
-    """carol@shop.test logged in over IMAPS on VPS."""
-    client = Imaps(info, vps)
-    client.login("carol@shop.test", secrets(info)["passwords"]["carol@shop.test"])
-    return client
-
-
-def flags_of(client: Imaps, message_id: str) -> list[str]:
-    """The flags of each copy of MESSAGE_ID in the INBOX (one entry a copy)."""
-    client.select("INBOX")
-    _, found = client.search(None, "HEADER", "Message-ID", message_id)
-    flags = []
-    for number in found[0].split():
-        _, data = client.fetch(number, "(FLAGS)")
-        flags.append(data[0].decode())
-    return flags
-
-
-def send_until_taken(address: str, recipient: str, subject: str) -> str:
-    """One message from outside to ADDRESS's port 25, offered again (as a sending server
-    would) while the server cannot take it now (not answering, 4xx); its Message-ID."""
-    message_id = f"<{time.time_ns()}@example.org>"
-    message = (f"From: friend@example.org\r\nTo: {recipient}\r\nSubject: {subject}\r\n"
-               f"Message-ID: {message_id}\r\n\r\nDuring the move.\r\n")
-    deadline = time.monotonic() + 300
-    while True:
-        try:
-            code, reply = inbound.offer(address, "mx.example.org", "friend@example.org",
-                                        recipient, message, 60)
-        except OSError as error:
-            code, reply = 421, str(error)
-        assert not 500 <= code < 600, (subject, code, reply)  # refused: it would bounce
-        if 200 <= code < 300:
-            return message_id
-        assert time.monotonic() < deadline, (subject, code, reply)
-        time.sleep(2)
-
-
-def copies_on(vps, folder: str, message_id: str) -> list[str]:
-    """The message files under FOLDER on VPS holding MESSAGE_ID."""
-    return lab_ssh(vps.hostname,
-                   f"find {folder} -type f \\( -path '*/new/*' -o -path '*/cur/*' \\) "
-                   f"-exec grep -lF '{message_id}' {{}} + 2>/dev/null; true").split()
-
-
-def test_a_domain_moved_to_another_host_keeps_its_mail_and_loses_none_in_the_window(fleet):
-    """shop.test moves from mail.shop.test (A) to mail.example.test (B) by an inventory change
-    (inventory/lab-fleet-moved.py): carol's old mail, with its flag, is read over IMAP on B;
-    messages sent to A while the deploy runs, and after it (A relays the domain to B until the
-    old MX has left the caches), each arrive once on B; MX shop.test = 10 B, 20 A; the DKIM key
-    of shop.test is the same; a second run changes nothing."""
-    old, new = FLEET[2], FLEET[0]
-    carols = "/var/mail/vhosts/shop.test/carol"
-    dkim_before = [line for line in zone_text(fleet, "shop.test").splitlines()
-                   if "._domainkey." in line]
-    before = send_until_taken(old.ipv4, "carol@shop.test", "before the move")
-    deadline = time.monotonic() + 60
-    while not copies_on(old, carols, before) and time.monotonic() < deadline:
-        time.sleep(1)
-    with carol(fleet, old) as client:
-        client.select("INBOX")
-        (number,) = client.search(None, "HEADER", "Message-ID", before)[1][0].split()
-        client.store(number, "+FLAGS", "\\Flagged")
-
-    sent: list[str] = []
-    moving = threading.Event()
-
-    def send_while_moving():
-        while moving.is_set():
-            sent.append(send_until_taken(old.ipv4, "carol@shop.test", "during the move"))
-            time.sleep(3)
-    moving.set()
-    sender = threading.Thread(target=send_while_moving)
-    sender.start()
-    try:
-        result = subprocess.run([PYINFRA, "-y", MOVED, "deploy.py"], cwd=ROOT,
-                                capture_output=True, text=True, timeout=1500,
-                                env=world_env(WORLD))
-    finally:
-        moving.clear()
-        sender.join(timeout=400)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-5000:]
-    assert "Move of shop.test from mail.shop.test" in output
-    assert len(sent) >= 3, sent
-    sent.append(send_until_taken(old.ipv4, "carol@shop.test", "after the move, to A"))
-
-    resolver = dns.resolver.Resolver(configure=False)
-    resolver.nameservers = [HOST4]
-    assert sorted(r.to_text() for r in resolver.resolve("shop.test", "MX")) == [
-        f"10 {new.hostname}.", f"20 {old.hostname}."]
-    assert [line for line in zone_text(fleet, "shop.test").splitlines()
-            if "._domainkey." in line] == dkim_before
-    for message_id in sent:
-        deadline = time.monotonic() + 120
-        while not copies_on(new, carols, message_id) and time.monotonic() < deadline:
-            time.sleep(2)
-        found = copies_on(new, carols, message_id)
-        assert len(found) == 1, (message_id, sent.index(message_id), len(sent), found,
-                                 copies_on(old, carols, message_id),
-                                 lab_ssh(old.hostname, "postqueue -p | tail -8"))
-    with carol(fleet, new) as client:
-        (flags,) = flags_of(client, before)
-        assert "\\Flagged" in flags
-        for message_id in sent:
-            assert len(flags_of(client, message_id)) == 1, message_id
-    assert lab_ssh(new.hostname, "ls /var/lib/mailhost-move /etc/mailhost/backup/move-shop.test "
-                   "2>/dev/null; true").strip() == ""  # the staging copy and A's credentials
-
-    again = subprocess.run([PYINFRA, "-y", MOVED, "deploy.py"], cwd=ROOT, capture_output=True,
-                           text=True, timeout=900, env=world_env(WORLD))
-    output = again.stdout + again.stderr
-    assert again.returncode == 0, output[-4000:]
-    total = [line for line in output.splitlines() if "Grand total" in line][0].split()
-    assert total[3] == "-" and total[4] == "-", output[-4000:]
 
 
 def test_reboot_and_rebuild_reach_one_vps_only(fleet):
