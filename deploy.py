@@ -4,7 +4,8 @@
     pyinfra inventory/prod.py deploy.py --dry    # show every host and DNS change, write nothing
 
 The story, in order: settings of every host validated once (mailhost.settings) -> the host's
-base, firewall and DKIM keys -> the MTA with a certificate that exists now -> the DNS records
+base, firewall and DKIM keys -> the MTA with a certificate that exists now -> a domain moving
+between hosts: its mailboxes (mailhost.host.move) -> the DNS records
 of each zone, planned and applied once per zone (mailhost.zones.sync) -> the ACME certificate
 (its HTTP-01 challenge needs the A record) -> verification.
 """
@@ -16,7 +17,7 @@ from pyinfra.api.exceptions import PyinfraError
 
 from mailhost import paths
 from mailhost.facts import DkimPublicKey, known_lines, read_paths
-from mailhost.host import backup, base, firewall, nginx, resolver, tls, units, users
+from mailhost.host import backup, base, firewall, move, nginx, resolver, tls, units, users
 from mailhost.host.mtas import mta_of, others, refuse_a_switch_while_mail_waits
 from mailhost.keys import dane
 from mailhost.keys.dkim import host_state_path, published_everywhere, rotation_step
@@ -89,6 +90,9 @@ if settings.mail_manage_host:
                               if u not in mta.units)],  # Dovecot and rspamd serve both
                    restart=restart | restarts.owed_by_a_stopped_run(mta.units))
     nginx.remove_leftovers(settings)
+    # a domain moving between hosts (move_from): the old host, relaying it now, takes the last
+    # snapshot of its mailboxes; then the new host merges them; both before its MX changes below
+    move.send_and_receive(host.name, run.fleet[host.name], run.settings, run.secrets)
     restarts.done()
 
 for zone in run.zones_applied_by(host.name):

@@ -81,3 +81,5 @@ MAILHOST_LIB = "/usr/local/lib/mailhost"
 BACKUP_RESTIC = f"{MAILHOST_LIB}/restic"  # restic with this host's repository and credentials
 BACKUP_SERVICE = "mailhost-backup.service"
 BACKUP_TAG = "mailhost"  # the tag of this tool's snapshots
+# a mail host with backup MX hosts asks them for held mail (ETRN) when Postfix starts
+ETRN_SCRIPT = f"{MAILHOST_LIB}/etrn"

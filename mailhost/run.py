@@ -12,6 +12,7 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.inventory import Inventory
 
 from mailhost.keys.dane import TLSA_PENDING
+from mailhost.keys.dkim import local_state_path
 from mailhost.keys.steps import KeySteps
 from mailhost.secrets import Secrets, load_secrets
 from mailhost.settings import Settings, SettingsError, load_settings
@@ -51,6 +52,7 @@ class MailRun:
             check_fleet(settings)
         except SettingsError as error:
             raise PyinfraError(str(error)) from None
+        refuse_a_move_without_its_key(settings)
         return cls(settings, secrets, {name: fleet_view(settings, name) for name in settings})
 
     def zones_applied_by(self, host_name: str) -> list[str]:
@@ -66,10 +68,19 @@ class MailRun:
     def zone_sync(self, zone: str, read_host_key: HostsKeyReader) -> ZoneSync:
         records = {r.zone: r for r in records_by_zone(self.settings, self._reader(read_host_key),
                                                       self.steps, self.in_run)}
-        counted = self.counted_hosts(zone)
-        if counted:
-            records[zone] = replace(records[zone], notices=(*records[zone].notices, counted))
+        said = [line for line in (self.counted_hosts(zone), self.moving_into(zone)) if line]
+        if said:
+            records[zone] = replace(records[zone], notices=(*records[zone].notices, *said))
         return self._sync(zone, records[zone])
+
+    def moving_into(self, zone: str) -> str:
+        """When a domain of ZONE moves between hosts (move_from): the line saying so ('' else);
+        its changed records are expected (ZoneSync.moving)."""
+        moves = [f"{domain} from {old} to {name}" for name, s in self.settings.items()
+                 for domain, old in s.move_from.items()
+                 if domain == zone or domain.endswith(f".{zone}")]
+        return (f"moving: {', '.join(moves)} (its records change with it; the limit on the "
+                "share of the zone one run changes does not apply)") if moves else ""
 
     def counted_hosts(self, zone: str) -> str:
         """When some hosts serving ZONE are not in this run: the line saying whose records the
@@ -110,7 +121,7 @@ class MailRun:
         first = self._first(zone)
         provider = make_provider(self.settings[first], self.secrets[first])
         return ZoneSync(records, provider, force=self.settings[first].dns_force,
-                        memory=self.memory(zone))
+                        memory=self.memory(zone), moving=bool(self.moving_into(zone)))
 
     def tlsa_preview(self, zone: str, read_host_key: HostsKeyReader) -> ZonePlan | None:
         """When a host's certificate key does not exist yet (a first deploy), or a key
@@ -191,6 +202,21 @@ def refuse_mta_sts_on_shared_domains(settings: dict[str, Settings]):
                 f"{on[0]}: settings: mta_sts_mode = {settings[on[0]].mta_sts_mode!r}: expected "
                 f"'off' or 'none' while {domain} is served by several hosts "
                 f"({', '.join(names)}): MTA-STS with several MX hosts is not supported yet")
+
+
+def refuse_a_move_without_its_key(settings: dict[str, Settings]):
+    """A domain moving to a host whose secrets_dir lacks the DKIM key the old host's has would
+    get a new key (its DKIM record changing while mail signed with the old one is in flight):
+    refused in one line, naming the directory to copy (on this controller; nothing is shown)."""
+    for name, host_settings in settings.items():
+        for domain, old in host_settings.move_from.items():
+            mine = local_state_path(host_settings, domain).parent
+            theirs = local_state_path(settings[old], domain).parent
+            if theirs.is_dir() and not mine.is_dir():
+                raise PyinfraError(
+                    f"{name}: settings: move_from = {{{domain!r}: {old!r}}}: expected "
+                    f"{domain}'s DKIM key in this host's secrets_dir ({mine}): copy {theirs} "
+                    "there, or give both hosts one secrets_dir")
 
 
 def current_run(inventory: Inventory) -> MailRun:

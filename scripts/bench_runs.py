@@ -15,6 +15,12 @@ Needs the lab up and its host deployed once, in a lane of its own (docs/lab.md):
 
 Usage: scripts/bench-runs [--runs 5] [--inventory inventory/lab.py] [--json]
 (--json: one object with the medians, dry_s, nochange_s, bare_s, and the ratios to bare_s)
+
+--fleet: the lab's fleet (``scripts/lab up --vps 3``, inventory/lab-fleet.py deployed once): a
+no-change run of its three hosts beside a no-change run of one of them (``--limit
+mail.example.test``, the same inventory: the same plan, one host connected), the two
+alternating run by run so that both see the same load; prints the ratio of the medians
+(--json: fleet_s, one_s, fleet_over_one).
 """
 
 from __future__ import annotations
@@ -72,7 +78,16 @@ def changed_operations(output: str) -> list[str]:
     return rows
 
 
-KEYS = {"no-change deploy": "nochange", "--dry": "dry", "bare pyinfra (3 facts)": "bare"}
+def fleet_commands(inventory: str, one: str) -> dict[str, list[str]]:
+    return {
+        "fleet no-change (3 hosts)": [PYINFRA, "-y", inventory, "deploy.py"],
+        "one host no-change": [PYINFRA, "-y", inventory, "deploy.py", "--limit", one],
+    }
+
+
+KEYS = {"no-change deploy": "nochange", "--dry": "dry", "bare pyinfra (3 facts)": "bare",
+        "fleet no-change (3 hosts)": "fleet", "one host no-change": "one"}
+NO_CHANGE = ("no-change deploy", "fleet no-change (3 hosts)", "one host no-change")
 
 
 def summary(rows: list[tuple[str, list[float], list[float]]], runs: int) -> dict:
@@ -84,7 +99,10 @@ def summary(rows: list[tuple[str, list[float], list[float]]], runs: int) -> dict
         found[f"{key}_min_s"], found[f"{key}_max_s"] = round(min(walls), 3), round(max(walls), 3)
         found[f"{key}_cpu_s"] = round(statistics.median(cpus), 3)
     for key in ("dry", "nochange"):
-        found[f"{key}_over_bare"] = round(found[f"{key}_s"] / found["bare_s"], 2)
+        if "bare_s" in found:
+            found[f"{key}_over_bare"] = round(found[f"{key}_s"] / found["bare_s"], 2)
+    if "one_s" in found:
+        found["fleet_over_one"] = round(found["fleet_s"] / found["one_s"], 2)
     return found
 
 
@@ -92,20 +110,28 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench-runs",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--inventory", default="inventory/lab.py")
+    parser.add_argument("--inventory", help="default: inventory/lab.py (with --fleet: "
+                        "inventory/lab-fleet.py)")
+    parser.add_argument("--fleet", action="store_true",
+                        help="the three-host fleet's no-change run beside one host's")
     parser.add_argument("--json", action="store_true", help="one JSON object of the medians")
     args = parser.parse_args(argv)
-    rows, problems = [], []
-    for label, command in commands(args.inventory).items():
+    if args.fleet:
+        chosen = fleet_commands(args.inventory or "inventory/lab-fleet.py", "mail.example.test")
+    else:
+        chosen = commands(args.inventory or "inventory/lab.py")
+    problems = []
+    timings = {label: ([], []) for label in chosen}
+    for command in chosen.values():
         timed(command)  # warm-up
-        walls, cpus = [], []
-        for _ in range(args.runs):
+    for _ in range(args.runs):  # one of each in turn: every kind sees the same load
+        for label, command in chosen.items():
             wall, cpu, output = timed(command)
-            walls.append(wall)
-            cpus.append(cpu)
-            if label == "no-change deploy" and (changed := changed_operations(output)):
-                problems.append(f"the no-change run changed: {', '.join(changed)}")
-        rows.append((label, walls, cpus))
+            timings[label][0].append(wall)
+            timings[label][1].append(cpu)
+            if label in NO_CHANGE and (changed := changed_operations(output)):
+                problems.append(f"the {label} run changed: {', '.join(changed)}")
+    rows = [(label, walls, cpus) for label, (walls, cpus) in timings.items()]
     if args.json:
         print(json.dumps(summary(rows, args.runs), indent=1))
     else:
@@ -113,7 +139,10 @@ def main(argv=None) -> int:
         for label, walls, cpus in rows:
             print(f"{label:<24} {statistics.median(walls):>13.2f} {min(walls):>6.2f} "
                   f"{max(walls):>6.2f} {statistics.median(cpus):>12.2f}")
-        print(f"({args.runs} runs each after one warm-up; {os.cpu_count()} cores)")
+        print(f"({args.runs} runs each after one warm-up, in turn; {os.cpu_count()} cores)")
+        if args.fleet:
+            found = summary(rows, args.runs)
+            print(f"fleet over one host: {found['fleet_over_one']:.2f}x")
     for problem in problems:
         print(f"bench-runs: {problem}", file=sys.stderr)
     return 1 if problems else 0

@@ -166,6 +166,38 @@ def test_a_plan_rewriting_most_of_a_zone_is_refused_unless_forced(world):
     assert zone_sync(world, **changed).plan().empty
 
 
+
+def test_a_zone_whose_domain_moves_between_hosts_passes_the_share_limit_not_conflicts(world):
+    """move_from (run.MailRun.moving_into): the zone's many changes are the move's."""
+    converge(world)
+    changed = dict(dmarc_policy="none", tlsrpt_rua=["mailto:tls2@example.test"],
+                   spf_all="-all", rsa=RSA2, dns_ttl=600)
+    moving = zone_sync(world, **changed)
+    moving.moving = True
+    moving.apply(moving.plan())
+    assert zone_sync(world, **changed).plan().empty
+    world.add_foreign("mail.example.test", "AAAA", "2001:db8::99")
+    moving = zone_sync(world, **changed)
+    moving.moving = True
+    with pytest.raises(PlanError, match="2001:db8::99 is not this host's address"):
+        moving.plan()
+
+
+def test_an_address_this_controller_wrote_is_ours_when_its_name_changes_hosts(world):
+    """mta-sts.DOMAIN, the mail host's own name: an address found as this controller last
+    wrote it is replaced without dns_force (a domain moved to another host of the inventory);
+    one it did not write still needs it (the test above)."""
+    converge(world)
+    sync = zone_sync(world, ipv4="198.51.100.12")
+    plan = sync.plan()
+    assert [(c.name, c.rtype) for c in plan.changes if c.rtype == "A"] == [
+        ("mail.example.test", "A")]
+    sync.apply(plan)
+    assert ("mail.example.test", "A", 3600, "198.51.100.12") in world.snapshot()
+    with pytest.raises(PlanError) as refused:  # a controller that wrote nothing
+        zone_sync(world, ipv4="198.51.100.13", memory=None).plan()
+    assert "198.51.100.12 is not this host's address" in refused.value.plan.format()
+
 # ----- a realistic zone: a website, a newsletter sender, another provider, another CA -----
 
 ADOPT = dict(spf_include=["spf.newsletter.example"], mx_keep=["20 mx.oldprovider.example"],

@@ -5,6 +5,7 @@ inventory, and the backup's Postfix files, facts in -> files out."""
 import pytest
 from sample import sample_settings
 
+from mailhost import paths
 from mailhost.host import postfix
 from mailhost.settings import SettingsError
 from mailhost.settings.fleet import ALONE, check_fleet, fleet_view
@@ -63,7 +64,11 @@ def test_the_backups_postfix_takes_held_mail_for_known_addresses_and_hands_it_ov
     assert postfix.relay_recipient_map(view).splitlines() == [
         "alice@example.test OK", "bob@example.test OK", "list@example.test OK",
         "postmaster@example.test OK", "sales@example.test OK"]
-    assert postfix.tls_policy_map(view) == "example.test secure match=mail.example.test\n"
+    assert postfix.tls_policy_map(view) == (
+        "example.test secure match=mail.example.test\n"
+        "[mail.example.test] secure match=mail.example.test\n")
+    # to the mail host by its name, never by the domain's MX (it may still name this host)
+    assert postfix.held_transport_map(view) == "example.test relay:[mail.example.test]\n"
     assert postfix.etrn_clients(view) == "198.51.100.10 OK\n2001:db8::10 OK\n"
 
 
@@ -71,6 +76,7 @@ def test_a_host_alone_relays_for_nobody():
     main_cf = postfix.rendered("main.cf", sample_settings(), fleet=ALONE)
     assert "relay_domains" not in main_cf and "smtp_tls_policy_maps" not in main_cf
     assert postfix.relay_recipient_map(ALONE) == postfix.tls_policy_map(ALONE) == ""
+    assert postfix.held_transport_map(ALONE) == ""
     assert postfix.etrn_clients(ALONE) == ""
 
 
@@ -170,3 +176,137 @@ def test_a_host_that_is_only_a_backup_is_not_asked_for_a_users_login(monkeypatch
     assert len(logins) == 3, primary
     assert not set(logins) & set(backup)
     assert set(backup) == set(primary) - set(logins)
+
+
+# A domain moving from host "old" (now its backup MX) to host "mail" (move_from)
+MOVED_TO = dict(**PRIMARY, move_from={"example.test": "old"})
+OLD = dict(BACKUP, mail_hostname="old.example.test",
+           backup_repository="sftp:root@backup.example:/r")
+
+
+def moving(**new):
+    return {"mail": sample_settings(**{**MOVED_TO, **new}), "old": sample_settings(**OLD)}
+
+
+def test_a_move_is_the_new_hosts_to_receive_and_the_old_hosts_to_send():
+    hosts = moving()
+    check_fleet(hosts)
+    new, old = fleet_view(hosts, "mail"), fleet_view(hosts, "old")
+    assert [(m.domain, m.old, m.users) for m in new.moves_in] == [
+        ("example.test", "old", ("alice@example.test", "bob@example.test"))]
+    assert new.moves_out == () and old.moves_in == ()
+    assert old.moves_out == ("example.test",)
+    # meanwhile the old host is the domain's backup MX: what reaches it goes to the new host
+    assert old.mx == {"example.test": ("mail.example.test", "old.example.test")}
+    assert [h.hostname for h in old.held[0].mail_hosts] == ["mail.example.test"]
+
+
+@pytest.mark.parametrize(("change", "hosts", "expected"), [
+    ({"move_from": {"example.test": "gone"}}, None,
+     "mail: settings: move_from = {'example.test': 'gone'}: expected a host of this inventory "
+     "(old)"),
+    ({}, {"backup_mx_for": [], "mail_domains": ["other.test"],
+          "dns_zones": ["example.test", "other.test"]},
+     "mail: settings: move_from = {'example.test': 'old'}: expected old to have example.test "
+     "in backup_mx_for while the domain moves"),
+    ({}, {"backup_repository": None},
+     "mail: settings: move_from = {'example.test': 'old'}: expected old to have "
+     "backup_repository"),
+])
+def test_a_move_the_inventory_cannot_carry_out_is_refused_in_one_line(change, hosts, expected):
+    inventory = {"mail": sample_settings(**{**MOVED_TO, **change}),
+                 "old": sample_settings(**{**OLD, **(hosts or {})})}
+    with pytest.raises(SettingsError) as raised:
+        check_fleet(inventory)
+    line = str(raised.value)
+    assert line.startswith(expected) and "\n" not in line
+
+
+def test_move_from_names_a_domain_of_this_host_and_another_host():
+    for value, expected in [({"shop.test": "old"}, "move_from = 'shop.test': expected a domain "
+                             "of mail_domains"),
+                            ({"example.test": "mail.example.test"},
+                             "move_from = 'mail.example.test': expected another host")]:
+        with pytest.raises(SettingsError) as raised:
+            sample_settings(**{**MOVED_TO, "move_from": value})
+        assert expected in str(raised.value)
+        assert "\n" not in str(raised.value)
+
+
+def test_a_move_to_a_secrets_dir_without_the_domains_dkim_key_is_refused(tmp_path):
+    from pyinfra.api.exceptions import PyinfraError
+
+    from mailhost.run import refuse_a_move_without_its_key
+    key_dir = tmp_path / "old" / "dkim" / "example.test"
+    key_dir.mkdir(parents=True)
+    hosts = {"mail": sample_settings(**MOVED_TO, secrets_dir=str(tmp_path / "new")),
+             "old": sample_settings(**OLD, secrets_dir=str(tmp_path / "old"))}
+    with pytest.raises(PyinfraError) as raised:
+        refuse_a_move_without_its_key(hosts)
+    assert str(raised.value).startswith(
+        "mail: settings: move_from = {'example.test': 'old'}: expected example.test's DKIM key "
+        f"in this host's secrets_dir ({tmp_path}/new/dkim/example.test): copy {key_dir} there")
+    (tmp_path / "new" / "dkim" / "example.test").mkdir(parents=True)
+    refuse_a_move_without_its_key(hosts)  # copied: the move goes ahead
+    refuse_a_move_without_its_key(moving())  # one secrets_dir for both (the sample's)
+
+
+def test_the_receiving_script_merges_each_user_with_a_one_way_dsync_and_cleans_up():
+    from mailhost.host import move
+    from mailhost.operations.files import render
+    old = sample_settings(**OLD)
+    text = render("move/receive.sh.j2", old, domain="example.test", old="old",
+                  environment="/etc/mailhost/backup/move-example.test/env",
+                  sftp_command=None, tag=move.tag("example.test"),
+                  staging="/var/lib/mailhost-move/example.test",
+                  where="/etc/mailhost/backup/move-example.test",
+                  users="alice@example.test bob@example.test",
+                  marker=move.received_marker("example.test"), etrn=paths.ETRN_SCRIPT)
+    assert "restic snapshots --tag mailhost-move-example.test --latest 1 --json" in text
+    assert 'doveadm sync -1 -R -u "$user" "maildir:$source"' in text
+    assert "for user in alice@example.test bob@example.test; do" in text
+    assert f"{paths.ETRN_SCRIPT} >/dev/null 2>&1 || true" in text  # what old still holds
+    assert text.rstrip().endswith(
+        'rm -rf "$staging" /etc/mailhost/backup/move-example.test')
+    assert "password" not in text.replace("RESTIC_PASSWORD_FILE", "")
+
+
+def test_while_a_domain_moves_the_new_host_takes_it_before_the_old_one_relays_it():
+    """The maps main.cf may start to read are written before it (the new host's mailbox maps
+    too: it takes the domain at its reload; the old host's after its reload: dropped before
+    it, its users would be refused); the old host hands the domain to the new one by name (the
+    MX still names the old one). The order across the two hosts: tests/test_fleet_lab.py."""
+    hosts = moving()
+    new, old = fleet_view(hosts, "mail"), fleet_view(hosts, "old")
+    assert postfix.maps_before_main_cf(new) == [
+        "vmailbox", "virtual", "sender_login", "transport", "relay_recipients", "tls_policy"]
+    assert postfix.maps_before_main_cf(old) == ["transport", "relay_recipients", "tls_policy"]
+    assert postfix.held_transport_map(old) == "example.test relay:[mail.example.test]\n"
+    main_cf = postfix.rendered("main.cf", sample_settings(**OLD), fleet=old)
+    assert "\nrelay_domains = example.test\n" in main_cf
+
+
+def test_the_plan_of_a_zone_whose_domain_moves_says_so():
+    from mailhost.run import MailRun
+    run = MailRun(moving(), {})
+    assert run.moving_into("example.test") == (
+        "moving: example.test from old to mail (its records change with it; the limit on the "
+        "share of the zone one run changes does not apply)")
+    assert MailRun(fleet(), {}).moving_into("example.test") == ""
+
+
+def test_the_old_host_keeps_a_moving_domains_users_until_its_snapshot(monkeypatch):
+    """Dropped from Dovecot before the old host's Postfix relays the domain, they would be
+    refused at delivery there (and the mail bounced); kept, then gone after the snapshot."""
+    from mailhost.host import users
+    from mailhost.secrets import Secret, Secrets
+    on_host = ["alice@example.test:{SHA512-CRYPT}$6$x:5000:5000::"
+               "/var/mail/vhosts/example.test/alice/home::",
+               "carol@shop.test:{SHA512-CRYPT}$6$y:5000:5000::/h::"]
+    monkeypatch.setattr(users, "host_lines", lambda path: on_host)
+    monkeypatch.setattr(users.sha512_crypt, "verify", lambda password, current: True)
+    settings = sample_settings(mail_users=["alice@example.test"])
+    secrets = Secrets(passwords={"alice@example.test": Secret("a long password here")})
+    kept = users.host_dovecot_users(settings, secrets, ("shop.test",))
+    assert kept.splitlines() == on_host
+    assert users.host_dovecot_users(settings, secrets).splitlines() == on_host[:1]

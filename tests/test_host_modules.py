@@ -727,7 +727,7 @@ def test_an_mta_configured_on_a_fresh_host_then_again_changes_nothing(world, sec
 ])
 def test_dovecot_writes_its_version_s_syntax_and_compiles_the_sieve_script(ops, monkeypatch,
                                                                             mta, version, conf):
-    monkeypatch.setattr(dovecot, "host_dovecot_users", lambda settings, secrets: "")
+    monkeypatch.setattr(dovecot, "host_dovecot_users", lambda settings, secrets, keep=(): "")
     monkeypatch.setattr(dovecot, "secret_file", lambda **arguments: files.file(**arguments))
     settings = sample_settings(mta=mta)
     with on(FakeHost({dovecot.DebianPackageVersion: version})):

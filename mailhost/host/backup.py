@@ -84,26 +84,28 @@ def packages(settings: Settings) -> list[str]:
     return [PACKAGE] if settings.backup_repository is not None else []
 
 
-def environment(settings: Settings, secrets: BackupSecrets) -> str:
+def environment(settings: Settings, secrets: BackupSecrets,
+                password_file: str = PASSWORD_FILE) -> str:
     """The wrapper's environment file (sh syntax; values validated: no quote or control
     character can reach it)."""
     values = {"RESTIC_REPOSITORY": settings.backup_repository.location,
-              "RESTIC_PASSWORD_FILE": PASSWORD_FILE, "RESTIC_CACHE_DIR": CACHE_DIR}
+              "RESTIC_PASSWORD_FILE": password_file, "RESTIC_CACHE_DIR": CACHE_DIR}
     if secrets.s3_access_key_id is not None:
         values["AWS_ACCESS_KEY_ID"] = secrets.s3_access_key_id.reveal()
         values["AWS_SECRET_ACCESS_KEY"] = secrets.s3_secret_access_key.reveal()
     return "".join(f"{key}='{value}'\n" for key, value in values.items())
 
 
-def sftp_command(settings: Settings) -> str | None:
+def sftp_command(settings: Settings, ssh_key: str = SSH_KEY,
+                 known: str = KNOWN_HOSTS) -> str | None:
     """How restic reaches an sftp: repository: ssh with the host's own key, never asking; the
     server's key pinned (backup_sftp_host_key), else trusted on first use."""
     repository = settings.backup_repository
     if repository.kind != "sftp":
         return None
     checking = "yes" if settings.backup_sftp_host_key else "accept-new"
-    return (f"ssh -i {SSH_KEY} -o IdentitiesOnly=yes -o BatchMode=yes "
-            f"-o UserKnownHostsFile={KNOWN_HOSTS} -o StrictHostKeyChecking={checking} "
+    return (f"ssh -i {ssh_key} -o IdentitiesOnly=yes -o BatchMode=yes "
+            f"-o UserKnownHostsFile={known} -o StrictHostKeyChecking={checking} "
             f"-o ServerAliveInterval=60 {repository.user}@{repository.host} -s sftp")
 
 

@@ -25,7 +25,7 @@ from pyinfra import host
 from pyinfra.operations import server
 
 from mailhost.facts import DebianPackageVersion
-from mailhost.host import CertificateReader
+from mailhost.host import CertificateReader, move
 from mailhost.host.users import host_dovecot_users
 from mailhost.keys.steps import KeySteps
 from mailhost.operations.files import directory, write_template
@@ -122,7 +122,9 @@ def configure(settings: Settings, secrets: Secrets, steps: KeySteps | None = Non
         write_template(template_for(version), "/etc/dovecot/dovecot.conf", settings,
                        **render_data(settings)),
         secret_file(name="Dovecot users (password hashes)",
-                    content=Secret(host_dovecot_users(settings, secrets)),
+                    # a domain moving away: its users stay until the move's snapshot
+                    content=Secret(host_dovecot_users(settings, secrets,
+                                                      tuple(move.sending(fleet)))),
                     path=DOVECOT_USERS, group="dovecot", mode="640").will_change,
     ]
     if settings.mta == "postfix":

@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 
 from pyinfra.operations import server
 
-from mailhost.host import CertificateReader, QueueReader, base
+from mailhost import paths
+from mailhost.host import CertificateReader, QueueReader, base, move
 from mailhost.host.users import alias_map, mailbox_map, mailbox_root, sender_login_map
 from mailhost.keys.steps import KeySteps
 from mailhost.operations.files import put_text, render, write_template
@@ -29,7 +30,7 @@ PACKAGES = ("postfix",)
 SASL_CLIENT_PACKAGE = "libsasl2-modules"
 UNITS = ("postfix",)
 # a mail host with backup MX hosts asks them for held mail when Postfix starts (ETRN)
-ETRN_SCRIPT = "/usr/local/lib/mailhost/etrn"
+ETRN_SCRIPT = paths.ETRN_SCRIPT
 ETRN_UNIT = "/etc/systemd/system/mailhost-etrn.service"
 ROOTS = ("/etc/postfix", ETRN_SCRIPT, ETRN_UNIT)
 CERTIFICATE_READERS = (CertificateReader("postfix", after_renewal="reload"),)
@@ -48,22 +49,55 @@ def configure(settings: Settings, secrets: Secrets, steps: KeySteps | None = Non
     if settings.relay_host:
         base.install_packages([SASL_CLIENT_PACKAGE])
     data = template_data(settings, today(), fleet)
-    changed = any([
-        write_template("postfix/main.cf.j2", "/etc/postfix/main.cf", settings, **data),
-        write_template("postfix/master.cf.j2", "/etc/postfix/master.cf", settings, **data),
-        *[_postmap(name, content) for name, content in [
-            ("vmailbox", mailbox_map(settings)),
-            ("virtual", alias_map(settings)),
-            ("sender_login", sender_login_map(settings)),
-            ("transport", transport_map(data["pace"])),
-            ("relay_recipients", relay_recipient_map(fleet)),
-            ("tls_policy", tls_policy_map(fleet)),
-        ]],
+    maps = {"vmailbox": mailbox_map(settings), "virtual": alias_map(settings),
+            "sender_login": sender_login_map(settings),
+            "transport": transport_map(data["pace"]) + held_transport_map(fleet),
+            "relay_recipients": relay_recipient_map(fleet), "tls_policy": tls_policy_map(fleet)}
+    receiving, sending = move.receiving(fleet), move.sending(fleet)
+    first = maps_before_main_cf(fleet)
+    changed = False
+    if receiving:  # the new host of a moving domain: it takes the domain first...
+        changed = _maps_and_main_cf(settings, data, maps, first)
+    if receiving or sending:
+        # ...one step of both hosts (pyinfra runs it on both before either goes on): the new
+        # host reloaded, the old one not yet
+        server.shell(name="Postfix: a domain moving between hosts switches (the new host "
+                          "first)",
+                     commands=["systemctl try-reload-or-restart postfix" if receiving
+                               else "true"])
+    if not receiving:  # ...then the old host relays it there
+        changed = _maps_and_main_cf(settings, data, maps, first)
+        if sending:
+            server.shell(name=f"Postfix relays {', '.join(sending)} to its new host now "
+                              "(reloaded before its mailbox maps drop the domain)",
+                         commands=["systemctl try-reload-or-restart postfix"])
+    changed |= any([
+        *[_postmap(name, content) for name, content in maps.items() if name not in first],
         put_text(ETRN_CLIENTS, etrn_clients(fleet)),
         _relay_password(settings, secrets),
     ])
     changed |= _etrn_on_start(fleet)
     return set(UNITS) if changed else set()
+
+
+def maps_before_main_cf(fleet: FleetView) -> list[str]:
+    """The maps written before main.cf: those main.cf may start to read. While a domain moves
+    (move_from), the new host's mailbox maps too (its Postfix takes the domain as soon as it
+    reloads), while the old host keeps its own until it relays the domain (postmapped after its
+    reload: a user dropped from them before it would be refused, 550, in between)."""
+    local = ["vmailbox", "virtual", "sender_login"] if fleet.moves_in else []
+    return [*local, "transport", "relay_recipients", "tls_policy"]
+
+
+def _maps_and_main_cf(settings: Settings, data: dict, maps: dict[str, str],
+                      first: list[str]) -> bool:
+    """The maps main.cf may start to read (FIRST), then main.cf and master.cf; whether any
+    changes."""
+    return any([
+        *[_postmap(name, maps[name]) for name in first],
+        write_template("postfix/main.cf.j2", "/etc/postfix/main.cf", settings, **data),
+        write_template("postfix/master.cf.j2", "/etc/postfix/master.cf", settings, **data),
+    ])
 
 
 def template_data(settings: Settings, day, fleet: FleetView = ALONE) -> dict:
@@ -91,10 +125,22 @@ def relay_recipient_map(fleet: FleetView) -> str:
 
 def tls_policy_map(fleet: FleetView) -> str:
     """smtp_tls_policy_maps: held mail goes to its mail host only over TLS whose certificate
-    verifies for that host's name (never in clear, never to another name)."""
-    return "".join(
-        f"{held.domain} secure match={':'.join(h.hostname for h in held.mail_hosts)}\n"
-        for held in fleet.held)
+    verifies for that host's name (never in clear, never to another name); keyed by the
+    domain and by each next hop held_transport_map names."""
+    lines = []
+    for held in fleet.held:
+        names = [h.hostname for h in held.mail_hosts]
+        for key in (held.domain, *(f"[{n}]" for n in names)):
+            lines.append(f"{key} secure match={':'.join(names)}\n")
+    return "".join(lines)
+
+
+def held_transport_map(fleet: FleetView) -> str:
+    """transport_maps entries: held mail goes to the domain's mail hosts by their names, not by
+    the domain's MX (which, while a domain moves here from this host, still names this host:
+    the mail would loop back to it and bounce)."""
+    return "".join(f"{held.domain} relay:{','.join(f'[{h.hostname}]' for h in held.mail_hosts)}\n"
+                   for held in fleet.held)
 
 
 def etrn_clients(fleet: FleetView) -> str:

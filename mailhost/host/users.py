@@ -72,10 +72,14 @@ def host_lines(path: str) -> list[str] | None:
     return lines if known else host.get_fact(FileContents, path=path)
 
 
-def host_dovecot_users(settings: Settings, secrets: Secrets) -> str:
-    """dovecot_users, keeping the hashes the host has that still verify."""
-    existing = parse_dovecot_users(host_lines(DOVECOT_USERS))
-    return dovecot_users(settings, secrets, existing)
+def host_dovecot_users(settings: Settings, secrets: Secrets, keep: tuple[str, ...] = ()) -> str:
+    """dovecot_users, keeping the hashes the host has that still verify; with KEEP (the
+    domains moving away whose mail this host still delivers until its Postfix relays them),
+    the host's lines of those domains' users too."""
+    lines = host_lines(DOVECOT_USERS) or []
+    kept = "".join(line.strip() + "\n" for line in lines
+                   if line.partition(":")[0].rpartition("@")[2] in keep)
+    return dovecot_users(settings, secrets, parse_dovecot_users(lines)) + kept
 
 
 def mailbox_map(settings: Settings) -> str:

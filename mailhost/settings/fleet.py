@@ -6,6 +6,10 @@ accepts mail only for the addresses its mail host accepts (the mail host's users
 read here from the same inventory, so nothing is typed twice), holds it while the mail host
 is down and hands it over when it answers. ``fleet_view`` gives one host its part of that;
 ``check_fleet`` refuses an inventory where a backup names a domain nobody hosts.
+
+A domain moves from host A to host B (``move_from`` on B): B is its mail host, A its backup MX
+until the move is over (A relays what still reaches it to B); A's last snapshot of the domain's
+mailboxes reaches B before the domain's MX points at B (mailhost.host.move).
 """
 
 from __future__ import annotations
@@ -34,12 +38,23 @@ class HeldDomain:
 
 
 @dataclass(frozen=True)
+class Move:
+    """A domain moving to this host from OLD (a host of the inventory, by name)."""
+
+    domain: str
+    old: str
+    users: tuple[str, ...]  # this host's users in the domain: the mailboxes merged here
+
+
+@dataclass(frozen=True)
 class FleetView:
     """One host's part of the fleet."""
 
     mx: dict[str, tuple[str, ...]]  # each domain it serves: every MX host, in MX order
     held: tuple[HeldDomain, ...] = ()  # the domains it is the backup MX of
     backups: tuple[Peer, ...] = ()  # the backup MX hosts of its own domains
+    moves_in: tuple[Move, ...] = ()  # domains moving here (move_from)
+    moves_out: tuple[str, ...] = ()  # domains moving away from here (another host's move_from)
 
     @property
     def held_domains(self) -> list[str]:
@@ -80,8 +95,12 @@ def fleet_view(fleet: dict[str, Settings], name: str) -> FleetView:
             {a for s in hosts for a in recipients(s, domain)}))))
     backups = {s.mail_hostname: peer(s) for s in fleet.values()
                if set(s.backup_mx_for) & set(own.mail_domains)}
+    moves_in = tuple(Move(domain, old, tuple(u for u in own.mail_users
+                                             if u.rpartition("@")[2] == domain))
+                     for domain, old in own.move_from.items())
+    moves_out = tuple(d for s in fleet.values() for d, old in s.move_from.items() if old == name)
     return FleetView(mx={d: mx_hosts(fleet, d) for d in domains}, held=tuple(held),
-                     backups=tuple(backups.values()))
+                     backups=tuple(backups.values()), moves_in=moves_in, moves_out=moves_out)
 
 
 def check_fleet(fleet: dict[str, Settings]) -> None:
@@ -95,3 +114,26 @@ def check_fleet(fleet: dict[str, Settings]) -> None:
                     f"{name}: settings: backup_mx_for = {domain!r}: expected a domain another "
                     "host of this inventory has in mail_domains (the backup MX hands its mail "
                     "to that host, and accepts only its addresses)")
+        for domain, old in settings.move_from.items():
+            check_move(fleet, name, domain, old)
+
+
+def check_move(fleet: dict[str, Settings], name: str, domain: str, old: str) -> None:
+    """Host NAME's move of DOMAIN from host OLD: OLD is a host of the inventory, relays the
+    domain to NAME meanwhile (backup_mx_for) and has the snapshot that carries its mailboxes
+    (backup_repository)."""
+    def refused(expected: str) -> SettingsError:
+        return SettingsError(f"{name}: settings: move_from = {{{domain!r}: {old!r}}}: "
+                             f"expected {expected}")
+    if old not in fleet:
+        raise refused(f"a host of this inventory ({', '.join(n for n in fleet if n != name)})")
+    if domain not in fleet[old].backup_mx_for:
+        raise refused(f"{old} to have {domain} in backup_mx_for while the domain moves (it "
+                      "relays to this host what still reaches it, until the old MX's TTL has "
+                      "passed): docs/fleet.md")
+    if fleet[old].backup_repository is None:
+        raise refused(f"{old} to have backup_repository (the domain's mailboxes reach this "
+                      "host through its snapshot there)")
+    if not (fleet[old].mail_manage_host and fleet[name].mail_manage_host):
+        raise refused("both hosts managed here (mail_manage_host = True): the move runs on "
+                      "them")

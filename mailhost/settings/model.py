@@ -34,6 +34,7 @@ from mailhost.settings.values import (
     ForwardTarget,
     Fqdn,
     HostPort,
+    InventoryName,
     IodefUri,
     IpAddress,
     KeyName,
@@ -87,6 +88,10 @@ class Settings(BaseModel):
     # over verified TLS (docs/fleet.md); the primary is the host of the inventory listing the
     # domain in mail_domains
     backup_mx_for: list[Fqdn] = []
+    # mail domains moving here from another host of the inventory (domain: that host's name):
+    # its last snapshot of their mailboxes is restored here and merged with Dovecot's dsync
+    # before their MX points here; that host lists them in backup_mx_for meanwhile (docs/fleet.md)
+    move_from: dict[Fqdn, InventoryName] = {}
     # domains that never send or receive mail: null MX, SPF -all, DMARC reject (RFC 7505)
     parked_domains: list[Fqdn] = []
     ipv4: PublicIPv4
@@ -270,6 +275,13 @@ class Settings(BaseModel):
                               "mta = 'postfix' on the backup MX")
         if len(set(self.backup_mx_for)) != len(self.backup_mx_for):
             raise FieldError("backup_mx_for", self.backup_mx_for, "expected each domain once")
+        for domain, old in self.move_from.items():
+            if domain not in self.mail_domains:
+                raise FieldError("move_from", domain, "expected a domain of mail_domains (the "
+                                  "domain moving to this host)")
+            if old == self.mail_hostname:
+                raise FieldError("move_from", old, "expected another host of the inventory "
+                                  "(the one the domain moves from), not this one")
         for domain in self.backup_mx_for:
             if domain in self.mail_domains or domain in self.parked_domains:
                 raise FieldError("backup_mx_for", domain,

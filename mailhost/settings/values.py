@@ -116,6 +116,14 @@ def _dns_name(value) -> str:
     return domain_name(value, underscores=True)
 
 
+def _inventory_name(value) -> str:
+    """A host's name in the inventory (what pyinfra calls it: --limit NAME)."""
+    text = _text(value)
+    if not text or len(text) > 253 or any(c.isspace() or not c.isprintable() for c in text):
+        raise ValueError("expected a host's name in this inventory, such as mail.example.com")
+    return text
+
+
 def _spf_include(value) -> str:
     """The domain of an SPF ``include:`` (the mechanism is written by the tool)."""
     if _text(value).strip().lower().startswith(("include:", "+include:", "v=spf1")):
@@ -414,6 +422,7 @@ def _login(value) -> str:
 
 Fqdn = Annotated[str, AfterValidator(_fqdn)]
 DnsName = Annotated[str, AfterValidator(_dns_name)]
+InventoryName = Annotated[str, AfterValidator(_inventory_name)]
 KeyName = Annotated[str, AfterValidator(_key_name)]
 MailtoUri = Annotated[str, AfterValidator(_mailto)]
 ReportUri = Annotated[str, AfterValidator(_report_uri)]

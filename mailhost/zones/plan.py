@@ -344,7 +344,10 @@ def _address_conflicts(whole: RecordSet, new: RecordSet | None, ownership: Owner
         conflicts.append(Conflict(name, rtype, (
             f"{values} exists but ipv6 is not set: senders would try it; set ipv6 to it, or "
             "set dns_force = True to delete it")))
-    elif set(whole.values) != set(new.values):
+    elif (set(whole.values) != set(new.values)
+          and (name, rtype, tuple(sorted(whole.values))) not in ownership.written):
+        # (an address this controller wrote is ours: a host's new address, or a name that
+        # moved to another host of the inventory with its domain)
         conflicts.append(Conflict(name, rtype, (
             f"{values} is not this host's address (another server, or an old address?): "
             "remove it, or set dns_force = True to replace it")))

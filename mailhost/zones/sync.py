@@ -159,12 +159,16 @@ class ZoneSync:
 
     + memory: a directory on the controller where the values written in this zone are kept
       (written_records); None: no memory (every record found unlike ours is another's)
+    + moving: a domain of the zone moves between hosts of the inventory (move_from): its many
+      changed records are expected, so the share of the zone changed does not stop the plan
+      (conflicts still do)
     """
 
     records: ZoneRecords
     provider: Provider
     force: bool = False
     memory: Path | None = None
+    moving: bool = False
 
     @property
     def zone(self) -> str:
@@ -205,7 +209,8 @@ class ZoneSync:
         plan = compute_plan(self.zone, desired, found, ownership)
         plan.notices = notices
         check_conflicts(plan, self.force)
-        check_safety(plan, lambda: self.provider.count_records(self.zone), self.force)
+        check_safety(plan, lambda: self.provider.count_records(self.zone),
+                     self.force or self.moving)
         return plan
 
     def apply(self, plan: ZonePlan, seen: ZonePlan | None = None) -> None:
