@@ -16,7 +16,7 @@ from pyinfra.api.exceptions import PyinfraError
 
 from mailhost import paths
 from mailhost.facts import DkimPublicKey, known_lines, read_paths
-from mailhost.host import backup, base, firewall, nginx, resolver, tls, units, users
+from mailhost.host import backup, base, firewall, nginx, resolver, tls, units, users, webmail
 from mailhost.host.mtas import mta_of, others, refuse_a_switch_while_mail_waits
 from mailhost.keys import dane
 from mailhost.keys.dkim import host_state_path, published_everywhere, rotation_step
@@ -48,6 +48,7 @@ if settings.mail_manage_host:
                contents=[*users.hash_files(settings), paths.NEXT_KEY_SEEN,
                          *(host_state_path(d) for d in settings.mail_domains)])
     base.configure(settings)
+    webmail.preseed(settings)  # its database's debconf answers, before apt installs it
     base.install_packages(["ufw", *tls.packages(settings), *mta.packages,
                            *backup.packages(settings)])
     firewall.configure(mta.open_ports(settings))

@@ -30,7 +30,7 @@ from pyinfra.operations import server
 
 from mailhost.dns import autoconfig, mta_sts
 from mailhost.facts import known_state
-from mailhost.host import CertificateReader
+from mailhost.host import CertificateReader, webmail
 from mailhost.host.dovecot import CIPHERS
 from mailhost.keys.steps import KeySteps
 from mailhost.operations.files import directory, put_text, write_template
@@ -47,9 +47,10 @@ HTTPS_PORT = 443
 
 
 def wanted(settings: Settings) -> bool:
-    """Whether the host runs nginx at all: only to serve an MTA-STS policy or the clients'
-    autoconfiguration."""
-    return settings.mta_sts_mode != "off" or settings.mail_client_autoconfig
+    """Whether the host runs nginx at all: only to serve an MTA-STS policy, the clients'
+    autoconfiguration or the webmail."""
+    return (settings.mta_sts_mode != "off" or settings.mail_client_autoconfig
+            or webmail.wanted(settings))
 
 
 def retired(settings: Settings) -> bool:
@@ -81,8 +82,8 @@ def remove_leftovers(settings: Settings) -> None:
 
 
 def ports(settings: Settings) -> tuple[int, ...]:
-    """443, for the policy and the clients' files (the component is left out entirely when
-    neither is on)."""
+    """443, for the policy, the clients' files and the webmail (the component is left out
+    entirely when none is on)."""
     return (HTTPS_PORT,) if wanted(settings) else ()
 
 
@@ -106,13 +107,21 @@ def client_sites(settings: Settings) -> list[tuple[str, str, str, str]]:
             for domain in settings.mail_domains]
 
 
+def webmail_site(settings: Settings) -> dict | None:
+    """What nginx needs to serve the webmail at https://MAIL_HOSTNAME/ (None when off)."""
+    if not webmail.wanted(settings):
+        return None
+    return {"name": settings.mail_hostname, "root": webmail.DOCUMENT_ROOT,
+            "socket": webmail.FPM_SOCKET, "body_megabytes": webmail.UPLOAD_MEGABYTES + 5}
+
+
 def configure(settings: Settings, secrets, steps: KeySteps | None = None,
               fleet: FleetView = ALONE) -> set[str]:
     """The policy file of each mail domain, the clients' files, and the server that serves only
     them; what to restart.
 
     + settings: mta_sts_mode, mta_sts_max_age, mail_client_autoconfig, mail_domains,
-      mail_hostname, imap_starttls
+      mail_hostname, imap_starttls, webmail
     + fleet: the host's part of the inventory (the policy names every MX of the domain)
     """
     policies = mta_sts.policy_of(settings, fleet.mx)
@@ -124,5 +133,6 @@ def configure(settings: Settings, secrets, steps: KeySteps | None = None,
                                   policy_path=mta_sts.POLICY_PATH, ciphers=CIPHERS,
                                   client_sites=client_sites(settings),
                                   autoconfig_path=autoconfig.AUTOCONFIG_PATH,
-                                  autodiscover_path=autoconfig.AUTODISCOVER_PATH))
+                                  autodiscover_path=autoconfig.AUTODISCOVER_PATH,
+                                  webmail=webmail_site(settings)))
     return set(UNITS) if any(changed) else set()

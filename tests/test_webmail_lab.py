@@ -1,0 +1,143 @@
+"""Webmail in the lab, in a real browser (``webmail = "roundcube"``, by
+MAILHOST_LAB_WEBMAIL=roundcube): Debian's headless Chromium (tests/chromium.py: the lab's ACME
+root trusted in a throwaway NSS database, the lab's names mapped to the lane's VPS) opens
+https://mail.example.test/, logs in as alice, finds in her inbox a message that came in on
+port 25, sends one that reaches the lab's receiver with dkim, spf and dmarc pass, and keeps a
+screenshot of the inbox: artifacts/webmail/ (ignored by git; the path is printed). The
+deploy's own webmail checks (the login page over IPv4 and IPv6, PHP-FPM running) pass in it,
+and a second run changes nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from chromium import Browser
+from lab_world import (
+    HOSTNAME,
+    PYINFRA,
+    ROOT,
+    VPS4,
+    fresh_lab,
+    lab,
+    run_in_world,
+    world_env,
+)
+
+from lab.common import RX_NETNS
+from lab.receiver import wait_for_message
+
+pytestmark = pytest.mark.lab
+
+WORLD = ("ubuntu-24.04", "postfix", "rfc2136", "http-01")
+ALICE = "alice@example.test"
+OUTSIDE = "inbox@example.net"  # a mailbox of the lab's receiver
+ARTIFACTS = ROOT / "artifacts" / "webmail"
+URL = f"https://{HOSTNAME}/"
+# one message from a sender of example.net, sent from the receiver's own address
+SEND_FROM_RX = """
+import smtplib, sys
+address, sender, recipient, message = sys.argv[1:4] + [sys.stdin.read()]
+with smtplib.SMTP(address, 25, timeout=60) as client:
+    client.ehlo("mx.example.net")
+    client.sendmail(sender, [recipient], message)
+"""
+IN_LIST = "(document.querySelector('#messagelist tbody') || {{innerText: ''}}).innerText" \
+          ".includes({subject!r})"
+
+
+def deploy(world, *args: str) -> str:
+    code, output = run_in_world(world, PYINFRA, "inventory/lab.py", "deploy.py", "-y", *args,
+                                env=world_env(world, MAILHOST_LAB_WEBMAIL="roundcube"))
+    assert code == 0, output[-4000:]
+    return output
+
+
+@pytest.fixture(scope="module")
+def world():
+    status = fresh_lab(WORLD[0])
+    status["world"] = WORLD
+    status["first_deploy"] = deploy(status)
+    status["passwords"] = tomllib.loads(Path(status["secrets_file"]).read_text())["passwords"]
+    yield status
+    lab("down")  # nothing of this world is left running after its tests
+
+
+@pytest.fixture
+def browser(world, tmp_path):
+    """Chromium trusting only the lab's ACME root, the host's name mapped to its IPv4."""
+    chromium = Browser(tmp_path / "chromium", world["acme"]["root_ca_file"], {HOSTNAME: VPS4})
+    yield chromium
+    chromium.close()
+
+
+def send_from_outside(subject: str) -> None:
+    """A message to alice from example.net, into the host's port 25 (the receiver's address,
+    so its SPF passes)."""
+    sender = "friend@example.net"
+    message = (f"From: {sender}\r\nTo: {ALICE}\r\nSubject: {subject}\r\n"
+               f"Message-ID: <{time.time_ns()}@example.net>\r\n\r\nHello alice.\r\n")
+    subprocess.run(["ip", "netns", "exec", RX_NETNS, sys.executable, "-c", SEND_FROM_RX, VPS4,
+                    sender, ALICE], input=message, text=True, check=True, timeout=90)
+
+
+def log_in(browser: Browser, password: str) -> None:
+    browser.navigate(URL)
+    browser.wait_for("document.querySelector('#rcmloginuser') !== null", timeout=60)
+    browser.evaluate(f"document.querySelector('#rcmloginuser').value = {ALICE!r};"
+                     f"document.querySelector('#rcmloginpwd').value = {password!r};"
+                     "document.querySelector('#rcmloginsubmit').click(); true")
+    browser.wait_for("window.rcmail && rcmail.env.task === 'mail' && "
+                     "document.querySelector('#messagelist') !== null", timeout=60)
+
+
+def test_the_deploy_checks_the_webmail(world):
+    output = world["first_deploy"]
+    checks = [row for row in output.splitlines() if "] " in row and "webmail: " in row]
+    assert len(checks) == 3 and all(" ok " in row for row in checks), checks
+
+
+def test_alice_reads_and_sends_in_chromium(world, browser):
+    stamp = time.time_ns()
+    inbound, outbound = f"Inbound {stamp}", f"From the webmail {stamp}"
+    send_from_outside(inbound)
+    log_in(browser, world["passwords"][ALICE])
+    # the message that came in on 25 shows in her inbox (asked again until it is delivered)
+    browser.wait_for(IN_LIST.format(subject=inbound), timeout=90, every=2,
+                     meanwhile="rcmail.command('checkmail')")
+    assert browser.evaluate("rcmail.env.mailbox") == "INBOX"
+    assert ALICE in browser.evaluate("document.body.innerText")  # her name in the header
+    shot = browser.screenshot(ARTIFACTS / f"inbox-{'-'.join(WORLD)}.png")
+    print(f"screenshot of alice's inbox: {ARTIFACTS / ('inbox-' + '-'.join(WORLD) + '.png')}")
+    assert shot.startswith(b"\x89PNG\r\n\x1a\n") and len(shot) > 10_000
+    # compose, send through 587 with her login: once the inbox's own requests are done (a
+    # request still running would write the session over the new compose session's)
+    browser.wait_for("!rcmail.busy", timeout=30)
+    time.sleep(2)
+    browser.navigate(f"{URL}?_task=mail&_action=compose&_to={quote(OUTSIDE)}"
+                     f"&_subject={quote(outbound)}")
+    browser.wait_for("window.rcmail && rcmail.env.action === 'compose' && "
+                     "document.querySelector('#composebody') !== null", timeout=60)
+    browser.evaluate("document.querySelector('#composebody').value = 'Sent from a browser.';"
+                     "rcmail.command('send', {}); true")
+    arrived = wait_for_message(world["receiver"]["messages_dir"],
+                               lambda m: m.message["Subject"] == outbound, timeout=90)
+    assert OUTSIDE in arrived.meta["rcpt_tos"]
+    assert ALICE in arrived.message["From"]
+    verdicts = arrived.verdicts
+    assert (verdicts["dkim"], verdicts["spf"], verdicts["dmarc"]) == ("pass",) * 3, \
+        arrived.authentication_results
+    # and a copy in her Sent folder, as Roundcube keeps it
+    browser.navigate(f"{URL}?_task=mail&_mbox=Sent")
+    browser.wait_for(IN_LIST.format(subject=outbound), timeout=60, every=2)
+
+
+def test_a_second_run_changes_nothing(world):
+    output = deploy(world)
+    total = [line for line in output.splitlines() if "Grand total" in line][0].split()
+    assert total[3] == "-" and total[4] == "-", total  # no success (change), no error
