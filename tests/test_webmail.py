@@ -95,8 +95,9 @@ def test_nginx_serves_index_php_and_static_files_only():
 @pytest.mark.parametrize(("mta", "vacation"), [("postfix", 1), ("chasquid", 0)])
 def test_roundcube_asks_the_hosts_own_services(mta, vacation):
     settings = sample_settings(mta=mta, **ON)
+    release = webmail.roundcube_release((1, 6))
     config = render("webmail/config.inc.php.j2", settings, des_key_file=webmail.DES_KEY_FILE,
-                    imap=webmail.IMAP, submission=webmail.SUBMISSION, upload=25)
+                    imap=webmail.IMAP, submission=webmail.SUBMISSION, upload=25, **release)
     assert "$config['imap_host'] = 'ssl://127.0.0.1:993';" in config
     assert "$config['smtp_host'] = 'tls://127.0.0.1:587';" in config
     assert "$config['smtp_user'] = '%u';" in config and "$config['smtp_pass'] = '%p';" in config
@@ -104,7 +105,7 @@ def test_roundcube_asks_the_hosts_own_services(mta, vacation):
     assert f'include("{webmail.DES_KEY_FILE}");' in config
     assert "des_key'] =" not in config  # the key itself is only on the host
     sieve = render("webmail/managesieve.inc.php.j2", settings,
-                   managesieve="tls://127.0.0.1:4190", vacation=vacation)
+                   managesieve="tls://127.0.0.1:4190", vacation=vacation, **release)
     assert "$config['managesieve_host'] = 'tls://127.0.0.1:4190';" in sieve
     assert f"$config['managesieve_vacation'] = {vacation};" in sieve
     pool = render("webmail/php-fpm-pool.conf.j2", settings, socket=webmail.FPM_SOCKET, upload=25)
@@ -148,6 +149,24 @@ def test_debconf_answers_before_the_install_only(ops):
     assert "debconf-set-selections" in call["commands"][0]
 
 
+def test_roundcube_1_5_gets_the_names_before_1_6():
+    settings = sample_settings(**ON)
+    release = webmail.roundcube_release((1, 5))
+    assert release == {"legacy": True, "version": "1.5"}
+    assert webmail.roundcube_release(None)["legacy"] is False  # not known: today's names
+    config = render("webmail/config.inc.php.j2", settings, des_key_file=webmail.DES_KEY_FILE,
+                    imap=webmail.IMAP, submission=webmail.SUBMISSION, upload=25, **release)
+    for line in ("$config['default_host'] = 'ssl://127.0.0.1';", "$config['default_port'] = 993;",
+                 "$config['smtp_server'] = 'tls://127.0.0.1';", "$config['smtp_port'] = 587;"):
+        assert line in config
+    assert "imap_host" not in config and "smtp_host" not in config
+    sieve = render("webmail/managesieve.inc.php.j2", settings,
+                   managesieve="tls://127.0.0.1:4190", vacation=1, **release)
+    for line in ("$config['managesieve_host'] = '127.0.0.1';",
+                 "$config['managesieve_port'] = 4190;", "$config['managesieve_usetls'] = true;"):
+        assert line in sieve
+
+
 @pytest.mark.parametrize(("version", "unit"), [((8, 3), "php8.3-fpm"), ((8, 1), "php8.1-fpm"),
                                                ((8, 4), "php8.4-fpm")])
 def test_the_fpm_unit_follows_php(version, unit):
@@ -180,3 +199,35 @@ def test_the_host_check_reads_the_unit_of_phps_version():
               **PHP}
     (found,) = check.host_checks(sample_settings(**ON), FakeHost(states))
     assert found.status == "failed" and found.found == "php8.3-fpm: active, not enabled"
+
+
+def test_turned_off_on_a_host_that_served_it_php_fpm_stops():
+    there = {webmail.DES_KEY_FILE: {"type": "f", "user": "root", "group": "www-data",
+                                    "mode": 640, "sha256": "x", "target": None}}
+    with on(FakeHost({**PHP, facts.PathStates: there})):
+        facts.read_paths(list(webmail.ROOTS))
+        assert webmail.stopped_units(sample_settings()) == ["php8.3-fpm"]
+        assert webmail.stopped_units(sample_settings(**ON)) == []  # on: it runs
+    with on(FakeHost(PHP)) as fresh:  # never had it: nothing stopped, no fact asked
+        facts.read_paths(list(webmail.ROOTS))
+        assert webmail.stopped_units(sample_settings()) == []
+        assert ("DebianPackageVersion", {"package": "php-fpm"}) not in fresh.fact_calls
+
+
+def test_a_pool_in_place_is_neither_written_nor_restarted(ops, monkeypatch):
+    import hashlib
+
+    from pyinfra.facts.files import Sha256File
+    activated = []
+    monkeypatch.setattr(units, "activate",
+                        lambda names, restart=frozenset(): activated.append((names, restart)))
+    settings = sample_settings(**ON)
+    pool = render("webmail/php-fpm-pool.conf.j2", settings, socket=webmail.FPM_SOCKET,
+                  upload=webmail.UPLOAD_MEGABYTES)
+    digest = {key(path="/etc/php/8.3/fpm/pool.d/www.conf"): hashlib.sha256(pool.encode())
+              .hexdigest()}
+    with on(FakeHost({**PHP, Sha256File: digest})):
+        facts.read_paths(list(webmail.ROOTS))
+        webmail.configure(settings, None)
+    assert "/etc/php/8.3/fpm/pool.d/www.conf" not in [c["dest"] for c in ops["files.put"].calls]
+    assert activated == [(["php8.3-fpm"], set())]

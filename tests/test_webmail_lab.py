@@ -1,14 +1,16 @@
 """Webmail in the lab, in a real browser (``webmail = "roundcube"``, by
-MAILHOST_LAB_WEBMAIL=roundcube): Debian's headless Chromium (tests/chromium.py: the lab's ACME
+MAILHOST_LAB_WEBMAIL=roundcube): Debian's headless Chromium (lab/chromium.py: the lab's ACME
 root trusted in a throwaway NSS database, the lab's names mapped to the lane's VPS) opens
 https://mail.example.test/, logs in as alice, finds in her inbox a message that came in on
 port 25, sends one that reaches the lab's receiver with dkim, spf and dmarc pass, and keeps a
 screenshot of the inbox: artifacts/webmail/ (ignored by git; the path is printed). The
 deploy's own webmail checks (the login page over IPv4 and IPv6, PHP-FPM running) pass in it,
-and a second run changes nothing."""
+and a second run changes nothing; turned off, the page is gone and PHP-FPM stopped."""
 
 from __future__ import annotations
 
+import http.client
+import socket
 import subprocess
 import sys
 import time
@@ -17,7 +19,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from chromium import Browser
 from lab_world import (
     HOSTNAME,
     PYINFRA,
@@ -26,9 +27,12 @@ from lab_world import (
     fresh_lab,
     lab,
     run_in_world,
+    ssh,
+    tls_context,
     world_env,
 )
 
+from lab.chromium import Browser
 from lab.common import RX_NETNS
 from lab.receiver import wait_for_message
 
@@ -51,9 +55,9 @@ IN_LIST = "(document.querySelector('#messagelist tbody') || {{innerText: ''}}).i
           ".includes({subject!r})"
 
 
-def deploy(world, *args: str) -> str:
+def deploy(world, *args: str, webmail: str = "roundcube") -> str:
     code, output = run_in_world(world, PYINFRA, "inventory/lab.py", "deploy.py", "-y", *args,
-                                env=world_env(world, MAILHOST_LAB_WEBMAIL="roundcube"))
+                                env=world_env(world, MAILHOST_LAB_WEBMAIL=webmail))
     assert code == 0, output[-4000:]
     return output
 
@@ -141,3 +145,23 @@ def test_a_second_run_changes_nothing(world):
     output = deploy(world)
     total = [line for line in output.splitlines() if "Grand total" in line][0].split()
     assert total[3] == "-" and total[4] == "-", total  # no success (change), no error
+
+
+def login_page_status(world) -> int:
+    """GET https://mail.example.test/ over IPv4, the certificate verified: the HTTP status."""
+    context = tls_context(world)
+    connection = http.client.HTTPSConnection(HOSTNAME, 443, timeout=30, context=context)
+    connection.sock = context.wrap_socket(socket.create_connection((VPS4, 443), timeout=30),
+                                          server_hostname=HOSTNAME)
+    connection.request("GET", "/")
+    return connection.getresponse().status
+
+
+def test_turned_off_the_page_is_gone_and_php_fpm_stopped(world):
+    assert login_page_status(world) == 200
+    output = deploy(world, webmail="off")
+    assert "php8.3-fpm stopped and disabled" in output
+    assert not [row for row in output.splitlines() if "] " in row and "webmail: " in row]
+    assert login_page_status(world) == 404  # nginx stays, for the MTA-STS policy
+    assert ssh("systemctl is-active php8.3-fpm; systemctl is-enabled php8.3-fpm").split() == \
+        ["inactive", "disabled"]

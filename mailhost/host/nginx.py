@@ -2,9 +2,11 @@
 ``https://mta-sts.DOMAIN/.well-known/mta-sts.txt`` when ``mta_sts_mode`` is not "off", and with
 ``mail_client_autoconfig`` the files mail clients set themselves up from (mailhost.dns.autoconfig:
 Mozilla's ``https://autoconfig.DOMAIN/mail/config-v1.1.xml``, Outlook's answer to a POST at
-``https://autodiscover.DOMAIN/autodiscover/autodiscover.xml``); nothing else (404 for any other
-path or name, nothing on port 80: certbot's HTTP-01 keeps it). A component of both MTAs, there
-only when one of them is on (``wanted``): nothing is installed, opened or started otherwise.
+``https://autodiscover.DOMAIN/autodiscover/autodiscover.xml``), and with ``webmail`` Roundcube at
+``https://MAIL_HOSTNAME/`` (mailhost.host.webmail: only its index.php through PHP-FPM, and its
+static files); nothing else (404 for any other path or name, nothing on port 80: certbot's
+HTTP-01 keeps it). A component of both MTAs, there only when one of them is on (``wanted``):
+nothing is installed, opened or started otherwise.
 The clients' files are written into the configuration itself (``return 200``): nginx serves a
 static file to GET only, and Outlook asks with POST.
 
@@ -15,7 +17,7 @@ replaces the package's whole ``nginx.conf``, so the default site is never loaded
 certificate the MTA reads (paths.TLS_CERT: self-signed until certbot's, whose names include
 every ``mta-sts.DOMAIN``), TLS 1.2 and 1.3 only; the renewal hook reloads it.
 
-Both turned off on a host that served a policy (``retired``): nginx stopped and disabled (deploy.py
+All turned off on a host that served a policy (``retired``): nginx stopped and disabled (deploy.py
 puts it in units.converge's ``stopped``), then our nginx.conf and policy directory removed
 (``remove_leftovers``). The package stays installed: stopped and disabled, it listens on
 nothing (the firewall closes 443 too), removing it is an apt transaction on every such run's

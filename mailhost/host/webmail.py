@@ -19,7 +19,8 @@ selections, set before the install) to make Roundcube's SQLite database itself
 (/var/lib/dbconfig-common/sqlite3/roundcube, read through the package's
 debian-db-roundcube.php).
 
-Files: our ``/etc/roundcube/config.inc.php`` (replacing the package's sample, a ucf file that
+Files (in the setting names of the Roundcube version apt has: 1.6 renamed some, Ubuntu 22.04
+has 1.5): our ``/etc/roundcube/config.inc.php`` (replacing the package's sample, a ucf file that
 an upgrade then leaves alone), the managesieve plugin's, and PHP-FPM's pool (the package's
 ``www.conf`` replaced by Roundcube's pool: ``pm = ondemand``, no worker while nobody uses it;
 its socket at FPM_SOCKET, where nginx sends ``index.php``). Roundcube's ``des_key`` (it
@@ -29,22 +30,26 @@ DES_KEY_FILE (root:www-data, 640): it never travels and is never shown.
 PHP-FPM's unit carries PHP's version (``php8.3-fpm`` on Ubuntu 24.04, ``php8.1-fpm`` on 22.04,
 ``php8.4-fpm`` on Debian 13): ``configure`` reads the version apt has (facts.DebianPackageVersion
 of ``php-fpm``) and activates that unit itself, before nginx starts (as resolver.py does).
-Turned off again: nginx no longer serves it (its server block goes) and the packages stay
-installed, PHP-FPM idle (``pm = ondemand``: no worker).
+Turned off again (``retired``: off, and our des_key file on the host): nginx no longer serves
+it (its server block goes), PHP-FPM is stopped and disabled (deploy.py puts its unit in
+units.converge's ``stopped``); the packages, Roundcube's files and its database (the users'
+contacts and preferences) stay, so turning it on again only starts it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import shlex
 
 from pyinfra import host
+from pyinfra.facts.files import Sha256File
 from pyinfra.operations import server
 
 from mailhost.facts import DebianPackageVersion, known_state
 from mailhost.host import units
 from mailhost.host.dovecot import MANAGESIEVE_PORT, vacation
 from mailhost.keys.steps import KeySteps
-from mailhost.operations.files import write_template
+from mailhost.operations.files import put_text, render, write_template
 from mailhost.settings import Settings
 from mailhost.settings.fleet import ALONE, FleetView
 
@@ -55,7 +60,7 @@ CONFIG = f"{ETC}/config.inc.php"
 MANAGESIEVE_CONFIG = f"{ETC}/plugins/managesieve/config.inc.php"
 DES_KEY_FILE = f"{ETC}/mailhost-des-key.inc.php"
 PHP_ETC = "/etc/php"
-ROOTS = (ETC, PHP_ETC)
+ROOTS = (ETC,)  # and PHP-FPM's pool file, asked alone (configure)
 # Roundcube's public directory (index.php and the skins' files): nginx's root
 DOCUMENT_ROOT = "/var/lib/roundcube/public_html"
 FPM_SOCKET = "/run/php/roundcube-fpm.sock"
@@ -71,6 +76,24 @@ LOGIN_FORM_FIELD = "rcmloginuser"  # the login page's user field (the checks loo
 def wanted(settings: Settings) -> bool:
     """Only with ``webmail = "roundcube"``."""
     return settings.webmail == "roundcube"
+
+
+def retired(settings: Settings) -> bool:
+    """Off on a host that served it (our des_key file there; read by read_paths, which deploy.py
+    asks for ROOTS while off)."""
+    if wanted(settings):
+        return False
+    known, state = known_state(DES_KEY_FILE)
+    return not known or state is not None
+
+
+def stopped_units(settings: Settings) -> list[str]:
+    """PHP-FPM's unit when the webmail was turned off on this host (units.converge stops and
+    disables it); none otherwise (a PHP-FPM of the host's own is left alone)."""
+    if not retired(settings):
+        return []
+    version = php_version()
+    return [fpm_unit(version)] if version else []
 
 
 def preseed(settings: Settings) -> None:
@@ -96,6 +119,14 @@ def fpm_unit(version: tuple[int, int] | None) -> str:
 def pool_file(version: tuple[int, int]) -> str:
     """The pool PHP-FPM of that version reads (the package's www.conf, replaced)."""
     return f"{PHP_ETC}/{version[0]}.{version[1]}/fpm/pool.d/www.conf"
+
+
+def roundcube_release(version: tuple[int, int] | None) -> dict:
+    """What the templates need of Roundcube's version: 1.6 renamed the servers' settings
+    (``default_host`` -> ``imap_host``, ``smtp_server`` -> ``smtp_host``, the port in it, and
+    the managesieve plugin's host likewise); Ubuntu 22.04 has 1.5."""
+    legacy = version is not None and version < (1, 6)
+    return {"legacy": legacy, "version": ".".join(map(str, version)) if version else "?"}
 
 
 def php_version() -> tuple[int, int] | None:
@@ -126,12 +157,17 @@ def configure(settings: Settings, secrets, steps: KeySteps | None = None,
     version = php_version()
     unit = fpm_unit(version)
     des_key()
+    release = roundcube_release(host.get_fact(DebianPackageVersion, package="roundcube-core"))
     write_template("webmail/config.inc.php.j2", CONFIG, settings, des_key_file=DES_KEY_FILE,
-                   imap=IMAP, submission=SUBMISSION, upload=UPLOAD_MEGABYTES)
+                   imap=IMAP, submission=SUBMISSION, upload=UPLOAD_MEGABYTES, **release)
     write_template("webmail/managesieve.inc.php.j2", MANAGESIEVE_CONFIG, settings,
                    managesieve=f"tls://127.0.0.1:{MANAGESIEVE_PORT}",
-                   vacation=vacation(settings))
-    pool = write_template("webmail/php-fpm-pool.conf.j2", pool_file(version), settings,
-                          socket=FPM_SOCKET, upload=UPLOAD_MEGABYTES)
-    units.activate([unit], restart={unit} if pool else set())
+                   vacation=vacation(settings), **release)
+    pool = render("webmail/php-fpm-pool.conf.j2", settings, socket=FPM_SOCKET,
+                  upload=UPLOAD_MEGABYTES)
+    # below read_paths' depth under /etc/php, and its directory is only known now: asked here
+    in_place = host.get_fact(Sha256File, path=pool_file(version)) == \
+        hashlib.sha256(pool.encode()).hexdigest()
+    pool_changed = not in_place and put_text(pool_file(version), pool)
+    units.activate([unit], restart={unit} if pool_changed else set())
     return set()
