@@ -49,7 +49,7 @@ if settings.mail_manage_host:
                contents=[*users.hash_files(settings), paths.NEXT_KEY_SEEN,
                          *(host_state_path(d) for d in settings.mail_domains)])
     base.configure(settings)
-    webmail.preseed(settings)  # its database's debconf answers, before apt installs it
+    webmail.before_install(settings)  # no Apache module, the database's debconf answers
     base.install_packages(["ufw", *tls.packages(settings), *mta.packages,
                            *backup.packages(settings)])
     firewall.configure(mta.open_ports(settings))

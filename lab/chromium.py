@@ -105,6 +105,12 @@ class Browser:
             raise RuntimeError(f"{expression[:80]}: {result['exceptionDetails']}")
         return result["result"].get("value")
 
+    def type_into(self, selector: str, text: str) -> None:
+        """TEXT typed into the page's field SELECTOR (focused, then Input.insertText: as from a
+        keyboard; the text is in no expression, so in no error message either)."""
+        self.evaluate(f"document.querySelector({selector!r}).focus(); true")
+        self.send("Input.insertText", session=True, text=text)
+
     def navigate(self, url: str) -> None:
         result = self.send("Page.navigate", session=True, url=url)
         if result.get("errorText"):

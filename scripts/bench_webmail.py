@@ -3,9 +3,11 @@ lab's deployed host (``webmail = "roundcube"``), as the proportional set size (P
 divided among the processes sharing them, so the sum is not overstated as RSS's is) of every
 PHP-FPM and nginx process, read from /proc/PID/smaps_rollup over SSH:
 
-1. idle (PHP-FPM's pool is ``ondemand``: its master only, no worker);
-2. the peak while headless Chromium (lab/chromium.py) logs in as alice, opens her inbox, a
-   message list of each folder and the compose form, ROUNDS times, sampled every 0.5 s;
+1. idle (PHP-FPM's pool is ``ondemand``: its master only, no worker; waits up to 90 s for the
+   workers of an earlier use to leave);
+2. the peak while headless Chromium (lab/chromium.py) logs in as alice, opens her inbox, the
+   compose form and the message list of three folders, then logs out, ROUNDS times, sampled
+   every 0.5 s;
 3. right after (the workers are still there until their idle timeout, 60 s).
 
 Needs the lab up in this lane and its host deployed with the webmail on:
@@ -33,6 +35,7 @@ from lab.common import MAIL_HOSTNAME, VPS4
 
 ROOT = Path(__file__).resolve().parent.parent
 ALICE = "alice@example.test"
+IDLE_WAIT = 90  # seconds, at most: the pool's idle timeout is 60 s
 # every PHP-FPM and nginx process: its command name and PSS in kB
 PSS = ("ps -eo pid=,comm= | awk '$2 ~ /^(php-fpm|nginx)/ {print $1, $2}' | "
        "while read pid comm; do pss=$(awk '/^Pss:/ {print $2}' /proc/$pid/smaps_rollup "
@@ -69,19 +72,18 @@ def session(browser: Browser, password: str) -> None:
     url = f"https://{MAIL_HOSTNAME}/"
     browser.navigate(url)
     browser.wait_for("document.querySelector('#rcmloginuser') !== null")
-    browser.evaluate(f"document.querySelector('#rcmloginuser').value = {ALICE!r};"
-                     f"document.querySelector('#rcmloginpwd').value = {password!r};"
-                     "document.querySelector('#rcmloginsubmit').click(); true")
+    browser.type_into("#rcmloginuser", ALICE)
+    browser.type_into("#rcmloginpwd", password)
+    browser.evaluate("document.querySelector('#rcmloginsubmit').click(); true")
     browser.wait_for("window.rcmail && rcmail.env.task === 'mail' && "
                      "document.querySelector('#messagelist') !== null && !rcmail.busy")
+    browser.navigate(f"{url}?_task=mail&_action=compose")
+    browser.wait_for("window.rcmail && rcmail.env.action === 'compose' && !rcmail.busy")
     for folder in ("Sent", "Junk", "INBOX"):
         browser.navigate(f"{url}?_task=mail&_mbox={folder}")
         browser.wait_for("window.rcmail && rcmail.env.mailbox && !rcmail.busy")
-    time.sleep(1)
-    browser.navigate(f"{url}?_task=mail&_action=compose")
-    browser.wait_for("window.rcmail && rcmail.env.action === 'compose'")
-    browser.wait_for("!rcmail.busy")
-    browser.evaluate("rcmail.command('logout'); true")
+    token = browser.evaluate("rcmail.env.request_token")
+    browser.navigate(f"{url}?_task=logout&_token={token}")
     browser.wait_for("document.querySelector('#rcmloginuser') !== null")
 
 
@@ -93,6 +95,11 @@ def main(argv=None) -> int:
     ssh_config = info["vps"]["ssh_config"]
     password = tomllib.loads(Path(info["secrets_file"]).read_text())["passwords"][ALICE]
     idle = sample(ssh_config)
+    for _ in range(IDLE_WAIT):  # the workers of an earlier use leave after their idle timeout
+        if idle["php-fpm"][0] <= 1:
+            break
+        time.sleep(1)
+        idle = sample(ssh_config)
     print(line("idle", idle))
     peak: dict[str, tuple[int, int]] = dict(idle)
     done = threading.Event()

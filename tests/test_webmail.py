@@ -62,9 +62,8 @@ def test_on_it_is_a_component_of_both_mtas_before_nginx(mta):
     chosen = mta_of(settings)
     names = [c.__name__.rsplit(".", 1)[1] for c in chosen.components]
     assert names.index("dovecot") < names.index("webmail") < names.index("nginx")
-    # php-fpm named first: apt then satisfies php's "libapache2-mod-php | php-fpm" with it
     packages = chosen.packages
-    assert packages.index("php-fpm") < packages.index("roundcube")
+    assert "php-fpm" in packages and "roundcube" in packages
     assert {"roundcube-sqlite3", "roundcube-plugins"} <= set(packages)
     assert "apache2" not in packages
     # nginx runs for the webmail alone, and the firewall's 443 comes with it
@@ -139,14 +138,28 @@ def test_a_host_with_its_key_gets_no_new_one(ops, monkeypatch):
     assert not [c for c in ops["server.shell"].calls if "des_key" in c["name"]]
 
 
-def test_debconf_answers_before_the_install_only(ops):
+def test_before_the_install_no_apache_module_and_debconfs_answers(ops):
     with on(FakeHost()):
         facts.read_paths(list(webmail.ROOTS))
-        webmail.preseed(sample_settings(**ON))
-        webmail.preseed(sample_settings())  # off: nothing
-    (call,) = ops["server.shell"].calls
+        webmail.before_install(sample_settings(**ON))
+        webmail.before_install(sample_settings())  # off: nothing
+    (call,) = [c for c in ops["server.shell"].calls if "debconf" in c["name"]]
     assert "roundcube/database-type select sqlite3" in call["commands"][0]
     assert "debconf-set-selections" in call["commands"][0]
+    (pin,) = ops["files.put"].calls
+    assert pin["dest"] == webmail.APT_PIN
+    text = pin["src"].getvalue()
+    assert "Package: libapache2-mod-php*\nPin: release *\nPin-Priority: -1\n" in text
+
+
+def test_once_installed_only_the_pin_is_kept(ops):
+    there = {webmail.CONFIG: {"type": "f", "user": "root", "group": "www-data", "mode": 644,
+                              "sha256": "x", "target": None}}
+    with on(FakeHost({facts.PathStates: there})):
+        facts.read_paths(list(webmail.ROOTS))
+        webmail.before_install(sample_settings(**ON))
+    assert not [c for c in ops["server.shell"].calls if "debconf" in c["name"]]
+    assert [c["dest"] for c in ops["files.put"].calls] == [webmail.APT_PIN]  # not read: put
 
 
 def test_roundcube_1_5_gets_the_names_before_1_6():

@@ -2,8 +2,10 @@
 MAILHOST_LAB_WEBMAIL=roundcube): Debian's headless Chromium (lab/chromium.py: the lab's ACME
 root trusted in a throwaway NSS database, the lab's names mapped to the lane's VPS) opens
 https://mail.example.test/, logs in as alice, finds in her inbox a message that came in on
-port 25, sends one that reaches the lab's receiver with dkim, spf and dmarc pass, and keeps a
-screenshot of the inbox: artifacts/webmail/ (ignored by git; the path is printed). The
+port 25, sends one that reaches the lab's receiver with dkim, spf and dmarc pass, opens her
+filters (the managesieve plugin), and keeps a screenshot of the inbox: artifacts/webmail/
+(ignored by git; the path is printed). Postfix on Ubuntu 24.04 (Roundcube 1.6, PHP 8.3) and
+chasquid on Ubuntu 22.04 (Roundcube 1.5, PHP 8.1). The
 deploy's own webmail checks (the login page over IPv4 and IPv6, PHP-FPM running) pass in it,
 and a second run changes nothing; turned off, the page is gone and PHP-FPM stopped."""
 
@@ -30,6 +32,7 @@ from lab_world import (
     ssh,
     tls_context,
     world_env,
+    world_id,
 )
 
 from lab.chromium import Browser
@@ -38,7 +41,11 @@ from lab.receiver import wait_for_message
 
 pytestmark = pytest.mark.lab
 
-WORLD = ("ubuntu-24.04", "postfix", "rfc2136", "http-01")
+# Roundcube 1.6 and PHP 8.3 with Postfix; Roundcube 1.5 (the setting names before 1.6) and
+# PHP 8.1 with chasquid
+WORLDS = [("ubuntu-24.04", "postfix", "rfc2136", "http-01"),
+          ("ubuntu-22.04", "chasquid", "rfc2136", "http-01")]
+FPM_UNIT = {"ubuntu-24.04": "php8.3-fpm", "ubuntu-22.04": "php8.1-fpm"}
 ALICE = "alice@example.test"
 OUTSIDE = "inbox@example.net"  # a mailbox of the lab's receiver
 ARTIFACTS = ROOT / "artifacts" / "webmail"
@@ -62,10 +69,10 @@ def deploy(world, *args: str, webmail: str = "roundcube") -> str:
     return output
 
 
-@pytest.fixture(scope="module")
-def world():
-    status = fresh_lab(WORLD[0])
-    status["world"] = WORLD
+@pytest.fixture(scope="module", params=WORLDS, ids=[world_id(w) for w in WORLDS])
+def world(request):
+    status = fresh_lab(request.param[0])
+    status["world"] = request.param
     status["first_deploy"] = deploy(status)
     status["passwords"] = tomllib.loads(Path(status["secrets_file"]).read_text())["passwords"]
     yield status
@@ -93,9 +100,9 @@ def send_from_outside(subject: str) -> None:
 def log_in(browser: Browser, password: str) -> None:
     browser.navigate(URL)
     browser.wait_for("document.querySelector('#rcmloginuser') !== null", timeout=60)
-    browser.evaluate(f"document.querySelector('#rcmloginuser').value = {ALICE!r};"
-                     f"document.querySelector('#rcmloginpwd').value = {password!r};"
-                     "document.querySelector('#rcmloginsubmit').click(); true")
+    browser.type_into("#rcmloginuser", ALICE)
+    browser.type_into("#rcmloginpwd", password)
+    browser.evaluate("document.querySelector('#rcmloginsubmit').click(); true")
     browser.wait_for("window.rcmail && rcmail.env.task === 'mail' && "
                      "document.querySelector('#messagelist') !== null", timeout=60)
 
@@ -116,8 +123,9 @@ def test_alice_reads_and_sends_in_chromium(world, browser):
                      meanwhile="rcmail.command('checkmail')")
     assert browser.evaluate("rcmail.env.mailbox") == "INBOX"
     assert ALICE in browser.evaluate("document.body.innerText")  # her name in the header
-    shot = browser.screenshot(ARTIFACTS / f"inbox-{'-'.join(WORLD)}.png")
-    print(f"screenshot of alice's inbox: {ARTIFACTS / ('inbox-' + '-'.join(WORLD) + '.png')}")
+    path = ARTIFACTS / f"inbox-{world_id(world['world'])}.png"
+    shot = browser.screenshot(path)
+    print(f"screenshot of alice's inbox: {path}")
     assert shot.startswith(b"\x89PNG\r\n\x1a\n") and len(shot) > 10_000
     # compose, send through 587 with her login: once the inbox's own requests are done (a
     # request still running would write the session over the new compose session's)
@@ -139,6 +147,11 @@ def test_alice_reads_and_sends_in_chromium(world, browser):
     # and a copy in her Sent folder, as Roundcube keeps it
     browser.navigate(f"{URL}?_task=mail&_mbox=Sent")
     browser.wait_for(IN_LIST.format(subject=outbound), timeout=60, every=2)
+    # her filters: the managesieve plugin logs in over ManageSieve and makes its script active
+    browser.navigate(f"{URL}?_task=settings&_action=plugin.managesieve")
+    browser.wait_for("document.body.innerText.includes('roundcube')", timeout=60)
+    home = "/var/mail/vhosts/example.test/alice/home"
+    assert ssh(f"readlink {home}/.dovecot.sieve").strip() == "sieve/roundcube.sieve"
 
 
 def test_a_second_run_changes_nothing(world):
@@ -160,8 +173,9 @@ def login_page_status(world) -> int:
 def test_turned_off_the_page_is_gone_and_php_fpm_stopped(world):
     assert login_page_status(world) == 200
     output = deploy(world, webmail="off")
-    assert "php8.3-fpm stopped and disabled" in output
+    unit = FPM_UNIT[world["world"][0]]
+    assert f"{unit} stopped and disabled" in output
     assert not [row for row in output.splitlines() if "] " in row and "webmail: " in row]
     assert login_page_status(world) == 404  # nginx stays, for the MTA-STS policy
-    assert ssh("systemctl is-active php8.3-fpm; systemctl is-enabled php8.3-fpm").split() == \
+    assert ssh(f"systemctl is-active {unit}; systemctl is-enabled {unit}").split() == \
         ["inactive", "disabled"]

@@ -11,11 +11,13 @@ never leave the host: TLS because Dovecot and submission want it, the certificat
 there (it is the host's own, self-signed until the first ACME one, and the host's CA store
 need not hold its CA: the lab's Pebble).
 
-Packages: ``php-fpm`` first, so that apt satisfies ``php``'s first alternative with it
-(``libapache2-mod-php | php-fpm | php-cgi``: named after Roundcube, apt picks Apache's module
-and apache2-bin); ``roundcube`` (the core, no web server), ``roundcube-sqlite3``,
-``roundcube-plugins`` (managesieve). No debconf question: dbconfig-common is told (debconf
-selections, set before the install) to make Roundcube's SQLite database itself
+Packages: ``php-fpm``, ``roundcube`` (the core, no web server), ``roundcube-sqlite3``,
+``roundcube-plugins`` (managesieve). Apache's PHP module is pinned away first (APT_PIN,
+priority -1): ``php`` depends on ``libapache2-mod-php | php-fpm | php-cgi`` and Ubuntu 22.04's
+roundcube-core on ``libapache2-mod-php | php``, and apt takes a first alternative (with
+apache2-bin) even with php-fpm in the same transaction; pinned, it takes php-fpm, now and on
+every upgrade. No debconf question: dbconfig-common is told (debconf selections, set before
+the install) to make Roundcube's SQLite database itself
 (/var/lib/dbconfig-common/sqlite3/roundcube, read through the package's
 debian-db-roundcube.php).
 
@@ -53,14 +55,19 @@ from mailhost.operations.files import put_text, render, write_template
 from mailhost.settings import Settings
 from mailhost.settings.fleet import ALONE, FleetView
 
-PACKAGES = ("php-fpm", "roundcube", "roundcube-sqlite3", "roundcube-plugins")
+PACKAGES = ("php-fpm", "roundcube", "roundcube-sqlite3", "roundcube-plugins")  # after APT_PIN
 UNITS: tuple[str, ...] = ()  # php<VERSION>-fpm, activated in configure (fpm_unit)
 ETC = "/etc/roundcube"
 CONFIG = f"{ETC}/config.inc.php"
 MANAGESIEVE_CONFIG = f"{ETC}/plugins/managesieve/config.inc.php"
 DES_KEY_FILE = f"{ETC}/mailhost-des-key.inc.php"
 PHP_ETC = "/etc/php"
-ROOTS = (ETC,)  # and PHP-FPM's pool file, asked alone (configure)
+APT_PIN = "/etc/apt/preferences.d/mailhost-webmail"
+APT_PIN_TEXT = ("# Managed by mailhost (mailhost/host/webmail.py): PHP runs in PHP-FPM,\n"
+                "# behind nginx; never Apache's module (php's and roundcube-core's first\n"
+                "# alternative)\n"
+                "Package: libapache2-mod-php*\nPin: release *\nPin-Priority: -1\n")
+ROOTS = (ETC, APT_PIN)  # and PHP-FPM's pool file, asked alone (configure)
 # Roundcube's public directory (index.php and the skins' files): nginx's root
 DOCUMENT_ROOT = "/var/lib/roundcube/public_html"
 FPM_SOCKET = "/run/php/roundcube-fpm.sock"
@@ -96,13 +103,17 @@ def stopped_units(settings: Settings) -> list[str]:
     return [fpm_unit(version)] if version else []
 
 
-def preseed(settings: Settings) -> None:
-    """dbconfig-common's answers for Roundcube, before the packages are installed (none is
-    asked: SQLite, made by the package); nothing once Roundcube is there.
+def before_install(settings: Settings) -> None:
+    """Before the packages are installed: Apache's PHP module pinned away (APT_PIN), and
+    dbconfig-common's answers for Roundcube (none is asked: SQLite, made by the package; only
+    while Roundcube is not there).
 
     + settings: webmail
     """
-    if not wanted(settings) or known_state(CONFIG)[1] is not None:
+    if not wanted(settings):
+        return
+    put_text(APT_PIN, APT_PIN_TEXT, name="apt: never Apache's PHP module (PHP-FPM serves PHP)")
+    if known_state(CONFIG)[1] is not None:
         return
     server.shell(name="Roundcube's database: SQLite, made by dbconfig-common (debconf)",
                  commands=[f"printf %s {shlex.quote(DEBCONF_SELECTIONS)} | "
