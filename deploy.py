@@ -17,7 +17,7 @@ from pyinfra.api.exceptions import PyinfraError
 
 from mailhost import paths
 from mailhost.facts import DkimPublicKey, known_lines, read_paths
-from mailhost.host import backup, base, firewall, move, nginx, resolver, tls, units, users
+from mailhost.host import backup, base, firewall, move, nginx, resolver, tls, units, users, webmail
 from mailhost.host.mtas import mta_of, others, refuse_a_switch_while_mail_waits
 from mailhost.keys import dane
 from mailhost.keys.dkim import host_state_path, published_everywhere, rotation_step
@@ -44,12 +44,14 @@ if settings.mail_manage_host:
     refuse_a_switch_while_mail_waits(settings)
     # every file and directory the deploy writes, read in one command: what is in place
     # already costs no further round trip
-    # (nginx's too when MTA-STS is off: what a host that served a policy has left)
+    # (nginx's and the webmail's too when off: what a host that served them has left)
     read_paths([paths.RESTARTS_OWED, *base.ROOTS, *tls.roots(settings), *users.ROOTS, *mta.roots,
-                *([] if nginx.wanted(settings) else nginx.ROOTS)],
+                *([] if nginx.wanted(settings) else nginx.ROOTS),
+                *([] if webmail.wanted(settings) else webmail.ROOTS)],
                contents=[*users.hash_files(settings), paths.NEXT_KEY_SEEN,
                          *(host_state_path(d) for d in settings.mail_domains)])
     base.configure(settings)
+    webmail.before_install(settings)  # no Apache module, the database's debconf answers
     base.install_packages(["ufw", *tls.packages(settings), *mta.packages,
                            *backup.packages(settings)])
     firewall.configure(mta.open_ports(settings))
@@ -83,9 +85,9 @@ if settings.mail_manage_host:
     restart = mta.configure(settings, secrets, run.steps, run.fleet[host.name])
     # switching MTAs: the old one's units stop first (port 25 released), those both MTAs
     # share (rspamd) stay; certbot's renewal timer runs from here on; MTA-STS turned off:
-    # nginx stops, then its files go
+    # nginx stops, then its files go; the webmail turned off: PHP-FPM stops
     units.converge(running=[*mta.units, *tls.TIMERS],
-                   stopped=[*nginx.stopped_units(settings),
+                   stopped=[*nginx.stopped_units(settings), *webmail.stopped_units(settings),
                             *(u for other in others(settings) for u in other.units
                               if u not in mta.units)],  # Dovecot and rspamd serve both
                    restart=restart | restarts.owed_by_a_stopped_run(mta.units))

@@ -97,6 +97,9 @@ mail_hosts = [
             # mail clients' autoconfiguration (autoconfig./autodiscover.example.test): off like
             # the default, on with MAILHOST_LAB_AUTOCONFIG=1 (tests/test_autoconfig_lab.py)
             "mail_client_autoconfig": os.environ.get("MAILHOST_LAB_AUTOCONFIG") == "1",
+            # webmail (Roundcube at https://mail.example.test/): off like the default, on with
+            # MAILHOST_LAB_WEBMAIL=roundcube (tests/test_webmail_lab.py)
+            "webmail": os.environ.get("MAILHOST_LAB_WEBMAIL", "off"),
 
             # ACME: Pebble; certbot must trust the bundle (Pebble's HTTPS listener CA + root)
             "acme_directory": f"https://{HOST4}:14000/dir",

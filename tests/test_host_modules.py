@@ -95,10 +95,22 @@ def test_profiles_name_every_unit_package_and_signer():
 
 
 def test_an_mta_restarts_the_units_of_the_components_that_changed(monkeypatch):
-    from mailhost.host import backup, dovecot, nginx, opendkim, postfix, postsrsd, resolver, rspamd
+    from mailhost.host import (
+        backup,
+        dovecot,
+        nginx,
+        opendkim,
+        postfix,
+        postsrsd,
+        resolver,
+        rspamd,
+        webmail,
+    )
     changed = {"opendkim": {"opendkim"}, "postfix": set(), "dovecot": set(), "postsrsd": set(),
-               "rspamd": set(), "nginx": set(), "backup": set(), "resolver": set()}
-    for component in (resolver, backup, postsrsd, opendkim, rspamd, dovecot, nginx, postfix):
+               "rspamd": set(), "nginx": set(), "backup": set(), "resolver": set(),
+               "webmail": set()}
+    for component in (resolver, backup, postsrsd, opendkim, rspamd, dovecot, webmail, nginx,
+                      postfix):
         name = component.__name__.rsplit(".", 1)[1]
         monkeypatch.setattr(component, "configure",
                             lambda settings, secrets, steps, fleet, name=name: changed[name])

@@ -20,6 +20,7 @@ from mailhost.checks import (
     rdns,
     sieve,
     smtp,
+    webmail,
 )
 from mailhost.checks import host as host_checks
 from mailhost.lookup import zone_resolver
@@ -44,6 +45,7 @@ def run_checks(settings: Settings, secrets: Secrets, mta, host=None,
               lambda: rdns.checks(settings, resolver),
               lambda: mta_sts.checks(settings, resolver, fleet.mx),
               lambda: autoconfig.checks(settings, resolver),
+              lambda: webmail.checks(settings, resolver),
               lambda: dane.checks(settings, resolver),
               *[lambda address=address: smtp.checks_of_address(settings, secrets, address, mta)
                 + imap.checks_of_address(settings, secrets, address)
@@ -57,10 +59,13 @@ def run_checks(settings: Settings, secrets: Secrets, mta, host=None,
     with ThreadPoolExecutor(max_workers=len(groups)) as pool:
         running = [pool.submit(group) for group in groups]
         on_host = ([*host_checks.checks(settings, host, mta), inbound.rspamd_check(host),
-                    *backup.checks(settings, host)] if host is not None else [])
-        (dns_results, rdns_results, mta_sts_results, autoconfig_results, dane_results,
+                    *backup.checks(settings, host), *webmail.host_checks(settings, host)]
+                   if host is not None else [])
+        (dns_results, rdns_results, mta_sts_results, autoconfig_results, webmail_results,
+         dane_results,
          *smtp_results,
          blocklist_results, spoof_results) = [future.result() for future in running]
-    return [*dns_results, *rdns_results, *mta_sts_results, *autoconfig_results, *dane_results,
+    return [*dns_results, *rdns_results, *mta_sts_results, *autoconfig_results,
+            *webmail_results, *dane_results,
             *[r for group in smtp_results for r in group],
             *spoof_results, *on_host, *blocklist_results]

@@ -21,6 +21,7 @@ from mailhost.host import (
     postsrsd,
     resolver,
     rspamd,
+    webmail,
 )
 from mailhost.settings import Settings
 
@@ -38,15 +39,16 @@ def served_by(server: ModuleType, name: str, components: tuple[ModuleType, ...],
 
 
 # Dovecot (IMAP, delivery, the users) in both, started before the SMTP server that uses it;
-# nginx (the MTA-STS policy) in both, only when MTA-STS is on; the backup first in both (a
+# nginx (the MTA-STS policy) in both, only when MTA-STS is on; the webmail (Roundcube, PHP-FPM)
+# in both, only when on, before nginx, which sends it its requests; the backup first in both (a
 # restore brings the mailboxes back before anything delivers), after the resolver (unbound:
 # validated DNS for Postfix's DANE, and a restore resolves through it)
 POSTFIX = served_by(postfix, name="postfix",  # postfix last
-                    components=(resolver, backup, postsrsd, opendkim, rspamd, dovecot, nginx,
-                                postfix),
+                    components=(resolver, backup, postsrsd, opendkim, rspamd, dovecot, webmail,
+                                nginx, postfix),
                     dkim_signer=opendkim.USER, tls_configurable=True)
 CHASQUID = served_by(chasquid, name="chasquid",
-                     components=(resolver, backup, rspamd, dovecot, nginx, chasquid),
+                     components=(resolver, backup, rspamd, dovecot, webmail, nginx, chasquid),
                      dkim_signer=chasquid.USER, tls_configurable=False)
 MTAS = MappingProxyType({mta.name: mta for mta in (POSTFIX, CHASQUID)})
 

@@ -2,9 +2,11 @@
 ``https://mta-sts.DOMAIN/.well-known/mta-sts.txt`` when ``mta_sts_mode`` is not "off", and with
 ``mail_client_autoconfig`` the files mail clients set themselves up from (mailhost.dns.autoconfig:
 Mozilla's ``https://autoconfig.DOMAIN/mail/config-v1.1.xml``, Outlook's answer to a POST at
-``https://autodiscover.DOMAIN/autodiscover/autodiscover.xml``); nothing else (404 for any other
-path or name, nothing on port 80: certbot's HTTP-01 keeps it). A component of both MTAs, there
-only when one of them is on (``wanted``): nothing is installed, opened or started otherwise.
+``https://autodiscover.DOMAIN/autodiscover/autodiscover.xml``), and with ``webmail`` Roundcube at
+``https://MAIL_HOSTNAME/`` (mailhost.host.webmail: only its index.php through PHP-FPM, and its
+static files); nothing else (404 for any other path or name, nothing on port 80: certbot's
+HTTP-01 keeps it). A component of both MTAs, there only when one of them is on (``wanted``):
+nothing is installed, opened or started otherwise.
 The clients' files are written into the configuration itself (``return 200``): nginx serves a
 static file to GET only, and Outlook asks with POST.
 
@@ -15,7 +17,7 @@ replaces the package's whole ``nginx.conf``, so the default site is never loaded
 certificate the MTA reads (paths.TLS_CERT: self-signed until certbot's, whose names include
 every ``mta-sts.DOMAIN``), TLS 1.2 and 1.3 only; the renewal hook reloads it.
 
-Both turned off on a host that served a policy (``retired``): nginx stopped and disabled (deploy.py
+All turned off on a host that served a policy (``retired``): nginx stopped and disabled (deploy.py
 puts it in units.converge's ``stopped``), then our nginx.conf and policy directory removed
 (``remove_leftovers``). The package stays installed: stopped and disabled, it listens on
 nothing (the firewall closes 443 too), removing it is an apt transaction on every such run's
@@ -30,7 +32,7 @@ from pyinfra.operations import server
 
 from mailhost.dns import autoconfig, mta_sts
 from mailhost.facts import known_state
-from mailhost.host import CertificateReader
+from mailhost.host import CertificateReader, webmail
 from mailhost.host.dovecot import CIPHERS
 from mailhost.keys.steps import KeySteps
 from mailhost.operations.files import directory, put_text, write_template
@@ -47,9 +49,10 @@ HTTPS_PORT = 443
 
 
 def wanted(settings: Settings) -> bool:
-    """Whether the host runs nginx at all: only to serve an MTA-STS policy or the clients'
-    autoconfiguration."""
-    return settings.mta_sts_mode != "off" or settings.mail_client_autoconfig
+    """Whether the host runs nginx at all: only to serve an MTA-STS policy, the clients'
+    autoconfiguration or the webmail."""
+    return (settings.mta_sts_mode != "off" or settings.mail_client_autoconfig
+            or webmail.wanted(settings))
 
 
 def retired(settings: Settings) -> bool:
@@ -81,8 +84,8 @@ def remove_leftovers(settings: Settings) -> None:
 
 
 def ports(settings: Settings) -> tuple[int, ...]:
-    """443, for the policy and the clients' files (the component is left out entirely when
-    neither is on)."""
+    """443, for the policy, the clients' files and the webmail (the component is left out
+    entirely when none is on)."""
     return (HTTPS_PORT,) if wanted(settings) else ()
 
 
@@ -106,13 +109,21 @@ def client_sites(settings: Settings) -> list[tuple[str, str, str, str]]:
             for domain in settings.mail_domains]
 
 
+def webmail_site(settings: Settings) -> dict | None:
+    """What nginx needs to serve the webmail at https://MAIL_HOSTNAME/ (None when off)."""
+    if not webmail.wanted(settings):
+        return None
+    return {"name": settings.mail_hostname, "root": webmail.DOCUMENT_ROOT,
+            "socket": webmail.FPM_SOCKET, "body_megabytes": webmail.UPLOAD_MEGABYTES + 5}
+
+
 def configure(settings: Settings, secrets, steps: KeySteps | None = None,
               fleet: FleetView = ALONE) -> set[str]:
     """The policy file of each mail domain, the clients' files, and the server that serves only
     them; what to restart.
 
     + settings: mta_sts_mode, mta_sts_max_age, mail_client_autoconfig, mail_domains,
-      mail_hostname, imap_starttls
+      mail_hostname, imap_starttls, webmail
     + fleet: the host's part of the inventory (the policy names every MX of the domain)
     """
     policies = mta_sts.policy_of(settings, fleet.mx)
@@ -124,5 +135,6 @@ def configure(settings: Settings, secrets, steps: KeySteps | None = None,
                                   policy_path=mta_sts.POLICY_PATH, ciphers=CIPHERS,
                                   client_sites=client_sites(settings),
                                   autoconfig_path=autoconfig.AUTOCONFIG_PATH,
-                                  autodiscover_path=autoconfig.AUTODISCOVER_PATH))
+                                  autodiscover_path=autoconfig.AUTODISCOVER_PATH,
+                                  webmail=webmail_site(settings)))
     return set(UNITS) if any(changed) else set()

@@ -153,6 +153,7 @@ EXPECTED = MappingProxyType({
     "mta_sts_mode": "'off', 'none', 'testing' or 'enforce'",
     "mta_sts_max_age": "seconds from 86400 (a day) to 31557600 (a year)",
     "dane": "'auto' or 'off'",
+    "webmail": "'roundcube' or 'off' (None: off)",
     "imap_starttls": "True or False",
     "mailbox_quota": "a size such as 500M or 2G (1 to 999999, M or G), or None",
     "cloudflare_api_url_is_api_host": "True or False",

@@ -15,7 +15,14 @@ import re
 from types import MappingProxyType
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from mailhost.dns.records import zone_of
 from mailhost.dns.spf import MAX_DNS_LOOKUPS, spf_lookup_count
@@ -161,6 +168,9 @@ class Settings(BaseModel):
     # Outlook's Autodiscover, served by nginx at autoconfig.DOMAIN and autodiscover.DOMAIN
     # (their A/AAAA records and certificate names come with it)
     mail_client_autoconfig: bool = False
+    # webmail at https://MAIL_HOSTNAME/ (mailhost.host.webmail): "roundcube", the distribution's
+    # Roundcube behind the host's nginx, with PHP-FPM and SQLite; "off" (or None): none
+    webmail: Literal["off", "roundcube"] = "off"
     # DANE (RFC 7672): "auto" publishes TLSA _25._tcp.MAIL_HOSTNAME 3 1 1 when the zone is
     # DNSSEC-signed (mailhost.dane); "off" manages no TLSA
     dane: Literal["auto", "off"] = "auto"
@@ -210,6 +220,11 @@ class Settings(BaseModel):
     check_outbound_smtp: HostPort = "gmail-smtp-in.l.google.com:25"  # the host must reach it
     check_outside_recipient: Email = "postmaster@gmail.com"  # relay probes; never sent to
 
+    @field_validator("webmail", mode="before")
+    @classmethod
+    def _webmail_none_is_off(cls, value):
+        return "off" if value is None else value
+
     @model_validator(mode="after")
     def _check_together(self):
         self._check_backup_mx()
@@ -221,6 +236,10 @@ class Settings(BaseModel):
         self._check_lab()
         self._check_users_and_aliases()
         self._check_backup()
+        if self.webmail != "off" and not self.mail_domains:
+            raise FieldError("webmail", self.webmail,
+                              "expected 'off' on a host without mail_domains (the webmail "
+                              "reads mailboxes on this host, and it holds none)")
         if self.relay_host is not None and self.mta == "chasquid":
             raise FieldError("relay_host", self.relay_host,
                               "expected None with mta = 'chasquid' (chasquid has no smarthost "
