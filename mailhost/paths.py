@@ -83,3 +83,11 @@ BACKUP_SERVICE = "mailhost-backup.service"
 BACKUP_TAG = "mailhost"  # the tag of this tool's snapshots
 # a mail host with backup MX hosts asks them for held mail (ETRN) when Postfix starts
 ETRN_SCRIPT = f"{MAILHOST_LIB}/etrn"
+
+
+def php_fpm_unit(version: tuple[int, int] | None) -> str:
+    """PHP-FPM's unit for a PHP version ((8, 3) -> php8.3-fpm): the webmail's, and what its
+    check asks about."""
+    if version is None:
+        raise ValueError("php-fpm: apt knows no version of it")
+    return f"php{version[0]}.{version[1]}-fpm"

@@ -17,6 +17,7 @@ from mailhost.checks import webmail as check
 from mailhost.host import nginx, units, webmail
 from mailhost.host.mtas import CHASQUID, POSTFIX, mta_of
 from mailhost.operations.files import render
+from mailhost.paths import php_fpm_unit
 from mailhost.settings import SettingsError
 
 ON = {"webmail": "roundcube"}
@@ -183,13 +184,13 @@ def test_roundcube_1_5_gets_the_names_before_1_6():
 @pytest.mark.parametrize(("version", "unit"), [((8, 3), "php8.3-fpm"), ((8, 1), "php8.1-fpm"),
                                                ((8, 4), "php8.4-fpm")])
 def test_the_fpm_unit_follows_php(version, unit):
-    assert webmail.fpm_unit(version) == unit
+    assert php_fpm_unit(version) == unit
     assert webmail.pool_file(version) == f"/etc/php/{version[0]}.{version[1]}/fpm/pool.d/www.conf"
 
 
 def test_no_php_known_is_said():
     with pytest.raises(ValueError, match="php-fpm"):
-        webmail.fpm_unit(None)
+        php_fpm_unit(None)
 
 
 @pytest.mark.parametrize(("status", "text", "problem"), [

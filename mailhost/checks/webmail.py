@@ -1,18 +1,19 @@
 """The webmail (``webmail = "roundcube"``): its login page fetched from every address of
 ``MAIL_HOSTNAME`` (IPv4 and IPv6), the certificate verified for that name, Roundcube's login
 form in it (PHP-FPM answered through nginx); and, on the host, PHP-FPM's unit active and
-enabled (the unit of the PHP version apt has: mailhost.host.webmail)."""
+enabled (the unit of the PHP version apt has: paths.php_fpm_unit)."""
 
 from __future__ import annotations
 
 from mailhost.checks import CheckResult, guarded, result
 from mailhost.checks.mta_sts import https_request
 from mailhost.facts import DebianPackageVersion, SystemdUnitStates
-from mailhost.host import webmail
 from mailhost.lookup import CheckResolver
+from mailhost.paths import php_fpm_unit
 from mailhost.settings import Settings
 
 MAX_BYTES = 256 * 1024
+LOGIN_FORM_FIELD = "rcmloginuser"  # Roundcube's login page: its user field
 ADVICE = ("nginx on the mail host serves it through PHP-FPM (/etc/nginx/nginx.conf, "
           "/etc/roundcube/config.inc.php): check `systemctl status nginx php*-fpm`, "
           "/var/log/nginx/error.log and `journalctl -t roundcube`, that 443 is open and that "
@@ -21,7 +22,7 @@ ADVICE = ("nginx on the mail host serves it through PHP-FPM (/etc/nginx/nginx.co
 
 def checks(settings: Settings, resolver: CheckResolver) -> list[CheckResult]:
     """The login page over IPv4 and IPv6 ([] with webmail off)."""
-    if not webmail.wanted(settings):
+    if settings.webmail != "roundcube":
         return []
     return [page_check(settings, resolver, family, rtype)
             for family, rtype in (("IPv4", "A"), ("IPv6", "AAAA"))
@@ -32,7 +33,7 @@ def judge(status: int, text: str) -> str:
     """What is wrong with the answer to GET / ("": Roundcube's login form)."""
     if status != 200:
         return f"HTTP {status}"
-    if f'id="{webmail.LOGIN_FORM_FIELD}"' not in text:
+    if f'id="{LOGIN_FORM_FIELD}"' not in text:
         return "no Roundcube login form in the page"
     return ""
 
@@ -61,12 +62,12 @@ def page_check(settings: Settings, resolver: CheckResolver, family: str,
 
 def host_checks(settings: Settings, host) -> list[CheckResult]:
     """On the host: PHP-FPM's unit active and enabled ([] with webmail off)."""
-    if not webmail.wanted(settings):
+    if settings.webmail != "roundcube":
         return []
     name, expected = "webmail: PHP-FPM running", "its unit active and enabled"
 
     def check():
-        unit = webmail.fpm_unit(host.get_fact(DebianPackageVersion, package="php-fpm"))
+        unit = php_fpm_unit(host.get_fact(DebianPackageVersion, package="php-fpm"))
         state = host.get_fact(SystemdUnitStates, units=[unit]).get(unit) or {}
         found = ("active" if state.get("active") else "not active") + ", " + (
             "enabled" if state.get("enabled") else "not enabled")

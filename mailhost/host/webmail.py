@@ -52,11 +52,12 @@ from mailhost.host import units
 from mailhost.host.dovecot import MANAGESIEVE_PORT, vacation
 from mailhost.keys.steps import KeySteps
 from mailhost.operations.files import put_text, render, write_template
+from mailhost.paths import php_fpm_unit
 from mailhost.settings import Settings
 from mailhost.settings.fleet import ALONE, FleetView
 
 PACKAGES = ("php-fpm", "roundcube", "roundcube-sqlite3", "roundcube-plugins")  # after APT_PIN
-UNITS: tuple[str, ...] = ()  # php<VERSION>-fpm, activated in configure (fpm_unit)
+UNITS: tuple[str, ...] = ()  # php<VERSION>-fpm, activated in configure (paths.php_fpm_unit)
 ETC = "/etc/roundcube"
 CONFIG = f"{ETC}/config.inc.php"
 MANAGESIEVE_CONFIG = f"{ETC}/plugins/managesieve/config.inc.php"
@@ -77,7 +78,6 @@ SUBMISSION = "tls://127.0.0.1:587"
 # dbconfig-common makes the SQLite database, asking nothing (set before the install)
 DEBCONF_SELECTIONS = ("roundcube-core roundcube/dbconfig-install boolean true\n"
                       "roundcube-core roundcube/database-type select sqlite3\n")
-LOGIN_FORM_FIELD = "rcmloginuser"  # the login page's user field (the checks look for it)
 
 
 def wanted(settings: Settings) -> bool:
@@ -100,7 +100,7 @@ def stopped_units(settings: Settings) -> list[str]:
     if not retired(settings):
         return []
     version = php_version()
-    return [fpm_unit(version)] if version else []
+    return [php_fpm_unit(version)] if version else []
 
 
 def before_install(settings: Settings) -> None:
@@ -118,13 +118,6 @@ def before_install(settings: Settings) -> None:
     server.shell(name="Roundcube's database: SQLite, made by dbconfig-common (debconf)",
                  commands=[f"printf %s {shlex.quote(DEBCONF_SELECTIONS)} | "
                            "debconf-set-selections"])
-
-
-def fpm_unit(version: tuple[int, int] | None) -> str:
-    """PHP-FPM's unit for a PHP version ((8, 3) -> php8.3-fpm)."""
-    if version is None:
-        raise ValueError("php-fpm: apt knows no version of it")
-    return f"php{version[0]}.{version[1]}-fpm"
 
 
 def pool_file(version: tuple[int, int]) -> str:
@@ -166,7 +159,7 @@ def configure(settings: Settings, secrets, steps: KeySteps | None = None,
     + settings: webmail, mail_hostname, mta (vacation replies with Postfix only)
     """
     version = php_version()
-    unit = fpm_unit(version)
+    unit = php_fpm_unit(version)
     des_key()
     release = roundcube_release(host.get_fact(DebianPackageVersion, package="roundcube-core"))
     write_template("webmail/config.inc.php.j2", CONFIG, settings, des_key_file=DES_KEY_FILE,
