@@ -131,6 +131,13 @@ class MemorySampler(threading.Thread):
         self.join()
 
 
+def memory_cap() -> int | None:
+    """The VPS's memory cap in bytes, read from its cgroup (None: not capped, or no cgroup)."""
+    limit = lab_vps.memory_cgroup() / "memory.limit_in_bytes"
+    cap = int(limit.read_text()) if limit.exists() else None
+    return cap if cap is not None and cap < 1 << 60 else None  # cgroup v1's "no limit" is huge
+
+
 def mib(number: int) -> float:
     return round(number / (1 << 20), 1)
 
@@ -150,7 +157,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     run = uuid.uuid4().hex[:8]
     mta = ssh("systemctl is-active --quiet postfix && echo postfix || echo chasquid").strip()
-    idle = lab_vps.memory_use(None)
+    idle = lab_vps.memory_use(memory_cap())
     if not idle:
         sys.exit("bench-inbound: the VPS has no memory cgroup: is the lab up (scripts/lab up)?")
     pss_idle = pss_by_unit()
@@ -175,7 +182,7 @@ def main(argv=None) -> int:
         time.sleep(2)
     stored_at = time.monotonic() - start
     sampler.stop()
-    after = lab_vps.memory_use(None)
+    after = lab_vps.memory_use(memory_cap())
     missing = sorted(expected - set(stored))
     duplicated = sorted(tag for tag, count in stored.items() if count > 1)
     once = sum(1 for t in expected if stored.get(t) == 1)
